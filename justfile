@@ -1,0 +1,40 @@
+# grokscope: every command a person runs.
+set shell := ["bash", "-euo", "pipefail", "-c"]
+
+bin := "target/release/grokscope"
+
+# Show the recipes.
+default:
+    @just --list
+
+# Install libtorch (PyTorch 2.11.0) and the Python references into ~/.cache/grokscope (idempotent).
+setup:
+    @scripts/setup.sh
+
+# Build the release binary.
+build: setup
+    cargo build --release -p grokscope
+
+# Run the whole test suite (unit, integration, end-to-end CLI, HF parity).
+test: setup
+    cargo test --workspace --release
+
+# The paper's story end to end on this CPU: data, training, tracing, figures, report.
+demo: build
+    {{bin}} demo
+
+# Benchmarks side by side with the PyTorch references.
+bench: build
+    scripts/bench.sh
+
+# Format the code.
+fmt:
+    cargo fmt --all
+
+# Lint with clippy; warnings are errors.
+lint: setup
+    cargo clippy --workspace --all-targets -- -D warnings
+
+# Remove generated datasets, runs and analysis outputs (keeps committed fixtures).
+clean-outputs:
+    find data checkpoints notebooks-out -mindepth 1 -maxdepth 1 ! -name .gitkeep ! -name fixtures -exec rm -rf {} +
