@@ -1,1 +1,33 @@
-//! interp
+//! `interp`: the analyses of "Grokked Transformers are Implicit Reasoners" (paper-spec §5) on
+//! grokscope checkpoints — logit lens, activation patching (batched), attribution patching, the
+//! effect of corruptions on intermediate states, and sweeps over every checkpoint of a run.
+//!
+//! Conventions (see docs/interp.md):
+//! - layer `l` is the residual stream entering block `l` (`resid_pre[l]`, the paper's `S[l, ·]`):
+//!   0 = embeddings, `L` = output of the last block before ln_final;
+//! - positions are named by their role in the prompt (`h, r1, r2` / `a, q, e1, mask, e2`);
+//! - ranks are 0-based over the whole vocabulary; MRR = mean(1 / (rank + 1)).
+
+pub mod attribution;
+pub mod effect;
+pub mod error;
+pub mod lens;
+pub mod load;
+pub mod net;
+pub mod output;
+pub mod patch;
+pub mod probe;
+pub mod states;
+pub mod stats;
+pub mod trace;
+
+pub use attribution::{attribution_patching, AttributionOptions, AttributionResult};
+pub use effect::state_effect;
+pub use error::{InterpError, Result};
+pub use lens::{all_targets, default_targets, logit_lens, LensResult, TargetSpec};
+pub use net::{LnMode, Net};
+pub use patch::{
+    patch_sweep, ComponentKind, Direction, PatchResult, PositionChoice, SweepMode, SweepOptions,
+};
+pub use probe::{default_corruptions, CorruptionSpec, ProbeSet, ProbeSpec};
+pub use trace::{trace, TraceOptions, TraceSummary};

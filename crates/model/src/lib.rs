@@ -1,1 +1,45 @@
-//! model
+//! `model`: a pre-LayerNorm GPT-2 decoder in tch with TransformerLens hook points,
+//! interventions, block schedules (plain, shared, looped), layer surgery and safetensors
+//! checkpoints with Hugging Face GPT-2 names (export to and import from HF folders).
+//!
+//! Entry points: [`GptConfig`] → [`Gpt::new`] (or [`Checkpoint::new`] / [`Checkpoint::load`]);
+//! training uses [`Gpt::hidden_t`] + [`Gpt::unembed`]; interpretability uses [`Gpt::run`] and
+//! [`Gpt::run_from`] with a [`RunRequest`]. See `docs/model.md`.
+
+mod attention;
+mod block;
+mod checkpoint;
+mod config;
+mod conv1d;
+mod embed;
+mod error;
+mod gpt;
+pub mod hf;
+pub mod hooks;
+mod layer_norm;
+mod mlp;
+pub mod surgery;
+
+pub use attention::Attention;
+pub use block::Block;
+pub use checkpoint::{param_shapes, Checkpoint, CONFIG_KEY};
+pub use config::{looped_schedule, plain_schedule, shared_schedule, GptConfig};
+pub use conv1d::Conv1D;
+pub use embed::Embed;
+pub use error::{ModelError, Result};
+pub use gpt::{decayed_param_names, is_decayed, Gpt};
+pub use hf::{export_hf, import_hf};
+pub use hooks::{glob_match, Edit, HookPoint, Intervention, LogitPositions, RunOutput, RunRequest};
+pub use layer_norm::LayerNorm;
+pub use mlp::Mlp;
+pub use surgery::{SurgeryOp, SurgeryPlan};
+
+/// Standard deviation of the GPT-2 weight initialisation.
+pub const INIT_STD: f64 = 0.02;
+
+/// tch parameter group of the parameters that get weight decay (weights of embeddings, c_attn,
+/// c_proj, c_fc); use with `Optimizer::set_weight_decay_group`.
+pub const DECAY_GROUP: usize = 1;
+
+/// tch parameter group of the parameters without weight decay (LayerNorm weights and all biases).
+pub const NO_DECAY_GROUP: usize = 0;

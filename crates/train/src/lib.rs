@@ -1,1 +1,64 @@
-//! train
+//! The paper's training recipe for grokscope: presets and configs, AdamW written on tensors,
+//! learning-rate and checkpoint schedules, the whole training set on the device, per-split
+//! evaluation, `metrics.csv` / `layer_norms.csv`, atomic checkpoints and exact resume.
+//!
+//! Entry points: [`TrainConfig`] (presets, files, `--set` overrides), [`train`] (run or resume a
+//! run folder), [`eval::evaluate`] / [`eval::predict`] (score a model on a dataset's splits).
+
+pub mod amp;
+pub mod checkpoint;
+pub mod config;
+pub mod data;
+pub mod dataset;
+pub mod error;
+pub mod eval;
+pub mod metrics;
+pub mod optim;
+pub mod progress;
+pub mod schedule;
+pub mod trainer;
+
+pub use config::{BlockSchedule, Precision, TrainConfig, PRESETS};
+pub use dataset::DatasetSpec;
+pub use error::{Result, TrainError};
+pub use optim::{AdamW, AdamWParams};
+pub use schedule::{learning_rate, CheckpointSchedule, LrShape};
+pub use trainer::{train, RunSummary, TrainOptions};
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
+
+/// Mixes two 64-bit values into a seed (SplitMix64 finaliser over `a` and `b`); used to derive
+/// the per-epoch permutation seed and the per-step dropout seed from the run's seed.
+pub fn mix(a: u64, b: u64) -> u64 {
+    let mut z = a ^ b.wrapping_add(0x9e37_79b9_7f4a_7c15).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+/// 64-bit FNV-1a hash: stable across Rust versions and platforms, for config and data
+/// fingerprints.
+pub fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3))
+}
+
+/// A flag set by Ctrl-C or SIGTERM, for [`TrainOptions::stop`]: the run then writes a checkpoint
+/// and returns. A second signal exits the process at once (status 130). Installed once per
+/// process; later calls return the same flag.
+pub fn stop_on_signals() -> Result<Arc<AtomicBool>> {
+    static FLAG: OnceLock<std::result::Result<Arc<AtomicBool>, String>> = OnceLock::new();
+    FLAG.get_or_init(|| {
+        let flag = Arc::new(AtomicBool::new(false));
+        let handler_flag = Arc::clone(&flag);
+        ctrlc::set_handler(move || {
+            if handler_flag.swap(true, Ordering::SeqCst) {
+                std::process::exit(130);
+            }
+        })
+        .map(|()| flag)
+        .map_err(|e| e.to_string())
+    })
+    .clone()
+    .map_err(|e| TrainError::Config(format!("cannot install the Ctrl-C/SIGTERM handler: {e}")))
+}

@@ -1,0 +1,117 @@
+//! `grokscope eval`: score a checkpoint on a dataset's test splits, per example and per split.
+
+use crate::device::Ctx;
+use anyhow::{bail, Context, Result};
+use clap::Args;
+use model::Checkpoint;
+use serde::Serialize;
+use std::io::{BufWriter, Write};
+use std::path::PathBuf;
+use tasks::Dataset;
+use train::data::EvalSplit;
+use train::{eval, Precision};
+
+/// Evaluate a checkpoint on every split of a dataset's test.json (or one split).
+#[derive(Args, Debug)]
+pub struct EvalArgs {
+    /// A model.safetensors file, or a checkpoint folder (step-<n>) holding one.
+    #[arg(long, value_name = "FILE")]
+    pub checkpoint: PathBuf,
+    /// Dataset folder in the paper's format.
+    #[arg(long, value_name = "DIR")]
+    pub data: PathBuf,
+    /// Only this split (a test.json `type`).
+    #[arg(long, value_name = "NAME")]
+    pub split: Option<String>,
+    /// Write one JSON line per example: input tokens, gold, prediction, gold probability and rank.
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
+    /// Examples per forward pass.
+    #[arg(long, default_value_t = 1024)]
+    pub batch_size: usize,
+}
+
+/// One line of the predictions file.
+#[derive(Serialize)]
+struct PredictionLine<'a> {
+    split: &'a str,
+    index: usize,
+    input: String,
+    input_ids: &'a [u32],
+    gold: &'a str,
+    pred: &'a str,
+    correct: bool,
+    gold_prob: f64,
+    gold_rank: i64,
+}
+
+pub fn run(args: EvalArgs, ctx: &Ctx) -> Result<()> {
+    if args.batch_size == 0 {
+        bail!("--batch-size must be at least 1");
+    }
+    let path = if args.checkpoint.is_dir() {
+        args.checkpoint.join(train::checkpoint::MODEL_FILE)
+    } else {
+        args.checkpoint.clone()
+    };
+    let ckpt = Checkpoint::load(&path, ctx.device)?;
+    let ds = Dataset::load(&args.data)?;
+    if ckpt.config.vocab_size != ds.vocab.len() {
+        bail!(
+            "{} has a vocabulary of {} tokens, the dataset {} has {}: not the dataset it was trained on",
+            path.display(),
+            ckpt.config.vocab_size,
+            args.data.display(),
+            ds.vocab.len()
+        );
+    }
+    let mut groups = ds.splits();
+    if let Some(name) = &args.split {
+        let known: Vec<String> = groups.iter().map(|(n, _)| n.clone()).collect();
+        groups.retain(|(n, _)| n == name);
+        if groups.is_empty() {
+            bail!("no split {name:?} in {} (splits: {})", args.data.display(), known.join(", "));
+        }
+    }
+    let mut writer = match &args.out {
+        Some(out) => Some(BufWriter::new(
+            std::fs::File::create(out).with_context(|| format!("cannot write {}", out.display()))?,
+        )),
+        None => None,
+    };
+    println!("{:<24} {:>6} {:>8}", "split", "n", "acc");
+    for (name, examples) in &groups {
+        let split = EvalSplit::new(name, examples, ds.vocab.pad_id(), ctx.device)?;
+        if split.len == 0 {
+            continue;
+        }
+        ckpt.model.check_tokens(&split.tokens)?;
+        let preds = eval::predict(&ckpt.model, &split, args.batch_size, Precision::Fp32)?;
+        let correct = preds.iter().zip(examples).filter(|(p, ex)| p.pred == i64::from(ex.answer)).count();
+        println!("{name:<24} {:>6} {:>8.4}", split.len, correct as f64 / split.len as f64);
+        if let Some(w) = writer.as_mut() {
+            for (index, (p, ex)) in preds.iter().zip(examples).enumerate() {
+                let input_ids = &ex.tokens[..=ex.answer_pos];
+                let pred_id = u32::try_from(p.pred).ok().filter(|&id| (id as usize) < ds.vocab.len());
+                let line = PredictionLine {
+                    split: name,
+                    index,
+                    input: ds.vocab.decode(input_ids),
+                    input_ids,
+                    gold: ds.vocab.token(ex.answer),
+                    pred: pred_id.map_or("?", |id| ds.vocab.token(id)),
+                    correct: p.pred == i64::from(ex.answer),
+                    gold_prob: p.gold_prob,
+                    gold_rank: p.gold_rank,
+                };
+                serde_json::to_writer(&mut *w, &line)?;
+                w.write_all(b"\n")?;
+            }
+        }
+    }
+    if let (Some(mut w), Some(out)) = (writer, &args.out) {
+        w.flush().with_context(|| format!("cannot write {}", out.display()))?;
+        eprintln!("predictions written to {}", out.display());
+    }
+    Ok(())
+}

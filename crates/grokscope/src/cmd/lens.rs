@@ -1,0 +1,143 @@
+//! `grokscope lens`: the logit lens on one checkpoint (paper-spec §5; docs/interp.md).
+
+use crate::device::Ctx;
+use anyhow::{Context, Result};
+use interp::lens::{all_targets, default_targets, logit_lens, TargetSpec};
+use interp::load::{check_compatible, open, Opened};
+use interp::output::write_csv;
+use interp::{LnMode, Net, ProbeSet, ProbeSpec};
+use std::path::PathBuf;
+use std::str::FromStr;
+
+/// Options shared by `lens`, `patch` and `attribute`: the checkpoint, its dataset, the probe set.
+#[derive(clap::Args, Debug)]
+pub struct ProbeArgs {
+    /// Checkpoint file, e.g. checkpoints/RUN/step-N/model.safetensors.
+    #[arg(long)]
+    pub checkpoint: PathBuf,
+    /// Dataset folder [default: data_dir of RUN/config.json when the checkpoint is RUN/step-N/…].
+    #[arg(long)]
+    pub data: Option<PathBuf>,
+    /// Output folder (created if missing).
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Split the probe examples come from (a test.json type, or train / valid).
+    #[arg(long, default_value = "train_inferred")]
+    pub split: String,
+    /// Number of probe examples drawn at random from the split (0 = the whole split).
+    #[arg(long, default_value_t = 300)]
+    pub size: usize,
+    /// Seed of the probe sample, the corruptions and the noise.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Layers, comma-separated (0 = embeddings … L = last block output) [default: all].
+    #[arg(long, value_delimiter = ',')]
+    pub layers: Option<Vec<usize>>,
+    /// Largest batch of one forward pass (bounds memory).
+    #[arg(long, default_value_t = 2048)]
+    pub max_rows: usize,
+}
+
+impl ProbeArgs {
+    /// The probe specification.
+    pub fn spec(&self) -> ProbeSpec {
+        ProbeSpec {
+            split: self.split.clone(),
+            size: (self.size > 0).then_some(self.size),
+            seed: self.seed,
+        }
+    }
+
+    /// Loads the checkpoint and the dataset.
+    pub fn open(&self, ctx: &Ctx) -> Result<Opened> {
+        open(&self.checkpoint, self.data.as_deref(), ctx.device)
+            .with_context(|| format!("opening {}", self.checkpoint.display()))
+    }
+
+    /// Builds the probe set and checks that the checkpoint can read it.
+    pub fn probe(&self, opened: &Opened, corruptions: &[interp::CorruptionSpec]) -> Result<ProbeSet> {
+        let probe = ProbeSet::build(&opened.data, &self.spec(), corruptions)?;
+        check_compatible(&opened.checkpoint.config, &opened.data, probe.seq_len())?;
+        Ok(probe)
+    }
+
+    /// Checks the requested layers against the model.
+    pub fn check_layers(&self, net: &Net) -> Result<()> {
+        for &l in self.layers.iter().flatten() {
+            net.check_layer(l)?;
+        }
+        Ok(())
+    }
+}
+
+/// Parses a list of `FromStr` values given on the command line.
+pub fn parse_all<T: FromStr<Err = interp::InterpError>>(values: &[String]) -> Result<Vec<T>> {
+    Ok(values.iter().map(|v| T::from_str(v)).collect::<Result<Vec<T>, _>>()?)
+}
+
+#[derive(clap::Args, Debug)]
+pub struct LensArgs {
+    #[command(flatten)]
+    pub probe: ProbeArgs,
+    /// Lens target ROLE@POSITION (repeatable), e.g. b1@r1, r2@r2, v1@e1, labels@a, answer@last
+    /// [default: the paper's targets of the task].
+    #[arg(long = "target")]
+    pub targets: Vec<String>,
+    /// Every role (and the answer) at every position.
+    #[arg(long, conflicts_with = "targets")]
+    pub all_targets: bool,
+    /// How ln_final is applied to intermediate states: recompute (default; the paper) or
+    /// cached-scale (the final stream's scale, no recentring of early layers' norm).
+    #[arg(long, default_value = "recompute")]
+    pub ln_mode: String,
+}
+
+/// Runs `grokscope lens`: writes `lens.csv` and `examples.jsonl` to `--out` and prints the MRR of
+/// every target per layer.
+pub fn run(args: LensArgs, ctx: &Ctx) -> Result<()> {
+    let ln_mode = LnMode::from_str(&args.ln_mode)?;
+    let targets_given: Vec<TargetSpec> = parse_all(&args.targets)?;
+    let opened = args.probe.open(ctx)?;
+    let probe = args.probe.probe(&opened, &[])?;
+    let targets = if args.all_targets {
+        all_targets(&probe)
+    } else if targets_given.is_empty() {
+        default_targets(&probe)
+    } else {
+        targets_given
+    };
+    let net = Net::new(&opened.checkpoint.model);
+    args.probe.check_layers(&net)?;
+    let lens = logit_lens(
+        &net,
+        &probe,
+        &targets,
+        ln_mode,
+        args.probe.layers.as_deref(),
+        args.probe.max_rows,
+    )?;
+    let out = &args.probe.out;
+    probe.write_jsonl(&out.join("examples.jsonl"), &opened.data.vocab)?;
+    write_csv(&out.join("lens.csv"), &lens.rows(opened.step))?;
+    println!(
+        "logit lens ({ln_mode}) of {} at step {} on {} {} examples",
+        opened.path.display(),
+        opened.step,
+        probe.examples.len(),
+        probe.spec.split
+    );
+    for t in &lens.targets {
+        let values: Vec<String> = t
+            .layers
+            .iter()
+            .map(|&l| {
+                let v = t.metrics(l).first().map(|m| m.1).unwrap_or(f64::NAN);
+                format!("{l}:{v:.3}")
+            })
+            .collect();
+        let metric = if t.spec.role == interp::lens::LABELS { "recall@3" } else { "MRR" };
+        println!("  {:>8} @ {:<5} {metric:>8}  {}", t.spec.role, t.position, values.join(" "));
+    }
+    println!("wrote {} and examples.jsonl", out.join("lens.csv").display());
+    Ok(())
+}

@@ -1,0 +1,174 @@
+//! `grokscope patch`: activation patching (causal tracing) on one checkpoint (docs/interp.md).
+
+use crate::cmd::lens::{parse_all, ProbeArgs};
+use crate::device::Ctx;
+use anyhow::Result;
+use interp::lens::default_targets;
+use interp::output::{write_csv, write_json};
+use interp::patch::{Direction, PatchResult};
+use interp::{
+    default_corruptions, patch_sweep, state_effect, ComponentKind, CorruptionSpec, Net,
+    PositionChoice, SweepMode, SweepOptions,
+};
+use serde_json::json;
+use std::time::Instant;
+
+#[derive(clap::Args, Debug)]
+pub struct PatchArgs {
+    #[command(flatten)]
+    pub probe: ProbeArgs,
+    /// Corruption (repeatable): a role replaced by the paper's same-type rule (h, r1, r2 / a, e1,
+    /// e2) or Gaussian noise on positions, noise:POS[+POS…] [default: the paper's roles].
+    #[arg(long = "corruption")]
+    pub corruptions: Vec<String>,
+    /// Directions, comma-separated: noising (corrupted state into the clean run, the paper) and/or
+    /// denoising (clean state into the corrupted run).
+    #[arg(long, value_delimiter = ',', default_value = "noising,denoising")]
+    pub direction: Vec<String>,
+    /// Granularities, comma-separated: resid, attn_out, mlp_out, heads.
+    #[arg(long, value_delimiter = ',', default_value = "resid")]
+    pub component: Vec<String>,
+    /// Position sets, comma-separated: each (every position alone), corrupted (the positions the
+    /// corruption changes), all (every position at once).
+    #[arg(long, value_delimiter = ',', default_value = "each,corrupted")]
+    pub positions: Vec<String>,
+    /// Use the naive reference loop (one full forward per example, layer and cell) instead of
+    /// the batched sweep: for benchmarks and checks.
+    #[arg(long)]
+    pub naive: bool,
+}
+
+/// Runs `grokscope patch`: writes `patch.csv`, `state_effect.csv`, `patch_summary.json` and
+/// `examples.jsonl` to `--out` and prints the residual causal-strength grid of each corruption.
+pub fn run(args: PatchArgs, ctx: &Ctx) -> Result<()> {
+    let corruptions_given: Vec<CorruptionSpec> = parse_all(&args.corruptions)?;
+    let directions: Vec<Direction> = parse_all(&args.direction)?;
+    let components: Vec<ComponentKind> = parse_all(&args.component)?;
+    let positions: Vec<PositionChoice> = parse_all(&args.positions)?;
+    let opened = args.probe.open(ctx)?;
+    let corruptions = if corruptions_given.is_empty() {
+        default_corruptions(opened.data.kind)
+    } else {
+        corruptions_given
+    };
+    let probe = args.probe.probe(&opened, &corruptions)?;
+    let net = Net::new(&opened.checkpoint.model);
+    args.probe.check_layers(&net)?;
+    let opts = SweepOptions {
+        directions,
+        components,
+        positions,
+        layers: args.probe.layers.clone(),
+        mode: if args.naive { SweepMode::Naive } else { SweepMode::Batched },
+        max_rows: args.probe.max_rows,
+        ..SweepOptions::default()
+    };
+    let started = Instant::now();
+    let result = patch_sweep(&net, &probe, &opts)?;
+    let seconds = started.elapsed().as_secs_f64();
+    let targets = default_targets(&probe);
+    let effect = state_effect(&net, &probe, &targets, opened.step, args.probe.max_rows)?;
+
+    let out = &args.probe.out;
+    probe.write_jsonl(&out.join("examples.jsonl"), &opened.data.vocab)?;
+    write_csv(&out.join("patch.csv"), &result.rows(opened.step))?;
+    write_csv(&out.join("state_effect.csv"), &effect)?;
+    write_json(&out.join("patch_summary.json"), &summary(&result, &opened, &probe, &opts, seconds))?;
+
+    println!(
+        "activation patching of {} at step {} on {} {} examples ({} cells in {seconds:.2} s, {})",
+        opened.path.display(),
+        opened.step,
+        probe.examples.len(),
+        probe.spec.split,
+        result.cells.len(),
+        if args.naive { "naive loop" } else { "batched" }
+    );
+    print_grid(&result, net.n_layer());
+    println!("wrote patch.csv, state_effect.csv, patch_summary.json and examples.jsonl to {}", out.display());
+    Ok(())
+}
+
+fn summary(
+    result: &PatchResult,
+    opened: &interp::load::Opened,
+    probe: &interp::ProbeSet,
+    opts: &SweepOptions,
+    seconds: f64,
+) -> serde_json::Value {
+    let baselines: Vec<serde_json::Value> = result
+        .baselines
+        .iter()
+        .map(|b| {
+            json!({
+                "corruption": b.corruption,
+                "examples": b.examples.len(),
+                "positions": probe.position_set_name(&b.positions),
+                "clean": {"top1_not_gold": b.clean.causal_strength(), "mean_rank": b.clean.mean_rank(),
+                          "gold_prob": b.clean.gold_prob(), "logit_diff": b.clean.logit_diff()},
+                "corrupted": {"top1_not_gold": b.corrupted.causal_strength(), "mean_rank": b.corrupted.mean_rank(),
+                              "gold_prob": b.corrupted.gold_prob(), "logit_diff": b.corrupted.logit_diff()},
+            })
+        })
+        .collect();
+    json!({
+        "checkpoint": opened.path,
+        "step": opened.step,
+        "data_dir": opened.data.dir,
+        "split": probe.spec.split,
+        "probe_size": probe.examples.len(),
+        "seed": probe.spec.seed,
+        "positions": probe.positions,
+        "mode": format!("{:?}", opts.mode).to_lowercase(),
+        "cells": result.cells.len(),
+        "seconds": seconds,
+        "noise_scale": result.noise_scale,
+        "baselines": baselines,
+    })
+}
+
+/// Prints, per corruption, the residual noising causal strength per layer and position set.
+fn print_grid(result: &PatchResult, n_layer: usize) {
+    for b in &result.baselines {
+        println!(
+            "  {}: {} examples; clean top-1 not gold {:.3}, corrupted {:.3}",
+            b.corruption,
+            b.examples.len(),
+            b.clean.causal_strength(),
+            b.corrupted.causal_strength()
+        );
+        let cells: Vec<_> = result
+            .cells
+            .iter()
+            .filter(|c| {
+                c.cell.corruption == b.corruption
+                    && c.cell.direction == Direction::Noising
+                    && c.cell.component == interp::patch::Component::Resid
+            })
+            .collect();
+        let mut names: Vec<&str> = Vec::new();
+        for c in &cells {
+            if !names.contains(&c.cell.position.as_str()) {
+                names.push(&c.cell.position);
+            }
+        }
+        if names.is_empty() {
+            continue;
+        }
+        println!("    noising causal strength  layer {}", names.iter().map(|n| format!("{n:>8}")).collect::<String>());
+        for layer in 0..=n_layer {
+            let row: Vec<String> = names
+                .iter()
+                .map(|n| {
+                    cells
+                        .iter()
+                        .find(|c| c.cell.layer == layer && c.cell.position == *n)
+                        .map_or(format!("{:>8}", "-"), |c| format!("{:>8.3}", c.outcomes.causal_strength()))
+                })
+                .collect();
+            if row.iter().any(|v| v.trim() != "-") {
+                println!("    {:>30} {}", layer, row.join(""));
+            }
+        }
+    }
+}

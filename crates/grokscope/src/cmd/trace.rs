@@ -1,0 +1,123 @@
+//! `grokscope trace`: logit lens and causal tracing over every checkpoint of a run
+//! (docs/interp.md).
+
+use crate::cmd::lens::parse_all;
+use crate::device::Ctx;
+use anyhow::Result;
+use interp::{trace, CorruptionSpec, PositionChoice, ProbeSpec, TraceOptions};
+use std::path::PathBuf;
+
+#[derive(clap::Args, Debug)]
+pub struct TraceArgs {
+    /// Run folder holding step-N/model.safetensors (and config.json, metrics.csv).
+    #[arg(long)]
+    pub run: PathBuf,
+    /// Output folder [default: notebooks-out/<run name>/].
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Steps to trace, comma-separated [default: every checkpoint]; the saturation checkpoint and
+    /// the last one are always added.
+    #[arg(long, value_delimiter = ',')]
+    pub steps: Option<Vec<u64>>,
+    /// Dataset folder [default: data_dir of RUN/config.json].
+    #[arg(long)]
+    pub data: Option<PathBuf>,
+    /// Split the probe examples come from.
+    #[arg(long, default_value = "train_inferred")]
+    pub split: String,
+    /// Number of probe examples (0 = the whole split).
+    #[arg(long, default_value_t = 300)]
+    pub size: usize,
+    /// Seed of the probe sample, the corruptions and the noise.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Corruption (repeatable): a role or noise:POS[+POS…] [default: the paper's roles].
+    #[arg(long = "corruption")]
+    pub corruptions: Vec<String>,
+    /// Position sets of the residual noising sweep: corrupted (the paper's cells), each, all.
+    #[arg(long, value_delimiter = ',', default_value = "corrupted")]
+    pub positions: Vec<String>,
+    /// Layer of the key numbers in trace.json [default: round(5·L/8), the paper's layer 5 of 8].
+    #[arg(long)]
+    pub key_layer: Option<usize>,
+    /// Recompute checkpoints that are already done.
+    #[arg(long)]
+    pub force: bool,
+    /// Largest batch of one forward pass (bounds memory).
+    #[arg(long, default_value_t = 2048)]
+    pub max_rows: usize,
+    /// No progress bar.
+    #[arg(long)]
+    pub quiet: bool,
+}
+
+/// Runs `grokscope trace` and prints the key numbers of `trace.json`.
+pub fn run(args: TraceArgs, ctx: &Ctx) -> Result<()> {
+    let corruptions: Vec<CorruptionSpec> = parse_all(&args.corruptions)?;
+    let positions: Vec<PositionChoice> = parse_all(&args.positions)?;
+    let out = args.out.clone().unwrap_or_else(|| {
+        let name = args
+            .run
+            .canonicalize()
+            .ok()
+            .and_then(|p| p.file_name().map(|n| n.to_os_string()))
+            .or_else(|| args.run.file_name().map(|n| n.to_os_string()))
+            .unwrap_or_else(|| "run".into());
+        PathBuf::from("notebooks-out").join(name)
+    });
+    let opts = TraceOptions {
+        probe: ProbeSpec {
+            split: args.split.clone(),
+            size: (args.size > 0).then_some(args.size),
+            seed: args.seed,
+        },
+        steps: args.steps.clone(),
+        corruptions: (!corruptions.is_empty()).then_some(corruptions),
+        positions,
+        data: args.data.clone(),
+        key_layer: args.key_layer,
+        force: args.force,
+        max_rows: args.max_rows,
+        device: ctx.device,
+        progress: !args.quiet,
+    };
+    let s = trace(&args.run, &out, &opts)?;
+    println!(
+        "traced {} checkpoints of {} ({} computed now{}) on {} {} examples",
+        s.steps.len(),
+        args.run.display(),
+        s.computed_steps.len(),
+        s.seconds_per_checkpoint
+            .map_or(String::new(), |t| format!(", {t:.2} s each")),
+        s.probe_size,
+        s.probe_split
+    );
+    println!(
+        "  saturation: step {} ({}); last step {}",
+        s.saturation.step, s.saturation.note, s.last_step
+    );
+    for k in &s.lens {
+        if let (Some(first), Some(last)) = (k.mrr.first(), k.mrr.last()) {
+            println!(
+                "  lens {} @ {} layer {}: {:.3} at step {} -> {:.3} at step {}",
+                k.target, k.position, k.layer, first.1, first.0, last.1, last.0
+            );
+        }
+    }
+    for c in &s.causal {
+        let fmt = |v: Option<f64>| v.map_or("n/a".to_string(), |v| format!("{v:.3}"));
+        println!(
+            "  causal strength S[{}, {}] ({}): {} at saturation -> {} at the end",
+            c.layer,
+            c.position,
+            c.corruption,
+            fmt(c.start),
+            fmt(c.end)
+        );
+    }
+    println!(
+        "wrote lens.csv, patch.csv, state_effect.csv, circuit_change.csv, trace.json to {}",
+        out.display()
+    );
+    Ok(())
+}

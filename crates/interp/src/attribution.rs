@@ -1,0 +1,381 @@
+//! Attribution patching: the gradient approximation of activation patching.
+//!
+//! For the logit difference `M = Σ_i (logit_i[gold] − logit_i[alt])` of the base run (the
+//! corrupted run when denoising, the clean run when noising) and an activation `a`,
+//! `attr(cell) ≈ Σ_{pos ∈ cell} Σ_d ∂M/∂a · (a_source − a_base)`, for every cell of the grid from
+//! two forward passes and one backward pass (`Tensor::run_backward` on the cached activations).
+//! Each cell is also patched exactly (the batched sweep of [`crate::patch`]), and the agreement
+//! between both is reported as a Spearman rank correlation over the grid.
+
+use crate::error::{InterpError, Result};
+use crate::net::{logits_at, LnMode, Net};
+use crate::output::AttributionRow;
+use crate::patch::{
+    layers_for, position_sets, run_group_batched, variants, want_for, Cell, Component,
+    ComponentKind, Direction, Pair, PositionChoice, PositionSet,
+};
+use crate::probe::ProbeSet;
+use crate::states::{alt_tokens, noise_scale, CorruptionInputs, States};
+use crate::stats::{mean, pearson, restoration, spearman, to_f64, Outcomes};
+use model::{HookPoint, RunRequest};
+use serde::Serialize;
+use std::collections::BTreeMap;
+use tch::{Kind, Tensor};
+
+/// What attribution patching covers.
+#[derive(Clone, Debug)]
+pub struct AttributionOptions {
+    pub direction: Direction,
+    pub components: Vec<ComponentKind>,
+    pub positions: Vec<PositionChoice>,
+    /// Layers (`None`: all).
+    pub layers: Option<Vec<usize>>,
+    /// Readout of the metric: the model's logits (`Recompute`) or ln_f with the base run's
+    /// cached final scale (`CachedScale`, which makes the metric linear in the final state).
+    pub ln_mode: LnMode,
+    pub max_rows: usize,
+}
+
+impl Default for AttributionOptions {
+    fn default() -> Self {
+        AttributionOptions {
+            direction: Direction::Denoising,
+            components: vec![
+                ComponentKind::Resid,
+                ComponentKind::AttnOut,
+                ComponentKind::MlpOut,
+                ComponentKind::Heads,
+            ],
+            positions: vec![PositionChoice::Each, PositionChoice::Corrupted],
+            layers: None,
+            ln_mode: LnMode::Recompute,
+            max_rows: 1024,
+        }
+    }
+}
+
+/// One cell: per example the exact change of the logit difference and its attribution estimate.
+#[derive(Clone, Debug)]
+pub struct AttributionCell {
+    pub cell: Cell,
+    pub exact: Vec<f64>,
+    pub attribution: Vec<f64>,
+}
+
+/// Mean logit differences of a corruption's unpatched runs.
+#[derive(Clone, Debug, Serialize)]
+pub struct LdBaseline {
+    pub corruption: String,
+    pub examples: usize,
+    /// Mean logit difference of the clean run.
+    pub clean: f64,
+    /// Mean logit difference of the corrupted run.
+    pub corrupted: f64,
+}
+
+/// Agreement between exact and attribution patching over a set of cells.
+#[derive(Clone, Debug, Serialize)]
+pub struct Agreement {
+    pub cells: usize,
+    /// Spearman rank correlation of the per-cell mean effects (`null` if undefined).
+    pub spearman: Option<f64>,
+    /// Pearson correlation of the same.
+    pub pearson: Option<f64>,
+}
+
+/// The result of attribution patching.
+#[derive(Clone, Debug)]
+pub struct AttributionResult {
+    pub direction: Direction,
+    pub ln_mode: LnMode,
+    pub cells: Vec<AttributionCell>,
+    pub baselines: Vec<LdBaseline>,
+}
+
+impl AttributionResult {
+    fn agreement<'c>(cells: impl Iterator<Item = &'c AttributionCell>) -> Agreement {
+        let (x, y): (Vec<f64>, Vec<f64>) = cells
+            .map(|c| (mean(c.exact.iter().copied()), mean(c.attribution.iter().copied())))
+            .unzip();
+        Agreement {
+            cells: x.len(),
+            spearman: spearman(&x, &y),
+            pearson: pearson(&x, &y),
+        }
+    }
+
+    /// Agreement over all cells (key `all`), per component kind (`resid`, `attn_out`, `mlp_out`,
+    /// `heads`) and per corruption (`corruption:NAME`).
+    pub fn agreements(&self) -> BTreeMap<String, Agreement> {
+        let mut out = BTreeMap::new();
+        out.insert("all".to_string(), Self::agreement(self.cells.iter()));
+        for (kind, name) in [
+            (ComponentKind::Resid, "resid"),
+            (ComponentKind::AttnOut, "attn_out"),
+            (ComponentKind::MlpOut, "mlp_out"),
+            (ComponentKind::Heads, "heads"),
+        ] {
+            if self.cells.iter().any(|c| c.cell.component.kind() == kind) {
+                out.insert(
+                    name.to_string(),
+                    Self::agreement(self.cells.iter().filter(|c| c.cell.component.kind() == kind)),
+                );
+            }
+        }
+        for b in &self.baselines {
+            out.insert(
+                format!("corruption:{}", b.corruption),
+                Self::agreement(self.cells.iter().filter(|c| c.cell.corruption == b.corruption)),
+            );
+        }
+        out
+    }
+
+    /// `attribution.csv` rows: per cell and method (`exact`, `attribution`) the mean change of the
+    /// logit difference (`logit_diff_delta`) and the normalised `restoration`
+    /// `(LD_base + Δ − LD_corrupted) / (LD_clean − LD_corrupted)`.
+    pub fn rows(&self, step: u64) -> Vec<AttributionRow> {
+        let mut rows = Vec::new();
+        for c in &self.cells {
+            let Some(b) = self.baselines.iter().find(|b| b.corruption == c.cell.corruption) else {
+                continue;
+            };
+            let base = match c.cell.direction {
+                Direction::Noising => b.clean,
+                Direction::Denoising => b.corrupted,
+            };
+            for (method, values) in [("exact", &c.exact), ("attribution", &c.attribution)] {
+                let delta = mean(values.iter().copied());
+                let mut metrics = vec![("logit_diff_delta", delta)];
+                if let Some(r) = restoration(base + delta, b.clean, b.corrupted) {
+                    metrics.push(("restoration", r));
+                }
+                for (metric, value) in metrics {
+                    rows.push(AttributionRow {
+                        step,
+                        corruption: c.cell.corruption.clone(),
+                        direction: c.cell.direction.to_string(),
+                        component: c.cell.component.to_string(),
+                        layer: c.cell.layer,
+                        position: c.cell.position.clone(),
+                        metric: metric.into(),
+                        value,
+                        method: method.into(),
+                    });
+                }
+            }
+        }
+        rows
+    }
+}
+
+/// Attribution patching and exact patching over the same grid, for every corruption of the probe
+/// set.
+pub fn attribution_patching(
+    net: &Net,
+    probe: &ProbeSet,
+    opts: &AttributionOptions,
+) -> Result<AttributionResult> {
+    let nu = tch::no_grad(|| noise_scale(net, probe));
+    let mut result = AttributionResult {
+        direction: opts.direction,
+        ln_mode: opts.ln_mode,
+        cells: Vec::new(),
+        baselines: Vec::new(),
+    };
+    for spec in &probe.corruptions {
+        let name = spec.to_string();
+        let ci = CorruptionInputs::new(net, probe, &name, nu)?;
+        let (baseline, cells) = attribute_corruption(net, probe, &ci, opts)?;
+        result.baselines.push(baseline);
+        result.cells.extend(cells);
+    }
+    Ok(result)
+}
+
+/// One (kind, layer) group of the grid with its variants.
+struct Group<'s> {
+    kind: ComponentKind,
+    layer: usize,
+    vars: Vec<(Component, &'s PositionSet)>,
+}
+
+fn attribute_corruption(
+    net: &Net,
+    probe: &ProbeSet,
+    ci: &CorruptionInputs,
+    opts: &AttributionOptions,
+) -> Result<(LdBaseline, Vec<AttributionCell>)> {
+    let ap = probe.answer_pos;
+    let want = want_for(&opts.components);
+    let sets = position_sets(probe, &ci.positions, &opts.positions);
+    let mut groups = Vec::new();
+    for &kind in &opts.components {
+        for layer in layers_for(net, kind, &opts.layers)? {
+            groups.push(Group {
+                kind,
+                layer,
+                vars: variants(net, kind, &sets),
+            });
+        }
+    }
+    let (clean, corrupted, alt) = tch::no_grad(|| -> Result<_> {
+        let clean = States::compute(net, &ci.clean, None, want, ap, opts.max_rows)?;
+        let corrupted = States::compute(net, &ci.corrupted, ci.noise.as_ref(), want, ap, opts.max_rows)?;
+        let alt = alt_tokens(&corrupted.logits, &ci.gold);
+        Ok((clean, corrupted, alt))
+    })?;
+    let clean_o = Outcomes::from_logits(&clean.logits, &ci.gold, &alt)?;
+    let corr_o = Outcomes::from_logits(&corrupted.logits, &ci.gold, &alt)?;
+    let baseline = LdBaseline {
+        corruption: ci.name.clone(),
+        examples: ci.len(),
+        clean: clean_o.logit_diff(),
+        corrupted: corr_o.logit_diff(),
+    };
+    let base_ld = match opts.direction {
+        Direction::Noising => &clean_o.ld,
+        Direction::Denoising => &corr_o.ld,
+    };
+    let pair = Pair::new(net, ci, &clean, &corrupted, &alt, opts.direction, opts.ln_mode, ap);
+
+    let mut cells = Vec::new();
+    let attributions = gradient_attributions(net, &pair, &groups, ap, opts.max_rows)?;
+    for (group, attr) in groups.iter().zip(attributions) {
+        let exact = tch::no_grad(|| run_group_batched(net, &pair, group.layer, &group.vars, ap, opts.max_rows))?;
+        for (((component, set), exact), attribution) in group.vars.iter().zip(exact).zip(attr) {
+            cells.push(AttributionCell {
+                cell: Cell {
+                    corruption: ci.name.clone(),
+                    direction: opts.direction,
+                    component: *component,
+                    layer: group.layer,
+                    position: set.name.clone(),
+                    positions: set.positions.clone(),
+                },
+                exact: exact.ld.iter().zip(base_ld).map(|(p, b)| p - b).collect(),
+                attribution,
+            });
+        }
+    }
+    Ok((baseline, cells))
+}
+
+/// The activation of a group's kind in a run's cache (`[n, T, …]`).
+fn group_hook(net: &Net, kind: ComponentKind, layer: usize) -> HookPoint {
+    match kind {
+        ComponentKind::Resid => net.resid_hook(layer),
+        ComponentKind::AttnOut => HookPoint::AttnOut(layer),
+        ComponentKind::MlpOut => HookPoint::MlpOut(layer),
+        ComponentKind::Heads => HookPoint::Z(layer),
+    }
+}
+
+/// The source − base difference of a group's activation. Shapes: `[n, T, d]` or `[n, T, H, dh]`.
+fn group_delta(pair: &Pair, kind: ComponentKind, layer: usize, start: i64, m: i64) -> Tensor {
+    let pick = |s: &States| -> Tensor {
+        match kind {
+            ComponentKind::Resid => s.resid[layer].narrow(0, start, m),
+            ComponentKind::AttnOut => s.attn_out[layer].narrow(0, start, m),
+            ComponentKind::MlpOut => s.mlp_out[layer].narrow(0, start, m),
+            ComponentKind::Heads => s.z[layer].narrow(0, start, m),
+        }
+    };
+    pick(&pair.src) - pick(&pair.base)
+}
+
+/// Per group, per variant, per example: `Σ_{pos ∈ set} Σ_d ∂M/∂a · (a_source − a_base)`, from one
+/// forward with gradients and one backward pass per chunk of examples.
+fn gradient_attributions(
+    net: &Net,
+    pair: &Pair,
+    groups: &[Group],
+    ap: usize,
+    max_rows: usize,
+) -> Result<Vec<Vec<Vec<f64>>>> {
+    let n = pair.gold.size()[0];
+    let chunk = (max_rows.max(1) as i64).min(n.max(1));
+    let mut out: Vec<Vec<Vec<f64>>> = groups
+        .iter()
+        .map(|g| g.vars.iter().map(|_| Vec::new()).collect())
+        .collect();
+    let mut hooks: Vec<HookPoint> = groups
+        .iter()
+        .map(|g| group_hook(net, g.kind, g.layer))
+        .filter(|h| *h != HookPoint::ResidPre(0))
+        .collect();
+    hooks.sort();
+    hooks.dedup();
+    let mut start = 0;
+    while start < n {
+        let m = chunk.min(n - start);
+        let x0 = pair.base.resid[0]
+            .narrow(0, start, m)
+            .detach()
+            .to_kind(Kind::Float)
+            .set_requires_grad(true);
+        let mut req = RunRequest::capture(hooks.iter().copied());
+        req.logit_positions = logits_at(ap);
+        if pair.base_scale.is_some() {
+            req.capture.insert(net.resid_hook(net.n_layer()));
+        }
+        let (grads, inputs_hooks) = tch::with_grad(|| -> Result<(Vec<Tensor>, Vec<HookPoint>)> {
+            let out = net.run_from(0, &x0, &req)?;
+            let logits = match &pair.base_scale {
+                None => out.logits.squeeze_dim(1),
+                Some(scale) => {
+                    let fin = out.cache.get(&net.resid_hook(net.n_layer())).ok_or_else(|| {
+                        InterpError::BadSpec {
+                            what: "hook",
+                            value: net.resid_hook(net.n_layer()).to_string(),
+                            reason: "the model did not return a requested activation".into(),
+                        }
+                    })?;
+                    net.readout(&fin.select(1, ap as i64), Some(&scale.narrow(0, start, m).detach()))
+                }
+            };
+            let gold = pair.gold.narrow(0, start, m).unsqueeze(1);
+            let alt = pair.alt.narrow(0, start, m).unsqueeze(1);
+            let metric = (logits.gather(1, &gold, false) - logits.gather(1, &alt, false)).sum(Kind::Float);
+            let mut inputs = vec![x0.shallow_clone()];
+            let mut order = vec![HookPoint::ResidPre(0)];
+            for h in &hooks {
+                if let Some(t) = out.cache.get(h) {
+                    inputs.push(t.shallow_clone());
+                    order.push(*h);
+                }
+            }
+            let grads = Tensor::f_run_backward(&[metric], &inputs, false, false)?;
+            Ok((grads, order))
+        })?;
+        tch::no_grad(|| -> Result<()> {
+            for (g, group) in groups.iter().enumerate() {
+                let hook = group_hook(net, group.kind, group.layer);
+                let grad = inputs_hooks
+                    .iter()
+                    .position(|h| *h == hook)
+                    .map(|i| &grads[i])
+                    .filter(|t| t.defined());
+                let delta = group_delta(pair, group.kind, group.layer, start, m);
+                let prod = match grad {
+                    Some(grad) => grad.to_kind(Kind::Double) * delta.to_kind(Kind::Double),
+                    None => delta.zeros_like().to_kind(Kind::Double),
+                };
+                for (v, (component, set)) in group.vars.iter().enumerate() {
+                    let idx = Tensor::from_slice(&set.positions.iter().map(|&p| p as i64).collect::<Vec<_>>())
+                        .to_device(net.device());
+                    let sel = prod.index_select(1, &idx);
+                    let sel = match component {
+                        Component::Head(h) => sel.narrow(2, *h as i64, 1),
+                        _ => sel,
+                    };
+                    let per_example = sel.reshape([m, -1]).sum_dim_intlist(1, false, Kind::Double);
+                    out[g][v].extend(to_f64(&per_example)?);
+                }
+            }
+            Ok(())
+        })?;
+        start += m;
+    }
+    Ok(out)
+}

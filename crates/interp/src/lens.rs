@@ -1,0 +1,317 @@
+//! The logit lens: how strongly an intermediate residual state S[l, pos] predicts a role's token.
+//!
+//! `logits_l = W_U · LN_final(S[l, pos])` (recompute mode, the default; or the cached-scale mode of
+//! [`LnMode`]), ranked over the whole vocabulary. Layer `l` is `resid_pre[l]`: 0 = embeddings,
+//! `L` = the last block's output before ln_final, so the lens at `L` is the model's prediction.
+
+use crate::error::{InterpError, Result};
+use crate::net::{LnMode, Net, Want};
+use crate::output::LensRow;
+use crate::probe::ProbeSet;
+use crate::states::{tokens_tensor, States};
+use crate::stats::{mean, mrr, to_f64, to_i64};
+use ndarray::Array2;
+use std::fmt;
+use std::str::FromStr;
+use tasks::TaskKind;
+use tch::{Kind, Tensor};
+
+/// Pseudo-role of the gold answer token.
+pub const ANSWER: &str = "answer";
+/// Pseudo-role of the three comparison labels together (metric `recall3`).
+pub const LABELS: &str = "labels";
+
+/// A lens target: a role's token read at a position.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct TargetSpec {
+    /// A role of the task, `answer` (the gold answer) or `labels` (the three comparison labels,
+    /// scored by Recall@3).
+    pub role: String,
+    /// A position name, or `last` for the answer position.
+    pub position: String,
+}
+
+impl fmt::Display for TargetSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}@{}", self.role, self.position)
+    }
+}
+
+impl FromStr for TargetSpec {
+    type Err = InterpError;
+
+    /// Parses `ROLE@POSITION`, e.g. `b1@r1`, `v2@e2`, `labels@a`, `answer@last`.
+    fn from_str(s: &str) -> Result<Self> {
+        match s.trim().split_once('@') {
+            Some((role, position)) if !role.is_empty() && !position.is_empty() => Ok(TargetSpec {
+                role: role.to_string(),
+                position: position.to_string(),
+            }),
+            _ => Err(InterpError::spec(
+                "lens target",
+                s,
+                "expected ROLE@POSITION, e.g. b1@r1 or labels@a",
+            )),
+        }
+    }
+}
+
+impl TargetSpec {
+    fn new(role: &str, position: &str) -> TargetSpec {
+        TargetSpec {
+            role: role.into(),
+            position: position.into(),
+        }
+    }
+}
+
+/// Names of the three comparison label roles, in label order (`<`, `=`, `>`).
+pub const LABEL_ROLES: [&str; 3] = ["label0", "label1", "label2"];
+
+/// The paper's lens targets for the probe set's task, keeping those whose roles exist:
+/// composition (k hops): each bridge `b_i` at `r_i`, `r_k` at `r_k`, the answer at the last
+/// position; comparison: `v1` at `e1`, `v2` at `e2`, the three labels (and Recall@3) at `a`, the
+/// answer at the last position; otherwise the answer at the last position.
+pub fn default_targets(probe: &ProbeSet) -> Vec<TargetSpec> {
+    let roles = probe.role_names();
+    let has = |r: &str| roles.iter().any(|x| x == r);
+    let mut out = Vec::new();
+    match probe.kind {
+        TaskKind::Composition { hops } => {
+            for i in 1..hops {
+                if has(&format!("b{i}")) {
+                    out.push(TargetSpec::new(&format!("b{i}"), &format!("r{i}")));
+                }
+            }
+            let last = format!("r{hops}");
+            if has(&last) {
+                out.push(TargetSpec::new(&last, &last));
+            }
+        }
+        TaskKind::Comparison => {
+            for (v, e) in [("v1", "e1"), ("v2", "e2")] {
+                if has(v) {
+                    out.push(TargetSpec::new(v, e));
+                }
+            }
+            if LABEL_ROLES.iter().all(|r| has(r)) {
+                for r in LABEL_ROLES {
+                    out.push(TargetSpec::new(r, "a"));
+                }
+                out.push(TargetSpec::new(LABELS, "a"));
+            }
+        }
+        TaskKind::Complex => {}
+    }
+    out.retain(|t| probe.position(&t.position).is_ok());
+    out.push(TargetSpec::new(ANSWER, "last"));
+    out
+}
+
+/// Every role (and the answer) at every position.
+pub fn all_targets(probe: &ProbeSet) -> Vec<TargetSpec> {
+    let mut roles = probe.role_names();
+    roles.push(ANSWER.into());
+    let mut out: Vec<TargetSpec> = probe
+        .positions
+        .iter()
+        .flat_map(|p| roles.iter().map(move |r| TargetSpec::new(r, p)))
+        .collect();
+    if probe.role_names().iter().filter(|r| LABEL_ROLES.contains(&r.as_str())).count() == 3 {
+        out.extend(probe.positions.iter().map(|p| TargetSpec::new(LABELS, p)));
+    }
+    out
+}
+
+/// The lens result of one target.
+#[derive(Clone, Debug)]
+pub struct TargetResult {
+    pub spec: TargetSpec,
+    /// Position name (`last` resolved).
+    pub position: String,
+    /// Position index.
+    pub pos: usize,
+    /// Layers of the rows of `values`.
+    pub layers: Vec<usize>,
+    /// Per layer (rows) and example (columns): the 0-based rank of the target token, or for
+    /// `labels` the fraction of the three labels among the top 3 tokens.
+    pub values: Array2<f64>,
+}
+
+impl TargetResult {
+    /// The row of `layer`, if it was computed.
+    fn row(&self, layer: usize) -> Option<ndarray::ArrayView1<'_, f64>> {
+        let i = self.layers.iter().position(|&l| l == layer)?;
+        Some(self.values.row(i))
+    }
+
+    /// MRR of the target at `layer` (not for `labels`).
+    pub fn mrr(&self, layer: usize) -> Option<f64> {
+        (self.spec.role != LABELS)
+            .then(|| self.row(layer).map(|r| mrr(r.iter().map(|&x| x as i64))))
+            .flatten()
+    }
+
+    /// The metrics of one layer: `mrr`, `mean_rank`, `top1` for a token; `recall3` for labels.
+    pub fn metrics(&self, layer: usize) -> Vec<(&'static str, f64)> {
+        let Some(row) = self.row(layer) else {
+            return Vec::new();
+        };
+        if self.spec.role == LABELS {
+            return vec![("recall3", mean(row.iter().copied()))];
+        }
+        vec![
+            ("mrr", mrr(row.iter().map(|&x| x as i64))),
+            ("mean_rank", mean(row.iter().copied())),
+            ("top1", mean(row.iter().map(|&x| f64::from(u8::from(x == 0.0))))),
+        ]
+    }
+}
+
+/// The lens over a probe set.
+#[derive(Clone, Debug)]
+pub struct LensResult {
+    pub ln_mode: LnMode,
+    pub targets: Vec<TargetResult>,
+}
+
+impl LensResult {
+    /// `lens.csv` rows: per target, layer and metric; the target column is the role, the position
+    /// column the position name.
+    pub fn rows(&self, step: u64) -> Vec<LensRow> {
+        let mut rows = Vec::new();
+        for t in &self.targets {
+            for &layer in &t.layers {
+                for (metric, value) in t.metrics(layer) {
+                    rows.push(LensRow {
+                        step,
+                        layer,
+                        position: t.position.clone(),
+                        target: t.spec.role.clone(),
+                        metric: metric.into(),
+                        value,
+                    });
+                }
+            }
+        }
+        rows
+    }
+
+    /// The result of `role` at position name `position`.
+    pub fn get(&self, role: &str, position: &str) -> Option<&TargetResult> {
+        self.targets
+            .iter()
+            .find(|t| t.spec.role == role && t.position == position)
+    }
+}
+
+/// Token ids of a target per example (`[N]`), or `[N, 3]` for `labels`.
+fn target_tokens(probe: &ProbeSet, spec: &TargetSpec) -> Result<Vec<i64>> {
+    let mut out = Vec::new();
+    for e in &probe.examples {
+        if spec.role == ANSWER {
+            out.push(i64::from(e.gold));
+        } else if spec.role == LABELS {
+            for r in LABEL_ROLES {
+                probe.check_role(r)?;
+                out.push(i64::from(e.roles[r]));
+            }
+        } else {
+            probe.check_role(&spec.role)?;
+            out.push(i64::from(e.roles[&spec.role]));
+        }
+    }
+    Ok(out)
+}
+
+/// The logit lens of `targets` on the probe set's clean inputs at `layers` (`None`: `0..=L`),
+/// in chunks of at most `max_rows` examples.
+pub fn logit_lens(
+    net: &Net,
+    probe: &ProbeSet,
+    targets: &[TargetSpec],
+    ln_mode: LnMode,
+    layers: Option<&[usize]>,
+    max_rows: usize,
+) -> Result<LensResult> {
+    let layers: Vec<usize> = match layers {
+        Some(list) => {
+            for &l in list {
+                net.check_layer(l)?;
+            }
+            list.to_vec()
+        }
+        None => (0..=net.n_layer()).collect(),
+    };
+    let device = net.device();
+    let n = probe.examples.len();
+    let mut prepared = Vec::new();
+    for spec in targets {
+        let pos = probe.position(&spec.position)?;
+        let tokens = Tensor::from_slice(&target_tokens(probe, spec)?).to_device(device);
+        let tokens = if spec.role == LABELS {
+            tokens.view([n as i64, 3])
+        } else {
+            tokens
+        };
+        prepared.push((spec, pos, tokens));
+    }
+    let values = tch::no_grad(|| -> Result<Vec<Array2<f64>>> {
+        let clean = tokens_tensor(probe.examples.iter().map(|e| e.tokens.as_slice()), device);
+        let states = States::compute(net, &clean, None, Want::default(), probe.answer_pos, max_rows)?;
+        let mut values: Vec<Array2<f64>> = prepared
+            .iter()
+            .map(|_| Array2::zeros((layers.len(), n)))
+            .collect();
+        let chunk = max_rows.max(1);
+        for (li, &layer) in layers.iter().enumerate() {
+            for start in (0..n).step_by(chunk) {
+                let m = chunk.min(n - start);
+                let resid = states.resid[layer].narrow(0, start as i64, m as i64);
+                let finals = states.resid[net.n_layer()].narrow(0, start as i64, m as i64);
+                let mut cache: Vec<(usize, Tensor)> = Vec::new();
+                for (ti, (spec, pos, tokens)) in prepared.iter().enumerate() {
+                    let logits = match cache.iter().find(|(p, _)| p == pos) {
+                        Some((_, lg)) => lg.shallow_clone(),
+                        None => {
+                            let x = resid.select(1, *pos as i64);
+                            let scale = (ln_mode == LnMode::CachedScale)
+                                .then(|| net.ln_scale(&finals.select(1, *pos as i64)));
+                            let lg = net.readout(&x, scale.as_ref()).to_kind(Kind::Float);
+                            cache.push((*pos, lg.shallow_clone()));
+                            lg
+                        }
+                    };
+                    let tok = tokens.narrow(0, start as i64, m as i64);
+                    let v = if spec.role == LABELS {
+                        let (_, top) = logits.topk(3, 1, true, true);
+                        let hits = top.unsqueeze(1).eq_tensor(&tok.unsqueeze(2)).any_dim(2, false);
+                        to_f64(&(hits.to_kind(Kind::Double).sum_dim_intlist(1, false, Kind::Double) / 3.0))?
+                    } else {
+                        let gold = logits.gather(1, &tok.unsqueeze(1), false);
+                        let rank = logits.gt_tensor(&gold).sum_dim_intlist(1, false, Kind::Int64);
+                        to_i64(&rank)?.into_iter().map(|r| r as f64).collect()
+                    };
+                    for (j, x) in v.into_iter().enumerate() {
+                        values[ti][[li, start + j]] = x;
+                    }
+                }
+            }
+        }
+        Ok(values)
+    })?;
+    Ok(LensResult {
+        ln_mode,
+        targets: prepared
+            .into_iter()
+            .zip(values)
+            .map(|((spec, pos, _), values)| TargetResult {
+                spec: spec.clone(),
+                position: probe.positions[pos].clone(),
+                pos,
+                layers: layers.clone(),
+                values,
+            })
+            .collect(),
+    })
+}

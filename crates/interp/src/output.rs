@@ -1,0 +1,127 @@
+//! Tidy CSV outputs (the schemas of docs/architecture.md) and atomic file writes.
+
+use crate::error::{InterpError, Result};
+use serde::{Deserialize, Serialize};
+use std::fs;
+use std::io::Write;
+use std::path::Path;
+
+/// One row of `lens.csv`: `step,layer,position,target,metric,value`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct LensRow {
+    pub step: u64,
+    pub layer: usize,
+    pub position: String,
+    pub target: String,
+    pub metric: String,
+    pub value: f64,
+}
+
+/// One row of `patch.csv`: `step,corruption,direction,component,layer,position,metric,value`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PatchRow {
+    pub step: u64,
+    pub corruption: String,
+    pub direction: String,
+    pub component: String,
+    pub layer: usize,
+    pub position: String,
+    pub metric: String,
+    pub value: f64,
+}
+
+/// One row of `attribution.csv`: the columns of `patch.csv` plus `method`
+/// (`exact` or `attribution`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AttributionRow {
+    pub step: u64,
+    pub corruption: String,
+    pub direction: String,
+    pub component: String,
+    pub layer: usize,
+    pub position: String,
+    pub metric: String,
+    pub value: f64,
+    pub method: String,
+}
+
+/// One row of `state_effect.csv`: `step,corruption,layer,position,target,metric,value` — how a
+/// corruption changes the intermediate state S[layer, position] (paper App. D.1, Fig. 11).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct EffectRow {
+    pub step: u64,
+    pub corruption: String,
+    pub layer: usize,
+    pub position: String,
+    pub target: String,
+    pub metric: String,
+    pub value: f64,
+}
+
+/// One row of `circuit_change.csv`: `corruption,layer,position,start,end,delta` (causal
+/// strength at the start and the end checkpoint, and end − start).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CircuitChangeRow {
+    pub corruption: String,
+    pub layer: usize,
+    pub position: String,
+    pub start: f64,
+    pub end: f64,
+    pub delta: f64,
+}
+
+/// Writes `bytes` to `path` atomically: a temporary file in the same folder, fsync, rename.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let dir = path.parent().filter(|p| !p.as_os_str().is_empty());
+    if let Some(dir) = dir {
+        fs::create_dir_all(dir).map_err(|e| InterpError::io(dir, e))?;
+    }
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = path.with_file_name(format!(".{name}.tmp-{}", std::process::id()));
+    let write = || -> std::io::Result<()> {
+        let mut f = fs::File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()
+    };
+    write().map_err(|e| InterpError::io(&tmp, e))?;
+    fs::rename(&tmp, path).map_err(|e| InterpError::io(path, e))
+}
+
+/// Writes `rows` as a CSV file with a header, atomically.
+pub fn write_csv<T: Serialize>(path: &Path, rows: &[T]) -> Result<()> {
+    let csv_err = |source| InterpError::Csv {
+        path: path.to_path_buf(),
+        source,
+    };
+    let mut w = csv::Writer::from_writer(Vec::new());
+    for row in rows {
+        w.serialize(row).map_err(csv_err)?;
+    }
+    let bytes = w
+        .into_inner()
+        .map_err(|e| InterpError::io(path, e.into_error()))?;
+    write_atomic(path, &bytes)
+}
+
+/// Reads a CSV file written by [`write_csv`].
+pub fn read_csv<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<Vec<T>> {
+    let csv_err = |source| InterpError::Csv {
+        path: path.to_path_buf(),
+        source,
+    };
+    let mut r = csv::Reader::from_path(path).map_err(csv_err)?;
+    r.deserialize().map(|row| row.map_err(csv_err)).collect()
+}
+
+/// Writes a value as pretty JSON, atomically.
+pub fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<()> {
+    let mut bytes = serde_json::to_vec_pretty(value).map_err(|source| InterpError::Json {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    bytes.push(b'\n');
+    write_atomic(path, &bytes)
+}

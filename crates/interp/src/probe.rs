@@ -1,0 +1,491 @@
+//! Probe sets: which examples an analysis looks at, their roles, and their corrupted variants.
+//!
+//! A probe set is a seeded random sample of one split (the paper: 300 `train_inferred` examples).
+//! For each example it holds the model input (the prompt up to the answer position), the gold
+//! answer, the role → token map of the task, and for each requested corruption the corrupted
+//! input and the positions the corruption touches. [`ProbeSet::write_jsonl`] writes all of it to
+//! `examples.jsonl`, so every reported number can be recomputed from that file and the checkpoint.
+
+use crate::error::{InterpError, Result};
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use serde::Serialize;
+use std::cmp::Ordering;
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::Path;
+use std::str::FromStr;
+use tasks::{Dataset, Example, TaskKind};
+
+/// Which examples to probe: `size` examples drawn without replacement from `split` with `seed`
+/// (`size = None`: the whole split, in file order).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ProbeSpec {
+    pub split: String,
+    pub size: Option<usize>,
+    pub seed: u64,
+}
+
+impl Default for ProbeSpec {
+    /// The paper's probe set: 300 random `train_inferred` examples.
+    fn default() -> Self {
+        ProbeSpec {
+            split: "train_inferred".into(),
+            size: Some(300),
+            seed: 0,
+        }
+    }
+}
+
+/// A way of corrupting an example.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum CorruptionSpec {
+    /// The paper's same-type replacement of the token with this role, chosen so that the gold
+    /// answer changes (paper-spec §5.1–5.2). Printed as the role, e.g. `r1`.
+    Token(String),
+    /// ROME's Gaussian noise (ν = 3 × the std of the token embeddings) added to the embeddings of
+    /// these positions. Printed as `noise:` and the position names joined by `+`, e.g. `noise:h`.
+    Noise(Vec<String>),
+}
+
+impl fmt::Display for CorruptionSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CorruptionSpec::Token(role) => write!(f, "{role}"),
+            CorruptionSpec::Noise(positions) => write!(f, "noise:{}", positions.join("+")),
+        }
+    }
+}
+
+impl FromStr for CorruptionSpec {
+    type Err = InterpError;
+
+    fn from_str(s: &str) -> Result<Self> {
+        let s = s.trim();
+        if let Some(rest) = s.strip_prefix("noise:") {
+            let positions: Vec<String> = rest.split('+').map(|p| p.trim().to_string()).collect();
+            if positions.iter().any(String::is_empty) {
+                return Err(InterpError::spec(
+                    "corruption",
+                    s,
+                    "expected noise:POS[+POS...], e.g. noise:h or noise:e1+mask",
+                ));
+            }
+            Ok(CorruptionSpec::Noise(positions))
+        } else if s.is_empty() || s.contains([':', '+', '@', ',']) {
+            Err(InterpError::spec(
+                "corruption",
+                s,
+                "expected a role name (e.g. r1) or noise:POS[+POS...]",
+            ))
+        } else {
+            Ok(CorruptionSpec::Token(s.to_string()))
+        }
+    }
+}
+
+/// The paper's corruptions for a task: composition `h, r1, …, rk`; comparison `a, e1, e2`.
+pub fn default_corruptions(kind: TaskKind) -> Vec<CorruptionSpec> {
+    let roles: Vec<String> = match kind {
+        TaskKind::Composition { hops } => std::iter::once("h".to_string())
+            .chain((1..=hops).map(|i| format!("r{i}")))
+            .collect(),
+        TaskKind::Comparison | TaskKind::Complex => {
+            vec!["a".into(), "e1".into(), "e2".into()]
+        }
+    };
+    roles.into_iter().map(CorruptionSpec::Token).collect()
+}
+
+/// One corrupted variant of a probe example.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct CorruptedInput {
+    /// Model input of the corrupted run (`[T]`; equal to the clean input for noise).
+    pub tokens: Vec<u32>,
+    /// Positions whose states the corruption changes at layer 0 (the paper's patched positions).
+    pub positions: Vec<usize>,
+    /// Seed of the Gaussian noise (noise corruptions only); see [`noise_values`].
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub noise_seed: Option<u64>,
+}
+
+/// One example of a probe set.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct ProbeExample {
+    /// Index of the example within its split (file order).
+    pub index: usize,
+    /// Model input: the example's tokens up to and including the answer position (`[T]`).
+    pub tokens: Vec<u32>,
+    /// Gold answer token id (the next token after the answer position).
+    pub gold: u32,
+    /// Role → token id (bridge entities, values, labels, …) as the tasks crate defines them.
+    pub roles: BTreeMap<String, u32>,
+    /// Corruption name → corrupted input; a corruption the example does not admit is absent.
+    pub corruptions: BTreeMap<String, CorruptedInput>,
+}
+
+/// A probe set: examples of one split, all with the same prompt shape.
+#[derive(Clone, Debug)]
+pub struct ProbeSet {
+    pub kind: TaskKind,
+    pub spec: ProbeSpec,
+    /// Names of the `T` input positions (`h, r1, r2` / `a, q, e1, mask, e2`).
+    pub positions: Vec<String>,
+    /// Position whose next-token prediction is the answer (`T − 1`).
+    pub answer_pos: usize,
+    /// The corruptions built for every example (where admissible).
+    pub corruptions: Vec<CorruptionSpec>,
+    pub examples: Vec<ProbeExample>,
+}
+
+/// All split names of a dataset with their examples: the `type`s of test.json plus `train` and
+/// `valid` (unless test.json already uses those names).
+pub fn dataset_splits(ds: &Dataset) -> Vec<(String, Vec<&Example>)> {
+    let mut splits: BTreeMap<String, Vec<&Example>> = ds.splits().into_iter().collect();
+    splits
+        .entry("train".into())
+        .or_insert_with(|| ds.train.iter().collect());
+    splits
+        .entry("valid".into())
+        .or_insert_with(|| ds.valid.iter().collect());
+    splits.into_iter().filter(|(_, v)| !v.is_empty()).collect()
+}
+
+/// Mixes a seed with further integers (SplitMix64 finaliser): independent seeds per example and
+/// per corruption that do not depend on which other corruptions were requested.
+pub fn mix_seed(seed: u64, parts: &[u64]) -> u64 {
+    let mut x = seed ^ 0x9E37_79B9_7F4A_7C15;
+    for &p in parts {
+        x = x.wrapping_add(p).wrapping_add(0x9E37_79B9_7F4A_7C15);
+        x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        x ^= x >> 31;
+    }
+    x
+}
+
+/// A stable 64-bit hash of a string (FNV-1a), used to derive per-corruption seeds.
+fn str_hash(s: &str) -> u64 {
+    s.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+    })
+}
+
+/// Standard-normal values (`n` of them) from a ChaCha8 stream seeded with `seed`, by the
+/// Box–Muller transform. The noise of a noise corruption is `ν · noise_values(seed, |P| · d)`,
+/// laid out position-major (`[|P|, d_model]`, positions in ascending order).
+pub fn noise_values(seed: u64, n: usize) -> Vec<f32> {
+    use rand::Rng;
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let mut out = Vec::with_capacity(n + 1);
+    while out.len() < n {
+        let u1: f64 = 1.0 - rng.gen::<f64>();
+        let u2: f64 = rng.gen::<f64>();
+        let r = (-2.0 * u1.ln()).sqrt();
+        let a = 2.0 * std::f64::consts::PI * u2;
+        out.push((r * a.cos()) as f32);
+        out.push((r * a.sin()) as f32);
+    }
+    out.truncate(n);
+    out
+}
+
+impl ProbeSet {
+    /// Draws the probe set of `spec` from `ds` and builds every corruption of `corruptions` for
+    /// each example (the paper's rules through `tasks::corrupt`; noise corruptions get a seed).
+    ///
+    /// Errors: unknown split, empty probe set, mixed prompt shapes, a corruption naming a role or
+    /// position the task does not have, or a corruption no example admits.
+    pub fn build(
+        ds: &Dataset,
+        spec: &ProbeSpec,
+        corruptions: &[CorruptionSpec],
+    ) -> Result<ProbeSet> {
+        let splits = dataset_splits(ds);
+        let Some((_, pool)) = splits.iter().find(|(name, _)| *name == spec.split) else {
+            return Err(InterpError::UnknownSplit {
+                split: spec.split.clone(),
+                available: splits
+                    .iter()
+                    .map(|(n, _)| n.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            });
+        };
+        let chosen: Vec<usize> = match spec.size {
+            Some(size) if size < pool.len() => {
+                let mut rng = ChaCha8Rng::seed_from_u64(spec.seed);
+                let mut idx = rand::seq::index::sample(&mut rng, pool.len(), size).into_vec();
+                idx.sort_unstable();
+                idx
+            }
+            _ => (0..pool.len()).collect(),
+        };
+        if chosen.is_empty() {
+            return Err(InterpError::EmptyProbeSet {
+                split: spec.split.clone(),
+            });
+        }
+        let first = pool[chosen[0]];
+        let shape = |ex: &Example| -> Result<(usize, Vec<String>)> {
+            Ok((ex.answer_pos, example_roles(ds, ex)?.keys().cloned().collect()))
+        };
+        let first_shape = shape(first)?;
+        let positions = position_names(ds.kind, first);
+        let corruptible = corruptible_roles(ds.kind, first);
+        let mut examples = Vec::with_capacity(chosen.len());
+        for &index in &chosen {
+            let ex = pool[index];
+            let this_shape = shape(ex)?;
+            if this_shape != first_shape {
+                return Err(InterpError::MixedPromptShapes {
+                    split: spec.split.clone(),
+                    first: describe_shape(&first_shape),
+                    other: describe_shape(&this_shape),
+                });
+            }
+            let tokens = ex.tokens[..=ex.answer_pos].to_vec();
+            let roles = example_roles(ds, ex)?;
+            let mut corrupted = BTreeMap::new();
+            for c in corruptions {
+                let name = c.to_string();
+                let c_seed = mix_seed(spec.seed, &[index as u64, str_hash(&name)]);
+                match c {
+                    CorruptionSpec::Token(role) => {
+                        if !corruptible.contains(role) {
+                            return Err(InterpError::UnknownRole {
+                                role: role.clone(),
+                                available: if corruptible.is_empty() {
+                                    format!("none: `{}` prompts have no corruption", spec.split)
+                                } else {
+                                    corruptible.join(", ")
+                                },
+                            });
+                        }
+                        let mut rng = ChaCha8Rng::seed_from_u64(c_seed);
+                        if let Some(mut cor) = tasks::corrupt(ds, &ds.facts, ex, role, &mut rng) {
+                            cor.tokens.truncate(tokens.len());
+                            corrupted.insert(
+                                name,
+                                CorruptedInput {
+                                    tokens: cor.tokens,
+                                    positions: cor.patch_positions.clone(),
+                                    noise_seed: None,
+                                },
+                            );
+                        }
+                    }
+                    CorruptionSpec::Noise(names) => {
+                        let mut pos = names
+                            .iter()
+                            .map(|n| position_index(&positions, n))
+                            .collect::<Result<Vec<_>>>()?;
+                        pos.sort_unstable();
+                        pos.dedup();
+                        corrupted.insert(
+                            name,
+                            CorruptedInput {
+                                tokens: tokens.clone(),
+                                positions: pos,
+                                noise_seed: Some(c_seed),
+                            },
+                        );
+                    }
+                }
+            }
+            examples.push(ProbeExample {
+                index,
+                tokens,
+                gold: ex.answer,
+                roles,
+                corruptions: corrupted,
+            });
+        }
+        for c in corruptions {
+            let name = c.to_string();
+            let usable = examples.iter().any(|e| {
+                e.corruptions
+                    .get(&name)
+                    .is_some_and(|ci| ci.tokens.len() == e.tokens.len())
+            });
+            if !usable {
+                return Err(InterpError::NoCorruptedExamples { corruption: name });
+            }
+        }
+        Ok(ProbeSet {
+            kind: ds.kind,
+            spec: spec.clone(),
+            positions,
+            answer_pos: first.answer_pos,
+            corruptions: corruptions.to_vec(),
+            examples,
+        })
+    }
+
+    /// Number of input positions `T`.
+    pub fn seq_len(&self) -> usize {
+        self.answer_pos + 1
+    }
+
+    /// Index of a position name (`last` = the answer position).
+    pub fn position(&self, name: &str) -> Result<usize> {
+        if name == "last" {
+            return Ok(self.answer_pos);
+        }
+        position_index(&self.positions, name)
+    }
+
+    /// Name of a set of positions: the single name, `all` for every position, else the names
+    /// joined by `+` (e.g. `e1+mask`).
+    pub fn position_set_name(&self, positions: &[usize]) -> String {
+        if positions.len() == self.positions.len() && positions.len() > 1 {
+            return "all".into();
+        }
+        positions
+            .iter()
+            .map(|&p| self.positions[p].as_str())
+            .collect::<Vec<_>>()
+            .join("+")
+    }
+
+    /// Indices (into `examples`) of the examples that admit corruption `name`.
+    pub fn admitting(&self, name: &str) -> Vec<usize> {
+        self.examples
+            .iter()
+            .enumerate()
+            .filter(|(_, e)| e.corruptions.contains_key(name))
+            .map(|(i, _)| i)
+            .collect()
+    }
+
+    /// Role names shared by all examples.
+    pub fn role_names(&self) -> Vec<String> {
+        self.examples
+            .first()
+            .map(|e| e.roles.keys().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// Checks that a role exists in this probe set.
+    pub fn check_role(&self, role: &str) -> Result<()> {
+        match self.examples.first() {
+            Some(e) if e.roles.contains_key(role) => Ok(()),
+            Some(e) => Err(unknown_role(role, &e.roles)),
+            None => Err(InterpError::EmptyProbeSet {
+                split: self.spec.split.clone(),
+            }),
+        }
+    }
+
+    /// Writes `examples.jsonl`: one JSON object per example with `index`, `split`, `tokens`,
+    /// `text` (token strings), `answer_pos`, `gold`, `roles` and `corruptions` (each with its
+    /// `tokens`, `positions` and, for noise, `noise_seed`).
+    pub fn write_jsonl(&self, path: &Path, vocab: &tasks::Vocab) -> Result<()> {
+        #[derive(Serialize)]
+        struct Line<'a> {
+            index: usize,
+            split: &'a str,
+            tokens: &'a [u32],
+            text: Vec<&'a str>,
+            answer_pos: usize,
+            gold: u32,
+            roles: &'a BTreeMap<String, u32>,
+            corruptions: &'a BTreeMap<String, CorruptedInput>,
+        }
+        let mut buf = Vec::new();
+        for e in &self.examples {
+            let line = Line {
+                index: e.index,
+                split: &self.spec.split,
+                tokens: &e.tokens,
+                text: e.tokens.iter().map(|&t| vocab.token(t)).collect(),
+                answer_pos: self.answer_pos,
+                gold: e.gold,
+                roles: &e.roles,
+                corruptions: &e.corruptions,
+            };
+            serde_json::to_writer(&mut buf, &line).map_err(|source| InterpError::Json {
+                path: path.to_path_buf(),
+                source,
+            })?;
+            buf.push(b'\n');
+        }
+        crate::output::write_atomic(path, &buf)
+    }
+}
+
+/// Names of the model-input positions (`0..=answer_pos`) of an example: the task's prompt
+/// position names, then `open` for complex's `<a>` token (and `p{i}` beyond).
+pub fn position_names(kind: TaskKind, ex: &Example) -> Vec<String> {
+    let mut names = tasks::position_names(kind, ex.prompt_len);
+    names.truncate(ex.answer_pos + 1);
+    for i in names.len()..=ex.answer_pos {
+        names.push(if i == ex.prompt_len && kind == TaskKind::Complex {
+            "open".to_string()
+        } else {
+            format!("p{i}")
+        });
+    }
+    names
+}
+
+/// The roles the paper's corruption rules apply to: composition `h, r1, …, rk`; comparison and
+/// complex `a, e1, e2`; none for atomic prompts.
+pub fn corruptible_roles(kind: TaskKind, ex: &Example) -> Vec<String> {
+    if kind.is_atomic(ex.prompt_len) || ex.prompt_len != kind.inferred_prompt_len() {
+        return Vec::new();
+    }
+    match kind {
+        TaskKind::Composition { .. } => std::iter::once("h".to_string())
+            .chain((1..ex.prompt_len).map(|i| format!("r{i}")))
+            .collect(),
+        TaskKind::Comparison | TaskKind::Complex => vec!["a".into(), "e1".into(), "e2".into()],
+    }
+}
+
+/// The role → token map of `tasks::roles`, plus for comparison/complex inferred prompts the
+/// three labels of the attribute as `label0` (<), `label1` (=), `label2` (>) when the dataset's
+/// facts (or its vocabulary's `<attr_k_i>` tokens) determine them.
+pub fn example_roles(ds: &Dataset, ex: &Example) -> Result<BTreeMap<String, u32>> {
+    let mut roles = tasks::roles(ds, ex)?;
+    if let (Some(&a), true) = (roles.get("a"), roles.contains_key("label")) {
+        let orderings = [Ordering::Less, Ordering::Equal, Ordering::Greater];
+        let labels: Vec<Option<u32>> = orderings
+            .iter()
+            .enumerate()
+            .map(|(i, &o)| {
+                ds.facts.label(a, o).or_else(|| {
+                    let name = ds.vocab.token(a).strip_suffix('>')?;
+                    ds.vocab.get(&format!("{name}_{i}>"))
+                })
+            })
+            .collect();
+        if let [Some(l0), Some(l1), Some(l2)] = labels[..] {
+            roles.insert("label0".into(), l0);
+            roles.insert("label1".into(), l1);
+            roles.insert("label2".into(), l2);
+        }
+    }
+    Ok(roles)
+}
+
+fn position_index(positions: &[String], name: &str) -> Result<usize> {
+    positions
+        .iter()
+        .position(|p| p == name)
+        .ok_or_else(|| InterpError::UnknownPosition {
+            position: name.to_string(),
+            available: positions.join(", "),
+        })
+}
+
+fn unknown_role(role: &str, roles: &BTreeMap<String, u32>) -> InterpError {
+    InterpError::UnknownRole {
+        role: role.to_string(),
+        available: roles.keys().cloned().collect::<Vec<_>>().join(", "),
+    }
+}
+
+fn describe_shape((answer_pos, roles): &(usize, Vec<String>)) -> String {
+    format!("{} positions, roles {}", answer_pos + 1, roles.join(","))
+}

@@ -1,0 +1,445 @@
+//! Lens and causal tracing over every checkpoint of a training run, the circuit change between
+//! the start of grokking and the end of training, and a summary for the demo.
+//!
+//! Files written to the output folder:
+//! - `examples.jsonl` — the probe set (same for every checkpoint);
+//! - `steps/step-N/{lens,patch,state_effect}.csv` + `done.json` — per checkpoint; a checkpoint
+//!   whose `done.json` matches the current options and checkpoint file is skipped on re-runs;
+//! - `lens.csv`, `patch.csv`, `state_effect.csv` — all traced steps combined (rebuilt each run);
+//! - `circuit_change.csv` — `corruption,layer,position,start,end,delta`: residual noising causal
+//!   strength at the saturation checkpoint and at the last one;
+//! - `trace.json` — [`TraceSummary`].
+
+use crate::effect::state_effect;
+use crate::error::{InterpError, Result};
+use crate::lens::{default_targets, logit_lens, TargetSpec, ANSWER};
+use crate::load::{check_compatible, list_checkpoints, resolve_data_dir};
+use crate::net::{LnMode, Net};
+use crate::output::{
+    read_csv, write_csv, write_json, CircuitChangeRow, EffectRow, LensRow, PatchRow,
+};
+use crate::patch::{patch_sweep, ComponentKind, Direction, PositionChoice, SweepMode, SweepOptions};
+use crate::probe::{default_corruptions, CorruptionSpec, ProbeSet, ProbeSpec};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+/// Options of [`trace`].
+#[derive(Clone, Debug)]
+pub struct TraceOptions {
+    pub probe: ProbeSpec,
+    /// Steps to trace (`None`: every checkpoint). The saturation and the last checkpoint are
+    /// always added, so the circuit change is defined.
+    pub steps: Option<Vec<u64>>,
+    /// Corruptions (`None`: the paper's, see [`default_corruptions`]).
+    pub corruptions: Option<Vec<CorruptionSpec>>,
+    /// Position sets of the residual noising sweep (default: the corrupted positions only, the
+    /// paper's cells).
+    pub positions: Vec<PositionChoice>,
+    /// Dataset folder (`None`: `data_dir` of `RUN/config.json`).
+    pub data: Option<PathBuf>,
+    /// Layer of the key numbers in `trace.json` (`None`: [`key_layer`]).
+    pub key_layer: Option<usize>,
+    /// Recompute every checkpoint even if done.
+    pub force: bool,
+    pub max_rows: usize,
+    pub device: tch::Device,
+    /// Draw a progress bar on stderr.
+    pub progress: bool,
+}
+
+impl Default for TraceOptions {
+    fn default() -> Self {
+        TraceOptions {
+            probe: ProbeSpec::default(),
+            steps: None,
+            corruptions: None,
+            positions: vec![PositionChoice::Corrupted],
+            data: None,
+            key_layer: None,
+            force: false,
+            max_rows: 2048,
+            device: tch::Device::Cpu,
+            progress: true,
+        }
+    }
+}
+
+/// The checkpoint where training accuracy saturates (the paper's "start of grokking").
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct Saturation {
+    pub step: u64,
+    /// Accuracy threshold met (0.99, or the 0.95 fallback); `null` when neither was reached and
+    /// the first checkpoint is used.
+    pub threshold: Option<f64>,
+    /// `train_inferred_acc` at that checkpoint (from metrics.csv), when known.
+    pub train_inferred_acc: Option<f64>,
+    /// How it was chosen, in words.
+    pub note: String,
+}
+
+/// A lens key number: MRR of a target at the key layer, per step.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct LensKey {
+    pub target: String,
+    pub position: String,
+    pub layer: usize,
+    /// `(step, mrr)` for every traced step.
+    pub mrr: Vec<(u64, f64)>,
+}
+
+/// A causal key number: residual noising causal strength of a corruption's own positions at the
+/// key layer, at the saturation and the last checkpoint.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct CausalKey {
+    pub corruption: String,
+    pub position: String,
+    pub layer: usize,
+    pub start: Option<f64>,
+    pub end: Option<f64>,
+}
+
+/// `trace.json`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct TraceSummary {
+    pub run: PathBuf,
+    pub data_dir: PathBuf,
+    pub n_layer: usize,
+    /// Layer of the key numbers (the paper's layer 5 of 8, scaled to the model's depth).
+    pub key_layer: usize,
+    pub probe_split: String,
+    pub probe_size: usize,
+    pub probe_seed: u64,
+    pub corruptions: Vec<String>,
+    /// Traced steps, ascending.
+    pub steps: Vec<u64>,
+    /// Steps computed by this invocation (the others were already done).
+    pub computed_steps: Vec<u64>,
+    pub saturation: Saturation,
+    pub last_step: u64,
+    pub lens: Vec<LensKey>,
+    pub causal: Vec<CausalKey>,
+    /// Mean wall-clock seconds per computed checkpoint (`null` when none was computed).
+    pub seconds_per_checkpoint: Option<f64>,
+}
+
+/// The default key layer: `round(5 L / 8)` clamped to `1..=L−1` (layer 5 for the paper's 8).
+pub fn key_layer(n_layer: usize) -> usize {
+    let k = (5 * n_layer + 4) / 8;
+    k.clamp(1.min(n_layer), n_layer.saturating_sub(1).max(1.min(n_layer)))
+}
+
+/// The fingerprint of a step's results: options plus the checkpoint file's size and mtime.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+struct Done {
+    options: String,
+    checkpoint: String,
+    checkpoint_len: u64,
+    checkpoint_modified: u64,
+}
+
+fn done_for(options: &str, file: &Path) -> Result<Done> {
+    let meta = fs::metadata(file).map_err(|e| InterpError::io(file, e))?;
+    let modified = meta
+        .modified()
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    Ok(Done {
+        options: options.to_string(),
+        checkpoint: file.display().to_string(),
+        checkpoint_len: meta.len(),
+        checkpoint_modified: modified,
+    })
+}
+
+/// `train_inferred_acc` per step from `RUN/metrics.csv` (empty when the file or column is absent).
+fn train_accuracy(run: &Path) -> Result<BTreeMap<u64, f64>> {
+    let path = run.join("metrics.csv");
+    if !path.is_file() {
+        return Ok(BTreeMap::new());
+    }
+    let csv_err = |source| InterpError::Csv {
+        path: path.clone(),
+        source,
+    };
+    let mut reader = csv::Reader::from_path(&path).map_err(csv_err)?;
+    let headers = reader.headers().map_err(csv_err)?.clone();
+    let (Some(step_col), Some(acc_col)) = (
+        headers.iter().position(|h| h == "step"),
+        headers.iter().position(|h| h == "train_inferred_acc"),
+    ) else {
+        return Ok(BTreeMap::new());
+    };
+    let mut out = BTreeMap::new();
+    for record in reader.records() {
+        let record = record.map_err(csv_err)?;
+        let parse = |i: usize| record.get(i).and_then(|v| v.trim().parse::<f64>().ok());
+        if let (Some(step), Some(acc)) = (parse(step_col), parse(acc_col)) {
+            out.insert(step as u64, acc);
+        }
+    }
+    Ok(out)
+}
+
+/// The first checkpoint whose training accuracy (the metrics row at its step, else the last row
+/// before it) is ≥ 0.99, else ≥ 0.95, else the first checkpoint.
+pub fn saturation(run: &Path, checkpoint_steps: &[u64]) -> Result<Saturation> {
+    let acc = train_accuracy(run)?;
+    let at = |step: u64| acc.range(..=step).next_back().map(|(_, &a)| a);
+    for threshold in [0.99, 0.95] {
+        if let Some(&step) = checkpoint_steps
+            .iter()
+            .find(|&&s| at(s).is_some_and(|a| a >= threshold))
+        {
+            return Ok(Saturation {
+                step,
+                threshold: Some(threshold),
+                train_inferred_acc: at(step),
+                note: format!("first checkpoint with train_inferred_acc >= {threshold} in metrics.csv"),
+            });
+        }
+    }
+    let step = checkpoint_steps.first().copied().unwrap_or(0);
+    Ok(Saturation {
+        step,
+        threshold: None,
+        train_inferred_acc: at(step),
+        note: if acc.is_empty() {
+            "no train_inferred_acc in metrics.csv: first checkpoint used".into()
+        } else {
+            "train_inferred_acc never reached 0.95: first checkpoint used".into()
+        },
+    })
+}
+
+/// Runs the logit lens (recompute mode, the paper's targets) and residual noising patching on
+/// checkpoints of `run`, writes the files listed in the module docs to `out`, and returns the
+/// summary.
+pub fn trace(run: &Path, out: &Path, opts: &TraceOptions) -> Result<TraceSummary> {
+    let checkpoints = list_checkpoints(run)?;
+    let all_steps: Vec<u64> = checkpoints.iter().map(|(s, _)| *s).collect();
+    let data_dir = resolve_data_dir(&checkpoints[0].1, opts.data.as_deref())?;
+    let data = tasks::Dataset::load(&data_dir)?;
+    let sat = saturation(run, &all_steps)?;
+    let last_step = *all_steps.last().unwrap_or(&0);
+    let mut selected: BTreeSet<u64> = match &opts.steps {
+        None => all_steps.iter().copied().collect(),
+        Some(list) => {
+            for s in list {
+                if !all_steps.contains(s) {
+                    return Err(InterpError::UnknownStep {
+                        run: run.to_path_buf(),
+                        step: *s,
+                        available: all_steps.iter().map(u64::to_string).collect::<Vec<_>>().join(", "),
+                    });
+                }
+            }
+            list.iter().copied().collect()
+        }
+    };
+    selected.insert(sat.step);
+    selected.insert(last_step);
+
+    let corruptions = opts
+        .corruptions
+        .clone()
+        .unwrap_or_else(|| default_corruptions(data.kind));
+    let probe = ProbeSet::build(&data, &opts.probe, &corruptions)?;
+    probe.write_jsonl(&out.join("examples.jsonl"), &data.vocab)?;
+    let targets = default_targets(&probe);
+    let sweep = SweepOptions {
+        directions: vec![Direction::Noising],
+        components: vec![ComponentKind::Resid],
+        positions: opts.positions.clone(),
+        layers: None,
+        mode: SweepMode::Batched,
+        max_rows: opts.max_rows,
+        ln_mode: LnMode::Recompute,
+    };
+    let fingerprint = format!(
+        "v1 probe={:?} corruptions={:?} targets={:?} positions={:?} data={}",
+        opts.probe,
+        corruptions.iter().map(ToString::to_string).collect::<Vec<_>>(),
+        targets.iter().map(ToString::to_string).collect::<Vec<_>>(),
+        opts.positions,
+        data_dir.display()
+    );
+
+    let steps_dir = out.join("steps");
+    let todo: Vec<(u64, PathBuf)> = checkpoints
+        .iter()
+        .filter(|(s, _)| selected.contains(s))
+        .cloned()
+        .collect();
+    let pending: Vec<&(u64, PathBuf)> = todo
+        .iter()
+        .map(|c| -> Result<(bool, &(u64, PathBuf))> {
+            let done_path = steps_dir.join(format!("step-{}", c.0)).join("done.json");
+            let expected = done_for(&fingerprint, &c.1)?;
+            let done = !opts.force
+                && fs::read_to_string(&done_path)
+                    .ok()
+                    .and_then(|t| serde_json::from_str::<Done>(&t).ok())
+                    .is_some_and(|d| d == expected);
+            Ok((done, c))
+        })
+        .collect::<Result<Vec<_>>>()?
+        .into_iter()
+        .filter(|(done, _)| !done)
+        .map(|(_, c)| c)
+        .collect();
+
+    let bar = if opts.progress {
+        indicatif::ProgressBar::new(pending.len() as u64)
+    } else {
+        indicatif::ProgressBar::hidden()
+    };
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{spinner} trace [{bar:30}] {pos}/{len} checkpoints {msg} ({elapsed}, eta {eta})",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+        .progress_chars("=> "),
+    );
+    let mut n_layer = None;
+    let mut seconds = Vec::new();
+    for (step, file) in &pending {
+        bar.set_message(format!("step {step}"));
+        let started = Instant::now();
+        let ckpt = model::Checkpoint::load(file, opts.device)?;
+        check_compatible(&ckpt.config, &data, probe.seq_len())?;
+        let net = Net::new(&ckpt.model);
+        n_layer = Some(net.n_layer());
+        let dir = steps_dir.join(format!("step-{step}"));
+        let lens = logit_lens(&net, &probe, &targets, LnMode::Recompute, None, opts.max_rows)?;
+        write_csv(&dir.join("lens.csv"), &lens.rows(*step))?;
+        let patch = patch_sweep(&net, &probe, &sweep)?;
+        write_csv(&dir.join("patch.csv"), &patch.rows(*step))?;
+        let effect = state_effect(&net, &probe, &targets, *step, opts.max_rows)?;
+        write_csv(&dir.join("state_effect.csv"), &effect)?;
+        write_json(&dir.join("done.json"), &done_for(&fingerprint, file)?)?;
+        seconds.push(started.elapsed().as_secs_f64());
+        bar.inc(1);
+    }
+    bar.finish_and_clear();
+
+    let steps: Vec<u64> = todo.iter().map(|(s, _)| *s).collect();
+    let mut lens_rows: Vec<LensRow> = Vec::new();
+    let mut patch_rows: Vec<PatchRow> = Vec::new();
+    let mut effect_rows: Vec<EffectRow> = Vec::new();
+    for s in &steps {
+        let dir = steps_dir.join(format!("step-{s}"));
+        lens_rows.extend(read_csv::<LensRow>(&dir.join("lens.csv"))?);
+        patch_rows.extend(read_csv::<PatchRow>(&dir.join("patch.csv"))?);
+        effect_rows.extend(read_csv::<EffectRow>(&dir.join("state_effect.csv"))?);
+    }
+    write_csv(&out.join("lens.csv"), &lens_rows)?;
+    write_csv(&out.join("patch.csv"), &patch_rows)?;
+    write_csv(&out.join("state_effect.csv"), &effect_rows)?;
+
+    let n_layer = match n_layer {
+        Some(l) => l,
+        None => lens_rows.iter().map(|r| r.layer).max().unwrap_or(0),
+    };
+    let key = opts.key_layer.unwrap_or_else(|| key_layer(n_layer));
+    if key > n_layer {
+        return Err(InterpError::LayerOutOfRange { layer: key, max: n_layer });
+    }
+    let strength = |step: u64| -> BTreeMap<(String, usize, String), f64> {
+        patch_rows
+            .iter()
+            .filter(|r| {
+                r.step == step
+                    && r.metric == "causal_strength"
+                    && r.direction == "noising"
+                    && r.component == "resid"
+            })
+            .map(|r| ((r.corruption.clone(), r.layer, r.position.clone()), r.value))
+            .collect()
+    };
+    let start = strength(sat.step);
+    let end = strength(last_step);
+    let change: Vec<CircuitChangeRow> = start
+        .iter()
+        .filter_map(|(k, &a)| {
+            end.get(k).map(|&b| CircuitChangeRow {
+                corruption: k.0.clone(),
+                layer: k.1,
+                position: k.2.clone(),
+                start: a,
+                end: b,
+                delta: b - a,
+            })
+        })
+        .collect();
+    write_csv(&out.join("circuit_change.csv"), &change)?;
+
+    let lens_keys = targets
+        .iter()
+        .filter(|t| t.role != ANSWER)
+        .filter_map(|t: &TargetSpec| {
+            let position = probe.position(&t.position).ok().map(|p| probe.positions[p].clone())?;
+            let mrr = steps
+                .iter()
+                .filter_map(|&s| {
+                    lens_rows
+                        .iter()
+                        .find(|r| {
+                            r.step == s
+                                && r.layer == key
+                                && r.target == t.role
+                                && r.position == position
+                                && (r.metric == "mrr" || r.metric == "recall3")
+                        })
+                        .map(|r| (s, r.value))
+                })
+                .collect();
+            Some(LensKey {
+                target: t.role.clone(),
+                position,
+                layer: key,
+                mrr,
+            })
+        })
+        .collect();
+    let causal = corruptions
+        .iter()
+        .filter_map(|c| {
+            let name = c.to_string();
+            let ci = probe.examples.iter().find_map(|e| e.corruptions.get(&name))?;
+            let position = probe.position_set_name(&ci.positions);
+            let k = (name.clone(), key, position.clone());
+            Some(CausalKey {
+                corruption: name,
+                position,
+                layer: key,
+                start: start.get(&k).copied(),
+                end: end.get(&k).copied(),
+            })
+        })
+        .collect();
+    let summary = TraceSummary {
+        run: run.to_path_buf(),
+        data_dir,
+        n_layer,
+        key_layer: key,
+        probe_split: probe.spec.split.clone(),
+        probe_size: probe.examples.len(),
+        probe_seed: probe.spec.seed,
+        corruptions: corruptions.iter().map(ToString::to_string).collect(),
+        steps,
+        computed_steps: pending.iter().map(|(s, _)| *s).collect(),
+        saturation: sat,
+        last_step,
+        lens: lens_keys,
+        causal,
+        seconds_per_checkpoint: (!seconds.is_empty())
+            .then(|| seconds.iter().sum::<f64>() / seconds.len() as f64),
+    };
+    write_json(&out.join("trace.json"), &summary)?;
+    Ok(summary)
+}

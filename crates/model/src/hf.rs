@@ -1,0 +1,293 @@
+//! Hugging Face GPT-2 folders: export (`config.json` + `model.safetensors`, loadable by
+//! `transformers.GPT2LMHeadModel.from_pretrained`) and import (`model.safetensors`, or
+//! `pytorch_model.bin` converted through Python because libtorch cannot read Python pickles).
+
+use crate::checkpoint::{
+    parse_safetensors, shape_of, tensor_from_view, write_atomic, write_safetensors, Checkpoint,
+    CONFIG_KEY,
+};
+use crate::config::{shared_schedule, GptConfig};
+use crate::error::{ModelError, Result};
+use serde_json::{json, Value};
+use std::collections::{BTreeMap, HashMap};
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use tch::{Device, Tensor};
+
+/// Metadata key recording the folder a checkpoint was imported from.
+pub const IMPORTED_FROM_KEY: &str = "imported_from";
+
+/// The Python interpreter with torch and transformers: `$GROKSCOPE_PYTHON` if set, else
+/// `$HOME/.cache/grokscope/venv/bin/python` (installed by `just setup`).
+pub fn python_path() -> PathBuf {
+    if let Some(p) = std::env::var_os("GROKSCOPE_PYTHON") {
+        return PathBuf::from(p);
+    }
+    let home = std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_default();
+    home.join(".cache/grokscope/venv/bin/python")
+}
+
+/// The `config.json` of a Hugging Face `GPT2LMHeadModel` equivalent to `cfg` (plain schedules
+/// only). Token id 0 (grokscope's `<pad>`) is used as bos/eos/pad so the ids are inside the vocabulary.
+pub fn hf_config(cfg: &GptConfig) -> Result<Value> {
+    if !cfg.is_plain() {
+        return Err(ModelError::Export(format!(
+            "the schedule {:?} over {} blocks is not plain 0..n: Hugging Face GPT-2 cannot express shared, \
+             repeated or reordered blocks; run `grokscope surgery --unshare` first to give every layer its \
+             own copy of its block",
+            cfg.schedule, cfg.n_blocks
+        )));
+    }
+    Ok(json!({
+        "architectures": ["GPT2LMHeadModel"],
+        "model_type": "gpt2",
+        "vocab_size": cfg.vocab_size,
+        "n_positions": cfg.n_ctx,
+        "n_ctx": cfg.n_ctx,
+        "n_embd": cfg.d_model,
+        "n_layer": cfg.n_layer(),
+        "n_head": cfg.n_head,
+        "n_inner": cfg.d_mlp,
+        "activation_function": "gelu_new",
+        "resid_pdrop": cfg.dropout,
+        "embd_pdrop": cfg.dropout,
+        "attn_pdrop": cfg.dropout,
+        "layer_norm_epsilon": cfg.ln_eps,
+        "initializer_range": crate::INIT_STD,
+        "scale_attn_weights": true,
+        "scale_attn_by_inverse_layer_idx": false,
+        "reorder_and_upcast_attn": false,
+        "tie_word_embeddings": true,
+        "use_cache": true,
+        "bos_token_id": 0,
+        "eos_token_id": 0,
+        "pad_token_id": 0,
+        "torch_dtype": "float32",
+    }))
+}
+
+/// Writes `dir/config.json` and `dir/model.safetensors` (HF names, Conv1D layout, `format = pt`,
+/// the grokscope config in the metadata; `lm_head.weight` is omitted because it is tied to
+/// `transformer.wte.weight`). Refuses non-plain schedules. Creates `dir`.
+pub fn export_hf(ckpt: &Checkpoint, dir: &Path) -> Result<()> {
+    let config = hf_config(&ckpt.config)?;
+    let text =
+        serde_json::to_string_pretty(&config).map_err(|e| ModelError::Export(e.to_string()))?;
+    write_atomic(&dir.join("config.json"), text.as_bytes())?;
+    let tensors: BTreeMap<String, Tensor> = ckpt.vs.variables().into_iter().collect();
+    let grokscope =
+        serde_json::to_string(&ckpt.config).map_err(|e| ModelError::Export(e.to_string()))?;
+    let metadata = HashMap::from([
+        ("format".to_string(), "pt".to_string()),
+        (CONFIG_KEY.to_string(), grokscope),
+    ]);
+    write_safetensors(&dir.join("model.safetensors"), &tensors, metadata)
+}
+
+/// The grokscope config of an HF GPT-2 `config.json` (read from `path`). Accepts `gelu_new` and
+/// `gelu_pytorch_tanh`; refuses other activations and attention variants grokscope does not
+/// implement. The paper's `add_recurrence` flag (with `recur_step`, default 2) becomes a shared
+/// schedule. Dropout is `resid_pdrop`.
+pub fn config_from_hf(config: &Value, path: &Path) -> Result<GptConfig> {
+    let bad = |msg: String| ModelError::checkpoint(path, msg);
+    let size = |key: &str| -> Result<Option<usize>> {
+        match config.get(key) {
+            None | Some(Value::Null) => Ok(None),
+            Some(v) => v
+                .as_u64()
+                .map(|x| Some(x as usize))
+                .ok_or_else(|| bad(format!("`{key}` = {v} is not a size"))),
+        }
+    };
+    let required = |key: &str| size(key)?.ok_or_else(|| bad(format!("config.json has no `{key}`")));
+    if let Some(t) = config.get("model_type").and_then(Value::as_str) {
+        if t != "gpt2" {
+            return Err(bad(format!(
+                "model_type is `{t}`, only `gpt2` can be imported"
+            )));
+        }
+    }
+    let activation = config
+        .get("activation_function")
+        .and_then(Value::as_str)
+        .unwrap_or("gelu_new");
+    if !matches!(activation, "gelu_new" | "gelu_pytorch_tanh") {
+        return Err(bad(format!(
+            "activation_function `{activation}` is not supported (grokscope uses gelu_new)"
+        )));
+    }
+    let flag = |key: &str| config.get(key).and_then(Value::as_bool);
+    if flag("scale_attn_weights") == Some(false) {
+        return Err(bad("scale_attn_weights = false is not supported".into()));
+    }
+    if flag("scale_attn_by_inverse_layer_idx") == Some(true) {
+        return Err(bad(
+            "scale_attn_by_inverse_layer_idx = true is not supported".into(),
+        ));
+    }
+    let d_model = required("n_embd")?;
+    let n_layer = required("n_layer")?;
+    let n_ctx = match size("n_positions")? {
+        Some(n) => n,
+        None => required("n_ctx")?,
+    };
+    let mut cfg = GptConfig::new(
+        required("vocab_size")?,
+        n_ctx,
+        d_model,
+        required("n_head")?,
+        n_layer,
+    );
+    cfg.d_mlp = size("n_inner")?.unwrap_or(4 * d_model);
+    if let Some(eps) = config.get("layer_norm_epsilon").and_then(Value::as_f64) {
+        cfg.ln_eps = eps;
+    }
+    if let Some(p) = config.get("resid_pdrop").and_then(Value::as_f64) {
+        cfg.dropout = p;
+    }
+    if flag("add_recurrence") == Some(true) {
+        let repeats = size("recur_step")?.unwrap_or(2);
+        cfg.schedule = shared_schedule(n_layer, repeats);
+    }
+    cfg.validate().map_err(|e| bad(e.to_string()))?;
+    Ok(cfg)
+}
+
+/// Reads a Hugging Face GPT-2 folder (`config.json` plus `model.safetensors` or
+/// `pytorch_model.bin`) onto `device`, e.g. the paper's released checkpoints with their 52k-row
+/// vocabulary. Names with or without the `transformer.` prefix are accepted; the attention mask
+/// buffers (`attn.bias`, `attn.masked_bias`) are ignored; `lm_head.weight`, if present, must equal
+/// `transformer.wte.weight` (tied). `pytorch_model.bin` is converted to safetensors by running
+/// [`python_path`] with torch, because libtorch cannot read Python pickles.
+pub fn import_hf(dir: &Path, device: Device) -> Result<Checkpoint> {
+    let config_path = dir.join("config.json");
+    let text = fs::read_to_string(&config_path).map_err(|e| ModelError::io(&config_path, e))?;
+    let json: Value = serde_json::from_str(&text)
+        .map_err(|e| ModelError::checkpoint(&config_path, format!("invalid JSON: {e}")))?;
+    let config = config_from_hf(&json, &config_path)?;
+    let safetensors = dir.join("model.safetensors");
+    let bin = dir.join("pytorch_model.bin");
+    let (weights, _converted) = if safetensors.is_file() {
+        (safetensors, None)
+    } else if bin.is_file() {
+        let converted = convert_bin(&bin)?;
+        (converted.0.clone(), Some(converted))
+    } else if dir.join("model.safetensors.index.json").is_file() {
+        return Err(ModelError::checkpoint(
+            dir,
+            "sharded checkpoints (model.safetensors.index.json) are not supported",
+        ));
+    } else {
+        return Err(ModelError::checkpoint(
+            dir,
+            "no model.safetensors or pytorch_model.bin in this folder",
+        ));
+    };
+    let bytes = fs::read(&weights).map_err(|e| ModelError::io(&weights, e))?;
+    let (views, _) = parse_safetensors(&bytes, &weights)?;
+    let mut tensors = BTreeMap::new();
+    let mut lm_head = None;
+    for (name, view) in views {
+        let short = name.strip_prefix("transformer.").unwrap_or(&name);
+        let parts: Vec<&str> = short.split('.').collect();
+        if matches!(parts.as_slice(), ["h", _, "attn", "bias" | "masked_bias"]) {
+            continue;
+        }
+        if short == "lm_head.weight" {
+            lm_head = Some(view);
+        } else {
+            tensors.insert(format!("transformer.{short}"), view);
+        }
+    }
+    if let (Some(head), Some(wte)) = (&lm_head, tensors.get("transformer.wte.weight")) {
+        let (head, wte) = (
+            tensor_from_view(head, "lm_head.weight", &weights)?,
+            tensor_from_view(wte, "wte", &weights)?,
+        );
+        if head.size() != wte.size() || !head.f_equal(&wte.to_kind(head.kind()))? {
+            return Err(ModelError::checkpoint(
+                &weights,
+                "lm_head.weight differs from transformer.wte.weight: untied output embeddings are not supported",
+            ));
+        }
+    }
+    let shapes = tensors
+        .iter()
+        .map(|(name, view)| (name.clone(), shape_of(view)))
+        .collect();
+    let get = |name: &str| match tensors.get(name) {
+        Some(view) => tensor_from_view(view, name, &weights),
+        None => Err(ModelError::MissingTensors {
+            path: weights.clone(),
+            names: vec![name.to_string()],
+        }),
+    };
+    let metadata = BTreeMap::from([(IMPORTED_FROM_KEY.to_string(), dir.display().to_string())]);
+    Checkpoint::from_source(config, &shapes, get, &weights, device, metadata)
+}
+
+/// A temporary safetensors file converted from a `pytorch_model.bin`; deleted on drop.
+struct Converted(PathBuf);
+
+impl Drop for Converted {
+    fn drop(&mut self) {
+        let _ = fs::remove_file(&self.0);
+    }
+}
+
+/// Python program: load a torch.save'd state dict (argv[1]) with `weights_only=True` and save its
+/// floating-point tensors as float32 safetensors (argv[2]).
+const CONVERT_BIN: &str = r#"
+import sys, torch
+from safetensors.torch import save_file
+sd = torch.load(sys.argv[1], map_location="cpu", weights_only=True)
+if isinstance(sd, dict) and isinstance(sd.get("state_dict"), dict):
+    sd = sd["state_dict"]
+out = {k: v.detach().to(torch.float32).contiguous().clone()
+       for k, v in sd.items() if torch.is_tensor(v) and v.is_floating_point()}
+save_file(out, sys.argv[2], metadata={"format": "pt"})
+"#;
+
+/// Converts `bin` to a temporary safetensors file with the Python at [`python_path`].
+fn convert_bin(bin: &Path) -> Result<Converted> {
+    let python = python_path();
+    let out = std::env::temp_dir().join(format!(
+        "grokscope-import-{}-{}.safetensors",
+        std::process::id(),
+        unique()
+    ));
+    let converted = Converted(out.clone());
+    let result = Command::new(&python).arg("-c").arg(CONVERT_BIN).arg(bin).arg(&out).output().map_err(|e| {
+        ModelError::checkpoint(
+            bin,
+            format!(
+                "reading pytorch_model.bin needs Python with torch and safetensors, but {} could not be run ({e}); \
+                 set GROKSCOPE_PYTHON or run `just setup`",
+                python.display()
+            ),
+        )
+    })?;
+    if !result.status.success() {
+        let stderr = String::from_utf8_lossy(&result.stderr);
+        let last = stderr
+            .lines()
+            .rev()
+            .find(|l| !l.trim().is_empty())
+            .unwrap_or("no message");
+        return Err(ModelError::checkpoint(
+            bin,
+            format!("conversion with {} failed: {last}", python.display()),
+        ));
+    }
+    Ok(converted)
+}
+
+/// A number distinct for every call in this process.
+fn unique() -> usize {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    NEXT.fetch_add(1, Ordering::Relaxed)
+}

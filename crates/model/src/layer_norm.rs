@@ -1,0 +1,62 @@
+//! LayerNorm with a TransformerLens `hook_scale`.
+
+use crate::error::Result;
+use crate::hooks::{HookPoint, Hooks};
+use tch::nn::{self, Init};
+use tch::Tensor;
+
+/// `y = (x − mean) / sqrt(var + eps) · weight + bias` over the last axis.
+#[derive(Debug)]
+pub struct LayerNorm {
+    /// `[d]`, initialised to 1.
+    pub weight: Tensor,
+    /// `[d]`, initialised to 0.
+    pub bias: Tensor,
+    /// Epsilon added to the variance.
+    pub eps: f64,
+}
+
+impl LayerNorm {
+    /// Parameters `weight` and `bias` of size `d` under `vs`, in the non-decayed group.
+    pub fn new(vs: &nn::Path, d: usize, eps: f64) -> LayerNorm {
+        let vs = vs.set_group(crate::NO_DECAY_GROUP);
+        let weight = vs.var("weight", &[d as i64], Init::Const(1.0));
+        let bias = vs.var("bias", &[d as i64], Init::Const(0.0));
+        LayerNorm { weight, bias, eps }
+    }
+
+    /// Shapes: x `[..., d]` → `[..., d]` (libtorch's fused kernel).
+    pub fn forward(&self, x: &Tensor) -> Tensor {
+        let d = self.weight.size()[0];
+        x.layer_norm([d], Some(&self.weight), Some(&self.bias), self.eps, true)
+    }
+
+    /// `sqrt(var + eps)` of x, the TransformerLens `hook_scale`.
+    /// Shapes: x `[..., d]` → `[..., 1]`.
+    pub fn scale(&self, x: &Tensor) -> Tensor {
+        let centred = x - x.mean_dim(-1, true, x.kind());
+        (centred.square().mean_dim(-1, true, x.kind()) + self.eps).sqrt()
+    }
+
+    /// The forward pass with `hook` (ln1/ln2/ln_final `hook_scale`). When the scale is edited the
+    /// normalisation divides by the edited scale; when it is only captured the scale is computed
+    /// on the side and the output is the fused kernel's, so capturing changes nothing.
+    /// Shapes: x `[B, T, d]` → `[B, T, d]`.
+    pub(crate) fn forward_hooked(
+        &self,
+        x: &Tensor,
+        hook: HookPoint,
+        hooks: &mut Hooks,
+    ) -> Result<Tensor> {
+        if hooks.edited(hook) {
+            let centred = x - x.mean_dim(-1, true, x.kind());
+            let scale = (centred.square().mean_dim(-1, true, x.kind()) + self.eps).sqrt();
+            let scale = hooks.apply(hook, scale)?;
+            return Ok(centred / scale * &self.weight + &self.bias);
+        }
+        if hooks.captured(hook) {
+            hooks.record(hook, self.scale(x));
+        }
+        Ok(self.forward(x))
+    }
+}

@@ -1,0 +1,8 @@
+//! Integration tests of the `model` crate (one binary: small random models on the CPU).
+
+mod checkpoint;
+mod common;
+mod hf;
+mod hooks;
+mod schedule;
+mod surgery;

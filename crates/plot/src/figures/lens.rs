@@ -1,0 +1,328 @@
+//! Logit-lens (lens.csv) and probe (probe.csv) figures: layer × position heatmaps per target at
+//! one step, the same over steps as small multiples, and each layer's value over training
+//! (the paper's Fig. 4c/5c).
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use crate::colormap::ColorMap;
+use crate::data::{distinct, read_lens, role_rank, roles_in_order, LensRow};
+use crate::error::Result;
+use crate::figures::{
+    choose_step, is_unit_metric, metric_label, metric_scale, saturation_note, saturation_step,
+    slug, spread_steps, Figure, FigureOptions, Section, LAYER_AXIS, STEP_AXIS,
+};
+use crate::heatmap::Heatmap;
+use crate::line_chart::{AxisScale, LineChart, Series};
+use crate::small_multiples::{Panel, SmallMultiples};
+
+/// Most checkpoints shown as small multiples.
+const MAX_PANELS: usize = 8;
+
+/// What a lens-layout CSV holds.
+#[derive(Clone, Copy)]
+struct Kind {
+    file_prefix: &'static str,
+    title: &'static str,
+    section: Section,
+    what: &'static str,
+}
+
+const LENS: Kind = Kind {
+    file_prefix: "lens",
+    title: "Logit lens",
+    section: Section::LogitLens,
+    what: "the logit lens (the residual stream read through the final LayerNorm and the \
+           unembedding)",
+};
+
+const PROBE: Kind = Kind {
+    file_prefix: "probe",
+    title: "Linear probe",
+    section: Section::Probes,
+    what: "a linear probe trained on the residual stream (held-out examples)",
+};
+
+/// Figures from lens.csv, per target: `lens_<target>_<metric>_step<N>.png` (layer × position),
+/// `…_over_steps.png` (small multiples) and `…_by_layer.png` (each layer over training).
+/// MRR and recall@3 are drawn when present, otherwise the target's first metric.
+pub fn logit_lens(lens_csv: &Path, out_dir: &Path, options: &FigureOptions) -> Result<Vec<Figure>> {
+    let rows = read_lens(lens_csv)?;
+    lens_like(&rows, LENS, out_dir, options, |metrics| {
+        let preferred: Vec<String> = ["mrr", "recall3"]
+            .iter()
+            .filter(|m| metrics.iter().any(|x| x == *m))
+            .map(|m| m.to_string())
+            .collect();
+        if preferred.is_empty() {
+            metrics.iter().take(1).cloned().collect()
+        } else {
+            preferred
+        }
+    })
+}
+
+/// Figures from probe.csv (same layout as lens.csv), for every target and metric:
+/// `probe_<target>_<metric>_step<N>.png`, `…_over_steps.png` and `…_by_layer.png`.
+pub fn probes(probe_csv: &Path, out_dir: &Path, options: &FigureOptions) -> Result<Vec<Figure>> {
+    let rows = read_lens(probe_csv)?;
+    lens_like(&rows, PROBE, out_dir, options, |metrics| metrics.to_vec())
+}
+
+fn lens_like(
+    rows: &[LensRow],
+    kind: Kind,
+    out_dir: &Path,
+    options: &FigureOptions,
+    pick_metrics: impl Fn(&[String]) -> Vec<String>,
+) -> Result<Vec<Figure>> {
+    let mut figures = Vec::new();
+    for target in distinct(rows.iter().map(|r| r.target.as_str())) {
+        let of_target: Vec<&LensRow> = rows.iter().filter(|r| r.target == target).collect();
+        let metrics = distinct(of_target.iter().map(|r| r.metric.as_str()));
+        for metric in pick_metrics(&metrics) {
+            let selected: Vec<&LensRow> = of_target
+                .iter()
+                .copied()
+                .filter(|r| r.metric == metric)
+                .collect();
+            let grid = LensGrid::new(&selected);
+            let name = format!(
+                "{}_{}_{}",
+                kind.file_prefix,
+                slug(&target),
+                slug(&metric)
+            );
+            figures.push(grid.step_heatmap(kind, &target, &metric, &name, out_dir, options)?);
+            if grid.steps.len() > 1 {
+                figures.push(grid.over_steps(kind, &target, &metric, &name, out_dir, options)?);
+                figures.extend(grid.by_layer(kind, &target, &metric, &name, out_dir, options)?);
+            }
+        }
+    }
+    Ok(figures)
+}
+
+/// The rows of one (target, metric), indexed by step, layer and position.
+struct LensGrid {
+    steps: Vec<u64>,
+    layers: Vec<usize>,
+    positions: Vec<String>,
+    values: BTreeMap<(u64, usize, String), f64>,
+}
+
+impl LensGrid {
+    fn new(rows: &[&LensRow]) -> LensGrid {
+        let mut steps: Vec<u64> = rows.iter().map(|r| r.step).collect();
+        steps.sort_unstable();
+        steps.dedup();
+        let mut layers: Vec<usize> = rows.iter().map(|r| r.layer).collect();
+        layers.sort_unstable();
+        layers.dedup();
+        LensGrid {
+            steps,
+            layers,
+            positions: roles_in_order(rows.iter().map(|r| r.position.as_str())),
+            values: rows
+                .iter()
+                .map(|r| ((r.step, r.layer, r.position.clone()), r.value))
+                .collect(),
+        }
+    }
+
+    fn value(&self, step: u64, layer: usize, position: &str) -> f64 {
+        self.values
+            .get(&(step, layer, position.to_string()))
+            .copied()
+            .unwrap_or(f64::NAN)
+    }
+
+    /// `[layer][position]` at `step`.
+    fn matrix(&self, step: u64) -> Vec<Vec<f64>> {
+        self.layers
+            .iter()
+            .map(|&l| {
+                self.positions
+                    .iter()
+                    .map(|p| self.value(step, l, p))
+                    .collect()
+            })
+            .collect()
+    }
+
+    fn layer_labels(&self) -> Vec<String> {
+        self.layers.iter().map(|l| l.to_string()).collect()
+    }
+
+    fn step_heatmap(
+        &self,
+        kind: Kind,
+        target: &str,
+        metric: &str,
+        name: &str,
+        out_dir: &Path,
+        options: &FigureOptions,
+    ) -> Result<Figure> {
+        let (step, note) = choose_step(&self.steps, options.step).unwrap_or((0, String::new()));
+        let values = self.matrix(step);
+        let label = metric_label(metric);
+        let heatmap = Heatmap::new(
+            format!("{}: {label} of {target}, step {step}", kind.title),
+            self.layer_labels(),
+            self.positions.clone(),
+            values.clone(),
+        )
+        .axes(LAYER_AXIS, "position (token role)")
+        .quantity(label.clone())
+        .scale(metric_scale(metric, values.iter().flatten().copied()));
+        let path = out_dir.join(format!("{name}_step{step}.png"));
+        heatmap.save(&path, heatmap.default_size())?;
+        Ok(Figure {
+            path,
+            caption: format!(
+                "{label} of the target {target} under {} at each layer (rows, 0 = embeddings) and \
+                 prompt position (columns), checkpoint {step}.{note}",
+                kind.what
+            ),
+            section: kind.section,
+        })
+    }
+
+    fn over_steps(
+        &self,
+        kind: Kind,
+        target: &str,
+        metric: &str,
+        name: &str,
+        out_dir: &Path,
+        options: &FigureOptions,
+    ) -> Result<Figure> {
+        let keep: Vec<u64> = saturation_step(&self.steps, options.saturation.as_ref())
+            .into_iter()
+            .collect();
+        let shown = spread_steps(&self.steps, MAX_PANELS, &keep);
+        let panels: Vec<Panel> = shown
+            .iter()
+            .map(|&s| Panel {
+                title: format!("step {s}"),
+                values: self.matrix(s),
+            })
+            .collect();
+        let label = metric_label(metric);
+        let scale = metric_scale(
+            metric,
+            panels.iter().flat_map(|p| p.values.iter().flatten().copied()),
+        );
+        let figure = SmallMultiples::new(
+            format!("{} over training: {label} of {target}", kind.title),
+            self.layer_labels(),
+            self.positions.clone(),
+            panels,
+        )
+        .axes(LAYER_AXIS, "position (token role)")
+        .quantity(label.clone())
+        .scale(scale)
+        .columns(4);
+        let path = out_dir.join(format!("{name}_over_steps.png"));
+        figure.save(&path, figure.default_size())?;
+        Ok(Figure {
+            path,
+            caption: format!(
+                "{label} of {target} under {} at {} of the {} checkpoints, on one colour scale.",
+                kind.what,
+                shown.len(),
+                self.steps.len()
+            ),
+            section: kind.section,
+        })
+    }
+
+    /// One chart per position the target is read at (usually one: b at r1, r2 at r2, v1 at e1 …).
+    fn by_layer(
+        &self,
+        kind: Kind,
+        target: &str,
+        metric: &str,
+        name: &str,
+        out_dir: &Path,
+        options: &FigureOptions,
+    ) -> Result<Vec<Figure>> {
+        let positions = home_positions(target, &self.positions);
+        let label = metric_label(metric);
+        let (marker, saturation_text) = saturation_note(options.saturation.as_ref());
+        let positive = self.steps.iter().filter(|s| **s > 0).count() >= 2;
+        let (x_scale, x_label) = if positive {
+            (AxisScale::Log, STEP_AXIS)
+        } else {
+            (AxisScale::Linear, "training step")
+        };
+        let mut figures = Vec::new();
+        for position in &positions {
+            let mut chart = LineChart::new(
+                format!("{}: {label} of {target} at position {position}, per layer", kind.title),
+                x_label,
+                label.clone(),
+            )
+            .x_scale(x_scale)
+            .legend_title("layer");
+            if is_unit_metric(metric) {
+                chart = chart.y_range(-0.02, 1.02);
+            }
+            let n = self.layers.len().max(2) - 1;
+            for (i, &layer) in self.layers.iter().enumerate() {
+                let points = self
+                    .steps
+                    .iter()
+                    .map(|&s| (s as f64, self.value(s, layer, position)))
+                    .collect();
+                let color = ColorMap::Sequential.at(0.9 * i as f64 / n as f64);
+                chart = chart.series(Series::new(format!("layer {layer}"), points, color));
+            }
+            if let Some((x, text)) = &marker {
+                chart = chart.marker(*x, text.as_str());
+            }
+            let file = if positions.len() == 1 {
+                format!("{name}_by_layer.png")
+            } else {
+                format!("{name}_by_layer_at_{}.png", slug(position))
+            };
+            let path = out_dir.join(file);
+            chart.save(&path, chart.default_size())?;
+            figures.push(Figure {
+                path,
+                caption: format!(
+                    "{label} of {target} at position {position} under {}, one line per layer, \
+                     over training (the paper's Fig. 4c/5c reads a middle layer, e.g. layer 5 of \
+                     8).{saturation_text}",
+                    kind.what
+                ),
+                section: kind.section,
+            });
+        }
+        Ok(figures)
+    }
+}
+
+/// The position(s) where a target is meant to be read: the paper's pairs (b at r1, bk at rk, r2 at
+/// r2, v1 at e1, v2 at e2, labels at a, the answer t at the last position), else every position.
+fn home_positions(target: &str, positions: &[String]) -> Vec<String> {
+    if positions.len() <= 1 {
+        return positions.to_vec();
+    }
+    let known = match target {
+        "b" => Some("r1".to_string()),
+        t if t.starts_with('b') && t[1..].parse::<usize>().is_ok() => Some(format!("r{}", &t[1..])),
+        "v1" => Some("e1".to_string()),
+        "v2" => Some("e2".to_string()),
+        "t" | "answer" | "label" => positions
+            .iter()
+            .max_by_key(|p| role_rank(p))
+            .cloned(),
+        t if t.starts_with("label") => Some("a".to_string()),
+        t => Some(t.to_string()),
+    };
+    match known.filter(|p| positions.contains(p)) {
+        Some(p) => vec![p],
+        None => positions.to_vec(),
+    }
+}

@@ -1,0 +1,374 @@
+//! The figures of a run, drawn from its CSV files alone. Each function reads one CSV file,
+//! writes its PNGs into an output folder and returns them with their captions.
+
+mod attention;
+mod dla;
+mod lens;
+mod patch;
+mod training;
+
+use std::path::{Path, PathBuf};
+
+pub use attention::attention_patterns;
+pub use dla::direct_logit_attribution;
+pub use lens::{logit_lens, probes};
+pub use patch::{attribution_patching, causal_tracing};
+pub use training::training_curves;
+
+use crate::colormap::ColorScale;
+use crate::data::{existing, Metrics, Saturation};
+use crate::error::{PlotError, Result};
+
+/// The part of the report a figure belongs to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Section {
+    Training,
+    LogitLens,
+    CausalTracing,
+    AttributionPatching,
+    DirectLogitAttribution,
+    Probes,
+    Attention,
+}
+
+impl Section {
+    /// Heading used in the report.
+    pub fn title(self) -> &'static str {
+        match self {
+            Section::Training => "Training",
+            Section::LogitLens => "Logit lens",
+            Section::CausalTracing => "Causal tracing (activation patching)",
+            Section::AttributionPatching => "Attribution patching",
+            Section::DirectLogitAttribution => "Direct logit attribution",
+            Section::Probes => "Linear probes",
+            Section::Attention => "Attention patterns",
+        }
+    }
+}
+
+/// A PNG that was written, with the caption the report shows under it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Figure {
+    pub path: PathBuf,
+    pub caption: String,
+    pub section: Section,
+}
+
+/// Choices that apply across figures.
+#[derive(Clone, Debug, Default)]
+pub struct FigureOptions {
+    /// Checkpoint step for the single-step heatmaps (default: each file's last step).
+    pub step: Option<u64>,
+    /// Earlier step of the circuit change (default: the first step at or after `saturation`).
+    pub change_from: Option<u64>,
+    /// Later step of the circuit change (default: the last step).
+    pub change_to: Option<u64>,
+    /// Where training saturated, marked on curves over steps (filled in from metrics.csv).
+    pub saturation: Option<Saturation>,
+}
+
+/// The CSV files of one run: metrics from the run folder, analyses from the analysis folder.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RunInputs {
+    pub run_dir: PathBuf,
+    pub analysis_dir: PathBuf,
+    pub metrics: PathBuf,
+    pub layer_norms: Option<PathBuf>,
+    pub lens: Option<PathBuf>,
+    pub patch: Option<PathBuf>,
+    pub attribution: Option<PathBuf>,
+    pub dla: Option<PathBuf>,
+    pub probe: Option<PathBuf>,
+    pub attention: Option<PathBuf>,
+}
+
+impl RunInputs {
+    /// Finds the files of a run; metrics.csv must exist, the others are optional.
+    pub fn discover(run_dir: &Path, analysis_dir: &Path) -> Result<RunInputs> {
+        let metrics = run_dir.join("metrics.csv");
+        if !metrics.is_file() {
+            return Err(PlotError::BadFile {
+                path: metrics,
+                message: "not found (is this a run folder written by `grokscope train`?)"
+                    .to_string(),
+            });
+        }
+        let analysis = |name: &str| existing(analysis_dir.join(name));
+        Ok(RunInputs {
+            run_dir: run_dir.to_path_buf(),
+            analysis_dir: analysis_dir.to_path_buf(),
+            metrics,
+            layer_norms: existing(run_dir.join("layer_norms.csv")),
+            lens: analysis("lens.csv"),
+            patch: analysis("patch.csv"),
+            attribution: analysis("attribution.csv"),
+            dla: analysis("dla.csv"),
+            probe: analysis("probe.csv"),
+            attention: analysis("attention.csv"),
+        })
+    }
+
+    /// `notebooks-out/<run folder name>`, the analysis folder `grokscope trace` writes by default.
+    pub fn default_analysis_dir(run_dir: &Path) -> PathBuf {
+        let name = run_dir
+            .canonicalize()
+            .ok()
+            .and_then(|p| p.file_name().map(|n| n.to_os_string()))
+            .or_else(|| run_dir.file_name().map(|n| n.to_os_string()))
+            .unwrap_or_else(|| "run".into());
+        Path::new("notebooks-out").join(name)
+    }
+
+    /// The files that were found, in reading order.
+    pub fn files(&self) -> Vec<&Path> {
+        let optional = [
+            &self.layer_norms,
+            &self.lens,
+            &self.patch,
+            &self.attribution,
+            &self.dla,
+            &self.probe,
+            &self.attention,
+        ];
+        std::iter::once(self.metrics.as_path())
+            .chain(optional.into_iter().flatten().map(PathBuf::as_path))
+            .collect()
+    }
+}
+
+/// Draws every figure the run's files allow into `out_dir`.
+pub fn draw_run(
+    inputs: &RunInputs,
+    out_dir: &Path,
+    options: &FigureOptions,
+) -> Result<Vec<Figure>> {
+    let metrics = Metrics::read(&inputs.metrics)?;
+    let options = FigureOptions {
+        saturation: options.saturation.clone().or_else(|| metrics.saturation()),
+        ..options.clone()
+    };
+    let mut figures = training_curves(&inputs.metrics, inputs.layer_norms.as_deref(), out_dir)?;
+    if let Some(path) = &inputs.lens {
+        figures.extend(logit_lens(path, out_dir, &options)?);
+    }
+    if let Some(path) = &inputs.patch {
+        figures.extend(causal_tracing(path, out_dir, &options)?);
+    }
+    if let Some(path) = &inputs.attribution {
+        figures.extend(attribution_patching(path, out_dir, &options)?);
+    }
+    if let Some(path) = &inputs.dla {
+        figures.extend(direct_logit_attribution(path, out_dir, &options)?);
+    }
+    if let Some(path) = &inputs.probe {
+        figures.extend(probes(path, out_dir, &options)?);
+    }
+    if let Some(path) = &inputs.attention {
+        figures.extend(attention_patterns(path, out_dir, &options)?);
+    }
+    Ok(figures)
+}
+
+/// Row axis name of every layer heatmap.
+pub(crate) const LAYER_AXIS: &str = "layer (0 = embeddings)";
+/// x axis name of every curve over training.
+pub(crate) const STEP_AXIS: &str = "training step (log scale)";
+
+/// A name safe for a file name: letters, digits, `-` and `_`; anything else becomes `_`.
+pub(crate) fn slug(name: &str) -> String {
+    name.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
+/// How a metric is named on axes and colour bars.
+pub(crate) fn metric_label(metric: &str) -> String {
+    match metric {
+        "mrr" => "MRR",
+        "mean_rank" => "mean rank (0 = top)",
+        "top1" => "top-1 accuracy",
+        "recall3" => "recall@3",
+        "causal_strength" => "causal strength",
+        "gold_prob" => "gold probability",
+        "logit_diff" => "logit difference",
+        "restoration" => "restoration (1 = fully restored)",
+        "acc" | "accuracy" => "accuracy",
+        other => other,
+    }
+    .to_string()
+}
+
+/// Whether a metric lives in `[0, 1]`, so that its colour scale is fixed to that range.
+pub(crate) fn is_unit_metric(metric: &str) -> bool {
+    matches!(
+        metric,
+        "mrr" | "top1" | "recall3" | "causal_strength" | "gold_prob" | "acc" | "accuracy"
+    )
+}
+
+/// The colour scale of a metric: `[0, 1]` for fractions, diverging when values have both signs,
+/// the data range otherwise.
+pub(crate) fn metric_scale(metric: &str, values: impl IntoIterator<Item = f64> + Clone) -> ColorScale {
+    let in_unit = values
+        .clone()
+        .into_iter()
+        .filter(|v| v.is_finite())
+        .all(|v| (-1e-9..=1.0 + 1e-9).contains(&v));
+    if is_unit_metric(metric) && in_unit {
+        ColorScale::sequential(0.0, 1.0)
+    } else if values.clone().into_iter().any(|v| v < 0.0) {
+        ColorScale::diverging_from(values)
+    } else {
+        ColorScale::sequential_from(values)
+    }
+}
+
+/// The checkpoint a single-step figure shows: `wanted` if the file has it, else the nearest step
+/// (with a note for the caption); the last step when nothing is asked for.
+pub(crate) fn choose_step(steps: &[u64], wanted: Option<u64>) -> Option<(u64, String)> {
+    let last = *steps.iter().max()?;
+    let Some(wanted) = wanted else {
+        return Some((last, String::new()));
+    };
+    if steps.contains(&wanted) {
+        return Some((wanted, String::new()));
+    }
+    let nearest = *steps.iter().min_by_key(|s| s.abs_diff(wanted))?;
+    Some((
+        nearest,
+        format!(" Step {wanted} was asked for; this file's nearest checkpoint is {nearest}."),
+    ))
+}
+
+/// The first step at or after `saturation` (the paper's start of grokking), else the first step.
+pub(crate) fn saturation_step(steps: &[u64], saturation: Option<&Saturation>) -> Option<u64> {
+    let first = steps.iter().min().copied();
+    match saturation {
+        Some(sat) => steps
+            .iter()
+            .filter(|s| **s >= sat.step)
+            .min()
+            .copied()
+            .or(first),
+        None => first,
+    }
+}
+
+/// At most `max` steps spread evenly over `steps` (sorted), always with the first and last and
+/// every step of `keep`.
+pub(crate) fn spread_steps(steps: &[u64], max: usize, keep: &[u64]) -> Vec<u64> {
+    let mut sorted = steps.to_vec();
+    sorted.sort_unstable();
+    sorted.dedup();
+    if sorted.len() <= max {
+        return sorted;
+    }
+    let n = sorted.len() - 1;
+    let mut picked: Vec<u64> = (0..max)
+        .map(|i| sorted[(i * n + (max - 1) / 2) / (max - 1).max(1)])
+        .collect();
+    picked.extend(keep.iter().filter(|k| sorted.contains(k)));
+    picked.sort_unstable();
+    picked.dedup();
+    picked
+}
+
+/// The marker text and caption sentence for the saturation step on a curve over training.
+pub(crate) fn saturation_note(saturation: Option<&Saturation>) -> (Option<(f64, String)>, String) {
+    match saturation {
+        Some(sat) => {
+            let fallback = if sat.threshold < 0.99 {
+                " (it never reached 0.99, so the 0.95 crossing is marked)"
+            } else {
+                ""
+            };
+            (
+                Some((sat.step as f64, format!("train saturated, step {}", sat.step))),
+                format!(
+                    " The dashed line marks step {}, where {} accuracy first reached ≥ {}{fallback}: \
+                     the paper's start of grokking.",
+                    sat.step, sat.split, sat.threshold
+                ),
+            )
+        }
+        None => (
+            None,
+            " Training accuracy never reached 0.95, so no saturation step is marked.".to_string(),
+        ),
+    }
+}
+
+/// Spearman rank correlation of paired values (pairs with a non-finite member are skipped).
+pub(crate) fn spearman(pairs: &[(f64, f64)]) -> Option<f64> {
+    let pairs: Vec<(f64, f64)> = pairs
+        .iter()
+        .copied()
+        .filter(|(a, b)| a.is_finite() && b.is_finite())
+        .collect();
+    if pairs.len() < 3 {
+        return None;
+    }
+    let ra = ranks(&pairs.iter().map(|p| p.0).collect::<Vec<_>>());
+    let rb = ranks(&pairs.iter().map(|p| p.1).collect::<Vec<_>>());
+    let n = ra.len() as f64;
+    let (ma, mb) = (ra.iter().sum::<f64>() / n, rb.iter().sum::<f64>() / n);
+    let cov: f64 = ra.iter().zip(&rb).map(|(a, b)| (a - ma) * (b - mb)).sum();
+    let va: f64 = ra.iter().map(|a| (a - ma).powi(2)).sum();
+    let vb: f64 = rb.iter().map(|b| (b - mb).powi(2)).sum();
+    (va > 0.0 && vb > 0.0).then(|| cov / (va * vb).sqrt())
+}
+
+/// Ranks with ties sharing their average rank.
+fn ranks(values: &[f64]) -> Vec<f64> {
+    let mut order: Vec<usize> = (0..values.len()).collect();
+    order.sort_by(|&a, &b| values[a].total_cmp(&values[b]));
+    let mut ranks = vec![0.0; values.len()];
+    let mut i = 0;
+    while i < order.len() {
+        let mut j = i;
+        while j + 1 < order.len() && values[order[j + 1]] == values[order[i]] {
+            j += 1;
+        }
+        let avg = (i + j) as f64 / 2.0;
+        for k in i..=j {
+            ranks[order[k]] = avg;
+        }
+        i = j + 1;
+    }
+    ranks
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spread_keeps_ends_and_requested_steps() {
+        let steps: Vec<u64> = (1..=30).map(|i| i * 100).collect();
+        let picked = spread_steps(&steps, 6, &[1700]);
+        assert_eq!(picked.first(), Some(&100));
+        assert_eq!(picked.last(), Some(&3000));
+        assert!(picked.contains(&1700));
+        assert!(picked.len() <= 7);
+    }
+
+    #[test]
+    fn spearman_of_monotone_pairs_is_one() {
+        let pairs: Vec<(f64, f64)> = (0..10).map(|i| (i as f64, (i as f64).exp())).collect();
+        assert!((spearman(&pairs).unwrap() - 1.0).abs() < 1e-12);
+    }
+
+    #[test]
+    fn nearest_step_is_used_with_a_note() {
+        assert_eq!(choose_step(&[10, 20, 30], None), Some((30, String::new())));
+        let (step, note) = choose_step(&[10, 20, 30], Some(18)).unwrap();
+        assert_eq!(step, 20);
+        assert!(note.contains("18"));
+    }
+}

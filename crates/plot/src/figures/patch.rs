@@ -1,0 +1,676 @@
+//! Causal tracing (patch.csv) and attribution patching (attribution.csv): layer × position heatmaps
+//! per corruption, per-head heatmaps, the circuit (each corrupted token's own position) at two
+//! checkpoints and its change (the paper's Fig. 4b/5b), and exact versus attribution patching.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use crate::colormap::ColorScale;
+use crate::data::{distinct, read_attribution, read_patch, roles_in_order, PatchRow};
+use crate::error::Result;
+use crate::figures::{
+    choose_step, metric_label, metric_scale, saturation_step, slug, spearman, spread_steps,
+    Figure, FigureOptions, Section, LAYER_AXIS,
+};
+use crate::heatmap::Heatmap;
+use crate::small_multiples::{Panel, SmallMultiples};
+
+/// Most checkpoints shown as small multiples.
+const MAX_PANELS: usize = 8;
+
+/// Figures from patch.csv, for each direction (noising first) and its primary metric
+/// (causal strength for noising, restoration for denoising):
+/// `patch_<direction>_<corruption>_step<N>.png` (layer × position, one panel per component),
+/// `patch_heads_<direction>_<corruption>_step<N>.png` (layer × head) when heads were patched, and
+/// the circuit figures `circuit_<direction>_…` (own position of each corrupted token, residual
+/// stream): the two compared steps, their difference on a diverging map, and all steps.
+pub fn causal_tracing(
+    patch_csv: &Path,
+    out_dir: &Path,
+    options: &FigureOptions,
+) -> Result<Vec<Figure>> {
+    let rows = read_patch(patch_csv)?;
+    let mut figures = Vec::new();
+    for direction in directions_in_order(&rows) {
+        let of_direction: Vec<&PatchRow> =
+            rows.iter().filter(|r| r.direction == direction).collect();
+        let metrics = distinct(of_direction.iter().map(|r| r.metric.as_str()));
+        let metric = primary_metric(&direction, &metrics);
+        let selected: Vec<&PatchRow> = of_direction
+            .into_iter()
+            .filter(|r| r.metric == metric)
+            .collect();
+        let steps = sorted_steps(&selected);
+        let Some((step, note)) = choose_step(&steps, options.step) else {
+            continue;
+        };
+        let at_step: Vec<&PatchRow> = selected.iter().copied().filter(|r| r.step == step).collect();
+        let context = Context {
+            direction: &direction,
+            metric: &metric,
+            step,
+            note: &note,
+            out_dir,
+        };
+        for corruption in roles_in_order(at_step.iter().map(|r| r.corruption.as_str())) {
+            let of_corruption: Vec<&PatchRow> = at_step
+                .iter()
+                .copied()
+                .filter(|r| r.corruption == corruption)
+                .collect();
+            figures.extend(context.per_corruption(&corruption, &of_corruption)?);
+            figures.extend(context.per_head(&corruption, &of_corruption)?);
+        }
+        figures.extend(circuit_figures(&selected, &direction, &metric, out_dir, options)?);
+    }
+    Ok(figures)
+}
+
+/// Figures from attribution.csv: for each direction, corruption and metric at one step,
+/// `attribution_<direction>_<corruption>_<metric>_step<N>.png` with one row of panels per method
+/// (exact, attribution) and one column per component, on one colour scale; the caption gives the
+/// Spearman rank correlation between the methods.
+pub fn attribution_patching(
+    attribution_csv: &Path,
+    out_dir: &Path,
+    options: &FigureOptions,
+) -> Result<Vec<Figure>> {
+    let rows = read_attribution(attribution_csv)?;
+    let mut figures = Vec::new();
+    for direction in directions_in_order(&rows) {
+        let of_direction: Vec<&PatchRow> =
+            rows.iter().filter(|r| r.direction == direction).collect();
+        for corruption in roles_in_order(of_direction.iter().map(|r| r.corruption.as_str())) {
+            let of_corruption: Vec<&PatchRow> = of_direction
+                .iter()
+                .copied()
+                .filter(|r| r.corruption == corruption && !is_head(&r.component))
+                .collect();
+            for metric in distinct(of_corruption.iter().map(|r| r.metric.as_str())) {
+                let selected: Vec<&PatchRow> = of_corruption
+                    .iter()
+                    .copied()
+                    .filter(|r| r.metric == metric)
+                    .collect();
+                let Some((step, note)) = choose_step(&sorted_steps(&selected), options.step)
+                else {
+                    continue;
+                };
+                let at_step: Vec<&PatchRow> =
+                    selected.into_iter().filter(|r| r.step == step).collect();
+                figures.push(attribution_figure(
+                    &at_step,
+                    &direction,
+                    &corruption,
+                    &metric,
+                    step,
+                    &note,
+                    out_dir,
+                )?);
+            }
+        }
+    }
+    Ok(figures)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn attribution_figure(
+    rows: &[&PatchRow],
+    direction: &str,
+    corruption: &str,
+    metric: &str,
+    step: u64,
+    note: &str,
+    out_dir: &Path,
+) -> Result<Figure> {
+    let components = components_in_order(rows);
+    let mut methods = distinct(rows.iter().filter_map(|r| r.method.as_deref()));
+    methods.sort_by_key(|m| match m.as_str() {
+        "exact" => 0,
+        "attribution" => 1,
+        _ => 2,
+    });
+    let grid = Grid::new(rows, |r| {
+        (
+            format!(
+                "{}|{}",
+                r.method.as_deref().unwrap_or(""),
+                r.component
+            ),
+            r.position.clone(),
+        )
+    });
+    let mut panels = Vec::new();
+    for method in &methods {
+        for component in &components {
+            panels.push(Panel {
+                title: format!("{method} · {}", component_label(component)),
+                values: grid.matrix(&format!("{method}|{component}")),
+            });
+        }
+    }
+    let values = panels
+        .iter()
+        .flat_map(|p| p.values.iter().flatten().copied())
+        .collect::<Vec<_>>();
+    let label = metric_label(metric);
+    let figure = SmallMultiples::new(
+        format!("Attribution patching ({direction}): corrupt {corruption}, step {step}"),
+        grid.layer_labels(),
+        grid.columns.clone(),
+        panels,
+    )
+    .axes(LAYER_AXIS, "position (token role)")
+    .quantity(label.clone())
+    .scale(metric_scale(metric, values.iter().copied()))
+    .columns(components.len());
+    let path = out_dir.join(format!(
+        "attribution_{}_{}_{}_step{step}.png",
+        slug(direction),
+        slug(corruption),
+        slug(metric)
+    ));
+    figure.save(&path, figure.default_size())?;
+    let pairs: Vec<(f64, f64)> = components
+        .iter()
+        .flat_map(|c| {
+            let exact = grid.matrix(&format!("exact|{c}"));
+            let approx = grid.matrix(&format!("attribution|{c}"));
+            exact
+                .into_iter()
+                .flatten()
+                .zip(approx.into_iter().flatten())
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    let agreement = match spearman(&pairs) {
+        Some(rho) => format!(
+            " Spearman rank correlation between exact and attribution patching over these cells: \
+             {rho:.2}."
+        ),
+        None => String::new(),
+    };
+    Ok(Figure {
+        path,
+        caption: format!(
+            "{label} per layer and position when each state is patched ({}), with {corruption} \
+             corrupted, at checkpoint {step}: exact activation patching against its \
+             gradient-based approximation.{agreement}{note}",
+            direction_text(direction)
+        ),
+        section: Section::AttributionPatching,
+    })
+}
+
+/// What a single-step patching figure needs to know.
+struct Context<'a> {
+    direction: &'a str,
+    metric: &'a str,
+    step: u64,
+    note: &'a str,
+    out_dir: &'a Path,
+}
+
+impl Context<'_> {
+    fn per_corruption(&self, corruption: &str, rows: &[&PatchRow]) -> Result<Option<Figure>> {
+        let rows: Vec<&PatchRow> = rows
+            .iter()
+            .copied()
+            .filter(|r| !is_head(&r.component))
+            .collect();
+        if rows.is_empty() {
+            return Ok(None);
+        }
+        let components = components_in_order(&rows);
+        let grid = Grid::new(&rows, |r| (r.component.clone(), r.position.clone()));
+        let label = metric_label(self.metric);
+        let title = format!(
+            "Causal tracing ({}): corrupt {corruption}, step {}",
+            self.direction, self.step
+        );
+        let path = self.out_dir.join(format!(
+            "patch_{}_{}_step{}.png",
+            slug(self.direction),
+            slug(corruption),
+            self.step
+        ));
+        let all_values = rows.iter().map(|r| r.value).collect::<Vec<_>>();
+        let scale = metric_scale(self.metric, all_values.iter().copied());
+        if let [component] = components.as_slice() {
+            let heatmap = Heatmap::new(
+                format!("{title} ({})", component_label(component)),
+                grid.layer_labels(),
+                grid.columns.clone(),
+                grid.matrix(component),
+            )
+            .axes(LAYER_AXIS, "patched position (token role)")
+            .quantity(label.clone())
+            .scale(scale);
+            heatmap.save(&path, heatmap.default_size())?;
+        } else {
+            let panels = components
+                .iter()
+                .map(|c| Panel {
+                    title: component_label(c),
+                    values: grid.matrix(c),
+                })
+                .collect();
+            let figure = SmallMultiples::new(
+                title,
+                grid.layer_labels(),
+                grid.columns.clone(),
+                panels,
+            )
+            .axes(LAYER_AXIS, "patched position (token role)")
+            .quantity(label.clone())
+            .scale(scale)
+            .columns(components.len());
+            figure.save(&path, figure.default_size())?;
+        }
+        Ok(Some(Figure {
+            path,
+            caption: format!(
+                "{label} when the {} at each layer (rows) and position (columns) is patched ({}), \
+                 with {corruption} corrupted; checkpoint {}.{}{}",
+                components
+                    .iter()
+                    .map(|c| component_label(c))
+                    .collect::<Vec<_>>()
+                    .join(" / "),
+                direction_text(self.direction),
+                self.step,
+                metric_explanation(self.metric),
+                self.note
+            ),
+            section: Section::CausalTracing,
+        }))
+    }
+
+    fn per_head(&self, corruption: &str, rows: &[&PatchRow]) -> Result<Option<Figure>> {
+        let rows: Vec<&PatchRow> = rows
+            .iter()
+            .copied()
+            .filter(|r| is_head(&r.component))
+            .collect();
+        if rows.is_empty() {
+            return Ok(None);
+        }
+        let mut heads = distinct(rows.iter().map(|r| head_index(&r.component)));
+        heads.sort_by_key(|h| h.parse::<usize>().unwrap_or(usize::MAX));
+        let positions = roles_in_order(rows.iter().map(|r| r.position.as_str()));
+        let grid = Grid::new(&rows, |r| {
+            (r.position.clone(), head_index(&r.component).to_string())
+        });
+        let grid = Grid {
+            columns: heads,
+            ..grid
+        };
+        let label = metric_label(self.metric);
+        let title = format!(
+            "Causal tracing per head ({}): corrupt {corruption}, step {}",
+            self.direction, self.step
+        );
+        let scale = metric_scale(self.metric, rows.iter().map(|r| r.value));
+        let path = self.out_dir.join(format!(
+            "patch_heads_{}_{}_step{}.png",
+            slug(self.direction),
+            slug(corruption),
+            self.step
+        ));
+        let panels: Vec<Panel> = positions
+            .iter()
+            .map(|p| Panel {
+                title: format!("position {p}"),
+                values: grid.matrix(p),
+            })
+            .collect();
+        let figure = SmallMultiples::new(title, grid.layer_labels(), grid.columns.clone(), panels)
+            .axes(LAYER_AXIS, "head")
+            .quantity(label.clone())
+            .scale(scale);
+        figure.save(&path, figure.default_size())?;
+        Ok(Some(Figure {
+            path,
+            caption: format!(
+                "{label} when one attention head's output at one position is patched ({}), per \
+                 layer (rows) and head (columns), with {corruption} corrupted; checkpoint {}.{}{}",
+                direction_text(self.direction),
+                self.step,
+                metric_explanation(self.metric),
+                self.note
+            ),
+            section: Section::CausalTracing,
+        }))
+    }
+}
+
+/// The circuit view: for each corruption, the residual stream at the corrupted token's own
+/// position, per layer; at two steps, their difference, and over all steps.
+fn circuit_figures(
+    rows: &[&PatchRow],
+    direction: &str,
+    metric: &str,
+    out_dir: &Path,
+    options: &FigureOptions,
+) -> Result<Vec<Figure>> {
+    let resid: Vec<&PatchRow> = rows
+        .iter()
+        .copied()
+        .filter(|r| r.component == "resid")
+        .collect();
+    let mut own_position = BTreeMap::new();
+    for corruption in roles_in_order(resid.iter().map(|r| r.corruption.as_str())) {
+        let positions = distinct(
+            resid
+                .iter()
+                .filter(|r| r.corruption == corruption)
+                .map(|r| r.position.as_str()),
+        );
+        if let Some(p) = own_position_of(&corruption, &positions) {
+            own_position.insert(corruption, p);
+        }
+    }
+    let in_circuit: Vec<&PatchRow> = resid
+        .into_iter()
+        .filter(|r| own_position.get(&r.corruption) == Some(&r.position))
+        .collect();
+    if in_circuit.is_empty() {
+        return Ok(Vec::new());
+    }
+    let grid = Grid::new(&in_circuit, |r| (r.step.to_string(), r.corruption.clone()));
+    let steps = sorted_steps(&in_circuit);
+    let label = metric_label(metric);
+    let dir = slug(direction);
+    let col_axis = "corrupted token (its own position patched)";
+    let explain = format!(
+        " Columns: the corrupted token; the residual stream at its own position is patched ({}).{}",
+        direction_text(direction),
+        metric_explanation(metric)
+    );
+    let mut figures = Vec::new();
+    if steps.len() < 2 {
+        let step = steps[0];
+        let values = grid.matrix(&step.to_string());
+        let scale = metric_scale(metric, values.iter().flatten().copied());
+        let heatmap = Heatmap::new(
+            format!("Circuit ({direction}): {label}, step {step}"),
+            grid.layer_labels(),
+            grid.columns.clone(),
+            values,
+        )
+        .axes(LAYER_AXIS, col_axis)
+        .quantity(label.clone())
+        .scale(scale);
+        let path = out_dir.join(format!("circuit_{dir}_step{step}.png"));
+        heatmap.save(&path, heatmap.default_size())?;
+        figures.push(Figure {
+            path,
+            caption: format!("{label} per layer at checkpoint {step}.{explain}"),
+            section: Section::CausalTracing,
+        });
+        return Ok(figures);
+    }
+
+    let (to, to_note) = choose_step(&steps, options.change_to).unwrap_or((steps[0], String::new()));
+    let (from, from_reason) = match options.change_from {
+        Some(wanted) => {
+            let (step, note) = choose_step(&steps, Some(wanted)).unwrap_or((steps[0], String::new()));
+            (step, format!("as asked.{note}"))
+        }
+        None => match (&options.saturation, saturation_step(&steps, options.saturation.as_ref())) {
+            (Some(sat), Some(step)) if step != to => (
+                step,
+                format!(
+                    "the first traced checkpoint at or after step {}, where {} accuracy reached \
+                     ≥ {} (the paper's start of grokking).",
+                    sat.step, sat.split, sat.threshold
+                ),
+            ),
+            _ => (steps[0], "the first traced checkpoint.".to_string()),
+        },
+    };
+    if from != to {
+        let before = grid.matrix(&from.to_string());
+        let after = grid.matrix(&to.to_string());
+        let scale = metric_scale(metric, before.iter().chain(&after).flatten().copied());
+        let pair = SmallMultiples::new(
+            format!("Circuit ({direction}): {label}, step {from} and step {to}"),
+            grid.layer_labels(),
+            grid.columns.clone(),
+            vec![
+                Panel {
+                    title: format!("step {from}"),
+                    values: before.clone(),
+                },
+                Panel {
+                    title: format!("step {to}"),
+                    values: after.clone(),
+                },
+            ],
+        )
+        .axes(LAYER_AXIS, col_axis)
+        .quantity(label.clone())
+        .scale(scale)
+        .columns(2);
+        let path = out_dir.join(format!("circuit_{dir}_step{from}_and_step{to}.png"));
+        pair.save(&path, pair.default_size())?;
+        figures.push(Figure {
+            path,
+            caption: format!(
+                "{label} per layer at step {from} ({from_reason}) and at step {to}.{explain}{to_note}"
+            ),
+            section: Section::CausalTracing,
+        });
+
+        let change: Vec<Vec<f64>> = before
+            .iter()
+            .zip(&after)
+            .map(|(b, a)| b.iter().zip(a).map(|(b, a)| a - b).collect())
+            .collect();
+        let scale = ColorScale::diverging_from(change.iter().flatten().copied());
+        let heatmap = Heatmap::new(
+            format!("Circuit change ({direction}): step {to} − step {from}"),
+            grid.layer_labels(),
+            grid.columns.clone(),
+            change,
+        )
+        .axes(LAYER_AXIS, col_axis)
+        .quantity(format!("Δ {label}"))
+        .scale(scale);
+        let path = out_dir.join(format!("circuit_change_{dir}_step{from}_to_step{to}.png"));
+        heatmap.save(&path, heatmap.default_size())?;
+        figures.push(Figure {
+            path,
+            caption: format!(
+                "Change in {label} from step {from} ({from_reason}) to step {to}, per layer and \
+                 corrupted token, on a diverging scale centred at 0: green cells matter more at \
+                 step {to}, orange cells less. The paper's Fig. 4b/5b: during grokking the \
+                 causal link from the middle-layer r1 state (composition) or the e1 and a states \
+                 (comparison) to the prediction strengthens.{explain}{to_note}"
+            ),
+            section: Section::CausalTracing,
+        });
+    }
+
+    let shown = spread_steps(&steps, MAX_PANELS, &[from, to]);
+    let panels: Vec<Panel> = shown
+        .iter()
+        .map(|s| Panel {
+            title: format!("step {s}"),
+            values: grid.matrix(&s.to_string()),
+        })
+        .collect();
+    let scale = metric_scale(
+        metric,
+        panels.iter().flat_map(|p| p.values.iter().flatten().copied()),
+    );
+    let over = SmallMultiples::new(
+        format!("Circuit over training ({direction}): {label}"),
+        grid.layer_labels(),
+        grid.columns.clone(),
+        panels,
+    )
+    .axes(LAYER_AXIS, col_axis)
+    .quantity(label.clone())
+    .scale(scale);
+    let path = out_dir.join(format!("circuit_{dir}_over_steps.png"));
+    over.save(&path, over.default_size())?;
+    figures.push(Figure {
+        path,
+        caption: format!(
+            "{label} per layer at {} of the {} traced checkpoints, on one colour scale.{explain}",
+            shown.len(),
+            steps.len()
+        ),
+        section: Section::CausalTracing,
+    });
+    Ok(figures)
+}
+
+/// Values indexed by (panel key, layer, column), with the layers and columns present.
+struct Grid {
+    layers: Vec<usize>,
+    columns: Vec<String>,
+    values: BTreeMap<(String, usize, String), f64>,
+}
+
+impl Grid {
+    /// `key` maps a row to its (panel, column).
+    fn new(rows: &[&PatchRow], key: impl Fn(&PatchRow) -> (String, String)) -> Grid {
+        let mut layers: Vec<usize> = rows.iter().map(|r| r.layer).collect();
+        layers.sort_unstable();
+        layers.dedup();
+        let keyed: Vec<((String, String), f64, usize)> =
+            rows.iter().map(|r| (key(r), r.value, r.layer)).collect();
+        Grid {
+            layers,
+            columns: roles_in_order(keyed.iter().map(|k| k.0 .1.as_str())),
+            values: keyed
+                .into_iter()
+                .map(|((panel, column), value, layer)| ((panel, layer, column), value))
+                .collect(),
+        }
+    }
+
+    fn layer_labels(&self) -> Vec<String> {
+        self.layers.iter().map(|l| l.to_string()).collect()
+    }
+
+    /// `[layer][column]` of one panel; NaN where there is no row.
+    fn matrix(&self, panel: &str) -> Vec<Vec<f64>> {
+        self.layers
+            .iter()
+            .map(|&l| {
+                self.columns
+                    .iter()
+                    .map(|c| {
+                        self.values
+                            .get(&(panel.to_string(), l, c.clone()))
+                            .copied()
+                            .unwrap_or(f64::NAN)
+                    })
+                    .collect()
+            })
+            .collect()
+    }
+}
+
+fn sorted_steps(rows: &[&PatchRow]) -> Vec<u64> {
+    let mut steps: Vec<u64> = rows.iter().map(|r| r.step).collect();
+    steps.sort_unstable();
+    steps.dedup();
+    steps
+}
+
+fn directions_in_order(rows: &[PatchRow]) -> Vec<String> {
+    let mut directions = distinct(rows.iter().map(|r| r.direction.as_str()));
+    directions.sort_by_key(|d| match d.as_str() {
+        "noising" => 0,
+        "denoising" => 1,
+        _ => 2,
+    });
+    directions
+}
+
+/// Causal strength for noising (the paper), restoration for denoising, else the first present.
+fn primary_metric(direction: &str, metrics: &[String]) -> String {
+    let preferred: &[&str] = match direction {
+        "denoising" => &["restoration", "logit_diff", "gold_prob", "causal_strength"],
+        _ => &["causal_strength", "logit_diff", "gold_prob", "restoration"],
+    };
+    preferred
+        .iter()
+        .find(|m| metrics.iter().any(|x| x == *m))
+        .map(|m| m.to_string())
+        .or_else(|| metrics.first().cloned())
+        .unwrap_or_default()
+}
+
+fn components_in_order(rows: &[&PatchRow]) -> Vec<String> {
+    let mut components = distinct(rows.iter().map(|r| r.component.as_str()));
+    components.sort_by_key(|c| match c.as_str() {
+        "resid" => 0,
+        "attn_out" => 1,
+        "mlp_out" => 2,
+        _ => 3,
+    });
+    components
+}
+
+fn component_label(component: &str) -> String {
+    match component {
+        "resid" => "residual stream".to_string(),
+        "attn_out" => "attention output".to_string(),
+        "mlp_out" => "MLP output".to_string(),
+        other => other.to_string(),
+    }
+}
+
+fn is_head(component: &str) -> bool {
+    component.starts_with("head.")
+}
+
+fn head_index(component: &str) -> &str {
+    component.strip_prefix("head.").unwrap_or(component)
+}
+
+/// The position a corruption's token sits at: the position named like it, or a position set
+/// containing it (`e1+mask`), or its only position.
+fn own_position_of(corruption: &str, positions: &[String]) -> Option<String> {
+    positions
+        .iter()
+        .find(|p| *p == corruption)
+        .or_else(|| {
+            positions
+                .iter()
+                .find(|p| p.split(['+', ',', '&', ' ']).any(|part| part == corruption))
+        })
+        .or(if positions.len() == 1 {
+            positions.first()
+        } else {
+            None
+        })
+        .cloned()
+}
+
+fn direction_text(direction: &str) -> String {
+    match direction {
+        "noising" => "noising: the corrupted run's state replaces the clean one".to_string(),
+        "denoising" => "denoising: the clean run's state replaces the corrupted one".to_string(),
+        other => other.to_string(),
+    }
+}
+
+fn metric_explanation(metric: &str) -> &'static str {
+    match metric {
+        "causal_strength" => {
+            " Causal strength: the fraction of examples whose top-1 prediction is no longer the \
+             gold answer after the patch."
+        }
+        "restoration" => {
+            " Restoration: (LD patched − LD corrupted) / (LD clean − LD corrupted) of the logit \
+             difference LD; 1 = fully restored."
+        }
+        _ => "",
+    }
+}

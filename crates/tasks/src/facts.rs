@@ -1,0 +1,397 @@
+//! Atomic facts recomputed from a dataset's records: composition tails, comparison values, which
+//! facts are ID, and the label token of each comparison outcome.
+
+use crate::error::{Result, TaskError};
+use crate::example::{Example, TaskKind};
+use crate::vocab::Vocab;
+use rayon::prelude::*;
+use std::cmp::Ordering;
+use std::collections::{BTreeMap, HashMap};
+use std::hash::{BuildHasherDefault, Hasher};
+use std::path::Path;
+
+/// Hasher for packed `(u32, u32)` keys: the splitmix64 finaliser, fast and well mixed.
+#[derive(Default, Clone, Copy)]
+pub(crate) struct PairHasher(u64);
+
+impl Hasher for PairHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.write_u64(u64::from(b));
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        let mut z = (self.0 ^ n).wrapping_add(0x9e37_79b9_7f4a_7c15);
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        self.0 = z ^ (z >> 31);
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+/// Hash map keyed by packed id pairs.
+pub(crate) type PairMap<V> = HashMap<u64, V, BuildHasherDefault<PairHasher>>;
+
+/// Packs `(left, right)` into one map key.
+pub(crate) fn pair_key(left: u32, right: u32) -> u64 {
+    (u64::from(left) << 32) | u64::from(right)
+}
+
+/// Where a record came from: index into the dataset's files and 0-based record index.
+#[derive(Clone, Copy, Debug)]
+struct Source {
+    file: usize,
+    record: usize,
+}
+
+/// One atomic fact: (head, relation) → tail or (entity, attribute) → value.
+#[derive(Clone, Copy, Debug)]
+struct Fact {
+    object: u32,
+    /// Stated in train.json.
+    in_train: bool,
+    /// A hop or operand of some training inferred fact.
+    used_in_training: bool,
+    source: Source,
+}
+
+/// The atomic facts of a dataset, with the ID/OOD status the paper's analysis scripts derive:
+/// an atomic fact is ID if it is in train.json and some training inferred fact uses it.
+#[derive(Clone, Debug, Default)]
+pub struct Facts {
+    facts: PairMap<Fact>,
+    /// Composition: each head's ID (relation, tail) pairs, sorted.
+    id_edges: BTreeMap<u32, Vec<(u32, u32)>>,
+    /// Comparison/complex: each attribute's ID (entity, value) pairs, sorted.
+    id_values: BTreeMap<u32, Vec<(u32, u32)>>,
+    /// Comparison/complex: label token of (attribute, ordering of v1 against v2).
+    labels: HashMap<(u32, Ordering), u32>,
+    /// Comparison/complex: the number N of each value token `<N>`.
+    value_numbers: HashMap<u32, i64>,
+}
+
+/// The operands of an inferred comparison prompt `<a><q><e1><mask><e2>…`: (a, e1, e2).
+pub(crate) fn comparison_operands(prompt: &[u32]) -> (u32, u32, u32) {
+    (prompt[0], prompt[2], prompt[4])
+}
+
+/// The (head|entity, relation|attribute) of an atomic prompt of `kind`.
+pub(crate) fn atomic_key(kind: TaskKind, prompt: &[u32]) -> (u32, u32) {
+    match kind {
+        TaskKind::Complex => (prompt[1], prompt[2]),
+        _ => (prompt[0], prompt[1]),
+    }
+}
+
+impl Facts {
+    /// Recomputes the facts from `files` (train.json first, then the others, each with the
+    /// path used in messages). Atomic records of every file are facts (complex keeps the OOD
+    /// ones out of train.json); every inferred answer is checked against them.
+    pub(crate) fn build(
+        kind: TaskKind,
+        vocab: &Vocab,
+        files: &[(&Path, &[Example])],
+    ) -> Result<Facts> {
+        let mut facts = Facts::default();
+        let record_error = |source: Source, message: String| TaskError::Record {
+            path: files[source.file].0.to_path_buf(),
+            record: source.record + 1,
+            message,
+        };
+        let where_ = |source: Source| {
+            format!(
+                "{} record {}",
+                files[source.file].0.display(),
+                source.record + 1
+            )
+        };
+        let comparing = !matches!(kind, TaskKind::Composition { .. });
+        for (file, (_, examples)) in files.iter().enumerate() {
+            for (record, ex) in examples.iter().enumerate() {
+                if !kind.is_atomic(ex.prompt_len) {
+                    continue;
+                }
+                let source = Source { file, record };
+                let (left, right) = atomic_key(kind, ex.prompt());
+                let entry = facts.facts.entry(pair_key(left, right)).or_insert(Fact {
+                    object: ex.answer,
+                    in_train: false,
+                    used_in_training: false,
+                    source,
+                });
+                if entry.object != ex.answer {
+                    let what = if comparing { "values" } else { "tails" };
+                    return Err(record_error(
+                        source,
+                        format!(
+                            "two different {what} for ({}, {}): `{}` here, `{}` in {}",
+                            vocab.token(left),
+                            vocab.token(right),
+                            vocab.token(ex.answer),
+                            vocab.token(entry.object),
+                            where_(entry.source)
+                        ),
+                    ));
+                }
+                entry.in_train |= file == 0;
+                if comparing {
+                    let number = value_number(vocab.token(ex.answer)).ok_or_else(|| {
+                        record_error(
+                            source,
+                            format!(
+                                "value `{}` is not a number token <N>",
+                                vocab.token(ex.answer)
+                            ),
+                        )
+                    })?;
+                    facts.value_numbers.insert(ex.answer, number);
+                }
+            }
+        }
+        if comparing {
+            facts.learn_labels(kind, vocab, files, &record_error, &where_)?;
+        } else {
+            facts.check_chains(kind, vocab, files, &record_error)?;
+        }
+        facts.mark_training_use(kind, files[0].1);
+        for (&key, fact) in &facts.facts {
+            if !(fact.in_train && fact.used_in_training) {
+                continue;
+            }
+            let (left, right) = ((key >> 32) as u32, key as u32);
+            if comparing {
+                facts
+                    .id_values
+                    .entry(right)
+                    .or_default()
+                    .push((left, fact.object));
+            } else {
+                facts
+                    .id_edges
+                    .entry(left)
+                    .or_default()
+                    .push((right, fact.object));
+            }
+        }
+        for list in facts.id_edges.values_mut().chain(facts.id_values.values_mut()) {
+            list.sort_unstable();
+        }
+        Ok(facts)
+    }
+
+    /// Composition: every inferred answer must equal the tail its chain reaches, when the
+    /// chain's facts are all known.
+    fn check_chains(
+        &self,
+        kind: TaskKind,
+        vocab: &Vocab,
+        files: &[(&Path, &[Example])],
+        record_error: &dyn Fn(Source, String) -> TaskError,
+    ) -> Result<()> {
+        for (file, (_, examples)) in files.iter().enumerate() {
+            let bad = examples.par_iter().enumerate().find_map_first(|(record, ex)| {
+                if kind.is_atomic(ex.prompt_len) {
+                    return None;
+                }
+                let prompt = ex.prompt();
+                let chain = self.chain(prompt[0], &prompt[1..])?;
+                let tail = *chain.last()?;
+                (tail != ex.answer).then(|| (record, vocab.decode(&chain), tail))
+            });
+            if let Some((record, chain, tail)) = bad {
+                let ex = &examples[record];
+                return Err(record_error(
+                    Source { file, record },
+                    format!(
+                        "answer `{}` does not follow from the atomic facts: the chain {chain} \
+                         ends at `{}`",
+                        vocab.token(ex.answer),
+                        vocab.token(tail)
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Comparison/complex: learns the label token of each (attribute, ordering) from the inferred
+    /// records whose values are known, and fails on two labels for the same outcome.
+    fn learn_labels(
+        &mut self,
+        kind: TaskKind,
+        vocab: &Vocab,
+        files: &[(&Path, &[Example])],
+        record_error: &dyn Fn(Source, String) -> TaskError,
+        where_: &dyn Fn(Source) -> String,
+    ) -> Result<()> {
+        let mut first_seen: HashMap<(u32, Ordering), Source> = HashMap::new();
+        for (file, (_, examples)) in files.iter().enumerate() {
+            for (record, ex) in examples.iter().enumerate() {
+                if kind.is_atomic(ex.prompt_len) {
+                    continue;
+                }
+                let (attribute, e1, e2) = comparison_operands(ex.prompt());
+                let Some(ordering) = self.ordering(attribute, e1, e2) else {
+                    continue;
+                };
+                let source = Source { file, record };
+                let label = *self.labels.entry((attribute, ordering)).or_insert(ex.answer);
+                let first = *first_seen.entry((attribute, ordering)).or_insert(source);
+                if label != ex.answer {
+                    return Err(record_error(
+                        source,
+                        format!(
+                            "label `{}` contradicts `{}` in {} for the same comparison \
+                             ({} {} {} by the atomic values)",
+                            vocab.token(ex.answer),
+                            vocab.token(label),
+                            where_(first),
+                            vocab.token(e1),
+                            match ordering {
+                                Ordering::Less => "<",
+                                Ordering::Equal => "=",
+                                Ordering::Greater => ">",
+                            },
+                            vocab.token(e2)
+                        ),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Marks the atomic facts that training inferred facts use.
+    fn mark_training_use(&mut self, kind: TaskKind, train: &[Example]) {
+        for ex in train {
+            if kind.is_atomic(ex.prompt_len) {
+                continue;
+            }
+            let prompt = ex.prompt();
+            match kind {
+                TaskKind::Composition { .. } => {
+                    let mut entity = prompt[0];
+                    for &relation in &prompt[1..] {
+                        match self.facts.get_mut(&pair_key(entity, relation)) {
+                            Some(fact) => {
+                                fact.used_in_training = true;
+                                entity = fact.object;
+                            }
+                            None => break,
+                        }
+                    }
+                }
+                TaskKind::Comparison | TaskKind::Complex => {
+                    let (attribute, e1, e2) = comparison_operands(prompt);
+                    for entity in [e1, e2] {
+                        if let Some(fact) = self.facts.get_mut(&pair_key(entity, attribute)) {
+                            fact.used_in_training = true;
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Number of atomic facts.
+    pub fn len(&self) -> usize {
+        self.facts.len()
+    }
+
+    /// True if there are no atomic facts.
+    pub fn is_empty(&self) -> bool {
+        self.facts.is_empty()
+    }
+
+    /// Composition: tail of (head, relation).
+    pub fn tail(&self, head: u32, relation: u32) -> Option<u32> {
+        self.facts.get(&pair_key(head, relation)).map(|f| f.object)
+    }
+
+    /// Comparison/complex: value token of (entity, attribute).
+    pub fn value(&self, entity: u32, attribute: u32) -> Option<u32> {
+        self.tail(entity, attribute)
+    }
+
+    /// Composition: the entity reached after each hop of `relations` from `head`
+    /// (length = relations.len(); the last one is the answer), if every hop is a known fact.
+    pub fn chain(&self, head: u32, relations: &[u32]) -> Option<Vec<u32>> {
+        let mut entity = head;
+        relations
+            .iter()
+            .map(|&relation| {
+                entity = self.tail(entity, relation)?;
+                Some(entity)
+            })
+            .collect()
+    }
+
+    /// Composition: the entity reached from `from` by following `relations` (`from` itself when
+    /// there are none), if every hop is a known fact.
+    pub fn follow(&self, from: u32, relations: &[u32]) -> Option<u32> {
+        relations
+            .iter()
+            .try_fold(from, |entity, &relation| self.tail(entity, relation))
+    }
+
+    /// Composition: the bridge entities of a query (every hop's entity but the answer).
+    pub fn bridges(&self, head: u32, relations: &[u32]) -> Option<Vec<u32>> {
+        let mut chain = self.chain(head, relations)?;
+        chain.pop();
+        Some(chain)
+    }
+
+    /// True if the atomic fact (head|entity, relation|attribute) is ID: stated in train.json and
+    /// used by a training inferred fact.
+    pub fn is_id(&self, left: u32, right: u32) -> bool {
+        self.facts
+            .get(&pair_key(left, right))
+            .is_some_and(|f| f.in_train && f.used_in_training)
+    }
+
+    /// Composition: heads that have ID facts, ascending (the paper's `h2rt_train` keys).
+    pub fn id_heads(&self) -> Vec<u32> {
+        self.id_edges.keys().copied().collect()
+    }
+
+    /// Composition: the ID (relation, tail) pairs of `head`, sorted.
+    pub fn id_edges(&self, head: u32) -> &[(u32, u32)] {
+        self.id_edges.get(&head).map_or(&[], Vec::as_slice)
+    }
+
+    /// Comparison/complex: attributes that have ID facts, ascending.
+    pub fn id_attributes(&self) -> Vec<u32> {
+        self.id_values.keys().copied().collect()
+    }
+
+    /// Comparison/complex: the ID (entity, value) pairs of `attribute`, sorted.
+    pub fn id_values(&self, attribute: u32) -> &[(u32, u32)] {
+        self.id_values.get(&attribute).map_or(&[], Vec::as_slice)
+    }
+
+    /// Comparison/complex: N of the value token `<N>`.
+    pub fn value_number(&self, value: u32) -> Option<i64> {
+        self.value_numbers.get(&value).copied()
+    }
+
+    /// Comparison/complex: how e1's value compares with e2's under `attribute`.
+    pub fn ordering(&self, attribute: u32, e1: u32, e2: u32) -> Option<Ordering> {
+        let v1 = self.value_number(self.value(e1, attribute)?)?;
+        let v2 = self.value_number(self.value(e2, attribute)?)?;
+        Some(v1.cmp(&v2))
+    }
+
+    /// Comparison/complex: label token for `ordering` under `attribute`, as seen in the records.
+    pub fn label(&self, attribute: u32, ordering: Ordering) -> Option<u32> {
+        self.labels.get(&(attribute, ordering)).copied()
+    }
+}
+
+/// N of a value token `<N>` (the paper compares values as integers).
+fn value_number(token: &str) -> Option<i64> {
+    token.strip_prefix('<')?.strip_suffix('>')?.parse().ok()
+}

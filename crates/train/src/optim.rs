@@ -1,0 +1,216 @@
+//! AdamW written out on tensors, so that its whole state (first and second moments and the step
+//! count) can be saved with a checkpoint and restored exactly.
+//!
+//! The update is `torch.optim.AdamW`'s (decoupled weight decay), for each parameter p with
+//! gradient g at update number t (1-based):
+//! ```text
+//! p ← p · (1 − lr · wd)                  (decayed parameters only)
+//! m ← β1 · m + (1 − β1) · g
+//! v ← β2 · v + (1 − β2) · g²
+//! p ← p − lr / (1 − β1^t) · m / (√v / √(1 − β2^t) + ε)
+//! ```
+
+use crate::error::{Result, TrainError};
+use std::collections::BTreeMap;
+use tch::{Kind, Tensor};
+
+/// AdamW hyper-parameters other than the learning rate, which is given at every step.
+#[derive(Copy, Clone, Debug, PartialEq)]
+pub struct AdamWParams {
+    pub beta1: f64,
+    pub beta2: f64,
+    pub eps: f64,
+    /// Decoupled weight decay applied to the decayed parameters (units: fraction of lr per step).
+    pub weight_decay: f64,
+}
+
+impl Default for AdamWParams {
+    fn default() -> Self {
+        AdamWParams { beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay: 0.0 }
+    }
+}
+
+/// One optimised parameter and its moments (all of the parameter's shape).
+struct Slot {
+    name: String,
+    param: Tensor,
+    decay: bool,
+    m: Tensor,
+    v: Tensor,
+}
+
+/// AdamW over a fixed, name-sorted list of parameters.
+pub struct AdamW {
+    hp: AdamWParams,
+    slots: Vec<Slot>,
+    step: u64,
+}
+
+impl AdamW {
+    /// Optimises `params` (name → variable, e.g. `VarStore::variables()`); `decay(name)` says
+    /// which ones get weight decay. Moments start at zero.
+    pub fn new(
+        params: impl IntoIterator<Item = (String, Tensor)>,
+        decay: impl Fn(&str) -> bool,
+        hp: AdamWParams,
+    ) -> AdamW {
+        let sorted: BTreeMap<String, Tensor> = params.into_iter().collect();
+        let slots = sorted
+            .into_iter()
+            .map(|(name, param)| Slot {
+                decay: decay(&name),
+                m: param.zeros_like(),
+                v: param.zeros_like(),
+                name,
+                param,
+            })
+            .collect();
+        AdamW { hp, slots, step: 0 }
+    }
+
+    /// Number of updates applied so far.
+    pub fn step_count(&self) -> u64 {
+        self.step
+    }
+
+    /// Names of the parameters that receive weight decay, sorted.
+    pub fn decayed_names(&self) -> Vec<&str> {
+        self.slots.iter().filter(|s| s.decay).map(|s| s.name.as_str()).collect()
+    }
+
+    /// Sets every gradient to zero (gradients that do not exist yet stay undefined).
+    pub fn zero_grad(&mut self) {
+        for slot in &mut self.slots {
+            let mut grad = slot.param.grad();
+            if grad.defined() {
+                let _ = grad.zero_();
+            }
+        }
+    }
+
+    /// Global L2 norm of all gradients, a 0-dim f32 tensor on the parameters' device (no host
+    /// synchronisation). Missing gradients count as zero.
+    pub fn grad_norm(&self) -> Tensor {
+        let squares: Vec<Tensor> = self
+            .slots
+            .iter()
+            .map(|s| s.param.grad())
+            .filter(Tensor::defined)
+            .map(|g| g.to_kind(Kind::Float).square().sum(Kind::Float))
+            .collect();
+        match squares.first() {
+            None => Tensor::zeros([], (Kind::Float, self.device())),
+            Some(_) => Tensor::stack(&squares, 0).sum(Kind::Float).sqrt(),
+        }
+    }
+
+    /// Scales all gradients so that their global norm is at most `max_norm`, the way
+    /// `torch.nn.utils.clip_grad_norm_` does (factor `min(1, max_norm / (norm + 1e-6))`, applied
+    /// on the device). Returns the norm before clipping (0-dim tensor).
+    pub fn clip_grad_norm(&mut self, max_norm: f64) -> Tensor {
+        let norm = self.grad_norm();
+        let factor = (max_norm / (&norm + 1e-6)).clamp_max(1.0);
+        tch::no_grad(|| {
+            for slot in &self.slots {
+                let mut grad = slot.param.grad();
+                if grad.defined() {
+                    let _ = grad.g_mul_(&factor.to_kind(grad.kind()));
+                }
+            }
+        });
+        norm
+    }
+
+    /// Applies one AdamW update with learning rate `lr` from the current gradients. A parameter
+    /// without a gradient is left untouched (its moments too), as in PyTorch.
+    pub fn step(&mut self, lr: f64) {
+        self.step += 1;
+        let t = self.step as f64;
+        let AdamWParams { beta1, beta2, eps, weight_decay } = self.hp;
+        let step_size = lr / (1.0 - beta1.powf(t));
+        let bias2_sqrt = (1.0 - beta2.powf(t)).sqrt();
+        tch::no_grad(|| {
+            for slot in &mut self.slots {
+                let grad = slot.param.grad();
+                if !grad.defined() {
+                    continue;
+                }
+                if slot.decay && weight_decay != 0.0 {
+                    let _ = slot.param.g_mul_scalar_(1.0 - lr * weight_decay);
+                }
+                let _ = slot.m.lerp_(&grad, 1.0 - beta1);
+                let _ = slot.v.g_mul_scalar_(beta2);
+                let _ = slot.v.addcmul_(&(&grad * (1.0 - beta2)), &grad);
+                let denom = slot.v.sqrt() / bias2_sqrt + eps;
+                let _ = slot.param.addcdiv_(&(&slot.m * -step_size), &denom);
+            }
+        });
+    }
+
+    /// L2 norm of the decayed parameters (a 0-dim f32 tensor): the progress measure that weight
+    /// decay shrinks. Per-component norms come from [`AdamW::decayed_sq_norms`].
+    pub fn weight_norm(&self) -> Tensor {
+        let squares: Vec<Tensor> = self
+            .slots
+            .iter()
+            .filter(|s| s.decay)
+            .map(|s| s.param.to_kind(Kind::Float).square().sum(Kind::Float))
+            .collect();
+        match squares.first() {
+            None => Tensor::zeros([], (Kind::Float, self.device())),
+            Some(_) => Tensor::stack(&squares, 0).sum(Kind::Float).sqrt(),
+        }
+    }
+
+    /// Squared L2 norm of each decayed parameter, by name (0-dim f32 tensors).
+    pub fn decayed_sq_norms(&self) -> Vec<(&str, Tensor)> {
+        self.slots
+            .iter()
+            .filter(|s| s.decay)
+            .map(|s| (s.name.as_str(), s.param.to_kind(Kind::Float).square().sum(Kind::Float)))
+            .collect()
+    }
+
+    /// The moments as named tensors, `m.<param>` and `v.<param>`, for a checkpoint.
+    pub fn state_tensors(&self) -> Vec<(String, Tensor)> {
+        let mut out = Vec::with_capacity(2 * self.slots.len());
+        for slot in &self.slots {
+            out.push((format!("m.{}", slot.name), slot.m.shallow_clone()));
+            out.push((format!("v.{}", slot.name), slot.v.shallow_clone()));
+        }
+        out
+    }
+
+    /// Restores moments saved by [`AdamW::state_tensors`] and the update count. Every moment must
+    /// be present with its parameter's shape; extra tensors are an error.
+    pub fn load_state(&mut self, tensors: Vec<(String, Tensor)>, step: u64) -> Result<()> {
+        let mut by_name: BTreeMap<String, Tensor> = tensors.into_iter().collect();
+        for slot in &mut self.slots {
+            for (key, dst) in [("m", &mut slot.m), ("v", &mut slot.v)] {
+                let name = format!("{key}.{}", slot.name);
+                let src = by_name.remove(&name).ok_or_else(|| {
+                    TrainError::Checkpoint(format!("optimizer state lacks tensor {name}"))
+                })?;
+                if src.size() != dst.size() {
+                    return Err(TrainError::Checkpoint(format!(
+                        "optimizer tensor {name} has shape {:?}, the parameter has {:?}",
+                        src.size(),
+                        dst.size()
+                    )));
+                }
+                tch::no_grad(|| dst.f_copy_(&src))?;
+            }
+        }
+        if let Some(extra) = by_name.keys().next() {
+            return Err(TrainError::Checkpoint(format!(
+                "optimizer state has tensor {extra} for no parameter of this model"
+            )));
+        }
+        self.step = step;
+        Ok(())
+    }
+
+    fn device(&self) -> tch::Device {
+        self.slots.first().map_or(tch::Device::Cpu, |s| s.param.device())
+    }
+}

@@ -1,0 +1,558 @@
+//! The training loop.
+//!
+//! The whole training set lives on the device ([`TrainTensors`]). Each epoch is a seeded
+//! permutation; a batch is `index_select` of consecutive permutation entries; the model's residual
+//! stream is gathered at the loss positions only before the unembedding; the loss is the mean
+//! cross-entropy of those positions. AdamW ([`AdamW`]), global-norm clipping, linear warm-up. The
+//! loop reads the device only every `log_every` steps (one scalar) and at evaluations.
+
+use crate::amp::with_precision;
+use crate::checkpoint::{self, RngInfo, RunState};
+use crate::config::TrainConfig;
+use crate::data::{self, EvalSplit, TrainTensors, IGNORE};
+use crate::error::{io_err, Result, TrainError};
+use crate::eval::{self, SplitMetrics};
+use crate::metrics::{fmt_value, CsvLog};
+use crate::optim::{AdamW, AdamWParams};
+use crate::progress::Progress;
+use crate::schedule::learning_rate;
+use crate::{dataset, mix};
+use model::{Checkpoint, Gpt, GptConfig};
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+use tasks::Dataset;
+use tch::{nn, Device, Kind, Reduction, Tensor};
+
+/// How to run (not part of the run's identity).
+#[derive(Clone, Debug)]
+pub struct TrainOptions {
+    /// Device for the model and data.
+    pub device: Device,
+    /// Plain log lines instead of a progress bar.
+    pub quiet: bool,
+    /// Folder under which preset datasets are generated and cached (`data/`).
+    pub data_root: PathBuf,
+    /// Set (e.g. by a signal handler) to stop after the current step with a checkpoint.
+    pub stop: Arc<AtomicBool>,
+}
+
+impl TrainOptions {
+    /// Defaults: the given device, a progress bar, `data/`, no stop flag set.
+    pub fn new(device: Device) -> TrainOptions {
+        TrainOptions {
+            device,
+            quiet: false,
+            data_root: PathBuf::from("data"),
+            stop: Arc::new(AtomicBool::new(false)),
+        }
+    }
+}
+
+/// How a call to [`train`] ended.
+#[derive(Clone, Debug)]
+pub struct RunSummary {
+    /// The run folder.
+    pub run_dir: PathBuf,
+    /// Step the call started from (0, or the resumed checkpoint).
+    pub start_step: u64,
+    /// Step reached.
+    pub step: u64,
+    /// True when stopped by the stop flag (a checkpoint was written at `step`).
+    pub interrupted: bool,
+    /// Optimiser steps per second, evaluation and checkpoint time excluded.
+    pub train_steps_per_sec: f64,
+    /// Wall-clock seconds of the call.
+    pub wall_secs: f64,
+    /// Metrics of the last evaluation of this call (empty if none ran).
+    pub last_eval: Vec<SplitMetrics>,
+}
+
+/// Running sums of the training loss and gradient norm since the last evaluation (device
+/// tensors, so accumulating them needs no host read). Saved with checkpoints.
+struct Running {
+    loss_sum: Tensor,
+    grad_norm_sum: Tensor,
+    count: u64,
+}
+
+impl Running {
+    fn new(device: Device) -> Running {
+        Running {
+            loss_sum: Tensor::zeros([], (Kind::Double, device)),
+            grad_norm_sum: Tensor::zeros([], (Kind::Double, device)),
+            count: 0,
+        }
+    }
+
+    fn add(&mut self, loss: &Tensor, grad_norm: &Tensor) {
+        self.loss_sum += loss.to_kind(Kind::Double);
+        self.grad_norm_sum += grad_norm.to_kind(Kind::Double);
+        self.count += 1;
+    }
+
+    /// (mean loss, mean gradient norm) since the last reset; one host read.
+    fn means(&self) -> Result<(f64, f64)> {
+        let n = self.count.max(1) as f64;
+        let sums = Vec::<f64>::try_from(
+            Tensor::stack(&[&self.loss_sum, &self.grad_norm_sum], 0).to_device(Device::Cpu),
+        )?;
+        Ok((sums[0] / n, sums[1] / n))
+    }
+
+    fn tensors(&self) -> Vec<(String, Tensor)> {
+        vec![
+            ("acc.loss_sum".into(), self.loss_sum.shallow_clone()),
+            ("acc.grad_norm_sum".into(), self.grad_norm_sum.shallow_clone()),
+            ("acc.count".into(), Tensor::from(self.count as i64)),
+        ]
+    }
+
+    fn load(&mut self, tensors: &mut BTreeMap<String, Tensor>, device: Device) -> Result<()> {
+        let mut take = |name: &str| {
+            tensors.remove(name).ok_or_else(|| {
+                TrainError::Checkpoint(format!("optimizer state lacks tensor {name}"))
+            })
+        };
+        self.loss_sum = take("acc.loss_sum")?.to_kind(Kind::Double).to_device(device);
+        self.grad_norm_sum = take("acc.grad_norm_sum")?.to_kind(Kind::Double).to_device(device);
+        self.count = u64::try_from(take("acc.count")?.f_int64_value(&[])?).unwrap_or(0);
+        Ok(())
+    }
+}
+
+/// Everything one run holds.
+struct Trainer {
+    cfg: TrainConfig,
+    opts: TrainOptions,
+    run_dir: PathBuf,
+    gpt_cfg: GptConfig,
+    vs: nn::VarStore,
+    model: Gpt,
+    opt: AdamW,
+    data: TrainTensors,
+    splits: Vec<EvalSplit>,
+    steps_per_epoch: u64,
+    data_fingerprint: String,
+    running: Running,
+    metrics: CsvLog,
+    layer_norms: CsvLog,
+    progress: Progress,
+    /// layer_norms.csv component of each decayed parameter, in the optimiser's order.
+    components: Vec<String>,
+}
+
+/// Trains (or resumes) the run in `run_dir` with `cfg`: prepares the dataset, checks an existing
+/// run folder against `cfg`, continues from its latest complete checkpoint, evaluates, logs and
+/// checkpoints until `cfg.steps` or until `opts.stop` is set.
+pub fn train(mut cfg: TrainConfig, run_dir: &Path, opts: &TrainOptions) -> Result<RunSummary> {
+    let started = Instant::now();
+    cfg.validate()?;
+    if cfg.precision == crate::config::Precision::Bf16 && !opts.device.is_cuda() {
+        return Err(TrainError::Config(
+            "precision = bf16 needs a CUDA device (CPU training is fp32)".into(),
+        ));
+    }
+    let ds = dataset::prepare(&mut cfg, &opts.data_root, opts.quiet)?;
+    let mut trainer = Trainer::new(cfg, ds, run_dir, opts)?;
+    let start_step = trainer.opt.step_count();
+    let result = trainer.run();
+    trainer.progress.finish();
+    let (step, interrupted, train_secs, last_eval) = result?;
+    let summary = RunSummary {
+        run_dir: run_dir.to_path_buf(),
+        start_step,
+        step,
+        interrupted,
+        train_steps_per_sec: (step - start_step) as f64 / train_secs.max(1e-9),
+        wall_secs: started.elapsed().as_secs_f64(),
+        last_eval,
+    };
+    Ok(summary)
+}
+
+impl Trainer {
+    fn new(mut cfg: TrainConfig, ds: Dataset, run_dir: &Path, opts: &TrainOptions) -> Result<Trainer> {
+        let device = opts.device;
+        let data_fingerprint = data::fingerprint(&ds);
+        let gpt_cfg = GptConfig {
+            vocab_size: ds.vocab.len(),
+            n_ctx: ds.max_len(),
+            d_model: cfg.d_model,
+            n_head: cfg.n_head,
+            d_mlp: cfg.d_mlp,
+            n_blocks: cfg.n_layer,
+            schedule: cfg.blocks(),
+            dropout: cfg.dropout,
+            ln_eps: 1e-5,
+        };
+        gpt_cfg.validate()?;
+        let resume = open_run_dir(run_dir, &mut cfg, &data_fingerprint)?;
+
+        tch::manual_seed(cfg.seed as i64);
+        let vs = nn::VarStore::new(device);
+        let model = Gpt::new(&vs.root(), &gpt_cfg)?;
+        let hp = AdamWParams {
+            beta1: cfg.beta1,
+            beta2: cfg.beta2,
+            eps: cfg.eps,
+            weight_decay: cfg.weight_decay,
+        };
+        let opt = AdamW::new(vs.variables(), model::is_decayed, hp);
+        let components = opt.decayed_names().iter().map(|n| component_of(n)).collect();
+
+        let data = TrainTensors::new(&ds.train, ds.vocab.pad_id(), device)?;
+        model.check_tokens(&data.tokens)?;
+        let splits = EvalSplit::all(&ds, device)?;
+        for split in splits.iter().filter(|s| s.len > 0) {
+            model.check_tokens(&split.tokens)?;
+        }
+        let steps_per_epoch = data::steps_per_epoch(data.len, cfg.batch_size);
+
+        let mut header: Vec<String> =
+            ["step", "epoch", "lr", "train_loss", "grad_norm", "weight_norm"].map(String::from).into();
+        for split in &splits {
+            for m in ["acc", "loss", "p"] {
+                header.push(format!("{}_{m}", split.name));
+            }
+        }
+        let resume_step = resume.unwrap_or(0);
+        let metrics = CsvLog::open(&run_dir.join("metrics.csv"), &header, resume_step)?;
+        let ln_header = ["step", "component", "norm"].map(String::from);
+        let layer_norms = CsvLog::open(&run_dir.join("layer_norms.csv"), &ln_header, resume_step)?;
+
+        let progress = Progress::new(resume_step, cfg.steps, opts.quiet);
+        let mut trainer = Trainer {
+            running: Running::new(device),
+            cfg,
+            opts: opts.clone(),
+            run_dir: run_dir.to_path_buf(),
+            gpt_cfg,
+            vs,
+            model,
+            opt,
+            data,
+            splits,
+            steps_per_epoch,
+            data_fingerprint,
+            metrics,
+            layer_norms,
+            progress,
+            components,
+        };
+        trainer.announce(&ds);
+        if let Some(step) = resume {
+            trainer.restore(step)?;
+        }
+        Ok(trainer)
+    }
+
+    /// The loop. Returns (step reached, interrupted, seconds spent in training steps, last eval).
+    fn run(&mut self) -> Result<(u64, bool, f64, Vec<SplitMetrics>)> {
+        let total = self.cfg.steps;
+        let checkpoints: BTreeSet<u64> = self.cfg.checkpoints.steps(total).into_iter().collect();
+        let mut step = self.opt.step_count();
+        let mut last_checkpoint = step;
+        let mut last_log = step;
+        let mut train_secs = 0.0;
+        let mut last_eval = Vec::new();
+        let mut perm: Option<(u64, Tensor)> = None;
+        if step >= total {
+            self.progress.println(&format!("run already complete at step {step}"));
+        }
+        while step < total {
+            if self.opts.stop.load(Ordering::SeqCst) {
+                self.save_checkpoint(step)?;
+                self.progress.println(&format!(
+                    "interrupted: checkpoint written at step {step}; run the same command again to resume"
+                ));
+                return Ok((step, true, train_secs, last_eval));
+            }
+            let t0 = Instant::now();
+            let epoch = step / self.steps_per_epoch;
+            let order = match perm.take() {
+                Some((e, p)) if e == epoch => p,
+                _ => data::epoch_permutation(self.data.len, self.cfg.seed, epoch, self.opts.device),
+            };
+            let lr = self.lr_at(step);
+            let (loss, grad_norm) = self.train_step(&order, step % self.steps_per_epoch, lr, step)?;
+            perm = Some((epoch, order));
+            self.running.add(&loss, &grad_norm);
+            step += 1;
+            train_secs += t0.elapsed().as_secs_f64();
+
+            if step % self.cfg.log_every == 0 {
+                let value = loss.to_device(Device::Cpu).to_kind(Kind::Double).double_value(&[]);
+                self.check_finite(value, last_log, step, last_checkpoint)?;
+                self.progress.tick(step, value);
+                last_log = step;
+            }
+            let is_checkpoint = checkpoints.contains(&step);
+            if step % self.cfg.eval_every == 0 || is_checkpoint {
+                last_eval = self.evaluate_and_log(step, lr, last_checkpoint, is_checkpoint)?;
+                last_log = step;
+            }
+            if is_checkpoint {
+                self.save_checkpoint(step)?;
+                last_checkpoint = step;
+            }
+        }
+        Ok((step, false, train_secs, last_eval))
+    }
+
+    /// One optimiser update on batch `batch` of the epoch whose permutation is `order`.
+    /// Returns the (detached) loss and the gradient norm before clipping, both 0-dim tensors.
+    fn train_step(&mut self, order: &Tensor, batch: u64, lr: f64, step: u64) -> Result<(Tensor, Tensor)> {
+        tch::manual_seed(mix(self.cfg.seed, step) as i64);
+        let bs = self.cfg.batch_size as i64;
+        let start = batch as i64 * bs;
+        let len = bs.min(self.data.len as i64 - start);
+        let rows = order.narrow(0, start, len);
+        let tokens = self.data.tokens.index_select(0, &rows); // [B, T]
+        let positions = self.data.positions.index_select(0, &rows); // [B, K]
+        let targets = self.data.targets.index_select(0, &rows); // [B, K]
+        let logits = with_precision(self.cfg.precision, self.opts.device, || {
+            let hidden = self.model.hidden_t(&tokens, true); // [B, T, d]
+            let d = hidden.size()[2];
+            let index = positions.unsqueeze(-1).expand([-1, -1, d], false); // [B, K, d]
+            self.model.unembed(&hidden.gather(1, &index, false)) // [B, K, V]
+        });
+        let vocab = logits.size()[2];
+        let loss = logits.to_kind(Kind::Float).view([-1, vocab]).f_cross_entropy_loss::<Tensor>(
+            &targets.view([-1]),
+            None,
+            Reduction::Mean,
+            IGNORE,
+            0.0,
+        )?;
+        self.opt.zero_grad();
+        loss.backward();
+        let grad_norm = self.opt.clip_grad_norm(self.cfg.grad_clip);
+        self.opt.step(lr);
+        Ok((loss.detach(), grad_norm))
+    }
+
+    /// Learning rate of update `step` (0-based).
+    fn lr_at(&self, step: u64) -> f64 {
+        let c = &self.cfg;
+        learning_rate(c.lr, c.lr_schedule, c.warmup_steps, c.steps, step)
+    }
+
+    fn check_finite(&self, value: f64, after: u64, at: u64, last_good: u64) -> Result<()> {
+        if value.is_finite() {
+            Ok(())
+        } else {
+            Err(TrainError::NonFinite { value, after, at, last_good })
+        }
+    }
+
+    /// Evaluates every split, appends a metrics.csv row and the layer_norms.csv rows, resets the
+    /// running sums. Errors (without writing) if the running loss is not finite.
+    fn evaluate_and_log(&mut self, step: u64, lr: f64, last_checkpoint: u64, checkpoint: bool) -> Result<Vec<SplitMetrics>> {
+        let (train_loss, grad_norm) = self.running.means()?;
+        self.check_finite(train_loss, step - self.running.count, step, last_checkpoint)?;
+        let metrics = eval::evaluate(&self.model, &self.splits, self.cfg.eval_batch_size, self.cfg.precision)?;
+        let weight_norm = tch::no_grad(|| self.opt.weight_norm()).double_value(&[]);
+        let epoch = step as f64 / self.steps_per_epoch as f64;
+        let mut row = vec![
+            step.to_string(),
+            format!("{epoch:.4}"),
+            fmt_value(lr),
+            fmt_value(train_loss),
+            fmt_value(grad_norm),
+            fmt_value(weight_norm),
+        ];
+        for m in &metrics {
+            row.extend([fmt_value(m.acc), fmt_value(m.loss), fmt_value(m.p)]);
+        }
+        self.metrics.row(&row)?;
+        let mut by_component: BTreeMap<&str, f64> = BTreeMap::new();
+        let squares = tch::no_grad(|| self.opt.decayed_sq_norms());
+        for ((_, sq), component) in squares.iter().zip(&self.components) {
+            *by_component.entry(component).or_default() += sq.double_value(&[]);
+        }
+        for (component, sq) in by_component {
+            let fields = [step.to_string(), component.to_string(), fmt_value(sq.sqrt())];
+            self.layer_norms.row(&fields)?;
+        }
+        self.running = Running::new(self.opts.device);
+        self.progress.eval(step, epoch, train_loss, &metrics, checkpoint);
+        Ok(metrics)
+    }
+
+    /// Writes `step-<step>/` (model, optimiser state with running sums, state.json) atomically.
+    fn save_checkpoint(&self, step: u64) -> Result<()> {
+        let state = RunState {
+            step,
+            epoch: step / self.steps_per_epoch,
+            batch_in_epoch: step % self.steps_per_epoch,
+            steps_per_epoch: self.steps_per_epoch,
+            rng: RngInfo {
+                seed: self.cfg.seed,
+                permutation: "ChaCha8 shuffle seeded with mix(seed, epoch)".into(),
+                dropout: "tch::manual_seed(mix(seed, step)) before each update".into(),
+            },
+            config_hash: self.cfg.trajectory_hash(),
+            data_fingerprint: self.data_fingerprint.clone(),
+            threads: tch::get_num_threads().max(1) as usize,
+            device: device_name(self.opts.device),
+        };
+        let metadata = BTreeMap::from([("step".to_string(), step.to_string())]);
+        checkpoint::write(&self.run_dir, &state, |dir| {
+            Checkpoint::save(dir.join(checkpoint::MODEL_FILE), &self.vs, &self.gpt_cfg, &metadata)?;
+            let mut tensors = self.opt.state_tensors();
+            tensors.extend(self.running.tensors());
+            let path = dir.join(checkpoint::OPTIMIZER_FILE);
+            let host: Vec<(String, Tensor)> =
+                tensors.into_iter().map(|(n, t)| (n, t.to_device(Device::Cpu))).collect();
+            Tensor::write_safetensors(&host, &path)?;
+            Ok(())
+        })?;
+        Ok(())
+    }
+
+    /// Loads the weights, optimiser state and running sums of checkpoint `step`.
+    fn restore(&mut self, step: u64) -> Result<()> {
+        let dir = checkpoint::step_dir(&self.run_dir, step);
+        let state = checkpoint::read_state(&dir)?;
+        if state.data_fingerprint != self.data_fingerprint {
+            return Err(TrainError::Mismatch(format!(
+                "{} was trained on different data (fingerprint {}, the dataset now gives {}); \
+                 use the original dataset or a new run folder",
+                dir.display(),
+                state.data_fingerprint,
+                self.data_fingerprint
+            )));
+        }
+        if state.steps_per_epoch != self.steps_per_epoch || state.step != step {
+            return Err(TrainError::Checkpoint(format!(
+                "{}: state.json says step {} with {} steps per epoch, expected step {step} with {}",
+                dir.display(),
+                state.step,
+                state.steps_per_epoch,
+                self.steps_per_epoch
+            )));
+        }
+        let threads = tch::get_num_threads().max(1) as usize;
+        if state.threads != threads && !self.opts.device.is_cuda() {
+            self.progress.println(&format!(
+                "note: the checkpoint was written with {} threads, this process uses {threads}; \
+                 results will not be bit-identical to an uninterrupted run",
+                state.threads
+            ));
+        }
+        let loaded = Checkpoint::load(dir.join(checkpoint::MODEL_FILE), self.opts.device)?;
+        if loaded.config != self.gpt_cfg {
+            return Err(TrainError::Mismatch(format!(
+                "{}: the checkpoint's model {:?} differs from this run's {:?}",
+                dir.display(),
+                loaded.config,
+                self.gpt_cfg
+            )));
+        }
+        self.vs.copy(&loaded.vs)?;
+        let path = dir.join(checkpoint::OPTIMIZER_FILE);
+        let mut tensors: BTreeMap<String, Tensor> = Tensor::read_safetensors(&path)
+            .map_err(|e| TrainError::Checkpoint(format!("{}: {e}", path.display())))?
+            .into_iter()
+            .map(|(n, t)| (n, t.to_device(self.opts.device)))
+            .collect();
+        self.running.load(&mut tensors, self.opts.device)?;
+        self.opt.load_state(tensors.into_iter().collect(), step)?;
+        self.progress.println(&format!("resuming from {}", dir.display()));
+        Ok(())
+    }
+
+    fn announce(&self, ds: &Dataset) {
+        let params: i64 = self.vs.variables().values().map(Tensor::numel).map(|n| n as i64).sum();
+        self.progress.println(&format!(
+            "data {} ({} train examples, {} steps/epoch, splits {}); model {} params, schedule {:?}; \
+             {} on {} with {} threads",
+            ds.dir.display(),
+            self.data.len,
+            self.steps_per_epoch,
+            self.splits.iter().map(|s| format!("{}:{}", s.name, s.len)).collect::<Vec<_>>().join(" "),
+            params,
+            self.gpt_cfg.schedule,
+            self.cfg.precision,
+            device_name(self.opts.device),
+            tch::get_num_threads()
+        ));
+    }
+}
+
+/// Checks or creates the run folder. Returns the step of the latest complete checkpoint to resume
+/// from (`None` for a fresh run). Writes the resolved config to `config.json`.
+fn open_run_dir(run_dir: &Path, cfg: &mut TrainConfig, fingerprint: &str) -> Result<Option<u64>> {
+    let config_path = run_dir.join("config.json");
+    let exists = run_dir.is_dir();
+    if exists && !config_path.is_file() {
+        let mut entries = std::fs::read_dir(run_dir).map_err(io_err(run_dir))?;
+        if entries.next().is_some() {
+            return Err(TrainError::Mismatch(format!(
+                "{} exists and is not a grokscope run folder (no config.json); choose another --out",
+                run_dir.display()
+            )));
+        }
+    }
+    std::fs::create_dir_all(run_dir).map_err(io_err(run_dir))?;
+    let mut resume = None;
+    if config_path.is_file() {
+        let old = TrainConfig::from_file(&config_path)?;
+        let diffs = cfg.trajectory_differences(&old);
+        if !diffs.is_empty() {
+            return Err(TrainError::Mismatch(format!(
+                "{} was started with other settings: {}; use a new --out folder or the original settings",
+                run_dir.display(),
+                diffs.join("; ")
+            )));
+        }
+        checkpoint::remove_partial(run_dir)?;
+        resume = checkpoint::list(run_dir)?.last().copied();
+        if let Some(step) = resume {
+            let state = checkpoint::read_state(&checkpoint::step_dir(run_dir, step))?;
+            if state.config_hash != cfg.trajectory_hash() {
+                return Err(TrainError::Mismatch(format!(
+                    "checkpoint step-{step} in {} was written with other settings (config hash {}, now {})",
+                    run_dir.display(),
+                    state.config_hash,
+                    cfg.trajectory_hash()
+                )));
+            }
+            if state.data_fingerprint != fingerprint {
+                return Err(TrainError::Mismatch(format!(
+                    "checkpoint step-{step} in {} was trained on different data (its vocabulary or \
+                     examples differ from {}); use the original dataset or a new run folder",
+                    run_dir.display(),
+                    cfg.data_dir.as_deref().unwrap_or(Path::new("?")).display()
+                )));
+            }
+        }
+    }
+    let json = serde_json::to_string_pretty(&*cfg)
+        .map_err(|e| TrainError::Config(format!("cannot serialise the config: {e}")))?;
+    checkpoint::write_atomic(&config_path, format!("{json}\n").as_bytes())?;
+    Ok(resume)
+}
+
+/// layer_norms.csv component of a parameter: `embed` for wte/wpe, `block.{i}` for
+/// `transformer.h.{i}.…`, otherwise the parameter name.
+fn component_of(name: &str) -> String {
+    let parts: Vec<&str> = name.split('.').collect();
+    match parts.as_slice() {
+        ["transformer", "wte" | "wpe", ..] => "embed".into(),
+        ["transformer", "h", i, ..] => format!("block.{i}"),
+        _ => name.to_string(),
+    }
+}
+
+/// `cpu`, `cuda:0`, ...
+pub fn device_name(device: Device) -> String {
+    match device {
+        Device::Cpu => "cpu".into(),
+        Device::Cuda(i) => format!("cuda:{i}"),
+        other => format!("{other:?}").to_lowercase(),
+    }
+}
