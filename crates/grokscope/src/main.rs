@@ -21,12 +21,15 @@ struct Cli {
 enum Command {
     /// Report libtorch version, chosen device, CUDA devices and threads; checks libtorch works.
     Doctor,
+    /// Generate a synthetic reasoning dataset
+    Data(cmd::data::DataArgs),
 }
 
 fn main() {
     let cli = Cli::parse();
     let result = cli.global.apply().and_then(|ctx| match cli.command {
         Command::Doctor => cmd::doctor::run(&ctx),
+        Command::Data(a) => cmd::data::run(&a),
     });
     if let Err(err) = result {
         eprintln!("error: {err:#}");

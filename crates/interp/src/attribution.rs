@@ -12,7 +12,7 @@ use crate::net::{logits_at, LnMode, Net};
 use crate::output::AttributionRow;
 use crate::patch::{
     layers_for, position_sets, run_group_batched, variants, want_for, Cell, Component,
-    ComponentKind, Direction, Pair, PositionChoice, PositionSet,
+    ComponentKind, Direction, Pair, PositionChoice, PositionSet, Runs,
 };
 use crate::probe::ProbeSet;
 use crate::states::{alt_tokens, noise_scale, CorruptionInputs, States};
@@ -219,14 +219,18 @@ fn attribute_corruption(
             });
         }
     }
-    let (clean, corrupted, alt) = tch::no_grad(|| -> Result<_> {
+    let runs = tch::no_grad(|| -> Result<Runs> {
         let clean = States::compute(net, &ci.clean, None, want, ap, opts.max_rows)?;
         let corrupted = States::compute(net, &ci.corrupted, ci.noise.as_ref(), want, ap, opts.max_rows)?;
         let alt = alt_tokens(&corrupted.logits, &ci.gold);
-        Ok((clean, corrupted, alt))
+        Ok(Runs {
+            clean,
+            corrupted,
+            alt,
+        })
     })?;
-    let clean_o = Outcomes::from_logits(&clean.logits, &ci.gold, &alt)?;
-    let corr_o = Outcomes::from_logits(&corrupted.logits, &ci.gold, &alt)?;
+    let clean_o = Outcomes::from_logits(&runs.clean.logits, &ci.gold, &runs.alt)?;
+    let corr_o = Outcomes::from_logits(&runs.corrupted.logits, &ci.gold, &runs.alt)?;
     let baseline = LdBaseline {
         corruption: ci.name.clone(),
         examples: ci.len(),
@@ -237,7 +241,7 @@ fn attribute_corruption(
         Direction::Noising => &clean_o.ld,
         Direction::Denoising => &corr_o.ld,
     };
-    let pair = Pair::new(net, ci, &clean, &corrupted, &alt, opts.direction, opts.ln_mode, ap);
+    let pair = Pair::new(net, ci, &runs, opts.direction, opts.ln_mode, ap);
 
     let mut cells = Vec::new();
     let attributions = gradient_attributions(net, &pair, &groups, ap, opts.max_rows)?;

@@ -351,7 +351,7 @@ pub(crate) fn layers_for(net: &Net, kind: ComponentKind, layers: &Option<Vec<usi
 }
 
 /// The variants of one (kind, layer) group: each component with each position set.
-fn variants<'s>(net: &Net, kind: ComponentKind, sets: &'s [PositionSet]) -> Vec<(Component, &'s PositionSet)> {
+pub(crate) fn variants<'s>(net: &Net, kind: ComponentKind, sets: &'s [PositionSet]) -> Vec<(Component, &'s PositionSet)> {
     let comps: Vec<Component> = match kind {
         ComponentKind::Resid => vec![Component::Resid],
         ComponentKind::AttnOut => vec![Component::AttnOut],
@@ -386,18 +386,25 @@ pub(crate) struct Pair<'s> {
     pub base_scale: Option<Tensor>,
 }
 
+/// The clean and corrupted runs of a corruption, with the `alt` token of each example.
+pub(crate) struct Runs {
+    pub clean: States,
+    pub corrupted: States,
+    /// The corrupted run's best non-gold token per example `[n]` i64.
+    pub alt: Tensor,
+}
+
 impl<'s> Pair<'s> {
     pub(crate) fn new(
         net: &Net,
         ci: &'s CorruptionInputs,
-        clean: &States,
-        corrupted: &States,
-        alt: &'s Tensor,
+        runs: &'s Runs,
         direction: Direction,
         ln_mode: LnMode,
         answer_pos: usize,
     ) -> Pair<'s> {
-        let all = clean.logits.size()[0];
+        let all = runs.clean.logits.size()[0];
+        let (clean, corrupted) = (&runs.clean, &runs.corrupted);
         let (base, src, base_tokens, base_noise) = match direction {
             Direction::Noising => (clean.narrow(0, all), corrupted.narrow(0, all), &ci.clean, None),
             Direction::Denoising => (
@@ -415,7 +422,7 @@ impl<'s> Pair<'s> {
             base_tokens,
             base_noise,
             gold: &ci.gold,
-            alt,
+            alt: &runs.alt,
             base_scale,
         }
     }
@@ -450,9 +457,14 @@ fn sweep_corruption(
         clean: Outcomes::from_logits(&clean.logits, &ci.gold, &alt)?,
         corrupted: Outcomes::from_logits(&corrupted.logits, &ci.gold, &alt)?,
     };
+    let runs = Runs {
+        clean,
+        corrupted,
+        alt,
+    };
     let mut cells = Vec::new();
     for &direction in &opts.directions {
-        let pair = Pair::new(net, ci, &clean, &corrupted, &alt, direction, opts.ln_mode, ap);
+        let pair = Pair::new(net, ci, &runs, direction, opts.ln_mode, ap);
         for &kind in &opts.components {
             for layer in layers_for(net, kind, &opts.layers)? {
                 let vars = variants(net, kind, &sets);
@@ -539,8 +551,10 @@ fn answer_logits(
 /// The request of a patched run: logits at the answer position, plus the final state when the
 /// readout needs it.
 fn patched_request(net: &Net, start_layer: usize, cached: bool, ap: usize) -> RunRequest {
-    let mut req = RunRequest::default();
-    req.logit_positions = logits_at(ap);
+    let mut req = RunRequest {
+        logit_positions: logits_at(ap),
+        ..RunRequest::default()
+    };
     if cached && start_layer < net.n_layer() {
         req.capture.insert(net.resid_hook(net.n_layer()));
     }

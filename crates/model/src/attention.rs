@@ -48,8 +48,10 @@ impl Attention {
         Tensor::einsum("bthe,hed->bthd", &[z, &w_o], None::<i64>)
     }
 
-    /// Attention of layer `layer` with the hooks q, k, v, attn_scores, pattern, z and result
-    /// (result is computed only when captured or edited).
+    /// Attention of layer `layer` with the hooks q, k, v, attn_scores, pattern, z and result.
+    /// Result is computed only when captured or edited; when edited the output is
+    /// `c_proj(z) + Σ_heads(edited result − result)`, so heads and rows left alone keep the
+    /// c_proj value bit for bit.
     /// Shapes: x `[B, T, d_model]` (the ln_1 output) → `[B, T, d_model]`.
     pub(crate) fn forward(
         &self,
@@ -78,14 +80,17 @@ impl Attention {
             .transpose(1, 2);
         let z = hooks.apply(HookPoint::Z(layer), z)?;
         let result = HookPoint::Result(layer);
+        let out = self.c_proj.forward(&z.reshape([b, t, d]));
         let out = if hooks.edited(result) {
-            let per_head = hooks.apply(result, self.per_head_result(&z))?;
-            per_head.sum_dim_intlist(2, false, per_head.kind()) + &self.c_proj.bias
+            let per_head = self.per_head_result(&z);
+            let edited = hooks.apply(result, per_head.shallow_clone())?;
+            let heads_sum = |r: &Tensor| r.sum_dim_intlist(2, false, r.kind());
+            out + (heads_sum(&edited) - heads_sum(&per_head))
         } else {
             if hooks.captured(result) {
                 hooks.record(result, self.per_head_result(&z));
             }
-            self.c_proj.forward(&z.reshape([b, t, d]))
+            out
         };
         Ok(out.dropout(self.dropout, train))
     }

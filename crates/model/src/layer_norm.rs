@@ -38,9 +38,12 @@ impl LayerNorm {
         (centred.square().mean_dim(-1, true, x.kind()) + self.eps).sqrt()
     }
 
-    /// The forward pass with `hook` (ln1/ln2/ln_final `hook_scale`). When the scale is edited the
-    /// normalisation divides by the edited scale; when it is only captured the scale is computed
-    /// on the side and the output is the fused kernel's, so capturing changes nothing.
+    /// The forward pass with `hook` (ln1/ln2/ln_final `hook_scale`). When the scale is captured
+    /// only, it is computed on the side and the output is the fused kernel's, so capturing changes
+    /// nothing. When it is edited, the output is `fused + (x̂(edited scale) − x̂(scale))`, where
+    /// x̂(s) = (x − mean)/s · weight + bias: positions whose scale is unchanged keep the fused
+    /// value bit for bit, edited positions get the normalisation by the edited scale, and
+    /// gradients flow to the edited scale everywhere.
     /// Shapes: x `[B, T, d]` → `[B, T, d]`.
     pub(crate) fn forward_hooked(
         &self,
@@ -51,8 +54,9 @@ impl LayerNorm {
         if hooks.edited(hook) {
             let centred = x - x.mean_dim(-1, true, x.kind());
             let scale = (centred.square().mean_dim(-1, true, x.kind()) + self.eps).sqrt();
-            let scale = hooks.apply(hook, scale)?;
-            return Ok(centred / scale * &self.weight + &self.bias);
+            let edited = hooks.apply(hook, scale.shallow_clone())?;
+            let normed = |s: &Tensor| &centred / s * &self.weight + &self.bias;
+            return Ok(self.forward(x) + (normed(&edited) - normed(&scale)));
         }
         if hooks.captured(hook) {
             hooks.record(hook, self.scale(x));

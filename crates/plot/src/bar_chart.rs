@@ -11,8 +11,8 @@ use crate::colormap::ColorMap;
 use crate::error::{PlotError, Result};
 use crate::render::render_png;
 use crate::style::{
-    draw_text, draw_vertical_text, fill_rect, format_number, max_text_width, nice_ticks,
-    text_size, PixelRect, AXIS_SIZE, GRID, INK, PAD, TICK_SIZE, TITLE_SIZE,
+    draw_text, draw_vertical_text, fill_rect, format_number, max_text_width, nice_ticks, text_size,
+    PixelRect, AXIS_SIZE, GRID, INK, PAD, TICK_SIZE, TITLE_SIZE,
 };
 
 /// Bars listed top to bottom.

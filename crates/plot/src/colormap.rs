@@ -152,7 +152,8 @@ pub(crate) fn finite_range(values: impl IntoIterator<Item = f64>) -> Option<(f64
 
 /// Black or white, whichever reads better on `background`.
 pub(crate) fn text_color_on(background: &RGBColor) -> RGBColor {
-    let lum = 0.2126 * background.0 as f64 + 0.7152 * background.1 as f64 + 0.0722 * background.2 as f64;
+    let lum =
+        0.2126 * background.0 as f64 + 0.7152 * background.1 as f64 + 0.0722 * background.2 as f64;
     if lum < 140.0 {
         RGBColor(255, 255, 255)
     } else {

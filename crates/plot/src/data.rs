@@ -87,7 +87,8 @@ impl CsvTable {
         if text.is_empty() || text.eq_ignore_ascii_case("nan") {
             return Ok(f64::NAN);
         }
-        text.parse::<f64>().map_err(|_| self.bad(row, col, "a number"))
+        text.parse::<f64>()
+            .map_err(|_| self.bad(row, col, "a number"))
     }
 
     /// A non-empty text cell.
@@ -199,9 +200,17 @@ impl Metrics {
                 message: "no rows (has training evaluated yet?)".to_string(),
             });
         }
-        splits.sort_by_key(|s| SPLIT_ORDER.iter().position(|o| o == s).unwrap_or(usize::MAX));
+        splits.sort_by_key(|s| {
+            SPLIT_ORDER
+                .iter()
+                .position(|o| o == s)
+                .unwrap_or(usize::MAX)
+        });
 
-        let mut value_columns = fixed[1..].iter().map(|c| c.name.clone()).collect::<Vec<_>>();
+        let mut value_columns = fixed[1..]
+            .iter()
+            .map(|c| c.name.clone())
+            .collect::<Vec<_>>();
         for split in &splits {
             for suffix in ["_acc", "_loss", "_p"] {
                 value_columns.push(format!("{split}{suffix}"));
@@ -274,9 +283,7 @@ impl Metrics {
     /// The value of `column` at exactly `step`.
     pub fn value_at(&self, column: &str, step: u64) -> Option<f64> {
         let i = self.steps.binary_search(&step).ok()?;
-        self.column(column)
-            .map(|v| v[i])
-            .filter(|v| !v.is_nan())
+        self.column(column).map(|v| v[i]).filter(|v| !v.is_nan())
     }
 
     /// The split that stands for training accuracy: `train_inferred`, else the first split whose

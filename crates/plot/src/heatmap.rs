@@ -279,6 +279,9 @@ struct Margins {
     vertical_col_labels: bool,
 }
 
+/// Colour of the frame around a grid of cells.
+const FRAME: RGBColor = RGBColor(190, 190, 190);
+
 /// Width of the colour-bar gradient in pixels.
 pub(crate) const COLOR_BAR_WIDTH: i32 = 20;
 
@@ -326,6 +329,16 @@ pub(crate) fn paint_cells<DB: DrawingBackend>(
 ) -> Result<()> {
     let n_rows = values.len();
     let n_cols = values.first().map_or(0, Vec::len);
+    // A faint frame keeps the grid's extent visible where cells are white (diverging map at 0).
+    outline_rect(
+        area,
+        PixelRect {
+            x0: rect.x0 - 1,
+            y0: rect.y0 - 1,
+            ..rect
+        },
+        &FRAME,
+    )?;
     for (row, line) in values.iter().enumerate() {
         for (col, &v) in line.iter().enumerate() {
             let cell = grid_cell(rect, row, col, n_rows, n_cols, bottom_up);

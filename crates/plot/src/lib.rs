@@ -1,14 +1,26 @@
-//! PNG figures and an HTML report drawn from grokscope's tidy CSV files.
+//! PNG figures and an HTML report drawn from grokscope's tidy CSV files (docs/architecture.md).
+//!
+//! - Primitives, each usable on its own: [`line_chart`], [`heatmap`], [`small_multiples`],
+//!   [`attention_grid`], [`bar_chart`], with colour maps in [`colormap`].
+//! - [`data`] reads the CSV files with errors that name the file, line and column.
+//! - [`figures`] draws a run's figures from its CSV files; [`report`] writes `index.html`.
+//!
+//! Text uses an embedded DejaVu Sans font, so nothing depends on the fonts installed.
 
-pub mod colormap;
-pub mod error;
-mod font;
 pub mod attention_grid;
 pub mod bar_chart;
+pub mod colormap;
+pub mod data;
+pub mod error;
+pub mod figures;
+mod font;
 pub mod heatmap;
 pub mod line_chart;
 pub mod render;
+pub mod report;
 pub mod small_multiples;
 pub mod style;
 
 pub use error::{PlotError, Result};
+pub use figures::{draw_run, Figure, FigureOptions, RunInputs, Section};
+pub use report::write_report;

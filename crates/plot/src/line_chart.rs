@@ -4,7 +4,9 @@
 use std::ops::Range;
 use std::path::Path;
 
-use plotters::coord::ranged1d::{KeyPointHint, KeyPointWeight, NoDefaultFormatting, ValueFormatter};
+use plotters::coord::ranged1d::{
+    KeyPointHint, KeyPointWeight, NoDefaultFormatting, ValueFormatter,
+};
 use plotters::coord::Shift;
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, VPos};
@@ -13,8 +15,8 @@ use crate::colormap::finite_range;
 use crate::error::{draw_error, PlotError, Result};
 use crate::render::render_png;
 use crate::style::{
-    draw_text, format_number, max_text_width, nice_step, nice_ticks, text_size,
-    AXIS_SIZE, GRID, INK, PAD, TICK_SIZE, TITLE_SIZE,
+    draw_text, format_number, max_text_width, nice_step, nice_ticks, text_size, AXIS_SIZE, GRID,
+    INK, PAD, TICK_SIZE, TITLE_SIZE,
 };
 
 /// Linear or base-10 logarithmic axis.
@@ -176,14 +178,14 @@ impl LineChart {
     }
 
     /// The points that can be drawn, per series, split at gaps.
-    fn drawable_points(&self) -> Result<Vec<Vec<Vec<(f64, f64)>>>> {
+    fn drawable_points(&self) -> Result<Vec<Vec<Stretch>>> {
         let ok = |(x, y): (f64, f64)| {
             x.is_finite()
                 && y.is_finite()
                 && (self.x_scale == AxisScale::Linear || x > 0.0)
                 && (self.y_scale == AxisScale::Linear || y > 0.0)
         };
-        let runs: Vec<Vec<Vec<(f64, f64)>>> = self
+        let runs: Vec<Vec<Stretch>> = self
             .series
             .iter()
             .map(|s| {
@@ -303,6 +305,7 @@ impl LineChart {
 
         let (y_lo, y_hi) = (chart.y_range().start, chart.y_range().end);
         let base = area.get_base_pixel();
+        let plot_left = chart.backend_coord(&(chart.x_range().start, y_hi)).0 - base.0;
         let plot_right = chart.backend_coord(&(chart.x_range().end, y_hi)).0 - base.0;
         for marker in &self.markers {
             if self.x_scale == AxisScale::Log && marker.x <= 0.0 {
@@ -321,8 +324,10 @@ impl LineChart {
             let tw = text_size(&marker.label, TICK_SIZE, false).0;
             let anchor = if x + tw / 2 > plot_right {
                 (plot_right, HPos::Right)
+            } else if x - tw / 2 < plot_left {
+                (plot_left, HPos::Left)
             } else {
-                (x.max(tw / 2), HPos::Center)
+                (x, HPos::Center)
             };
             draw_text(
                 area,
@@ -392,6 +397,9 @@ impl LineChart {
 
 const LEGEND_ROW: i32 = 24;
 
+/// Consecutive drawable points of a series, joined by one line.
+type Stretch = Vec<(f64, f64)>;
+
 /// A numeric axis, linear or log10, with round-numbered ticks.
 #[derive(Clone, Copy, Debug)]
 struct Axis {
@@ -447,9 +455,13 @@ impl Axis {
             }
             AxisScale::Log => {
                 let sets: &[&[f64]] = if labelled {
-                    &[&[1.0, 2.0, 5.0], &[1.0, 3.0], &[1.0]]
+                    &[&[1.0, 2.0, 3.0, 5.0], &[1.0, 2.0, 5.0], &[1.0, 3.0], &[1.0]]
                 } else {
-                    &[&[1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0], &[1.0, 2.0, 5.0], &[1.0]]
+                    &[
+                        &[1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0],
+                        &[1.0, 2.0, 5.0],
+                        &[1.0],
+                    ]
                 };
                 let first = self.lo.log10().floor() as i32;
                 let last = self.hi.log10().ceil() as i32;

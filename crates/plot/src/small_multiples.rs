@@ -10,8 +10,8 @@ use plotters::style::text_anchor::{HPos, VPos};
 use crate::colormap::ColorScale;
 use crate::error::{PlotError, Result};
 use crate::heatmap::{
-    color_bar_extent, grid_cell, paint_cells, paint_col_labels, paint_color_bar,
-    paint_no_data_key, paint_row_labels, validate_grid, Annotate, COLOR_BAR_WIDTH,
+    color_bar_extent, grid_cell, paint_cells, paint_col_labels, paint_color_bar, paint_no_data_key,
+    paint_row_labels, validate_grid, Annotate, COLOR_BAR_WIDTH,
 };
 use crate::render::render_png;
 use crate::style::{

@@ -177,7 +177,9 @@ pub fn format_number(v: f64) -> String {
 /// Number written inside a heatmap cell: two decimals for small values, three significant digits otherwise.
 pub(crate) fn format_cell(v: f64) -> String {
     let a = v.abs();
-    if a < 10.0 {
+    if a < 0.005 {
+        "0.00".to_string()
+    } else if a < 10.0 {
         format!("{v:.2}")
     } else if a < 100.0 {
         format!("{v:.1}")
@@ -222,8 +224,10 @@ impl PixelRect {
 
     /// Cell `(row, col)` of an `n_rows × n_cols` grid laid over this rectangle, row 0 at the top.
     pub fn cell(&self, row: usize, col: usize, n_rows: usize, n_cols: usize) -> PixelRect {
-        let x = |c: usize| self.x0 + (self.width() as f64 * c as f64 / n_cols as f64).round() as i32;
-        let y = |r: usize| self.y0 + (self.height() as f64 * r as f64 / n_rows as f64).round() as i32;
+        let x =
+            |c: usize| self.x0 + (self.width() as f64 * c as f64 / n_cols as f64).round() as i32;
+        let y =
+            |r: usize| self.y0 + (self.height() as f64 * r as f64 / n_rows as f64).round() as i32;
         PixelRect {
             x0: x(col),
             y0: y(row),

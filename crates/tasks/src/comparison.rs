@@ -96,7 +96,7 @@ impl PairPool {
         let attribute = self.starts.partition_point(|&s| s <= index) - 1;
         let local = index - self.starts[attribute];
         let [a, b] = self.by_attribute[attribute][(local / 2) as usize];
-        let (e1, e2) = if local % 2 == 0 { (a, b) } else { (b, a) };
+        let (e1, e2) = if local % 2 == 1 { (b, a) } else { (a, b) };
         Query {
             attribute: attribute as u32,
             e1,
@@ -109,10 +109,6 @@ impl PairPool {
             .into_iter()
             .map(|i| self.get(i))
             .collect()
-    }
-
-    fn all(&self) -> Vec<Query> {
-        (0..self.len()).map(|i| self.get(i)).collect()
     }
 }
 
@@ -305,13 +301,17 @@ impl Ids {
         vocab.extend((0..s.attributes).map(|a| format!("<attr_{a}>")));
         vocab.extend((0..s.values).map(|v| format!("<{v}>")));
         vocab.extend(SPECIAL_TOKENS.iter().map(|t| t.to_string()));
-        vocab.extend((0..s.attributes).flat_map(|a| (0..3).map(move |l| format!("<attr_{a}_{l}>"))));
+        vocab
+            .extend((0..s.attributes).flat_map(|a| (0..3).map(move |l| format!("<attr_{a}_{l}>"))));
         vocab
     }
 }
 
 fn atomics(ids: &Ids, values: &Values, split: &str, atoms: &[Atom]) -> Vec<Example> {
-    atoms.iter().map(|&a| ids.atomic(values, split, a)).collect()
+    atoms
+        .iter()
+        .map(|&a| ids.atomic(values, split, a))
+        .collect()
 }
 
 fn inferred(ids: &Ids, values: &Values, split: &str, queries: &[Query]) -> Vec<Example> {
@@ -387,9 +387,10 @@ pub(crate) fn generate_complex(p: &ComplexParams, seed: u64) -> Result<Generated
         &mut stream(seed, Purpose::TrainSample, 0),
         keep(&pools.id_train),
     );
-    let cross = pools
-        .cross
-        .sample(&mut stream(seed, Purpose::TrainSample, 1), keep(&pools.cross));
+    let cross = pools.cross.sample(
+        &mut stream(seed, Purpose::TrainSample, 1),
+        keep(&pools.cross),
+    );
     let hard = hard_queries(sizes, &values, &pools, &topleft, &cross);
 
     let probe_rng = |set: u64| stream(seed, Purpose::Probes, set);
@@ -412,8 +413,18 @@ pub(crate) fn generate_complex(p: &ComplexParams, seed: u64) -> Result<Generated
     test.extend(atomics(&ids, &values, "id_atomic", &id_atomic_probes));
     test.extend(inferred(&ids, &values, "test_inferred_iid", &id_test));
     test.extend(atomics(&ids, &values, "ood_atomic", &pools.ood_atomic));
-    test.extend(inferred(&ids, &values, "train_inferred_topleft", &topleft_probes));
-    test.extend(inferred(&ids, &values, "train_inferred_cross", &cross_probes));
+    test.extend(inferred(
+        &ids,
+        &values,
+        "train_inferred_topleft",
+        &topleft_probes,
+    ));
+    test.extend(inferred(
+        &ids,
+        &values,
+        "train_inferred_cross",
+        &cross_probes,
+    ));
     for (label, queries) in hard.iter().enumerate() {
         let chosen = choose(
             &mut stream(seed, Purpose::Hard, label as u64),
@@ -440,7 +451,8 @@ fn hard_queries(
     topleft: &[Query],
     cross: &[Query],
 ) -> [Vec<Query>; 3] {
-    let mut by_attribute: Vec<(Vec<Query>, Vec<Query>)> = vec![Default::default(); sizes.attributes];
+    let mut by_attribute: Vec<(Vec<Query>, Vec<Query>)> =
+        vec![Default::default(); sizes.attributes];
     for &q in cross {
         by_attribute[q.attribute as usize].0.push(q);
     }

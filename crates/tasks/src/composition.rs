@@ -118,11 +118,7 @@ pub(crate) fn generate(p: &CompositionParams, seed: u64) -> Result<GeneratedFile
             ),
         ));
     }
-    let ranks = choose_indices(
-        &mut stream(seed, Purpose::TrainSample, 0),
-        pool,
-        wanted,
-    );
+    let ranks = choose_indices(&mut stream(seed, Purpose::TrainSample, 0), pool, wanted);
     let train_chains = chains_of_ranks(&heads, &ranks);
     let test_iid: Vec<(u32, u64)> = flatten(&heads, |h| &h.test_iid);
     let test_ood: Vec<(u32, u64)> = flatten(&heads, |h| &h.test_ood);
@@ -147,7 +143,8 @@ pub(crate) fn generate(p: &CompositionParams, seed: u64) -> Result<GeneratedFile
         let mut place = chains_per_head;
         for _ in 0..p.hops {
             place /= p.out_degree as u64;
-            let edge = entity as usize * p.out_degree + ((chain / place) % p.out_degree as u64) as usize;
+            let edge =
+                entity as usize * p.out_degree + ((chain / place) % p.out_degree as u64) as usize;
             prompt.push(ids.relation(graph.relation[edge]));
             entity = graph.tail[edge];
         }
@@ -287,7 +284,10 @@ fn chains_of_ranks(heads: &[HeadChains], ranks: &[u64]) -> Vec<(u32, u64)> {
         for _ in 0..local - before_word {
             w &= w - 1;
         }
-        out[i] = (head as u32, word as u64 * 64 + u64::from(w.trailing_zeros()));
+        out[i] = (
+            head as u32,
+            word as u64 * 64 + u64::from(w.trailing_zeros()),
+        );
     }
     out
 }

@@ -57,8 +57,8 @@ impl Dataset {
     /// composition with hops = longest prompt − 1.
     pub fn load(dir: &Path) -> Result<Dataset> {
         let vocab_path = dir.join("vocab.json");
-        let tokens: Vec<String> = serde_json::from_slice(&read(&vocab_path)?)
-            .map_err(|e| json_error(&vocab_path, e))?;
+        let tokens: Vec<String> =
+            serde_json::from_slice(&read(&vocab_path)?).map_err(|e| json_error(&vocab_path, e))?;
         let vocab = Vocab::from_tokens(tokens).map_err(|e| TaskError::File {
             path: vocab_path.clone(),
             message: e.to_string(),
@@ -292,14 +292,12 @@ impl Dataset {
                 ))
             }
         };
-        let existing: Manifest = serde_json::from_slice(&bytes).map_err(|e| {
-            occupied(format!("holds a dataset.json that cannot be read ({e})"))
-        })?;
+        let existing: Manifest = serde_json::from_slice(&bytes)
+            .map_err(|e| occupied(format!("holds a dataset.json that cannot be read ({e})")))?;
         match &self.manifest {
             Some(m) if m.same_dataset(&existing) => Ok(true),
             _ => Err(occupied(format!(
-                "already holds a different dataset ({} {}, seed {})",
-                existing.spec.kind().name(),
+                "already holds a different dataset ({}, seed {})",
                 existing.spec.name(),
                 existing.seed
             ))),
@@ -319,16 +317,13 @@ impl Dataset {
                 self.vocab.len() - 1
             )));
         }
-        let counts = self.counts();
-        if manifest.counts != counts {
-            let (file, actual) = counts
-                .iter()
-                .find(|(file, c)| manifest.counts.get(*file) != Some(c))
-                .map(|(f, c)| (f.clone(), format!("{c:?}")))
-                .unwrap_or_else(|| ("an unknown file".into(), "nothing".into()));
-            return Err(mismatch(format!(
-                "counts disagree with {file}, which holds {actual}"
-            )));
+        for (file, actual) in self.counts() {
+            let stated = manifest.counts.get(&file).cloned().unwrap_or_default();
+            if stated != actual {
+                return Err(mismatch(format!(
+                    "counts for {file} are {stated:?} but the file holds {actual:?}"
+                )));
+            }
         }
         Ok(())
     }
@@ -371,14 +366,20 @@ fn read_records(path: &Path, vocab: &Vocab, file_split: &str) -> Result<Vec<Toke
     let tokenized: Vec<Result<TokenizedRecord, String>> = raw
         .par_iter()
         .map(|r| {
-            let prompt = vocab.encode(&r.input_text).map_err(|e| format!("input_text: {e}"))?;
+            let prompt = vocab
+                .encode(&r.input_text)
+                .map_err(|e| format!("input_text: {e}"))?;
             let rest = r
                 .target_text
                 .strip_prefix(r.input_text.as_ref())
                 .ok_or("target_text does not start with input_text")?;
             let mut target = prompt;
             let prompt_len = target.len();
-            target.extend(vocab.encode(rest).map_err(|e| format!("target_text: {e}"))?);
+            target.extend(
+                vocab
+                    .encode(rest)
+                    .map_err(|e| format!("target_text: {e}"))?,
+            );
             Ok(TokenizedRecord {
                 split: r.split.as_deref().unwrap_or(file_split).to_string(),
                 target,

@@ -14,7 +14,10 @@ pub enum TaskError {
     Param { name: &'static str, message: String },
     /// A file or folder could not be read or written.
     #[error("{}: {error}", path.display())]
-    Io { path: PathBuf, error: std::io::Error },
+    Io {
+        path: PathBuf,
+        error: std::io::Error,
+    },
     /// A file is not JSON of the expected shape; `message` gives line and column.
     #[error("{}: malformed JSON: {message}", path.display())]
     Json { path: PathBuf, message: String },

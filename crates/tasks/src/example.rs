@@ -157,9 +157,7 @@ fn prompt_has_shape(kind: TaskKind, prompt: &[u32], ids: &SpecialIds) -> bool {
     let plain = |i: usize| !ids.is_special(prompt[i]);
     let is = |i: usize, id: Option<u32>| id.is_some() && Some(prompt[i]) == id;
     match (kind, prompt.len()) {
-        (TaskKind::Composition { hops }, n) => {
-            (n == 2 || n == hops + 1) && (0..n).all(plain)
-        }
+        (TaskKind::Composition { hops }, n) => (n == 2 || n == hops + 1) && (0..n).all(plain),
         (TaskKind::Comparison, 2) => plain(0) && plain(1),
         (TaskKind::Comparison, 5) => {
             plain(0) && is(1, ids.question_open) && plain(2) && is(3, ids.mask) && plain(4)
@@ -201,8 +199,14 @@ mod tests {
     fn composition_loss_positions_are_answer_and_end() {
         let v = vocab();
         let target = v.encode("<e_0><r_0><r_0><e_1></a>").unwrap();
-        let ex = Example::parse(TaskKind::Composition { hops: 2 }, "train".into(), target, 3, &v)
-            .unwrap();
+        let ex = Example::parse(
+            TaskKind::Composition { hops: 2 },
+            "train".into(),
+            target,
+            3,
+            &v,
+        )
+        .unwrap();
         assert_eq!((ex.answer_pos, ex.answer), (2, v.id("<e_1>").unwrap()));
         assert_eq!(ex.loss_positions, vec![2, 3]);
         assert_eq!(ex.prompt(), &v.encode("<e_0><r_0><r_0>").unwrap()[..]);

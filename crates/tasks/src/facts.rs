@@ -177,7 +177,11 @@ impl Facts {
                     .push((right, fact.object));
             }
         }
-        for list in facts.id_edges.values_mut().chain(facts.id_values.values_mut()) {
+        for list in facts
+            .id_edges
+            .values_mut()
+            .chain(facts.id_values.values_mut())
+        {
             list.sort_unstable();
         }
         Ok(facts)
@@ -193,15 +197,18 @@ impl Facts {
         record_error: &dyn Fn(Source, String) -> TaskError,
     ) -> Result<()> {
         for (file, (_, examples)) in files.iter().enumerate() {
-            let bad = examples.par_iter().enumerate().find_map_first(|(record, ex)| {
-                if kind.is_atomic(ex.prompt_len) {
-                    return None;
-                }
-                let prompt = ex.prompt();
-                let chain = self.chain(prompt[0], &prompt[1..])?;
-                let tail = *chain.last()?;
-                (tail != ex.answer).then(|| (record, vocab.decode(&chain), tail))
-            });
+            let bad = examples
+                .par_iter()
+                .enumerate()
+                .find_map_first(|(record, ex)| {
+                    if kind.is_atomic(ex.prompt_len) {
+                        return None;
+                    }
+                    let prompt = ex.prompt();
+                    let chain = self.chain(prompt[0], &prompt[1..])?;
+                    let tail = *chain.last()?;
+                    (tail != ex.answer).then(|| (record, vocab.decode(&chain), tail))
+                });
             if let Some((record, chain, tail)) = bad {
                 let ex = &examples[record];
                 return Err(record_error(
@@ -239,7 +246,10 @@ impl Facts {
                     continue;
                 };
                 let source = Source { file, record };
-                let label = *self.labels.entry((attribute, ordering)).or_insert(ex.answer);
+                let label = *self
+                    .labels
+                    .entry((attribute, ordering))
+                    .or_insert(ex.answer);
                 let first = *first_seen.entry((attribute, ordering)).or_insert(source);
                 if label != ex.answer {
                     return Err(record_error(

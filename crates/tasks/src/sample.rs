@@ -110,7 +110,10 @@ mod tests {
 
     #[test]
     fn choose_all_keeps_order_and_rounding_is_pythons() {
-        assert_eq!(choose_indices(&mut stream(1, Purpose::Probes, 0), 5, 9), vec![0, 1, 2, 3, 4]);
+        assert_eq!(
+            choose_indices(&mut stream(1, Purpose::Probes, 0), 5, 9),
+            vec![0, 1, 2, 3, 4]
+        );
         assert_eq!(count_for_ratio(0.5, 5), 2);
         assert_eq!(count_for_ratio(0.5, 7), 4);
         assert_eq!(count_for_ratio(7.2, 38_000), 273_600);

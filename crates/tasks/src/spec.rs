@@ -146,7 +146,10 @@ impl TaskSpec {
                 } else {
                     p.hops.to_string()
                 };
-                format!("composition{hops}.{}.{}.{:?}", p.entities, p.relations, p.phi)
+                format!(
+                    "composition{hops}.{}.{}.{:?}",
+                    p.entities, p.relations, p.phi
+                )
             }
             TaskSpec::Comparison(p) => format!("comparison.{}.{:?}", p.entities, p.phi),
             TaskSpec::Complex(p) => format!("complex.{}", p.entities),
@@ -189,7 +192,10 @@ impl TaskSpec {
                     ));
                 }
                 if p.entities > u32::MAX as usize / 2 || p.relations > u32::MAX as usize / 2 {
-                    return Err(TaskError::param("entities", "too many tokens for 32-bit ids"));
+                    return Err(TaskError::param(
+                        "entities",
+                        "too many tokens for 32-bit ids",
+                    ));
                 }
                 non_negative("phi", p.phi)?;
                 ratio("ood-ratio", p.ood_ratio)?;
@@ -302,10 +308,16 @@ mod tests {
     #[test]
     fn names_follow_the_paper() {
         let mut p = CompositionParams::default();
-        assert_eq!(TaskSpec::Composition(p.clone()).name(), "composition.2000.200.7.2");
+        assert_eq!(
+            TaskSpec::Composition(p.clone()).name(),
+            "composition.2000.200.7.2"
+        );
         p.hops = 3;
         p.phi = 18.0;
-        assert_eq!(TaskSpec::Composition(p).name(), "composition3.2000.200.18.0");
+        assert_eq!(
+            TaskSpec::Composition(p).name(),
+            "composition3.2000.200.18.0"
+        );
         let c = TaskSpec::Comparison(ComparisonParams::default());
         assert_eq!(c.name(), "comparison.1000.7.2");
     }

@@ -49,9 +49,7 @@ impl Vocab {
                 } else {
                     format!("repeats token {first}")
                 };
-                return Err(TaskError::Invalid(format!(
-                    "token {id} (`{token}`) {what}"
-                )));
+                return Err(TaskError::Invalid(format!("token {id} (`{token}`) {what}")));
             }
         }
         Ok(Vocab { tokens, ids })

@@ -38,8 +38,6 @@ pub struct RunState {
     pub threads: usize,
     /// Device the run used, e.g. `cpu` or `cuda:0`.
     pub device: String,
-    /// Steps of the evaluation rows whose running sums are included in `optimizer.safetensors`.
-    pub last_eval_step: u64,
 }
 
 /// The seeds of the loop's random draws: the epoch permutation is a ChaCha8 shuffle seeded with

@@ -288,7 +288,10 @@ impl TrainConfig {
             };
             set(&mut value, key, new)?;
             *self = from_value(value.clone()).map_err(|e| {
-                TrainError::Config(format!("--set {key}={raw}: {}", e.to_string().trim_start_matches("config: ")))
+                let msg = e.to_string();
+                let msg = msg.trim_start_matches("config: ");
+                let msg = msg.strip_prefix(&format!("{key}: ")).unwrap_or(msg);
+                TrainError::Config(format!("--set {key}={raw}: {msg}"))
             })?;
         }
         self.validate()
@@ -414,8 +417,16 @@ impl FromStr for TrainConfig {
     }
 }
 
+/// Deserialises a config; the error names the offending key (`batch_size: invalid type …`).
 fn from_value(value: Value) -> Result<TrainConfig> {
-    serde_json::from_value(value).map_err(|e| TrainError::Config(format!("config: {e}")))
+    serde_path_to_error::deserialize(value).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        match path.as_str() {
+            "." | "" => TrainError::Config(format!("config: {inner}")),
+            _ => TrainError::Config(format!("config: {path}: {inner}")),
+        }
+    })
 }
 
 fn lookup<'a>(value: &'a Value, key: &str) -> Option<&'a Value> {

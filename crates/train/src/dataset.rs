@@ -5,7 +5,7 @@ use crate::config::TrainConfig;
 use crate::error::{io_err, Result, TrainError};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
-use tasks::{ComparisonParams, ComplexParams, CompositionParams, Dataset, TaskSpec};
+use tasks::{ComparisonParams, ComplexParams, CompositionParams, Dataset, Manifest, TaskSpec};
 
 /// A generator, its parameters and its seed; in configs the `dataset` table:
 /// `{ generator = "composition", params = { entities = 200, … }, seed = 0 }`.
@@ -101,9 +101,16 @@ pub fn prepare(cfg: &mut TrainConfig, data_root: &Path, quiet: bool) -> Result<D
     Ok(ds)
 }
 
-/// Generates `spec` into `dir` unless `dir` already holds it (same manifest).
+/// Generates `spec` into `dir` unless `dir` already holds it (a `dataset.json` with the same
+/// generator, parameters and seed).
 fn ensure_generated(spec: &DatasetSpec, dir: &Path, quiet: bool) -> Result<()> {
-    if let Some(manifest) = tasks::Manifest::read(dir)? {
+    let manifest_path = dir.join("dataset.json");
+    if manifest_path.is_file() {
+        let bytes = std::fs::read(&manifest_path).map_err(io_err(&manifest_path))?;
+        let manifest: Manifest = serde_json::from_slice(&bytes).map_err(|e| TrainError::Parse {
+            path: manifest_path.clone(),
+            msg: e.to_string(),
+        })?;
         if manifest.spec == spec.task && manifest.seed == spec.seed {
             return Ok(());
         }
@@ -116,6 +123,6 @@ fn ensure_generated(spec: &DatasetSpec, dir: &Path, quiet: bool) -> Result<()> {
     if !quiet {
         eprintln!("generating {} into {}", spec.name(), dir.display());
     }
-    tasks::generate(&spec.task, spec.seed, dir)?;
+    Dataset::generate(&spec.task, spec.seed)?.write(dir)?;
     Ok(())
 }

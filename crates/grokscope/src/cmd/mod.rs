@@ -1,5 +1,6 @@
 //! One module per subcommand.
 
+pub mod data;
 pub mod doctor;
 
 /// Process exit code for an error: 2 for bad input and every other failure the user can fix.

@@ -7,15 +7,13 @@ use crate::bar_chart::BarChart;
 use crate::colormap::{ColorMap, ColorScale};
 use crate::data::{distinct, read_dla, DlaRow};
 use crate::error::Result;
-use crate::figures::{
-    choose_step, saturation_note, Figure, FigureOptions, Section, STEP_AXIS,
-};
+use crate::figures::{choose_step, saturation_note, Figure, FigureOptions, Section, STEP_AXIS};
 use crate::heatmap::Heatmap;
 use crate::line_chart::{AxisScale, LineChart, Series};
 use crate::style::{format_number, INK};
 
-/// Most components drawn as lines over training.
-const MAX_LINES: usize = 24;
+/// Most components drawn as lines over training (those with the largest contributions).
+const MAX_LINES: usize = 8;
 
 const VALUE_AXIS: &str = "direct contribution to the logit difference";
 
@@ -35,9 +33,8 @@ pub fn direct_logit_attribution(
         return Ok(Vec::new());
     };
     let components = distinct(rows.iter().map(|r| r.component.as_str()));
-    let (heads, others): (Vec<String>, Vec<String>) = components
-        .into_iter()
-        .partition(|c| head_of(c).is_some());
+    let (heads, others): (Vec<String>, Vec<String>) =
+        components.into_iter().partition(|c| head_of(c).is_some());
     let value_at = |component: &str, step: u64| {
         rows.iter()
             .find(|r| r.component == component && r.step == step)
@@ -76,8 +73,8 @@ pub fn direct_logit_attribution(
         figures.push(head_heatmap(&rows, &heads, step, &note, out_dir)?);
     }
 
-    if steps.len() > 1 && !others.is_empty() && others.len() <= MAX_LINES {
-        let (marker, saturation_text) = saturation_note(options.saturation.as_ref());
+    if steps.len() > 1 && !others.is_empty() {
+        let (marker, saturation_text) = saturation_note(options.saturation.as_ref(), &steps);
         let positive = steps.iter().filter(|s| **s > 0).count() >= 2;
         let (x_scale, x_label) = if positive {
             (AxisScale::Log, STEP_AXIS)
@@ -85,10 +82,35 @@ pub fn direct_logit_attribution(
             (AxisScale::Linear, "training step")
         };
         let max_layer = others.iter().filter_map(|c| layer_of(c)).max().unwrap_or(0);
-        let mut chart = LineChart::new("Direct logit attribution over training", x_label, VALUE_AXIS)
-            .x_scale(x_scale)
-            .legend_title("component");
-        for component in &others {
+        let largest = |c: &String| {
+            steps
+                .iter()
+                .map(|&s| value_at(c, s).abs())
+                .filter(|v| v.is_finite())
+                .fold(0.0f64, f64::max)
+        };
+        let mut ranked: Vec<&String> = others.iter().collect();
+        ranked.sort_by(|a, b| largest(b).total_cmp(&largest(a)));
+        ranked.truncate(MAX_LINES);
+        let shown: Vec<&String> = others.iter().filter(|c| ranked.contains(c)).collect();
+        let left_out = if shown.len() < others.len() {
+            format!(
+                " The {} components with the largest contributions are shown; {} others are \
+                 left out.",
+                shown.len(),
+                others.len() - shown.len()
+            )
+        } else {
+            String::new()
+        };
+        let mut chart = LineChart::new(
+            "Direct logit attribution over training",
+            x_label,
+            VALUE_AXIS,
+        )
+        .x_scale(x_scale)
+        .legend_title("component");
+        for component in shown {
             let points = steps
                 .iter()
                 .map(|&s| (s as f64, value_at(component, s)))
@@ -113,7 +135,7 @@ pub fn direct_logit_attribution(
             path,
             caption: format!(
                 "Direct logit attribution of each component over training; colour follows the \
-                 layer, MLP outputs are dashed.{saturation_text}"
+                 layer, MLP outputs are dashed.{left_out}{saturation_text}"
             ),
             section: Section::DirectLogitAttribution,
         });

@@ -87,12 +87,7 @@ fn lens_like(
                 .filter(|r| r.metric == metric)
                 .collect();
             let grid = LensGrid::new(&selected);
-            let name = format!(
-                "{}_{}_{}",
-                kind.file_prefix,
-                slug(&target),
-                slug(&metric)
-            );
+            let name = format!("{}_{}_{}", kind.file_prefix, slug(&target), slug(&metric));
             figures.push(grid.step_heatmap(kind, &target, &metric, &name, out_dir, options)?);
             if grid.steps.len() > 1 {
                 figures.push(grid.over_steps(kind, &target, &metric, &name, out_dir, options)?);
@@ -211,7 +206,9 @@ impl LensGrid {
         let label = metric_label(metric);
         let scale = metric_scale(
             metric,
-            panels.iter().flat_map(|p| p.values.iter().flatten().copied()),
+            panels
+                .iter()
+                .flat_map(|p| p.values.iter().flatten().copied()),
         );
         let figure = SmallMultiples::new(
             format!("{} over training: {label} of {target}", kind.title),
@@ -249,7 +246,7 @@ impl LensGrid {
     ) -> Result<Vec<Figure>> {
         let positions = home_positions(target, &self.positions);
         let label = metric_label(metric);
-        let (marker, saturation_text) = saturation_note(options.saturation.as_ref());
+        let (marker, saturation_text) = saturation_note(options.saturation.as_ref(), &self.steps);
         let positive = self.steps.iter().filter(|s| **s > 0).count() >= 2;
         let (x_scale, x_label) = if positive {
             (AxisScale::Log, STEP_AXIS)
@@ -259,7 +256,10 @@ impl LensGrid {
         let mut figures = Vec::new();
         for position in &positions {
             let mut chart = LineChart::new(
-                format!("{}: {label} of {target} at position {position}, per layer", kind.title),
+                format!(
+                    "{}: {label} of {target} at position {position}, per layer",
+                    kind.title
+                ),
                 x_label,
                 label.clone(),
             )
@@ -314,10 +314,7 @@ fn home_positions(target: &str, positions: &[String]) -> Vec<String> {
         t if t.starts_with('b') && t[1..].parse::<usize>().is_ok() => Some(format!("r{}", &t[1..])),
         "v1" => Some("e1".to_string()),
         "v2" => Some("e2".to_string()),
-        "t" | "answer" | "label" => positions
-            .iter()
-            .max_by_key(|p| role_rank(p))
-            .cloned(),
+        "t" | "answer" | "label" => positions.iter().max_by_key(|p| role_rank(p)).cloned(),
         t if t.starts_with("label") => Some("a".to_string()),
         t => Some(t.to_string()),
     };

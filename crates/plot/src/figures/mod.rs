@@ -119,6 +119,20 @@ impl RunInputs {
         Path::new("notebooks-out").join(name)
     }
 
+    /// Whether any analysis CSV file (lens, patch, attribution, dla, probe, attention) was found.
+    pub fn has_analysis(&self) -> bool {
+        [
+            &self.lens,
+            &self.patch,
+            &self.attribution,
+            &self.dla,
+            &self.probe,
+            &self.attention,
+        ]
+        .iter()
+        .any(|p| p.is_some())
+    }
+
     /// The files that were found, in reading order.
     pub fn files(&self) -> Vec<&Path> {
         let optional = [
@@ -214,7 +228,10 @@ pub(crate) fn is_unit_metric(metric: &str) -> bool {
 
 /// The colour scale of a metric: `[0, 1]` for fractions, diverging when values have both signs,
 /// the data range otherwise.
-pub(crate) fn metric_scale(metric: &str, values: impl IntoIterator<Item = f64> + Clone) -> ColorScale {
+pub(crate) fn metric_scale(
+    metric: &str,
+    values: impl IntoIterator<Item = f64> + Clone,
+) -> ColorScale {
     let in_unit = values
         .clone()
         .into_iter()
@@ -279,9 +296,22 @@ pub(crate) fn spread_steps(steps: &[u64], max: usize, keep: &[u64]) -> Vec<u64> 
     picked
 }
 
-/// The marker text and caption sentence for the saturation step on a curve over training.
-pub(crate) fn saturation_note(saturation: Option<&Saturation>) -> (Option<(f64, String)>, String) {
+/// The marker (when the saturation step lies within `steps`) and the caption sentence for the
+/// saturation step on a curve over training.
+pub(crate) fn saturation_note(
+    saturation: Option<&Saturation>,
+    steps: &[u64],
+) -> (Option<(f64, String)>, String) {
+    let first = steps.iter().copied().filter(|s| *s > 0).min().unwrap_or(0);
+    let last = steps.iter().copied().max().unwrap_or(0);
     match saturation {
+        Some(sat) if sat.step < first || sat.step > last => (
+            None,
+            format!(
+                " Training saturated ({} accuracy ≥ {}) at step {}, outside the steps shown.",
+                sat.split, sat.threshold, sat.step
+            ),
+        ),
         Some(sat) => {
             let fallback = if sat.threshold < 0.99 {
                 " (it never reached 0.99, so the 0.95 crossing is marked)"

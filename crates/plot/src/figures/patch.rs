@@ -9,8 +9,8 @@ use crate::colormap::ColorScale;
 use crate::data::{distinct, read_attribution, read_patch, roles_in_order, PatchRow};
 use crate::error::Result;
 use crate::figures::{
-    choose_step, metric_label, metric_scale, saturation_step, slug, spearman, spread_steps,
-    Figure, FigureOptions, Section, LAYER_AXIS,
+    choose_step, metric_label, metric_scale, saturation_step, slug, spearman, spread_steps, Figure,
+    FigureOptions, Section, LAYER_AXIS,
 };
 use crate::heatmap::Heatmap;
 use crate::small_multiples::{Panel, SmallMultiples};
@@ -44,7 +44,11 @@ pub fn causal_tracing(
         let Some((step, note)) = choose_step(&steps, options.step) else {
             continue;
         };
-        let at_step: Vec<&PatchRow> = selected.iter().copied().filter(|r| r.step == step).collect();
+        let at_step: Vec<&PatchRow> = selected
+            .iter()
+            .copied()
+            .filter(|r| r.step == step)
+            .collect();
         let context = Context {
             direction: &direction,
             metric: &metric,
@@ -61,7 +65,9 @@ pub fn causal_tracing(
             figures.extend(context.per_corruption(&corruption, &of_corruption)?);
             figures.extend(context.per_head(&corruption, &of_corruption)?);
         }
-        figures.extend(circuit_figures(&selected, &direction, &metric, out_dir, options)?);
+        figures.extend(circuit_figures(
+            &selected, &direction, &metric, out_dir, options,
+        )?);
     }
     Ok(figures)
 }
@@ -92,8 +98,7 @@ pub fn attribution_patching(
                     .copied()
                     .filter(|r| r.metric == metric)
                     .collect();
-                let Some((step, note)) = choose_step(&sorted_steps(&selected), options.step)
-                else {
+                let Some((step, note)) = choose_step(&sorted_steps(&selected), options.step) else {
                     continue;
                 };
                 let at_step: Vec<&PatchRow> =
@@ -132,11 +137,7 @@ fn attribution_figure(
     });
     let grid = Grid::new(rows, |r| {
         (
-            format!(
-                "{}|{}",
-                r.method.as_deref().unwrap_or(""),
-                r.component
-            ),
+            format!("{}|{}", r.method.as_deref().unwrap_or(""), r.component),
             r.position.clone(),
         )
     });
@@ -255,16 +256,12 @@ impl Context<'_> {
                     values: grid.matrix(c),
                 })
                 .collect();
-            let figure = SmallMultiples::new(
-                title,
-                grid.layer_labels(),
-                grid.columns.clone(),
-                panels,
-            )
-            .axes(LAYER_AXIS, "patched position (token role)")
-            .quantity(label.clone())
-            .scale(scale)
-            .columns(components.len());
+            let figure =
+                SmallMultiples::new(title, grid.layer_labels(), grid.columns.clone(), panels)
+                    .axes(LAYER_AXIS, "patched position (token role)")
+                    .quantity(label.clone())
+                    .scale(scale)
+                    .columns(components.len());
             figure.save(&path, figure.default_size())?;
         }
         Ok(Some(Figure {
@@ -414,10 +411,14 @@ fn circuit_figures(
     let (to, to_note) = choose_step(&steps, options.change_to).unwrap_or((steps[0], String::new()));
     let (from, from_reason) = match options.change_from {
         Some(wanted) => {
-            let (step, note) = choose_step(&steps, Some(wanted)).unwrap_or((steps[0], String::new()));
+            let (step, note) =
+                choose_step(&steps, Some(wanted)).unwrap_or((steps[0], String::new()));
             (step, format!("as asked.{note}"))
         }
-        None => match (&options.saturation, saturation_step(&steps, options.saturation.as_ref())) {
+        None => match (
+            &options.saturation,
+            saturation_step(&steps, options.saturation.as_ref()),
+        ) {
             (Some(sat), Some(step)) if step != to => (
                 step,
                 format!(
@@ -502,7 +503,9 @@ fn circuit_figures(
         .collect();
     let scale = metric_scale(
         metric,
-        panels.iter().flat_map(|p| p.values.iter().flatten().copied()),
+        panels
+            .iter()
+            .flat_map(|p| p.values.iter().flatten().copied()),
     );
     let over = SmallMultiples::new(
         format!("Circuit over training ({direction}): {label}"),

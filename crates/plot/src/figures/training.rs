@@ -20,7 +20,7 @@ pub fn training_curves(
 ) -> Result<Vec<Figure>> {
     let metrics = Metrics::read(metrics_csv)?;
     let saturation = metrics.saturation();
-    let (marker, saturation_text) = saturation_note(saturation.as_ref());
+    let (marker, saturation_text) = saturation_note(saturation.as_ref(), &metrics.steps);
     let positive_steps = metrics.steps.iter().filter(|s| **s > 0).count();
     let (x_scale, x_label, step0_note) = if positive_steps >= 2 {
         let note = if metrics.steps.contains(&0) {
@@ -87,7 +87,9 @@ pub fn training_curves(
         .iter()
         .flat_map(|s| s.points.iter().map(|p| p.1))
         .filter(|v| v.is_finite());
-    let (lo, hi) = losses.fold((f64::INFINITY, 0.0f64), |(lo, hi), v| (lo.min(v), hi.max(v)));
+    let (lo, hi) = losses.fold((f64::INFINITY, 0.0f64), |(lo, hi), v| {
+        (lo.min(v), hi.max(v))
+    });
     let log_loss = lo > 0.0 && hi / lo > 30.0;
     if log_loss {
         loss = loss.y_scale(AxisScale::Log);
@@ -149,17 +151,13 @@ fn weight_norm_figure(
         None => chart,
     };
     let total = with_marker(
-        LineChart::new(
-            "Weight norm (decayed parameters)",
-            x_label,
-            "L2 norm",
-        )
-        .x_scale(x_scale)
-        .series(Series::new(
-            "total",
-            metrics.points("weight_norm"),
-            palette_color(0),
-        )),
+        LineChart::new("Weight norm (decayed parameters)", x_label, "L2 norm")
+            .x_scale(x_scale)
+            .series(Series::new(
+                "total",
+                metrics.points("weight_norm"),
+                palette_color(0),
+            )),
     );
     let per_component = match layer_norms_csv {
         Some(path) => {
@@ -196,12 +194,12 @@ fn weight_norm_figure(
         Some(components) => {
             let (w1, h1) = total.default_size();
             let (w2, h2) = components.default_size();
-            render_png(&path, (w1 + w2, h1.max(h2)), |area| {
-                let (left, right) = area.split_horizontally(w1 as i32);
-                total.draw(&left)?;
-                components.draw(&right)
+            render_png(&path, (w1.max(w2), h1 + h2), |area| {
+                let (top, bottom) = area.split_vertically(h1 as i32);
+                total.draw(&top)?;
+                components.draw(&bottom)
             })?;
-            caption.push_str(" Right: the same per component (layer_norms.csv).");
+            caption.push_str(" Below: the same per component (layer_norms.csv).");
         }
         None => total.save(&path, total.default_size())?,
     }
