@@ -23,6 +23,28 @@ enum Command {
     Doctor,
     /// Generate a synthetic reasoning dataset
     Data(cmd::data::DataArgs),
+    /// Train (or resume) a run: preset or config, checkpoints, metrics.csv, exact resume.
+    Train(cmd::train::TrainArgs),
+    /// Score a checkpoint on a dataset's splits: accuracy per split, predictions per example.
+    Eval(cmd::eval::EvalArgs),
+    /// Duplicate, insert, remove or reorder the layers of a checkpoint; save a new checkpoint.
+    Surgery(cmd::surgery::SurgeryArgs),
+    /// Write a checkpoint as a Hugging Face GPT-2 folder (config.json + model.safetensors).
+    ExportHf(cmd::export_hf::ExportHfArgs),
+    /// Read a Hugging Face GPT-2 folder (e.g. the paper's released checkpoints) into a checkpoint.
+    ImportHf(cmd::import_hf::ImportHfArgs),
+    /// Logit lens of a checkpoint: rank/MRR of each role's token at every (layer, position).
+    Lens(cmd::lens::LensArgs),
+    /// Activation patching (noising/denoising) of a checkpoint, batched over layers and positions.
+    Patch(cmd::patch::PatchArgs),
+    /// Attribution patching of a checkpoint, with its rank correlation against exact patching.
+    Attribute(cmd::attribute::AttributeArgs),
+    /// Lens and causal tracing over every checkpoint of a run, and the circuit change.
+    Trace(cmd::trace::TraceArgs),
+    /// Draw PNG figures from a run's CSV files
+    Plot(cmd::plot::PlotArgs),
+    /// Write an HTML report of a run
+    Report(cmd::report::ReportArgs),
 }
 
 fn main() {
@@ -30,6 +52,17 @@ fn main() {
     let result = cli.global.apply().and_then(|ctx| match cli.command {
         Command::Doctor => cmd::doctor::run(&ctx),
         Command::Data(a) => cmd::data::run(&a),
+        Command::Train(a) => cmd::train::run(a, &ctx),
+        Command::Eval(a) => cmd::eval::run(a, &ctx),
+        Command::Surgery(a) => cmd::surgery::run(a, &ctx),
+        Command::ExportHf(a) => cmd::export_hf::run(a, &ctx),
+        Command::ImportHf(a) => cmd::import_hf::run(a, &ctx),
+        Command::Lens(a) => cmd::lens::run(a, &ctx),
+        Command::Patch(a) => cmd::patch::run(a, &ctx),
+        Command::Attribute(a) => cmd::attribute::run(a, &ctx),
+        Command::Trace(a) => cmd::trace::run(a, &ctx),
+        Command::Plot(a) => cmd::plot::run(&a),
+        Command::Report(a) => cmd::report::run(&a),
     });
     if let Err(err) = result {
         eprintln!("error: {err:#}");

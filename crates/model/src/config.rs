@@ -117,7 +117,7 @@ impl GptConfig {
                 return err(format!("{name} = {value} is too large"));
             }
         }
-        if self.d_model % self.n_head != 0 {
+        if !self.d_model.is_multiple_of(self.n_head) {
             return err(format!(
                 "d_model = {} is not a multiple of n_head = {}",
                 self.d_model, self.n_head

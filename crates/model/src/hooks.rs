@@ -68,16 +68,19 @@ pub enum HookPoint {
 /// How the batch, position and head axes lie in a hooked tensor.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
 pub(crate) enum Layout {
-    /// `[B, T, ...]`
-    RowPos,
-    /// `[B, T, H, ...]`
-    RowPosHead,
-    /// `[B, H, T, ...]`
-    RowHeadPos,
+    /// `[B, T, ...]`: residual stream, MLP and LayerNorm-scale hooks.
+    Stream,
+    /// `[B, T, H, ...]`: q, k, v, z, result.
+    PerHead,
+    /// `[B, H, T_q, T_k]`: attn_scores, pattern.
+    Pattern,
 }
 
+/// Constructor of a per-layer hook from its layer.
+type LayerHook = fn(usize) -> HookPoint;
+
 /// Per-layer hook constructors with their TransformerLens suffixes, in forward order.
-const LAYER_HOOKS: [(fn(usize) -> HookPoint, &str); 16] = [
+const LAYER_HOOKS: [(LayerHook, &str); 16] = [
     (HookPoint::ResidPre, "hook_resid_pre"),
     (HookPoint::Ln1Scale, "ln1.hook_scale"),
     (HookPoint::Q, "attn.hook_q"),
@@ -111,15 +114,15 @@ impl HookPoint {
 
     /// True for hooks with a head axis (q, k, v, z, result, attn_scores, pattern).
     pub fn is_per_head(&self) -> bool {
-        self.layout() != Layout::RowPos
+        self.layout() != Layout::Stream
     }
 
     pub(crate) fn layout(&self) -> Layout {
         use HookPoint::*;
         match self {
-            Q(_) | K(_) | V(_) | Z(_) | Result(_) => Layout::RowPosHead,
-            AttnScores(_) | Pattern(_) => Layout::RowHeadPos,
-            _ => Layout::RowPos,
+            Q(_) | K(_) | V(_) | Z(_) | Result(_) => Layout::PerHead,
+            AttnScores(_) | Pattern(_) => Layout::Pattern,
+            _ => Layout::Stream,
         }
     }
 
@@ -466,9 +469,9 @@ fn broadcastable(from: &[i64], to: &[i64]) -> bool {
 fn apply_edit(hook: HookPoint, y: &mut Tensor, iv: &Intervention) -> Result<()> {
     let size = y.size();
     let (pos_axis, head_axis) = match hook.layout() {
-        Layout::RowPos => (1, None),
-        Layout::RowPosHead => (1, Some(2)),
-        Layout::RowHeadPos => (2, Some(1)),
+        Layout::Stream => (1, None),
+        Layout::PerHead => (1, Some(2)),
+        Layout::Pattern => (2, Some(1)),
     };
     let axis_len = |axis: usize| size.get(axis).copied().unwrap_or(0);
     if let Some(rows) = &iv.rows {

@@ -16,7 +16,7 @@ pub mod figures;
 mod font;
 pub mod heatmap;
 pub mod line_chart;
-pub mod render;
+mod render;
 pub mod report;
 pub mod small_multiples;
 pub mod style;

@@ -414,7 +414,9 @@ impl Axis {
             (lo, hi)
         } else {
             match scale {
-                AxisScale::Linear => (lo - 0.5, hi + 0.5),
+                // A single value: keep non-negative data (such as steps) off negative ticks.
+                AxisScale::Linear if lo >= 0.0 => ((lo - 1.0).max(0.0), hi + 1.0),
+                AxisScale::Linear => (lo - 1.0, hi + 1.0),
                 AxisScale::Log => (lo / 2.0, hi * 2.0),
             }
         };

@@ -9,7 +9,7 @@ use crate::error::{draw_error, PlotError, Result};
 use crate::font;
 
 /// The drawing area every primitive draws on when it is saved.
-pub type PngArea<'a> = DrawingArea<BitMapBackend<'a>, Shift>;
+pub(crate) type PngArea<'a> = DrawingArea<BitMapBackend<'a>, Shift>;
 
 /// Creates `path` (and its folder), fills it white, lets `draw` paint it and writes the PNG.
 pub(crate) fn render_png(

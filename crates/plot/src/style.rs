@@ -136,16 +136,16 @@ pub(crate) fn nice_ticks(lo: f64, hi: f64, target: usize) -> Vec<f64> {
         .collect()
 }
 
-/// The 1, 2 or 5 × 10^k step closest above `raw`.
+/// The 1, 2 or 5 × 10^k step nearest to `raw`.
 pub(crate) fn nice_step(raw: f64) -> f64 {
     let exp = raw.log10().floor();
     let base = 10f64.powf(exp);
     let frac = raw / base;
-    let nice = if frac <= 1.0 {
+    let nice = if frac < 1.5 {
         1.0
-    } else if frac <= 2.0 {
+    } else if frac < 3.0 {
         2.0
-    } else if frac <= 5.0 {
+    } else if frac < 7.0 {
         5.0
     } else {
         10.0

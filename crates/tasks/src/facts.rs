@@ -63,7 +63,7 @@ struct Fact {
 /// an atomic fact is ID if it is in train.json and some training inferred fact uses it.
 #[derive(Clone, Debug, Default)]
 pub struct Facts {
-    facts: PairMap<Fact>,
+    atomic: PairMap<Fact>,
     /// Composition: each head's ID (relation, tail) pairs, sorted.
     id_edges: BTreeMap<u32, Vec<(u32, u32)>>,
     /// Comparison/complex: each attribute's ID (entity, value) pairs, sorted.
@@ -103,11 +103,9 @@ impl Facts {
             message,
         };
         let where_ = |source: Source| {
-            format!(
-                "{} record {}",
-                files[source.file].0.display(),
-                source.record + 1
-            )
+            let path = files[source.file].0;
+            let name = path.file_name().map_or(path, Path::new);
+            format!("{} record {}", name.display(), source.record + 1)
         };
         let comparing = !matches!(kind, TaskKind::Composition { .. });
         for (file, (_, examples)) in files.iter().enumerate() {
@@ -117,7 +115,7 @@ impl Facts {
                 }
                 let source = Source { file, record };
                 let (left, right) = atomic_key(kind, ex.prompt());
-                let entry = facts.facts.entry(pair_key(left, right)).or_insert(Fact {
+                let entry = facts.atomic.entry(pair_key(left, right)).or_insert(Fact {
                     object: ex.answer,
                     in_train: false,
                     used_in_training: false,
@@ -158,7 +156,7 @@ impl Facts {
             facts.check_chains(kind, vocab, files, &record_error)?;
         }
         facts.mark_training_use(kind, files[0].1);
-        for (&key, fact) in &facts.facts {
+        for (&key, fact) in &facts.atomic {
             if !(fact.in_train && fact.used_in_training) {
                 continue;
             }
@@ -205,18 +203,18 @@ impl Facts {
                         return None;
                     }
                     let prompt = ex.prompt();
-                    let chain = self.chain(prompt[0], &prompt[1..])?;
-                    let tail = *chain.last()?;
-                    (tail != ex.answer).then(|| (record, vocab.decode(&chain), tail))
+                    let tail = self.follow(prompt[0], &prompt[1..])?;
+                    (tail != ex.answer).then_some((record, tail))
                 });
-            if let Some((record, chain, tail)) = bad {
+            if let Some((record, tail)) = bad {
                 let ex = &examples[record];
                 return Err(record_error(
                     Source { file, record },
                     format!(
-                        "answer `{}` does not follow from the atomic facts: the chain {chain} \
-                         ends at `{}`",
+                        "answer `{}` does not follow from the atomic facts, which lead from \
+                         `{}` to `{}`",
                         vocab.token(ex.answer),
+                        vocab.decode(ex.prompt()),
                         vocab.token(tail)
                     ),
                 ));
@@ -286,7 +284,7 @@ impl Facts {
                 TaskKind::Composition { .. } => {
                     let mut entity = prompt[0];
                     for &relation in &prompt[1..] {
-                        match self.facts.get_mut(&pair_key(entity, relation)) {
+                        match self.atomic.get_mut(&pair_key(entity, relation)) {
                             Some(fact) => {
                                 fact.used_in_training = true;
                                 entity = fact.object;
@@ -298,7 +296,7 @@ impl Facts {
                 TaskKind::Comparison | TaskKind::Complex => {
                     let (attribute, e1, e2) = comparison_operands(prompt);
                     for entity in [e1, e2] {
-                        if let Some(fact) = self.facts.get_mut(&pair_key(entity, attribute)) {
+                        if let Some(fact) = self.atomic.get_mut(&pair_key(entity, attribute)) {
                             fact.used_in_training = true;
                         }
                     }
@@ -309,17 +307,17 @@ impl Facts {
 
     /// Number of atomic facts.
     pub fn len(&self) -> usize {
-        self.facts.len()
+        self.atomic.len()
     }
 
     /// True if there are no atomic facts.
     pub fn is_empty(&self) -> bool {
-        self.facts.is_empty()
+        self.atomic.is_empty()
     }
 
     /// Composition: tail of (head, relation).
     pub fn tail(&self, head: u32, relation: u32) -> Option<u32> {
-        self.facts.get(&pair_key(head, relation)).map(|f| f.object)
+        self.atomic.get(&pair_key(head, relation)).map(|f| f.object)
     }
 
     /// Comparison/complex: value token of (entity, attribute).
@@ -358,7 +356,7 @@ impl Facts {
     /// True if the atomic fact (head|entity, relation|attribute) is ID: stated in train.json and
     /// used by a training inferred fact.
     pub fn is_id(&self, left: u32, right: u32) -> bool {
-        self.facts
+        self.atomic
             .get(&pair_key(left, right))
             .is_some_and(|f| f.in_train && f.used_in_training)
     }

@@ -73,8 +73,9 @@ fn check_composition(hops: usize) {
             }
         }
     }
-    // phi is exact.
+    // phi is exact, and the sample has no repeats.
     assert_eq!(train_inferred, (p.phi * id.len() as f64).round() as usize);
+    assert_eq!(train_prompts.len(), train_inferred);
     // No test query is trained on, and the valid set is the OOD test set.
     for ex in ds.test.iter().chain(&ds.valid) {
         if ex.split.starts_with("test_inferred") || ex.split == "valid" {
@@ -187,14 +188,15 @@ fn comparison_splits_and_labels_follow_the_paper() {
             "test_inferred_ood" => assert!(!status(e1) && !status(e2)),
             other => panic!("unexpected split {other}"),
         }
-        if ex.split == "train_inferred" && ds.train.contains(ex) {
-            train_prompts.insert(prompt);
-        }
     }
-    assert_eq!(
-        train_prompts.len(),
-        (p.phi * id.len() as f64).round() as usize
-    );
+    let mut train_inferred = 0;
+    for ex in ds.train.iter().filter(|ex| ex.split == "train_inferred") {
+        train_prompts.insert(text(&ds, ex).0);
+        train_inferred += 1;
+    }
+    // phi is exact, and the sample has no repeats.
+    assert_eq!(train_inferred, (p.phi * id.len() as f64).round() as usize);
+    assert_eq!(train_prompts.len(), train_inferred);
     for ex in ds
         .test
         .iter()

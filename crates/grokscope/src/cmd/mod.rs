@@ -1,7 +1,18 @@
 //! One module per subcommand.
 
+pub mod attribute;
 pub mod data;
 pub mod doctor;
+pub mod eval;
+pub mod export_hf;
+pub mod import_hf;
+pub mod lens;
+pub mod patch;
+pub mod plot;
+pub mod report;
+pub mod surgery;
+pub mod trace;
+pub mod train;
 
 /// Process exit code for an error: 2 for bad input and every other failure the user can fix.
 pub fn exit_code(_err: &anyhow::Error) -> i32 {

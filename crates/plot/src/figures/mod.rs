@@ -227,7 +227,7 @@ pub(crate) fn is_unit_metric(metric: &str) -> bool {
 }
 
 /// The colour scale of a metric: `[0, 1]` for fractions, diverging when values have both signs,
-/// the data range otherwise.
+/// `[0, max]` for other non-negative values.
 pub(crate) fn metric_scale(
     metric: &str,
     values: impl IntoIterator<Item = f64> + Clone,
@@ -242,7 +242,7 @@ pub(crate) fn metric_scale(
     } else if values.clone().into_iter().any(|v| v < 0.0) {
         ColorScale::diverging_from(values)
     } else {
-        ColorScale::sequential_from(values)
+        ColorScale::sequential_from(values.into_iter().chain([0.0]))
     }
 }
 

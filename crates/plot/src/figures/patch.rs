@@ -103,104 +103,18 @@ pub fn attribution_patching(
                 };
                 let at_step: Vec<&PatchRow> =
                     selected.into_iter().filter(|r| r.step == step).collect();
-                figures.push(attribution_figure(
-                    &at_step,
-                    &direction,
-                    &corruption,
-                    &metric,
+                let context = Context {
+                    direction: &direction,
+                    metric: &metric,
                     step,
-                    &note,
+                    note: &note,
                     out_dir,
-                )?);
+                };
+                figures.push(context.attribution(&corruption, &at_step)?);
             }
         }
     }
     Ok(figures)
-}
-
-#[allow(clippy::too_many_arguments)]
-fn attribution_figure(
-    rows: &[&PatchRow],
-    direction: &str,
-    corruption: &str,
-    metric: &str,
-    step: u64,
-    note: &str,
-    out_dir: &Path,
-) -> Result<Figure> {
-    let components = components_in_order(rows);
-    let mut methods = distinct(rows.iter().filter_map(|r| r.method.as_deref()));
-    methods.sort_by_key(|m| match m.as_str() {
-        "exact" => 0,
-        "attribution" => 1,
-        _ => 2,
-    });
-    let grid = Grid::new(rows, |r| {
-        (
-            format!("{}|{}", r.method.as_deref().unwrap_or(""), r.component),
-            r.position.clone(),
-        )
-    });
-    let mut panels = Vec::new();
-    for method in &methods {
-        for component in &components {
-            panels.push(Panel {
-                title: format!("{method} · {}", component_label(component)),
-                values: grid.matrix(&format!("{method}|{component}")),
-            });
-        }
-    }
-    let values = panels
-        .iter()
-        .flat_map(|p| p.values.iter().flatten().copied())
-        .collect::<Vec<_>>();
-    let label = metric_label(metric);
-    let figure = SmallMultiples::new(
-        format!("Attribution patching ({direction}): corrupt {corruption}, step {step}"),
-        grid.layer_labels(),
-        grid.columns.clone(),
-        panels,
-    )
-    .axes(LAYER_AXIS, "position (token role)")
-    .quantity(label.clone())
-    .scale(metric_scale(metric, values.iter().copied()))
-    .columns(components.len());
-    let path = out_dir.join(format!(
-        "attribution_{}_{}_{}_step{step}.png",
-        slug(direction),
-        slug(corruption),
-        slug(metric)
-    ));
-    figure.save(&path, figure.default_size())?;
-    let pairs: Vec<(f64, f64)> = components
-        .iter()
-        .flat_map(|c| {
-            let exact = grid.matrix(&format!("exact|{c}"));
-            let approx = grid.matrix(&format!("attribution|{c}"));
-            exact
-                .into_iter()
-                .flatten()
-                .zip(approx.into_iter().flatten())
-                .collect::<Vec<_>>()
-        })
-        .collect();
-    let agreement = match spearman(&pairs) {
-        Some(rho) => format!(
-            " Spearman rank correlation between exact and attribution patching over these cells: \
-             {rho:.2}."
-        ),
-        None => String::new(),
-    };
-    Ok(Figure {
-        path,
-        caption: format!(
-            "{label} per layer and position when each state is patched ({}), with {corruption} \
-             corrupted, at checkpoint {step}: exact activation patching against its \
-             gradient-based approximation.{agreement}{note}",
-            direction_text(direction)
-        ),
-        section: Section::AttributionPatching,
-    })
 }
 
 /// What a single-step patching figure needs to know.
@@ -213,6 +127,83 @@ struct Context<'a> {
 }
 
 impl Context<'_> {
+    fn attribution(&self, corruption: &str, rows: &[&PatchRow]) -> Result<Figure> {
+        let (direction, metric, step, note) = (self.direction, self.metric, self.step, self.note);
+        let components = components_in_order(rows);
+        let mut methods = distinct(rows.iter().filter_map(|r| r.method.as_deref()));
+        methods.sort_by_key(|m| match m.as_str() {
+            "exact" => 0,
+            "attribution" => 1,
+            _ => 2,
+        });
+        let grid = Grid::new(rows, |r| {
+            (
+                format!("{}|{}", r.method.as_deref().unwrap_or(""), r.component),
+                r.position.clone(),
+            )
+        });
+        let mut panels = Vec::new();
+        for method in &methods {
+            for component in &components {
+                panels.push(Panel {
+                    title: format!("{method} · {}", component_label(component)),
+                    values: grid.matrix(&format!("{method}|{component}")),
+                });
+            }
+        }
+        let values = panels
+            .iter()
+            .flat_map(|p| p.values.iter().flatten().copied())
+            .collect::<Vec<_>>();
+        let label = metric_label(metric);
+        let figure = SmallMultiples::new(
+            format!("Attribution patching ({direction}): corrupt {corruption}, step {step}"),
+            grid.layer_labels(),
+            grid.columns.clone(),
+            panels,
+        )
+        .axes(LAYER_AXIS, "position (token role)")
+        .quantity(label.clone())
+        .scale(metric_scale(metric, values.iter().copied()))
+        .columns(components.len());
+        let path = self.out_dir.join(format!(
+            "attribution_{}_{}_{}_step{step}.png",
+            slug(direction),
+            slug(corruption),
+            slug(metric)
+        ));
+        figure.save(&path, figure.default_size())?;
+        let pairs: Vec<(f64, f64)> = components
+            .iter()
+            .flat_map(|c| {
+                let exact = grid.matrix(&format!("exact|{c}"));
+                let approx = grid.matrix(&format!("attribution|{c}"));
+                exact
+                    .into_iter()
+                    .flatten()
+                    .zip(approx.into_iter().flatten())
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        let agreement = match spearman(&pairs) {
+            Some(rho) => format!(
+            " Spearman rank correlation between exact and attribution patching over these cells: \
+             {rho:.2}."
+        ),
+            None => String::new(),
+        };
+        Ok(Figure {
+            path,
+            caption: format!(
+            "{label} per layer and position when each state is patched ({}), with {corruption} \
+             corrupted, at checkpoint {step}: exact activation patching against its \
+             gradient-based approximation.{agreement}{note}",
+            direction_text(direction)
+        ),
+            section: Section::AttributionPatching,
+        })
+    }
+
     fn per_corruption(&self, corruption: &str, rows: &[&PatchRow]) -> Result<Option<Figure>> {
         let rows: Vec<&PatchRow> = rows
             .iter()
@@ -322,7 +313,7 @@ impl Context<'_> {
             })
             .collect();
         let figure = SmallMultiples::new(title, grid.layer_labels(), grid.columns.clone(), panels)
-            .axes(LAYER_AXIS, "head")
+            .axes("block", "head")
             .quantity(label.clone())
             .scale(scale);
         figure.save(&path, figure.default_size())?;
@@ -330,7 +321,7 @@ impl Context<'_> {
             path,
             caption: format!(
                 "{label} when one attention head's output at one position is patched ({}), per \
-                 layer (rows) and head (columns), with {corruption} corrupted; checkpoint {}.{}{}",
+                 block (rows) and head (columns), with {corruption} corrupted; checkpoint {}.{}{}",
                 direction_text(self.direction),
                 self.step,
                 metric_explanation(self.metric),
