@@ -24,8 +24,8 @@ demo: build
     {{bin}} demo
 
 # Benchmarks side by side with the PyTorch references.
-bench: build
-    scripts/bench.sh
+bench *args: build
+    scripts/bench.sh {{args}}
 
 # Format the code.
 fmt:

@@ -53,6 +53,7 @@ def main():
     ap.add_argument("--relations", type=int, default=200)
     ap.add_argument("--out-degree", type=int, default=20)
     ap.add_argument("--phi", type=float, default=18.0)
+    ap.add_argument("--threads", type=int, default=1, help="unused: the reference is single-threaded Python")
     args = ap.parse_args()
     with Timer() as t:
         train, test_id, test_ood = generate(args.entities, args.relations, args.out_degree, args.phi, 0.05, 0.005, 0)

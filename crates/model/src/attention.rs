@@ -5,7 +5,7 @@ use crate::conv1d::Conv1D;
 use crate::error::Result;
 use crate::hooks::{HookPoint, Hooks};
 use tch::nn;
-use tch::{Kind, Tensor};
+use tch::Tensor;
 
 /// GPT-2 attention: one fused `c_attn` matmul for q, k, v; scores scaled by `1/sqrt(d_head)`;
 /// causal mask; softmax; dropout on the pattern (training only); `c_proj`; residual dropout.
@@ -52,10 +52,12 @@ impl Attention {
     /// Result is computed only when captured or edited; when edited the output is
     /// `c_proj(z) + Σ_heads(edited result − result)`, so heads and rows left alone keep the
     /// c_proj value bit for bit.
-    /// Shapes: x `[B, T, d_model]` (the ln_1 output) → `[B, T, d_model]`.
+    /// Shapes: x `[B, T, d_model]` (the ln_1 output), future `[T, T]` bool (true above the
+    /// diagonal) → `[B, T, d_model]`.
     pub(crate) fn forward(
         &self,
         x: &Tensor,
+        future: &Tensor,
         layer: usize,
         hooks: &mut Hooks,
         train: bool,
@@ -70,8 +72,7 @@ impl Attention {
         let k = hooks.apply(HookPoint::K(layer), k)?;
         let v = hooks.apply(HookPoint::V(layer), v)?;
         let scores = q.transpose(1, 2).matmul(&k.permute([0, 2, 3, 1])) / (dh as f64).sqrt();
-        let future = Tensor::ones([t, t], (Kind::Bool, x.device())).triu(1);
-        let scores = scores.masked_fill(&future, f64::NEG_INFINITY);
+        let scores = scores.masked_fill(future, f64::NEG_INFINITY);
         let scores = hooks.apply(HookPoint::AttnScores(layer), scores)?;
         let pattern = hooks.apply(HookPoint::Pattern(layer), scores.softmax(-1, scores.kind()))?;
         let z = pattern

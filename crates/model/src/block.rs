@@ -38,10 +38,11 @@ impl Block {
 
     /// The block applied as layer `layer` (its schedule position), with the hooks resid_pre,
     /// ln1/ln2 scale, attention hooks, attn_out, resid_mid, mlp hooks, mlp_out, resid_post.
-    /// Shapes: x `[B, T, d_model]` → `[B, T, d_model]`.
+    /// Shapes: x `[B, T, d_model]`, future `[T, T]` bool causal mask → `[B, T, d_model]`.
     pub(crate) fn forward(
         &self,
         x: Tensor,
+        future: &Tensor,
         layer: usize,
         hooks: &mut Hooks,
         train: bool,
@@ -50,7 +51,7 @@ impl Block {
         let normed = self
             .ln_1
             .forward_hooked(&resid_pre, HookPoint::Ln1Scale(layer), hooks)?;
-        let attn_out = self.attn.forward(&normed, layer, hooks, train)?;
+        let attn_out = self.attn.forward(&normed, future, layer, hooks, train)?;
         let attn_out = hooks.apply(HookPoint::AttnOut(layer), attn_out)?;
         let resid_mid = hooks.apply(HookPoint::ResidMid(layer), resid_pre + attn_out)?;
         let normed = self

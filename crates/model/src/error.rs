@@ -45,11 +45,10 @@ pub enum ModelError {
     #[error("{}: {msg}", path.display())]
     Checkpoint { path: PathBuf, msg: String },
     /// A filesystem error, with the path it happened on.
-    #[error("{}: {source}", path.display())]
+    #[error("{}: {error}", path.display())]
     Io {
         path: PathBuf,
-        #[source]
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// A surgery operation that does not fit the checkpoint's schedule.
     #[error("surgery: {0}")]
@@ -58,16 +57,16 @@ pub enum ModelError {
     #[error("export to Hugging Face format: {0}")]
     Export(String),
     /// An error reported by libtorch.
-    #[error("libtorch: {0}")]
+    #[error(transparent)]
     Torch(#[from] tch::TchError),
 }
 
 impl ModelError {
     /// An [`ModelError::Io`] for `path`.
-    pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> ModelError {
+    pub(crate) fn io(path: impl Into<PathBuf>, error: std::io::Error) -> ModelError {
         ModelError::Io {
             path: path.into(),
-            source,
+            error,
         }
     }
 

@@ -231,8 +231,10 @@ impl Gpt {
         hooks: &mut Hooks,
         train: bool,
     ) -> Result<Tensor> {
+        let t = x.size()[1];
+        let future = Tensor::ones([t, t], (Kind::Bool, x.device())).triu(1);
         for (layer, &block) in self.cfg.schedule.iter().enumerate().skip(start) {
-            x = self.blocks[block].forward(x, layer, hooks, train)?;
+            x = self.blocks[block].forward(x, &future, layer, hooks, train)?;
         }
         Ok(x)
     }

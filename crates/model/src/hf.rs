@@ -46,7 +46,6 @@ pub fn hf_config(cfg: &GptConfig) -> Result<Value> {
         "model_type": "gpt2",
         "vocab_size": cfg.vocab_size,
         "n_positions": cfg.n_ctx,
-        "n_ctx": cfg.n_ctx,
         "n_embd": cfg.d_model,
         "n_layer": cfg.n_layer(),
         "n_head": cfg.n_head,

@@ -11,7 +11,7 @@ use crate::example::{AnswerFrame, Example};
 use crate::reach::AtLeastGraph;
 use crate::sample::{choose, choose_indices, count_for_ratio, stream, Purpose};
 use crate::spec::{ComparisonParams, ComplexParams};
-use crate::vocab::SPECIAL_TOKENS;
+use crate::vocab::{special, SPECIAL_TOKENS};
 use crate::GeneratedFiles;
 use rand::distributions::Bernoulli;
 use rand::Rng;
@@ -247,9 +247,9 @@ impl Ids {
     fn value(&self, v: u32) -> u32 {
         1 + (self.sizes.entities + self.sizes.attributes) as u32 + v
     }
-    fn special(&self, token: &str) -> u32 {
-        let index = SPECIAL_TOKENS.iter().position(|&t| t == token).unwrap_or(0);
-        1 + (self.sizes.entities + self.sizes.attributes + self.sizes.values + index) as u32
+    /// Id of the special token at `index` in [`SPECIAL_TOKENS`].
+    fn special(&self, index: u32) -> u32 {
+        1 + (self.sizes.entities + self.sizes.attributes + self.sizes.values) as u32 + index
     }
     fn label(&self, attribute: u32, ordering: Ordering) -> u32 {
         let first = 1 + self.sizes.entities + self.sizes.attributes + self.sizes.values;
@@ -257,8 +257,8 @@ impl Ids {
     }
     fn frame(&self) -> AnswerFrame {
         AnswerFrame {
-            open: self.complex.then(|| self.special("<a>")),
-            close: self.special("</a>"),
+            open: self.complex.then(|| self.special(special::ANSWER_OPEN)),
+            close: self.special(special::ANSWER_CLOSE),
         }
     }
 
@@ -268,11 +268,11 @@ impl Ids {
         let frame = self.frame();
         if self.complex {
             let prompt = [
-                self.special("<q>"),
+                self.special(special::QUESTION_OPEN),
                 e,
                 a,
-                self.special("<mask>"),
-                self.special("</q>"),
+                self.special(special::MASK),
+                self.special(special::QUESTION_CLOSE),
             ];
             Example::build(split.to_string(), &prompt, answer, frame)
         } else {
@@ -283,13 +283,13 @@ impl Ids {
     fn inferred(&self, values: &Values, split: &str, q: Query) -> Example {
         let mut prompt = vec![
             self.attribute(q.attribute),
-            self.special("<q>"),
+            self.special(special::QUESTION_OPEN),
             self.entity(q.e1),
-            self.special("<mask>"),
+            self.special(special::MASK),
             self.entity(q.e2),
         ];
         if self.complex {
-            prompt.push(self.special("</q>"));
+            prompt.push(self.special(special::QUESTION_CLOSE));
         }
         let answer = self.label(q.attribute, values.ordering(q));
         Example::build(split.to_string(), &prompt, answer, self.frame())

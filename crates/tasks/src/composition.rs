@@ -11,7 +11,7 @@ use crate::error::{Result, TaskError};
 use crate::example::{AnswerFrame, Example};
 use crate::sample::{choose, choose_indices, count_for_ratio, stream, Purpose};
 use crate::spec::CompositionParams;
-use crate::vocab::SPECIAL_TOKENS;
+use crate::vocab::{special, SPECIAL_TOKENS};
 use crate::GeneratedFiles;
 use rand::distributions::Bernoulli;
 use rand::Rng;
@@ -71,7 +71,7 @@ impl Ids {
     fn frame(&self) -> AnswerFrame {
         AnswerFrame {
             open: None,
-            close: 1 + self.entities + self.relations + 3,
+            close: 1 + self.entities + self.relations + special::ANSWER_CLOSE,
         }
     }
 }

@@ -70,10 +70,12 @@ impl Dataset {
         } else {
             None
         };
-        let mut records = Vec::with_capacity(DATA_FILES.len());
-        for (file, file_split) in DATA_FILES {
-            records.push(read_records(&dir.join(file), &vocab, file_split)?);
-        }
+        let paths = DATA_FILES.map(|(file, _)| dir.join(file));
+        let records = [
+            read_records(&paths[0], &vocab, DATA_FILES[0].1)?,
+            read_records(&paths[1], &vocab, DATA_FILES[1].1)?,
+            read_records(&paths[2], &vocab, DATA_FILES[2].1)?,
+        ];
         let kind = match &manifest {
             Some(m) => m.spec.kind(),
             None => detect_kind(&vocab, &records),
@@ -84,14 +86,10 @@ impl Dataset {
                 message: "has no `</a>` token".into(),
             });
         }
-        let mut files = Vec::with_capacity(DATA_FILES.len());
-        for ((file, _), file_records) in DATA_FILES.iter().zip(records) {
-            files.push(to_examples(&dir.join(file), kind, &vocab, file_records)?);
-        }
-        let [train, valid, test]: [Vec<Example>; 3] = files
-            .try_into()
-            .map_err(|_| TaskError::Invalid("three data files expected".into()))?;
-        let paths: Vec<PathBuf> = DATA_FILES.iter().map(|(f, _)| dir.join(f)).collect();
+        let [train, valid, test] = records;
+        let train = to_examples(&paths[0], kind, &vocab, train)?;
+        let valid = to_examples(&paths[1], kind, &vocab, valid)?;
+        let test = to_examples(&paths[2], kind, &vocab, test)?;
         let facts = Facts::build(
             kind,
             &vocab,

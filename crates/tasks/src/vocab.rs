@@ -10,6 +10,15 @@ pub const PAD: &str = "<pad>";
 /// The paper's special tokens, appended to every vocabulary in this order.
 pub const SPECIAL_TOKENS: [&str; 6] = ["<mask>", "<sep>", "<a>", "</a>", "<q>", "</q>"];
 
+/// Index of each special token within [`SPECIAL_TOKENS`], for generators that lay out ids.
+pub(crate) mod special {
+    pub const MASK: u32 = 0;
+    pub const ANSWER_OPEN: u32 = 2;
+    pub const ANSWER_CLOSE: u32 = 3;
+    pub const QUESTION_OPEN: u32 = 4;
+    pub const QUESTION_CLOSE: u32 = 5;
+}
+
 /// Token strings and their ids. Every token has the form `<...>`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Vocab {

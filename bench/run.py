@@ -1,0 +1,131 @@
+"""`just bench`: every case, grokscope and its reference back to back on this machine with the same
+thread count; prints a table and appends it, with date, commit and machine, to bench/RESULTS.md.
+
+Usage: python bench/run.py [--threads N] [--quick]
+"""
+import argparse
+import datetime
+import json
+import os
+import platform
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BIN = os.path.join(ROOT, "target", "release", "grokscope")
+PY = sys.executable
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def sh(args, **kw):
+    """Runs a command; returns (seconds, stdout). Fails loudly with the command's stderr."""
+    t0 = time.perf_counter()
+    p = subprocess.run(args, capture_output=True, text=True, cwd=kw.get("cwd", ROOT))
+    dt = time.perf_counter() - t0
+    if p.returncode != 0:
+        sys.exit(f"bench: {' '.join(args)} failed:\n{p.stdout[-2000:]}\n{p.stderr[-3000:]}")
+    return dt, p.stdout
+
+
+def gs(threads, *args):
+    return sh([BIN, "--device", "cpu", "--threads", str(threads), *args])
+
+
+def ref(threads, script, *args):
+    dt, out = sh([PY, os.path.join(HERE, script), "--threads", str(threads), *args])
+    return dt, [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+
+
+def train_case(threads, preset, steps, work, extra=()):
+    """grokscope steps/s (from its own timer, evaluation excluded) and the eager reference's."""
+    run = os.path.join(work, f"run-{preset}")
+    sets = [f"steps={steps}", f"eval_every={steps}", f"checkpoints=steps:{steps}", *extra]
+    _, out = gs(threads, "train", "--preset", preset, "--out", run, "--quiet", *sum((["--set", s] for s in sets), []))
+    m = re.search(r"([0-9.]+) steps/s training", out)
+    ours = float(m.group(1))
+    cfg = json.load(open(os.path.join(run, "config.json")))
+    model = cfg["model"]
+    args = ["--data", cfg["data_dir"], "--steps", str(max(3, steps // 2)), "--warmup", "2",
+            "--batch", str(cfg["batch_size"]), "--d-model", str(model["d_model"]),
+            "--n-head", str(model["n_head"]), "--d-mlp", str(model["d_mlp"]),
+            "--schedule", ",".join(str(s) for s in model["schedule"]), "--dropout", str(model["dropout"])]
+    _, res = ref(threads, "train_ref.py", *args)
+    theirs = res[-1]["steps_per_s"]
+    params, seq = res[-1]["params"], res[-1]["seq_len"]
+    flops_per_step = 6 * params * cfg["batch_size"] * seq
+    return ours, theirs, flops_per_step, run
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--threads", type=int, default=os.cpu_count())
+    ap.add_argument("--quick", action="store_true", help="fewer steps and examples")
+    args = ap.parse_args()
+    t = args.threads
+    rows = []
+    work = tempfile.mkdtemp(prefix="grokscope-bench-")
+    try:
+        _, res = ref(t, "matmul.py")
+        limit = res[-1]["gflops"] * 1e9
+        rows.append(("fp32 matmul 1024² (the limit)", f"{limit / 1e9:.0f} GFLOP/s", "", "", ""))
+
+        # Data generation at the paper's full size.
+        dt_ours, _ = gs(t, "data", "composition", "--entities", "2000", "--relations", "200", "--out-degree", "20",
+                        "--phi", "18", "--seed", "0", "--out", os.path.join(work, "paper-data"))
+        _, res = ref(t, "gen_ref.py")
+        dt_ref = res[-1]["seconds"]
+        rows.append(("data: paper composition φ=18 (724k)", f"{dt_ours:.1f} s", f"{dt_ref:.1f} s", f"{dt_ref / dt_ours:.1f}×", ""))
+
+        # Training throughput.
+        steps = 60 if args.quick else 200
+        runs = {}
+        for preset in ["tiny-composition", "tiny-comparison"]:
+            ours, theirs, fl, run = train_case(t, preset, steps, work)
+            runs[preset] = run
+            rows.append((f"train {preset} (steps/s)", f"{ours:.1f}", f"{theirs:.1f}", f"{ours / theirs:.2f}×",
+                         f"{100 * ours * fl / limit:.0f}%"))
+        ours, theirs, fl, _ = train_case(t, "paper-composition", 3, work)
+        rows.append(("train paper-composition 8L×768 (steps/s)", f"{ours:.3f}", f"{theirs:.3f}",
+                     f"{ours / theirs:.2f}×", f"{100 * ours * fl / limit:.0f}%"))
+
+        # Causal tracing and lens on the tiny composition checkpoint (same probe set, same checkpoint).
+        run = runs["tiny-composition"]
+        ckpt = os.path.join(run, f"step-{steps}", "model.safetensors")
+        size = "60" if args.quick else "300"
+        patch_dir = os.path.join(work, "patch")
+        dt_ours, _ = gs(t, "patch", "--checkpoint", ckpt, "--out", patch_dir, "--size", size)
+        hf = os.path.join(work, "hf")
+        gs(t, "export-hf", "--checkpoint", ckpt, "--out", hf)
+        _, res = ref(t, "trace_ref.py", "--hf-dir", hf, "--examples", os.path.join(patch_dir, "examples.jsonl"),
+                     "--which", "paper,tl")
+        by = {r["case"]: r["seconds"] for r in res}
+        rows.append((f"causal tracing, tiny, {size} ex (s/ckpt) vs paper loop", f"{dt_ours:.2f} s", f"{by['paper']:.1f} s",
+                     f"{by['paper'] / dt_ours:.0f}×", ""))
+        rows.append((f"causal tracing, tiny, {size} ex (s/ckpt) vs TransformerLens", f"{dt_ours:.2f} s", f"{by['tl']:.1f} s",
+                     f"{by['tl'] / dt_ours:.0f}×", ""))
+        dt_ours, _ = gs(t, "lens", "--checkpoint", ckpt, "--out", os.path.join(work, "lens"), "--size", size)
+        _, res = ref(t, "trace_ref.py", "--hf-dir", hf, "--examples", os.path.join(patch_dir, "examples.jsonl"),
+                     "--which", "lens")
+        rows.append((f"logit lens, tiny, {size} ex (s/ckpt)", f"{dt_ours:.2f} s", f"{res[-1]['seconds']:.2f} s",
+                     f"{res[-1]['seconds'] / dt_ours:.1f}×", ""))
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+    header = ("case", "grokscope", "reference", "ratio", "% of limit")
+    table = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    table += ["| " + " | ".join(r) + " |" for r in rows]
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT).stdout.strip()
+    cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), platform.processor())
+    stamp = f"## {datetime.datetime.now():%Y-%m-%d %H:%M} · commit {commit} · {cpu}, {os.cpu_count()} cores, {t} threads"
+    text = stamp + "\n\n" + "\n".join(table) + "\n"
+    print(text)
+    with open(os.path.join(HERE, "RESULTS.md"), "a") as f:
+        f.write("\n" + text)
+
+
+if __name__ == "__main__":
+    main()
