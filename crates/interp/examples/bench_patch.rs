@@ -37,7 +37,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     });
     let ds = Dataset::generate(&spec, 0)?;
     let cfg = GptConfig::new(vocab.max(ds.vocab.len()), 16, d_model, n_head, n_layer);
-    let cfg = GptConfig { dropout: 0.0, ..cfg };
+    let cfg = GptConfig {
+        dropout: 0.0,
+        ..cfg
+    };
     tch::manual_seed(0);
     let ckpt = Checkpoint::new(cfg, tch::Device::Cpu)?;
     let net = Net::new(&ckpt.model);

@@ -90,12 +90,19 @@ pub struct AttributionResult {
     pub ln_mode: LnMode,
     pub cells: Vec<AttributionCell>,
     pub baselines: Vec<LdBaseline>,
+    /// ν of the noise corruptions (when any was requested).
+    pub noise_scale: Option<f64>,
 }
 
 impl AttributionResult {
     fn agreement<'c>(cells: impl Iterator<Item = &'c AttributionCell>) -> Agreement {
         let (x, y): (Vec<f64>, Vec<f64>) = cells
-            .map(|c| (mean(c.exact.iter().copied()), mean(c.attribution.iter().copied())))
+            .map(|c| {
+                (
+                    mean(c.exact.iter().copied()),
+                    mean(c.attribution.iter().copied()),
+                )
+            })
             .unzip();
         Agreement {
             cells: x.len(),
@@ -118,14 +125,22 @@ impl AttributionResult {
             if self.cells.iter().any(|c| c.cell.component.kind() == kind) {
                 out.insert(
                     name.to_string(),
-                    Self::agreement(self.cells.iter().filter(|c| c.cell.component.kind() == kind)),
+                    Self::agreement(
+                        self.cells
+                            .iter()
+                            .filter(|c| c.cell.component.kind() == kind),
+                    ),
                 );
             }
         }
         for b in &self.baselines {
             out.insert(
                 format!("corruption:{}", b.corruption),
-                Self::agreement(self.cells.iter().filter(|c| c.cell.corruption == b.corruption)),
+                Self::agreement(
+                    self.cells
+                        .iter()
+                        .filter(|c| c.cell.corruption == b.corruption),
+                ),
             );
         }
         out
@@ -137,7 +152,11 @@ impl AttributionResult {
     pub fn rows(&self, step: u64) -> Vec<AttributionRow> {
         let mut rows = Vec::new();
         for c in &self.cells {
-            let Some(b) = self.baselines.iter().find(|b| b.corruption == c.cell.corruption) else {
+            let Some(b) = self
+                .baselines
+                .iter()
+                .find(|b| b.corruption == c.cell.corruption)
+            else {
                 continue;
             };
             let base = match c.cell.direction {
@@ -182,10 +201,14 @@ pub fn attribution_patching(
         ln_mode: opts.ln_mode,
         cells: Vec::new(),
         baselines: Vec::new(),
+        noise_scale: None,
     };
     for spec in &probe.corruptions {
         let name = spec.to_string();
         let ci = CorruptionInputs::new(net, probe, &name, nu)?;
+        if ci.noise.is_some() {
+            result.noise_scale = Some(nu);
+        }
         let (baseline, cells) = attribute_corruption(net, probe, &ci, opts)?;
         result.baselines.push(baseline);
         result.cells.extend(cells);
@@ -221,7 +244,14 @@ fn attribute_corruption(
     }
     let runs = tch::no_grad(|| -> Result<Runs> {
         let clean = States::compute(net, &ci.clean, None, want, ap, opts.max_rows)?;
-        let corrupted = States::compute(net, &ci.corrupted, ci.noise.as_ref(), want, ap, opts.max_rows)?;
+        let corrupted = States::compute(
+            net,
+            &ci.corrupted,
+            ci.noise.as_ref(),
+            want,
+            ap,
+            opts.max_rows,
+        )?;
         let alt = alt_tokens(&corrupted.logits, &ci.gold);
         Ok(Runs {
             clean,
@@ -246,7 +276,9 @@ fn attribute_corruption(
     let mut cells = Vec::new();
     let attributions = gradient_attributions(net, &pair, &groups, ap, opts.max_rows)?;
     for (group, attr) in groups.iter().zip(attributions) {
-        let exact = tch::no_grad(|| run_group_batched(net, &pair, group.layer, &group.vars, ap, opts.max_rows))?;
+        let exact = tch::no_grad(|| {
+            run_group_batched(net, &pair, group.layer, &group.vars, ap, opts.max_rows)
+        })?;
         for (((component, set), exact), attribution) in group.vars.iter().zip(exact).zip(attr) {
             cells.push(AttributionCell {
                 cell: Cell {
@@ -328,19 +360,24 @@ fn gradient_attributions(
             let logits = match &pair.base_scale {
                 None => out.logits.squeeze_dim(1),
                 Some(scale) => {
-                    let fin = out.cache.get(&net.resid_hook(net.n_layer())).ok_or_else(|| {
-                        InterpError::BadSpec {
+                    let fin = out
+                        .cache
+                        .get(&net.resid_hook(net.n_layer()))
+                        .ok_or_else(|| InterpError::BadSpec {
                             what: "hook",
                             value: net.resid_hook(net.n_layer()).to_string(),
                             reason: "the model did not return a requested activation".into(),
-                        }
-                    })?;
-                    net.readout(&fin.select(1, ap as i64), Some(&scale.narrow(0, start, m).detach()))
+                        })?;
+                    net.readout(
+                        &fin.select(1, ap as i64),
+                        Some(&scale.narrow(0, start, m).detach()),
+                    )
                 }
             };
             let gold = pair.gold.narrow(0, start, m).unsqueeze(1);
             let alt = pair.alt.narrow(0, start, m).unsqueeze(1);
-            let metric = (logits.gather(1, &gold, false) - logits.gather(1, &alt, false)).sum(Kind::Float);
+            let metric =
+                (logits.gather(1, &gold, false) - logits.gather(1, &alt, false)).sum(Kind::Float);
             let mut inputs = vec![x0.shallow_clone()];
             let mut order = vec![HookPoint::ResidPre(0)];
             for h in &hooks {
@@ -366,8 +403,10 @@ fn gradient_attributions(
                     None => delta.zeros_like().to_kind(Kind::Double),
                 };
                 for (v, (component, set)) in group.vars.iter().enumerate() {
-                    let idx = Tensor::from_slice(&set.positions.iter().map(|&p| p as i64).collect::<Vec<_>>())
-                        .to_device(net.device());
+                    let idx = Tensor::from_slice(
+                        &set.positions.iter().map(|&p| p as i64).collect::<Vec<_>>(),
+                    )
+                    .to_device(net.device());
                     let sel = prod.index_select(1, &idx);
                     let sel = match component {
                         Component::Head(h) => sel.narrow(2, *h as i64, 1),

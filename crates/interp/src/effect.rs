@@ -35,18 +35,26 @@ pub fn state_effect(
             let ci = CorruptionInputs::new(net, probe, &name, nu)?;
             let ap = probe.answer_pos;
             let clean = States::compute(net, &ci.clean, None, Want::default(), ap, max_rows)?;
-            let corr = States::compute(net, &ci.corrupted, ci.noise.as_ref(), Want::default(), ap, max_rows)?;
-            let mut push = |layer: usize, position: &str, target: &str, metric: &str, value: f64| {
-                rows.push(EffectRow {
-                    step,
-                    corruption: name.clone(),
-                    layer,
-                    position: position.to_string(),
-                    target: target.to_string(),
-                    metric: metric.to_string(),
-                    value,
-                });
-            };
+            let corr = States::compute(
+                net,
+                &ci.corrupted,
+                ci.noise.as_ref(),
+                Want::default(),
+                ap,
+                max_rows,
+            )?;
+            let mut push =
+                |layer: usize, position: &str, target: &str, metric: &str, value: f64| {
+                    rows.push(EffectRow {
+                        step,
+                        corruption: name.clone(),
+                        layer,
+                        position: position.to_string(),
+                        target: target.to_string(),
+                        metric: metric.to_string(),
+                        value,
+                    });
+                };
             for layer in 0..=net.n_layer() {
                 for (p, pname) in probe.positions.iter().enumerate() {
                     let a = clean.resid[layer].select(1, p as i64).to_kind(Kind::Double);
@@ -59,7 +67,13 @@ pub fn state_effect(
                     let cos_v = to_f64(&cos)?;
                     push(layer, pname, STATE, "l2", mean(dist_v));
                     push(layer, pname, STATE, "rel_l2", mean(rel_v));
-                    push(layer, pname, STATE, "cosine_distance", mean(cos_v.into_iter().map(|c| 1.0 - c)));
+                    push(
+                        layer,
+                        pname,
+                        STATE,
+                        "cosine_distance",
+                        mean(cos_v.into_iter().map(|c| 1.0 - c)),
+                    );
                 }
                 for t in targets.iter().filter(|t| t.role != LABELS) {
                     let pos = probe.position(&t.position)?;
@@ -71,7 +85,9 @@ pub fn state_effect(
                             if t.role == ANSWER {
                                 Ok(i64::from(e.gold))
                             } else {
-                                probe.check_role(&t.role).map(|_| i64::from(e.roles[&t.role]))
+                                probe
+                                    .check_role(&t.role)
+                                    .map(|_| i64::from(e.roles[&t.role]))
                             }
                         })
                         .collect::<Result<_>>()?;
@@ -81,10 +97,26 @@ pub fn state_effect(
                             .readout(&states.resid[layer].select(1, pos as i64), None)
                             .to_kind(Kind::Float);
                         let gold = logits.gather(1, &tokens.unsqueeze(1), false);
-                        let ranks = to_i64(&logits.gt_tensor(&gold).sum_dim_intlist(1, false, Kind::Int64))?;
+                        let ranks = to_i64(&logits.gt_tensor(&gold).sum_dim_intlist(
+                            1,
+                            false,
+                            Kind::Int64,
+                        ))?;
                         let pname = &probe.positions[pos];
-                        push(layer, pname, &t.role, &format!("mrr_{run}"), mrr(ranks.iter().copied()));
-                        push(layer, pname, &t.role, &format!("mean_rank_{run}"), mean(ranks.iter().map(|&r| r as f64)));
+                        push(
+                            layer,
+                            pname,
+                            &t.role,
+                            &format!("mrr_{run}"),
+                            mrr(ranks.iter().copied()),
+                        );
+                        push(
+                            layer,
+                            pname,
+                            &t.role,
+                            &format!("mean_rank_{run}"),
+                            mean(ranks.iter().map(|&r| r as f64)),
+                        );
                     }
                 }
             }

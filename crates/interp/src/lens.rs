@@ -117,7 +117,13 @@ pub fn all_targets(probe: &ProbeSet) -> Vec<TargetSpec> {
         .iter()
         .flat_map(|p| roles.iter().map(move |r| TargetSpec::new(r, p)))
         .collect();
-    if probe.role_names().iter().filter(|r| LABEL_ROLES.contains(&r.as_str())).count() == 3 {
+    if probe
+        .role_names()
+        .iter()
+        .filter(|r| LABEL_ROLES.contains(&r.as_str()))
+        .count()
+        == 3
+    {
         out.extend(probe.positions.iter().map(|p| TargetSpec::new(LABELS, p)));
     }
     out
@@ -163,7 +169,10 @@ impl TargetResult {
         vec![
             ("mrr", mrr(row.iter().map(|&x| x as i64))),
             ("mean_rank", mean(row.iter().copied())),
-            ("top1", mean(row.iter().map(|&x| f64::from(u8::from(x == 0.0))))),
+            (
+                "top1",
+                mean(row.iter().map(|&x| f64::from(u8::from(x == 0.0)))),
+            ),
         ]
     }
 }
@@ -258,7 +267,14 @@ pub fn logit_lens(
     }
     let values = tch::no_grad(|| -> Result<Vec<Array2<f64>>> {
         let clean = tokens_tensor(probe.examples.iter().map(|e| e.tokens.as_slice()), device);
-        let states = States::compute(net, &clean, None, Want::default(), probe.answer_pos, max_rows)?;
+        let states = States::compute(
+            net,
+            &clean,
+            None,
+            Want::default(),
+            probe.answer_pos,
+            max_rows,
+        )?;
         let mut values: Vec<Array2<f64>> = prepared
             .iter()
             .map(|_| Array2::zeros((layers.len(), n)))
@@ -285,11 +301,21 @@ pub fn logit_lens(
                     let tok = tokens.narrow(0, start as i64, m as i64);
                     let v = if spec.role == LABELS {
                         let (_, top) = logits.topk(3, 1, true, true);
-                        let hits = top.unsqueeze(1).eq_tensor(&tok.unsqueeze(2)).any_dim(2, false);
-                        to_f64(&(hits.to_kind(Kind::Double).sum_dim_intlist(1, false, Kind::Double) / 3.0))?
+                        let hits = top
+                            .unsqueeze(1)
+                            .eq_tensor(&tok.unsqueeze(2))
+                            .any_dim(2, false);
+                        to_f64(
+                            &(hits
+                                .to_kind(Kind::Double)
+                                .sum_dim_intlist(1, false, Kind::Double)
+                                / 3.0),
+                        )?
                     } else {
                         let gold = logits.gather(1, &tok.unsqueeze(1), false);
-                        let rank = logits.gt_tensor(&gold).sum_dim_intlist(1, false, Kind::Int64);
+                        let rank = logits
+                            .gt_tensor(&gold)
+                            .sum_dim_intlist(1, false, Kind::Int64);
                         to_i64(&rank)?.into_iter().map(|r| r as f64).collect()
                     };
                     for (j, x) in v.into_iter().enumerate() {

@@ -24,7 +24,10 @@ pub fn resolve_data_dir(checkpoint: &Path, data: Option<&Path>) -> Result<PathBu
     if let Some(d) = data {
         return Ok(d.to_path_buf());
     }
-    let run = checkpoint.parent().and_then(Path::parent).unwrap_or(Path::new(""));
+    let run = checkpoint
+        .parent()
+        .and_then(Path::parent)
+        .unwrap_or(Path::new(""));
     let config = run.join("config.json");
     let missing = || InterpError::NoDataDir {
         checkpoint: checkpoint.to_path_buf(),

@@ -277,7 +277,10 @@ impl PatchResult {
     pub fn rows(&self, step: u64) -> Vec<PatchRow> {
         let mut rows = Vec::new();
         for c in &self.cells {
-            let Some(base) = self.baselines.iter().find(|b| b.corruption == c.cell.corruption)
+            let Some(base) = self
+                .baselines
+                .iter()
+                .find(|b| b.corruption == c.cell.corruption)
             else {
                 continue;
             };
@@ -336,9 +339,17 @@ pub fn patch_sweep(net: &Net, probe: &ProbeSet, opts: &SweepOptions) -> Result<P
 }
 
 /// The layers of a component kind covered by `opts` (validated against `L`).
-pub(crate) fn layers_for(net: &Net, kind: ComponentKind, layers: &Option<Vec<usize>>) -> Result<Vec<usize>> {
+pub(crate) fn layers_for(
+    net: &Net,
+    kind: ComponentKind,
+    layers: &Option<Vec<usize>>,
+) -> Result<Vec<usize>> {
     let l = net.n_layer();
-    let top = if kind == ComponentKind::Resid { l } else { l - 1 };
+    let top = if kind == ComponentKind::Resid {
+        l
+    } else {
+        l - 1
+    };
     match layers {
         None => Ok((0..=top).collect()),
         Some(list) => {
@@ -351,7 +362,11 @@ pub(crate) fn layers_for(net: &Net, kind: ComponentKind, layers: &Option<Vec<usi
 }
 
 /// The variants of one (kind, layer) group: each component with each position set.
-pub(crate) fn variants<'s>(net: &Net, kind: ComponentKind, sets: &'s [PositionSet]) -> Vec<(Component, &'s PositionSet)> {
+pub(crate) fn variants<'s>(
+    net: &Net,
+    kind: ComponentKind,
+    sets: &'s [PositionSet],
+) -> Vec<(Component, &'s PositionSet)> {
     let comps: Vec<Component> = match kind {
         ComponentKind::Resid => vec![Component::Resid],
         ComponentKind::AttnOut => vec![Component::AttnOut],
@@ -406,7 +421,12 @@ impl<'s> Pair<'s> {
         let all = runs.clean.logits.size()[0];
         let (clean, corrupted) = (&runs.clean, &runs.corrupted);
         let (base, src, base_tokens, base_noise) = match direction {
-            Direction::Noising => (clean.narrow(0, all), corrupted.narrow(0, all), &ci.clean, None),
+            Direction::Noising => (
+                clean.narrow(0, all),
+                corrupted.narrow(0, all),
+                &ci.clean,
+                None,
+            ),
             Direction::Denoising => (
                 corrupted.narrow(0, all),
                 clean.narrow(0, all),
@@ -441,7 +461,14 @@ fn sweep_corruption(
     let (clean, corrupted) = match opts.mode {
         SweepMode::Batched => (
             States::compute(net, &ci.clean, None, want, ap, opts.max_rows)?,
-            States::compute(net, &ci.corrupted, ci.noise.as_ref(), want, ap, opts.max_rows)?,
+            States::compute(
+                net,
+                &ci.corrupted,
+                ci.noise.as_ref(),
+                want,
+                ap,
+                opts.max_rows,
+            )?,
         ),
         SweepMode::Naive => (
             States::compute(net, &ci.clean, None, want, ap, 1)?,
@@ -469,7 +496,9 @@ fn sweep_corruption(
             for layer in layers_for(net, kind, &opts.layers)? {
                 let vars = variants(net, kind, &sets);
                 let outcomes = match opts.mode {
-                    SweepMode::Batched => run_group_batched(net, &pair, layer, &vars, ap, opts.max_rows)?,
+                    SweepMode::Batched => {
+                        run_group_batched(net, &pair, layer, &vars, ap, opts.max_rows)?
+                    }
                     SweepMode::Naive => run_group_naive(net, &pair, layer, &vars, ap)?,
                 };
                 for ((component, set), outcomes) in vars.iter().zip(outcomes) {
@@ -508,13 +537,21 @@ fn source_values(src: &States, component: Component, layer: usize, idx: &Tensor)
 }
 
 /// The intervention of a non-residual variant, or of a residual one in a full forward.
-fn variant_intervention(net: &Net, component: Component, layer: usize, positions: &[usize], values: Tensor) -> Intervention {
+fn variant_intervention(
+    net: &Net,
+    component: Component,
+    layer: usize,
+    positions: &[usize],
+    values: Tensor,
+) -> Intervention {
     let pos: Vec<i64> = positions.iter().map(|&p| p as i64).collect();
     let iv = match component {
         Component::Resid => Intervention::new(net.resid_hook(layer), Edit::Replace(values)),
         Component::AttnOut => Intervention::new(HookPoint::AttnOut(layer), Edit::Replace(values)),
         Component::MlpOut => Intervention::new(HookPoint::MlpOut(layer), Edit::Replace(values)),
-        Component::Head(h) => Intervention::new(HookPoint::Z(layer), Edit::Replace(values)).heads(vec![h as i64]),
+        Component::Head(h) => {
+            Intervention::new(HookPoint::Z(layer), Edit::Replace(values)).heads(vec![h as i64])
+        }
     };
     iv.positions(pos)
 }
@@ -590,7 +627,9 @@ pub(crate) fn run_group_batched(
                     mask[v * t as usize + p] = true;
                 }
             }
-            let mask = Tensor::from_slice(&mask).view([k, 1, t, 1]).to_device(device);
+            let mask = Tensor::from_slice(&mask)
+                .view([k, 1, t, 1])
+                .to_device(device);
             src.resid[layer]
                 .unsqueeze(0)
                 .where_self(&mask, &resid.unsqueeze(0))
@@ -607,8 +646,9 @@ pub(crate) fn run_group_batched(
             let idx = pos_index(&set.positions, device);
             let values = source_values(&src, *component, layer, &idx);
             let rows: Vec<i64> = (v as i64 * m..(v as i64 + 1) * m).collect();
-            req.interventions
-                .push(variant_intervention(net, *component, layer, &set.positions, values).rows(rows));
+            req.interventions.push(
+                variant_intervention(net, *component, layer, &set.positions, values).rows(rows),
+            );
         }
         let out = net.run_from(layer, &input, &req)?;
         let scale = pair
@@ -653,8 +693,13 @@ fn run_group_naive(
                     Edit::Add(noise.narrow(0, i, 1)),
                 ));
             }
-            req.interventions
-                .push(variant_intervention(net, *component, layer, &set.positions, values));
+            req.interventions.push(variant_intervention(
+                net,
+                *component,
+                layer,
+                &set.positions,
+                values,
+            ));
             let out = net.run(&tokens, &req)?;
             let scale = pair.base_scale.as_ref().map(|s| s.narrow(0, i, 1));
             let logits = answer_logits(net, out, 0, &tokens, scale.as_ref(), ap)?;

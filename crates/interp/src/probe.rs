@@ -228,7 +228,10 @@ impl ProbeSet {
         }
         let first = pool[chosen[0]];
         let shape = |ex: &Example| -> Result<(usize, Vec<String>)> {
-            Ok((ex.answer_pos, example_roles(ds, ex)?.keys().cloned().collect()))
+            Ok((
+                ex.answer_pos,
+                example_roles(ds, ex)?.keys().cloned().collect(),
+            ))
         };
         let first_shape = shape(first)?;
         let positions = position_names(ds.kind, first);

@@ -49,7 +49,12 @@ impl States {
                 ));
             }
             let out = net.run(&tokens.narrow(0, start, m), &req)?;
-            parts.push(States::from_cache(net, out.cache, out.logits.squeeze_dim(1), want)?);
+            parts.push(States::from_cache(
+                net,
+                out.cache,
+                out.logits.squeeze_dim(1),
+                want,
+            )?);
             start += m;
         }
         States::cat(&parts)
@@ -73,7 +78,10 @@ impl States {
         let resid = (0..=l)
             .map(|i| take(net.resid_hook(i)))
             .collect::<Result<Vec<_>>>()?;
-        let per_layer = |flag: bool, make: fn(usize) -> HookPoint, take: &mut dyn FnMut(HookPoint) -> Result<Tensor>| -> Result<Vec<Tensor>> {
+        let per_layer = |flag: bool,
+                         make: fn(usize) -> HookPoint,
+                         take: &mut dyn FnMut(HookPoint) -> Result<Tensor>|
+         -> Result<Vec<Tensor>> {
             if flag {
                 (0..l).map(|i| take(make(i))).collect()
             } else {
@@ -172,7 +180,12 @@ pub fn noise_scale(net: &Net, probe: &ProbeSet) -> f64 {
 
 impl CorruptionInputs {
     /// Gathers the inputs of corruption `name`; `noise_scale` is ν for noise corruptions.
-    pub fn new(net: &Net, probe: &ProbeSet, name: &str, noise_scale: f64) -> Result<CorruptionInputs> {
+    pub fn new(
+        net: &Net,
+        probe: &ProbeSet,
+        name: &str,
+        noise_scale: f64,
+    ) -> Result<CorruptionInputs> {
         let examples: Vec<usize> = probe
             .admitting(name)
             .into_iter()
@@ -202,7 +215,9 @@ impl CorruptionInputs {
         }
         let device = net.device();
         let clean = tokens_tensor(
-            examples.iter().map(|&i| probe.examples[i].tokens.as_slice()),
+            examples
+                .iter()
+                .map(|&i| probe.examples[i].tokens.as_slice()),
             device,
         );
         let corrupted = tokens_tensor(
@@ -223,7 +238,10 @@ impl CorruptionInputs {
                     let values = noise_values(*seed, positions.len() * d);
                     for (k, &p) in positions.iter().enumerate() {
                         let dst = (row * t + p) * d;
-                        for (x, v) in host[dst..dst + d].iter_mut().zip(&values[k * d..(k + 1) * d]) {
+                        for (x, v) in host[dst..dst + d]
+                            .iter_mut()
+                            .zip(&values[k * d..(k + 1) * d])
+                        {
                             *x = (f64::from(*v) * noise_scale) as f32;
                         }
                     }

@@ -22,13 +22,16 @@ impl Outcomes {
     pub fn from_logits(logits: &Tensor, gold: &Tensor, alt: &Tensor) -> Result<Outcomes> {
         let logits = logits.to_kind(Kind::Float);
         let gold_logit = logits.gather(1, &gold.unsqueeze(1), false);
-        let rank = logits.gt_tensor(&gold_logit).sum_dim_intlist(1, false, Kind::Int64);
+        let rank = logits
+            .gt_tensor(&gold_logit)
+            .sum_dim_intlist(1, false, Kind::Int64);
         let prob = logits
             .log_softmax(1, Kind::Float)
             .gather(1, &gold.unsqueeze(1), false)
             .squeeze_dim(1)
             .exp();
-        let ld = gold_logit.squeeze_dim(1) - logits.gather(1, &alt.unsqueeze(1), false).squeeze_dim(1);
+        let ld =
+            gold_logit.squeeze_dim(1) - logits.gather(1, &alt.unsqueeze(1), false).squeeze_dim(1);
         Ok(Outcomes {
             rank: to_i64(&rank)?,
             prob: to_f64(&prob)?,
@@ -155,13 +158,21 @@ pub fn spearman(x: &[f64], y: &[f64]) -> Option<f64> {
 
 /// Copies a tensor to a host vector of i64.
 pub fn to_i64(t: &Tensor) -> Result<Vec<i64>> {
-    let t = t.to_device(Device::Cpu).to_kind(Kind::Int64).contiguous().view(-1);
+    let t = t
+        .to_device(Device::Cpu)
+        .to_kind(Kind::Int64)
+        .contiguous()
+        .view(-1);
     Ok(Vec::<i64>::try_from(&t)?)
 }
 
 /// Copies a tensor to a host vector of f64.
 pub fn to_f64(t: &Tensor) -> Result<Vec<f64>> {
-    let t = t.to_device(Device::Cpu).to_kind(Kind::Double).contiguous().view(-1);
+    let t = t
+        .to_device(Device::Cpu)
+        .to_kind(Kind::Double)
+        .contiguous()
+        .view(-1);
     Ok(Vec::<f64>::try_from(&t)?)
 }
 

@@ -18,7 +18,9 @@ use crate::net::{LnMode, Net};
 use crate::output::{
     read_csv, write_csv, write_json, CircuitChangeRow, EffectRow, LensRow, PatchRow,
 };
-use crate::patch::{patch_sweep, ComponentKind, Direction, PositionChoice, SweepMode, SweepOptions};
+use crate::patch::{
+    patch_sweep, ComponentKind, Direction, PositionChoice, SweepMode, SweepOptions,
+};
 use crate::probe::{default_corruptions, CorruptionSpec, ProbeSet, ProbeSpec};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
@@ -128,7 +130,10 @@ pub struct TraceSummary {
 /// The default key layer: `round(5 L / 8)` clamped to `1..=L−1` (layer 5 for the paper's 8).
 pub fn key_layer(n_layer: usize) -> usize {
     let k = (5 * n_layer + 4) / 8;
-    k.clamp(1.min(n_layer), n_layer.saturating_sub(1).max(1.min(n_layer)))
+    k.clamp(
+        1.min(n_layer),
+        n_layer.saturating_sub(1).max(1.min(n_layer)),
+    )
 }
 
 /// The fingerprint of a step's results: options plus the checkpoint file's size and mtime.
@@ -199,7 +204,9 @@ pub fn saturation(run: &Path, checkpoint_steps: &[u64]) -> Result<Saturation> {
                 step,
                 threshold: Some(threshold),
                 train_inferred_acc: at(step),
-                note: format!("first checkpoint with train_inferred_acc >= {threshold} in metrics.csv"),
+                note: format!(
+                    "first checkpoint with train_inferred_acc >= {threshold} in metrics.csv"
+                ),
             });
         }
     }
@@ -234,7 +241,11 @@ pub fn trace(run: &Path, out: &Path, opts: &TraceOptions) -> Result<TraceSummary
                     return Err(InterpError::UnknownStep {
                         run: run.to_path_buf(),
                         step: *s,
-                        available: all_steps.iter().map(u64::to_string).collect::<Vec<_>>().join(", "),
+                        available: all_steps
+                            .iter()
+                            .map(u64::to_string)
+                            .collect::<Vec<_>>()
+                            .join(", "),
                     });
                 }
             }
@@ -263,7 +274,10 @@ pub fn trace(run: &Path, out: &Path, opts: &TraceOptions) -> Result<TraceSummary
     let fingerprint = format!(
         "v1 probe={:?} corruptions={:?} targets={:?} positions={:?} data={}",
         opts.probe,
-        corruptions.iter().map(ToString::to_string).collect::<Vec<_>>(),
+        corruptions
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>(),
         targets.iter().map(ToString::to_string).collect::<Vec<_>>(),
         opts.positions,
         data_dir.display()
@@ -315,7 +329,14 @@ pub fn trace(run: &Path, out: &Path, opts: &TraceOptions) -> Result<TraceSummary
         let net = Net::new(&ckpt.model);
         n_layer = Some(net.n_layer());
         let dir = steps_dir.join(format!("step-{step}"));
-        let lens = logit_lens(&net, &probe, &targets, LnMode::Recompute, None, opts.max_rows)?;
+        let lens = logit_lens(
+            &net,
+            &probe,
+            &targets,
+            LnMode::Recompute,
+            None,
+            opts.max_rows,
+        )?;
         write_csv(&dir.join("lens.csv"), &lens.rows(*step))?;
         let patch = patch_sweep(&net, &probe, &sweep)?;
         write_csv(&dir.join("patch.csv"), &patch.rows(*step))?;
@@ -347,7 +368,10 @@ pub fn trace(run: &Path, out: &Path, opts: &TraceOptions) -> Result<TraceSummary
     };
     let key = opts.key_layer.unwrap_or_else(|| key_layer(n_layer));
     if key > n_layer {
-        return Err(InterpError::LayerOutOfRange { layer: key, max: n_layer });
+        return Err(InterpError::LayerOutOfRange {
+            layer: key,
+            max: n_layer,
+        });
     }
     let strength = |step: u64| -> BTreeMap<(String, usize, String), f64> {
         patch_rows
@@ -382,7 +406,10 @@ pub fn trace(run: &Path, out: &Path, opts: &TraceOptions) -> Result<TraceSummary
         .iter()
         .filter(|t| t.role != ANSWER)
         .filter_map(|t: &TargetSpec| {
-            let position = probe.position(&t.position).ok().map(|p| probe.positions[p].clone())?;
+            let position = probe
+                .position(&t.position)
+                .ok()
+                .map(|p| probe.positions[p].clone())?;
             let mrr = steps
                 .iter()
                 .filter_map(|&s| {
@@ -410,7 +437,10 @@ pub fn trace(run: &Path, out: &Path, opts: &TraceOptions) -> Result<TraceSummary
         .iter()
         .filter_map(|c| {
             let name = c.to_string();
-            let ci = probe.examples.iter().find_map(|e| e.corruptions.get(&name))?;
+            let ci = probe
+                .examples
+                .iter()
+                .find_map(|e| e.corruptions.get(&name))?;
             let position = probe.position_set_name(&ci.positions);
             let k = (name.clone(), key, position.clone());
             Some(CausalKey {

@@ -38,7 +38,9 @@ fn comparison() -> Dataset {
 }
 
 /// A random 3-layer model whose weights are scaled up so that its predictions are peaked.
+/// Tiny models run fastest on one intra-op thread (and tests run in parallel).
 fn tiny_model(vocab_size: usize, seed: i64) -> Checkpoint {
+    tch::set_num_threads(1);
     tch::manual_seed(seed);
     let cfg = GptConfig {
         vocab_size,
@@ -75,7 +77,10 @@ fn probe(ds: &Dataset, corruptions: &[&str], size: usize) -> ProbeSet {
 fn assert_same(a: &Outcomes, b: &Outcomes, what: &str) {
     assert_eq!(a.rank, b.rank, "{what}: ranks differ");
     for (x, y) in a.ld.iter().zip(&b.ld) {
-        assert!((x - y).abs() < 1e-4 * (1.0 + x.abs()), "{what}: logit diff {x} vs {y}");
+        assert!(
+            (x - y).abs() < 1e-4 * (1.0 + x.abs()),
+            "{what}: logit diff {x} vs {y}"
+        );
     }
     for (x, y) in a.prob.iter().zip(&b.prob) {
         assert!((x - y).abs() < 1e-5, "{what}: prob {x} vs {y}");
@@ -107,8 +112,15 @@ fn probe_set_follows_the_paper_rules_and_is_seeded() {
                 assert_eq!(c.positions, vec![pos]);
                 let changed: Vec<usize> = (0..3).filter(|&i| c.tokens[i] != e.tokens[i]).collect();
                 assert_eq!(changed, vec![pos]);
-                let t = ds.facts.chain(c.tokens[0], &c.tokens[1..]).and_then(|c| c.last().copied());
-                assert_ne!(t, Some(e.gold), "{name}: the corruption must change the answer");
+                let t = ds
+                    .facts
+                    .chain(c.tokens[0], &c.tokens[1..])
+                    .and_then(|c| c.last().copied());
+                assert_ne!(
+                    t,
+                    Some(e.gold),
+                    "{name}: the corruption must change the answer"
+                );
             }
         }
         let noise = &e.corruptions["noise:h+r1"];
@@ -128,15 +140,24 @@ fn examples_jsonl_holds_everything_to_recompute() {
     let path = dir.join("examples.jsonl");
     p.write_jsonl(&path, &ds.vocab).unwrap();
     let text = std::fs::read_to_string(&path).unwrap();
-    let lines: Vec<serde_json::Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let lines: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
     assert_eq!(lines.len(), 5);
     for (line, e) in lines.iter().zip(&p.examples) {
         assert_eq!(line["index"], e.index);
         assert_eq!(line["gold"], e.gold);
         assert_eq!(line["roles"]["b1"], e.roles["b1"]);
         assert_eq!(line["tokens"].as_array().unwrap().len(), 3);
-        assert_eq!(line["corruptions"]["r1"]["tokens"][1], e.corruptions["r1"].tokens[1]);
-        assert_eq!(line["corruptions"]["noise:r2"]["noise_seed"], e.corruptions["noise:r2"].noise_seed.unwrap());
+        assert_eq!(
+            line["corruptions"]["r1"]["tokens"][1],
+            e.corruptions["r1"].tokens[1]
+        );
+        assert_eq!(
+            line["corruptions"]["noise:r2"]["noise_seed"],
+            e.corruptions["noise:r2"].noise_seed.unwrap()
+        );
         assert_eq!(line["corruptions"]["noise:r2"]["positions"][0], 2);
     }
 }
@@ -180,7 +201,11 @@ fn patching_every_position_at_layer_0_reproduces_the_other_run() {
     let r = patch_sweep(&net, &p, &opts).unwrap();
     assert!(r.noise_scale.unwrap() > 0.0);
     for b in &r.baselines {
-        assert_ne!(b.clean.rank, b.corrupted.rank, "{}: corruption had no effect", b.corruption);
+        assert_ne!(
+            b.clean.rank, b.corrupted.rank,
+            "{}: corruption had no effect",
+            b.corruption
+        );
         for c in r.cells.iter().filter(|c| c.cell.corruption == b.corruption) {
             assert_eq!(c.cell.position, "all");
             let expect = match c.cell.direction {
@@ -199,12 +224,18 @@ fn lens_at_the_last_layer_is_the_model_prediction() {
     let net = Net::new(&ckpt.model);
     let p = probe(&ds, &[], 25);
     let l = net.n_layer();
-    let targets = vec![TargetSpec { role: ANSWER.into(), position: "last".into() }];
+    let targets = vec![TargetSpec {
+        role: ANSWER.into(),
+        position: "last".into(),
+    }];
     for mode in [LnMode::Recompute, LnMode::CachedScale] {
         let lens = logit_lens(&net, &p, &targets, mode, None, 7).unwrap();
         let t = &lens.targets[0];
         let tokens = Tensor::from_slice(
-            &p.examples.iter().flat_map(|e| e.tokens.iter().map(|&x| x as i64)).collect::<Vec<_>>(),
+            &p.examples
+                .iter()
+                .flat_map(|e| e.tokens.iter().map(|&x| x as i64))
+                .collect::<Vec<_>>(),
         )
         .view([p.examples.len() as i64, 3]);
         let logits = tch::no_grad(|| ckpt.model.forward_t(&tokens, false)).select(1, 2);
@@ -240,16 +271,28 @@ fn explicit_forward(ckpt: &Checkpoint, tokens: &Tensor) -> Vec<Tensor> {
         let p = |n: &str| v(&format!("transformer.h.{blk}.{n}"));
         let a = ln(&x, &p("ln_1.weight"), &p("ln_1.bias"));
         let qkv = a.matmul(&p("attn.c_attn.weight")) + p("attn.c_attn.bias");
-        let split = |i: i64| qkv.narrow(2, i * d, d).view([b, t, h, dh]).permute([0, 2, 1, 3]);
+        let split = |i: i64| {
+            qkv.narrow(2, i * d, d)
+                .view([b, t, h, dh])
+                .permute([0, 2, 1, 3])
+        };
         let (q, k, vv) = (split(0), split(1), split(2));
         let scores = q.matmul(&k.transpose(2, 3)) / (dh as f64).sqrt();
         let scores = scores.masked_fill(&mask.logical_not(), f64::NEG_INFINITY);
-        let z = scores.softmax(-1, Kind::Float).matmul(&vv).permute([0, 2, 1, 3]).reshape([b, t, d]);
+        let z = scores
+            .softmax(-1, Kind::Float)
+            .matmul(&vv)
+            .permute([0, 2, 1, 3])
+            .reshape([b, t, d]);
         x = &x + z.matmul(&p("attn.c_proj.weight")) + p("attn.c_proj.bias");
         let m = ln(&x, &p("ln_2.weight"), &p("ln_2.bias"));
         let pre = m.matmul(&p("mlp.c_fc.weight")) + p("mlp.c_fc.bias");
-        let gelu = &pre * 0.5
-            * (((&pre + pre.pow_tensor_scalar(3.0) * 0.044715) * (2.0 / std::f64::consts::PI).sqrt()).tanh() + 1.0);
+        let gelu = &pre
+            * 0.5
+            * (((&pre + pre.pow_tensor_scalar(3.0) * 0.044715)
+                * (2.0 / std::f64::consts::PI).sqrt())
+            .tanh()
+                + 1.0);
         x = &x + gelu.matmul(&p("mlp.c_proj.weight")) + p("mlp.c_proj.bias");
         states.push(x.shallow_clone());
     }
@@ -266,12 +309,19 @@ fn lens_ranks_agree_with_explicit_tensor_code() {
     let names: Vec<String> = targets.iter().map(ToString::to_string).collect();
     assert_eq!(names, ["b1@r1", "r2@r2", "answer@last"]);
     let tokens = Tensor::from_slice(
-        &p.examples.iter().flat_map(|e| e.tokens.iter().map(|&x| x as i64)).collect::<Vec<_>>(),
+        &p.examples
+            .iter()
+            .flat_map(|e| e.tokens.iter().map(|&x| x as i64))
+            .collect::<Vec<_>>(),
     )
     .view([p.examples.len() as i64, 3]);
     let states = tch::no_grad(|| explicit_forward(&ckpt, &tokens));
     let vars = ckpt.vs.variables();
-    let (w, b, wte) = (&vars["transformer.ln_f.weight"], &vars["transformer.ln_f.bias"], &vars["transformer.wte.weight"]);
+    let (w, b, wte) = (
+        &vars["transformer.ln_f.weight"],
+        &vars["transformer.ln_f.bias"],
+        &vars["transformer.wte.weight"],
+    );
     let l_final = states.len() - 1;
     for mode in [LnMode::Recompute, LnMode::CachedScale] {
         let lens = logit_lens(&net, &p, &targets, mode, None, 11).unwrap();
@@ -281,7 +331,9 @@ fn lens_ranks_agree_with_explicit_tensor_code() {
                 let mu = x.mean_dim(-1, true, Kind::Float);
                 let centred = &x - &mu;
                 let scale = match mode {
-                    LnMode::Recompute => (centred.square().mean_dim(-1, true, Kind::Float) + 1e-5).sqrt(),
+                    LnMode::Recompute => {
+                        (centred.square().mean_dim(-1, true, Kind::Float) + 1e-5).sqrt()
+                    }
                     LnMode::CachedScale => {
                         let f = states[l_final].select(1, t.pos as i64);
                         let fc = &f - f.mean_dim(-1, true, Kind::Float);
@@ -291,12 +343,23 @@ fn lens_ranks_agree_with_explicit_tensor_code() {
                 let logits = (centred / scale * w + b).matmul(&wte.tr());
                 let order = logits.argsort(1, true);
                 for (i, e) in p.examples.iter().enumerate() {
-                    let token = if t.spec.role == ANSWER { e.gold } else { e.roles[&t.spec.role] } as i64;
+                    let token = if t.spec.role == ANSWER {
+                        e.gold
+                    } else {
+                        e.roles[&t.spec.role]
+                    } as i64;
                     let row: Vec<i64> = Vec::try_from(&order.get(i as i64)).unwrap();
                     let rank = row.iter().position(|&id| id == token).unwrap() as f64;
-                    assert_eq!(t.values[[li, i]], rank, "{mode} {} layer {layer} example {i}", t.spec);
+                    assert_eq!(
+                        t.values[[li, i]],
+                        rank,
+                        "{mode} {} layer {layer} example {i}",
+                        t.spec
+                    );
                 }
-                let expected_mrr = (0..p.examples.len()).map(|i| 1.0 / (t.values[[li, i]] + 1.0)).sum::<f64>()
+                let expected_mrr = (0..p.examples.len())
+                    .map(|i| 1.0 / (t.values[[li, i]] + 1.0))
+                    .sum::<f64>()
                     / p.examples.len() as f64;
                 assert!((t.mrr(layer).unwrap() - expected_mrr).abs() < 1e-12);
             }
@@ -331,7 +394,11 @@ fn batched_sweep_equals_the_naive_loop() {
     let p = probe(&ds, &["h", "noise:r1+r2"], 5);
     let mut opts = SweepOptions {
         components: all_components(),
-        positions: vec![PositionChoice::Each, PositionChoice::Corrupted, PositionChoice::All],
+        positions: vec![
+            PositionChoice::Each,
+            PositionChoice::Corrupted,
+            PositionChoice::All,
+        ],
         max_rows: 7,
         ..SweepOptions::default()
     };
@@ -339,10 +406,22 @@ fn batched_sweep_equals_the_naive_loop() {
     opts.mode = SweepMode::Naive;
     let naive = patch_sweep(&net, &p, &opts).unwrap();
     compare_sweeps(&batched, &naive);
-    let heads = batched.cells.iter().filter(|c| matches!(c.cell.component, Component::Head(_))).count();
+    let heads = batched
+        .cells
+        .iter()
+        .filter(|c| matches!(c.cell.component, Component::Head(_)))
+        .count();
     // position sets: h → h, r1, r2, all; noise:r1+r2 → the same plus r1+r2
-    assert_eq!(heads, 2 * 3 * 4 * (4 + 5), "directions × layers × heads × position sets");
-    let moved = batched.cells.iter().filter(|c| c.outcomes.rank != batched.baselines[0].clean.rank).count();
+    assert_eq!(
+        heads,
+        2 * 3 * 4 * (4 + 5),
+        "directions × layers × heads × position sets"
+    );
+    let moved = batched
+        .cells
+        .iter()
+        .filter(|c| c.outcomes.rank != batched.baselines[0].clean.rank)
+        .count();
     assert!(moved > 0, "some patches must change the prediction");
 
     opts.ln_mode = LnMode::CachedScale;
@@ -360,10 +439,21 @@ fn comparison_targets_corruptions_and_sweep() {
     let net = Net::new(&ckpt.model);
     let p = probe(&ds, &["a", "e1", "e2"], 12);
     assert_eq!(p.positions, vec!["a", "q", "e1", "mask", "e2"]);
-    let names: Vec<String> = default_targets(&p).iter().map(ToString::to_string).collect();
+    let names: Vec<String> = default_targets(&p)
+        .iter()
+        .map(ToString::to_string)
+        .collect();
     assert_eq!(
         names,
-        ["v1@e1", "v2@e2", "label0@a", "label1@a", "label2@a", "labels@a", "answer@last"]
+        [
+            "v1@e1",
+            "v2@e2",
+            "label0@a",
+            "label1@a",
+            "label2@a",
+            "labels@a",
+            "answer@last"
+        ]
     );
     for e in &p.examples {
         assert!([e.roles["label0"], e.roles["label1"], e.roles["label2"]].contains(&e.gold));
@@ -372,17 +462,26 @@ fn comparison_targets_corruptions_and_sweep() {
     }
     let lens = logit_lens(&net, &p, &default_targets(&p), LnMode::Recompute, None, 64).unwrap();
     let rows = lens.rows(9);
-    assert!(rows.iter().any(|r| r.target == "labels" && r.metric == "recall3" && (0.0..=1.0).contains(&r.value)));
+    assert!(rows
+        .iter()
+        .any(|r| r.target == "labels" && r.metric == "recall3" && (0.0..=1.0).contains(&r.value)));
     let opts = SweepOptions {
         positions: vec![PositionChoice::Corrupted],
         directions: vec![Direction::Noising],
         ..SweepOptions::default()
     };
     let r = patch_sweep(&net, &p, &opts).unwrap();
-    let cells: Vec<String> = r.cells.iter().filter(|c| c.cell.layer == 0).map(|c| format!("{}:{}", c.cell.corruption, c.cell.position)).collect();
+    let cells: Vec<String> = r
+        .cells
+        .iter()
+        .filter(|c| c.cell.layer == 0)
+        .map(|c| format!("{}:{}", c.cell.corruption, c.cell.position))
+        .collect();
     assert_eq!(cells, ["a:a+q", "e1:e1+mask", "e2:e2"]);
     let csv_rows = r.rows(9);
-    assert!(csv_rows.iter().all(|row| row.step == 9 && row.direction == "noising"));
+    assert!(csv_rows
+        .iter()
+        .all(|row| row.step == 9 && row.direction == "noising"));
 }
 
 #[test]
@@ -404,13 +503,23 @@ fn attribution_is_exact_where_the_metric_is_linear() {
         assert_eq!(r.cells.len(), 2 * 3);
         for c in &r.cells {
             for (x, y) in c.exact.iter().zip(&c.attribution) {
-                assert!((x - y).abs() < 1e-3 * (1.0 + x.abs()), "{:?}: exact {x} vs attribution {y}", c.cell);
+                assert!(
+                    (x - y).abs() < 1e-3 * (1.0 + x.abs()),
+                    "{:?}: exact {x} vs attribution {y}",
+                    c.cell
+                );
             }
             if c.cell.position != "r2" {
-                assert!(c.exact.iter().all(|x| x.abs() < 1e-5), "only the answer position matters at layer L");
+                assert!(
+                    c.exact.iter().all(|x| x.abs() < 1e-5),
+                    "only the answer position matters at layer L"
+                );
             }
         }
-        assert!(r.cells.iter().any(|c| c.exact.iter().any(|x| x.abs() > 1e-2)));
+        assert!(r
+            .cells
+            .iter()
+            .any(|c| c.exact.iter().any(|x| x.abs() > 1e-2)));
     }
 }
 
@@ -428,19 +537,29 @@ fn attribution_over_the_whole_grid_reports_agreement() {
     assert_eq!(all.cells, r.cells.len());
     assert!(all.spearman.unwrap() > 0.3, "{all:?}");
     let rows = r.rows(5);
-    assert_eq!(rows.iter().filter(|row| row.method == "exact" && row.metric == "logit_diff_delta").count(), r.cells.len());
+    assert_eq!(
+        rows.iter()
+            .filter(|row| row.method == "exact" && row.metric == "logit_diff_delta")
+            .count(),
+        r.cells.len()
+    );
 }
 
 #[test]
 fn bad_input_gives_clear_errors() {
     let ds = composition();
-    let spec = |split: &str| ProbeSpec { split: split.into(), size: Some(5), seed: 0 };
+    let spec = |split: &str| ProbeSpec {
+        split: split.into(),
+        size: Some(5),
+        seed: 0,
+    };
     let err = ProbeSet::build(&ds, &spec("nope"), &[]).unwrap_err();
     assert!(matches!(err, InterpError::UnknownSplit { .. }), "{err}");
     let err = ProbeSet::build(&ds, &spec("train_inferred"), &["e1".parse().unwrap()]).unwrap_err();
     assert!(matches!(err, InterpError::UnknownRole { .. }), "{err}");
     assert!(err.to_string().contains("h, r1, r2"), "{err}");
-    let err = ProbeSet::build(&ds, &spec("train_inferred"), &["noise:e9".parse().unwrap()]).unwrap_err();
+    let err =
+        ProbeSet::build(&ds, &spec("train_inferred"), &["noise:e9".parse().unwrap()]).unwrap_err();
     assert!(matches!(err, InterpError::UnknownPosition { .. }), "{err}");
     assert!("noise:".parse::<CorruptionSpec>().is_err());
     assert!("b1".parse::<TargetSpec>().is_err());
@@ -454,11 +573,28 @@ fn bad_input_gives_clear_errors() {
     let bad_pos = vec!["b1@e2".parse::<TargetSpec>().unwrap()];
     let err = logit_lens(&net, &p, &bad_pos, LnMode::Recompute, None, 8).unwrap_err();
     assert!(matches!(err, InterpError::UnknownPosition { .. }), "{err}");
-    let err = logit_lens(&net, &p, &default_targets(&p), LnMode::Recompute, Some(&[4]), 8).unwrap_err();
-    assert!(matches!(err, InterpError::LayerOutOfRange { layer: 4, max: 3 }), "{err}");
-    let opts = SweepOptions { layers: Some(vec![9]), ..SweepOptions::default() };
+    let err = logit_lens(
+        &net,
+        &p,
+        &default_targets(&p),
+        LnMode::Recompute,
+        Some(&[4]),
+        8,
+    )
+    .unwrap_err();
+    assert!(
+        matches!(err, InterpError::LayerOutOfRange { layer: 4, max: 3 }),
+        "{err}"
+    );
+    let opts = SweepOptions {
+        layers: Some(vec![9]),
+        ..SweepOptions::default()
+    };
     let p2 = probe(&ds, &["h"], 5);
-    assert!(matches!(patch_sweep(&net, &p2, &opts), Err(InterpError::LayerOutOfRange { .. })));
+    assert!(matches!(
+        patch_sweep(&net, &p2, &opts),
+        Err(InterpError::LayerOutOfRange { .. })
+    ));
 
     let small = tiny_model(ds.vocab.len() - 3, 9);
     let err = interp::load::check_compatible(&small.config, &ds, 3).unwrap_err();
@@ -469,7 +605,8 @@ fn bad_input_gives_clear_errors() {
     let empty = tempdir("empty-run");
     let err = interp::load::list_checkpoints(&empty).unwrap_err();
     assert!(matches!(err, InterpError::NoCheckpoints(_)), "{err}");
-    let err = interp::load::resolve_data_dir(&empty.join("step-1/model.safetensors"), None).unwrap_err();
+    let err =
+        interp::load::resolve_data_dir(&empty.join("step-1/model.safetensors"), None).unwrap_err();
     assert!(matches!(err, InterpError::NoDataDir { .. }), "{err}");
 }
 
@@ -508,7 +645,11 @@ fn trace_over_a_run_skips_done_checkpoints() {
     write_run(&run, &ds, &root.join("data"));
     let out = root.join("out");
     let opts = interp::TraceOptions {
-        probe: ProbeSpec { split: "train_inferred".into(), size: Some(8), seed: 1 },
+        probe: ProbeSpec {
+            split: "train_inferred".into(),
+            size: Some(8),
+            seed: 1,
+        },
         progress: false,
         ..interp::TraceOptions::default()
     };
@@ -520,23 +661,48 @@ fn trace_over_a_run_skips_done_checkpoints() {
     assert_eq!(s.last_step, 30);
     assert_eq!(s.key_layer, 2);
     assert!(s.lens.iter().any(|k| k.target == "b1" && k.mrr.len() == 3));
-    for f in ["examples.jsonl", "lens.csv", "patch.csv", "state_effect.csv", "circuit_change.csv", "trace.json"] {
+    for f in [
+        "examples.jsonl",
+        "lens.csv",
+        "patch.csv",
+        "state_effect.csv",
+        "circuit_change.csv",
+        "trace.json",
+    ] {
         assert!(out.join(f).is_file(), "{f}");
     }
-    let change: Vec<interp::output::CircuitChangeRow> = interp::output::read_csv(&out.join("circuit_change.csv")).unwrap();
+    let change: Vec<interp::output::CircuitChangeRow> =
+        interp::output::read_csv(&out.join("circuit_change.csv")).unwrap();
     assert_eq!(change.len(), 3 * 4, "three corruptions × layers 0..=3");
-    assert!(change.iter().all(|r| (r.delta - (r.end - r.start)).abs() < 1e-12));
-    let lens: Vec<interp::output::LensRow> = interp::output::read_csv(&out.join("lens.csv")).unwrap();
+    assert!(change
+        .iter()
+        .all(|r| (r.delta - (r.end - r.start)).abs() < 1e-12));
+    let lens: Vec<interp::output::LensRow> =
+        interp::output::read_csv(&out.join("lens.csv")).unwrap();
     let steps: std::collections::BTreeSet<u64> = lens.iter().map(|r| r.step).collect();
     assert_eq!(steps.into_iter().collect::<Vec<_>>(), vec![10, 20, 30]);
 
     let again = interp::trace(&run, &out, &opts).unwrap();
     assert!(again.computed_steps.is_empty());
-    let lens_again: Vec<interp::output::LensRow> = interp::output::read_csv(&out.join("lens.csv")).unwrap();
+    let lens_again: Vec<interp::output::LensRow> =
+        interp::output::read_csv(&out.join("lens.csv")).unwrap();
     assert_eq!(lens, lens_again);
-    let only = interp::TraceOptions { steps: Some(vec![10]), ..opts.clone() };
+    let only = interp::TraceOptions {
+        steps: Some(vec![10]),
+        ..opts.clone()
+    };
     let s = interp::trace(&run, &out, &only).unwrap();
-    assert_eq!(s.steps, vec![10, 20, 30], "saturation and last checkpoints are always traced");
-    let bad = interp::TraceOptions { steps: Some(vec![11]), ..opts };
-    assert!(matches!(interp::trace(&run, &out, &bad), Err(InterpError::UnknownStep { .. })));
+    assert_eq!(
+        s.steps,
+        vec![10, 20, 30],
+        "saturation and last checkpoints are always traced"
+    );
+    let bad = interp::TraceOptions {
+        steps: Some(vec![11]),
+        ..opts
+    };
+    assert!(matches!(
+        interp::trace(&run, &out, &bad),
+        Err(InterpError::UnknownStep { .. })
+    ));
 }

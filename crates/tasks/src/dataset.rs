@@ -6,7 +6,7 @@ use crate::example::{Example, TaskKind};
 use crate::facts::Facts;
 use crate::json::{render_records, render_strings, RawRecord};
 use crate::spec::{Manifest, TaskSpec};
-use crate::vocab::Vocab;
+use crate::vocab::{SpecialIds, Vocab};
 use crate::{comparison, composition, GeneratedFiles};
 use rayon::prelude::*;
 use std::collections::BTreeMap;
@@ -405,9 +405,10 @@ fn to_examples(
     vocab: &Vocab,
     records: Vec<TokenizedRecord>,
 ) -> Result<Vec<Example>> {
+    let ids = SpecialIds::of(vocab);
     let examples: Vec<Result<Example, String>> = records
         .into_par_iter()
-        .map(|r| Example::parse(kind, r.split, r.target, r.prompt_len, vocab))
+        .map(|r| Example::parse(kind, r.split, r.target, r.prompt_len, vocab, &ids))
         .collect();
     examples
         .into_iter()

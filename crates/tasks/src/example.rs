@@ -114,15 +114,16 @@ impl Example {
     }
 
     /// Reads an example from the ids of its `target_text` and the length of its `input_text`,
-    /// checking that it has the shape of a record of `kind`. The error says what is wrong.
+    /// checking that it has the shape of a record of `kind` (`ids`: the special tokens of
+    /// `vocab`). The error says what is wrong.
     pub(crate) fn parse(
         kind: TaskKind,
         split: String,
         target: Vec<u32>,
         prompt_len: usize,
         vocab: &Vocab,
+        ids: &SpecialIds,
     ) -> Result<Example, String> {
-        let ids = SpecialIds::of(vocab);
         let frame = AnswerFrame {
             open: if kind == TaskKind::Complex {
                 ids.answer_open
@@ -144,7 +145,7 @@ impl Example {
             && (frame.open.is_none() || target.get(prompt_len) == frame.open.as_ref())
             && target.last() == Some(&frame.close)
             && !ids.is_special(target[answer_pos]);
-        if !framed || !prompt_has_shape(kind, &target[..prompt_len], &ids) {
+        if !framed || !prompt_has_shape(kind, &target[..prompt_len], ids) {
             return Err(wrong_shape());
         }
         let answer = target[answer_pos];
@@ -195,16 +196,27 @@ mod tests {
         Vocab::from_tokens(tokens).unwrap()
     }
 
+    /// Parses the record `target` whose first `prompt_len` tokens are the prompt.
+    fn parse(kind: TaskKind, target: &str, prompt_len: usize) -> Result<Example, String> {
+        let v = vocab();
+        let ids = SpecialIds::of(&v);
+        Example::parse(
+            kind,
+            "t".into(),
+            v.encode(target).unwrap(),
+            prompt_len,
+            &v,
+            &ids,
+        )
+    }
+
     #[test]
     fn composition_loss_positions_are_answer_and_end() {
         let v = vocab();
-        let target = v.encode("<e_0><r_0><r_0><e_1></a>").unwrap();
-        let ex = Example::parse(
+        let ex = parse(
             TaskKind::Composition { hops: 2 },
-            "train".into(),
-            target,
+            "<e_0><r_0><r_0><e_1></a>",
             3,
-            &v,
         )
         .unwrap();
         assert_eq!((ex.answer_pos, ex.answer), (2, v.id("<e_1>").unwrap()));
@@ -214,23 +226,18 @@ mod tests {
 
     #[test]
     fn complex_answer_follows_the_open_tag() {
-        let v = vocab();
-        let target = v.encode("<q><e_0><attr_0><mask></q><a><3></a>").unwrap();
-        let ex = Example::parse(TaskKind::Complex, "id_atomic".into(), target, 5, &v).unwrap();
+        let ex = parse(TaskKind::Complex, "<q><e_0><attr_0><mask></q><a><3></a>", 5).unwrap();
         assert_eq!(ex.answer_pos, 5);
         assert_eq!(ex.loss_positions, vec![4, 5, 6]);
-        assert_eq!(ex.answer, v.id("<3>").unwrap());
+        assert_eq!(ex.answer, vocab().id("<3>").unwrap());
     }
 
     #[test]
     fn wrong_shapes_are_named() {
-        let v = vocab();
-        let target = v.encode("<e_0><q><e_1></a>").unwrap();
-        let err = Example::parse(TaskKind::Composition { hops: 2 }, "t".into(), target, 2, &v)
-            .unwrap_err();
+        let err = parse(TaskKind::Composition { hops: 2 }, "<e_0><q><e_1></a>", 2).unwrap_err();
         assert!(err.contains("composition record"), "{err}");
-        let target = v.encode("<attr_0><q><e_0><mask><e_1><3></a>").unwrap();
-        assert!(Example::parse(TaskKind::Comparison, "t".into(), target.clone(), 5, &v).is_ok());
-        assert!(Example::parse(TaskKind::Complex, "t".into(), target, 5, &v).is_err());
+        let comparison = "<attr_0><q><e_0><mask><e_1><3></a>";
+        assert!(parse(TaskKind::Comparison, comparison, 5).is_ok());
+        assert!(parse(TaskKind::Complex, comparison, 5).is_err());
     }
 }

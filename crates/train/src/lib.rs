@@ -23,7 +23,7 @@ pub use dataset::DatasetSpec;
 pub use error::{Result, TrainError};
 pub use optim::{AdamW, AdamWParams};
 pub use schedule::{learning_rate, CheckpointSchedule, LrShape};
-pub use trainer::{train, RunSummary, TrainOptions};
+pub use trainer::{answer_loss, train, RunSummary, TrainOptions};
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};

@@ -313,20 +313,7 @@ impl Trainer {
         let tokens = self.data.tokens.index_select(0, &rows); // [B, T]
         let positions = self.data.positions.index_select(0, &rows); // [B, K]
         let targets = self.data.targets.index_select(0, &rows); // [B, K]
-        let logits = with_precision(self.cfg.precision, self.opts.device, || {
-            let hidden = self.model.hidden_t(&tokens, true); // [B, T, d]
-            let d = hidden.size()[2];
-            let index = positions.unsqueeze(-1).expand([-1, -1, d], false); // [B, K, d]
-            self.model.unembed(&hidden.gather(1, &index, false)) // [B, K, V]
-        });
-        let vocab = logits.size()[2];
-        let loss = logits.to_kind(Kind::Float).view([-1, vocab]).f_cross_entropy_loss::<Tensor>(
-            &targets.view([-1]),
-            None,
-            Reduction::Mean,
-            IGNORE,
-            0.0,
-        )?;
+        let loss = answer_loss(&self.model, &tokens, &positions, &targets, self.cfg.precision)?;
         self.opt.zero_grad();
         loss.backward();
         let grad_norm = self.opt.clip_grad_norm(self.cfg.grad_clip);
@@ -481,6 +468,33 @@ impl Trainer {
             tch::get_num_threads()
         ));
     }
+}
+
+/// Mean cross-entropy of the next-token predictions at the loss positions only: the residual
+/// stream is gathered at those positions before `ln_f` and the unembedding, so no other position's
+/// logits are computed. Padded slots (target [`IGNORE`]) do not count.
+/// Shapes: tokens `[B, T]`, positions `[B, K]`, targets `[B, K]` (all i64) → 0-dim f32.
+pub fn answer_loss(
+    model: &Gpt,
+    tokens: &Tensor,
+    positions: &Tensor,
+    targets: &Tensor,
+    precision: crate::config::Precision,
+) -> Result<Tensor> {
+    let logits = with_precision(precision, tokens.device(), || {
+        let hidden = model.hidden_t(tokens, true); // [B, T, d]
+        let d = hidden.size()[2];
+        let index = positions.unsqueeze(-1).expand([-1, -1, d], false); // [B, K, d]
+        model.unembed(&hidden.gather(1, &index, false)) // [B, K, V]
+    });
+    let vocab = logits.size()[2];
+    Ok(logits.to_kind(Kind::Float).view([-1, vocab]).f_cross_entropy_loss::<Tensor>(
+        &targets.view([-1]),
+        None,
+        Reduction::Mean,
+        IGNORE,
+        0.0,
+    )?)
 }
 
 /// Checks or creates the run folder. Returns the step of the latest complete checkpoint to resume

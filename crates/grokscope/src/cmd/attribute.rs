@@ -26,7 +26,11 @@ pub struct AttributeArgs {
     #[arg(long, default_value = "denoising")]
     pub direction: String,
     /// Granularities, comma-separated: resid, attn_out, mlp_out, heads.
-    #[arg(long, value_delimiter = ',', default_value = "resid,attn_out,mlp_out,heads")]
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "resid,attn_out,mlp_out,heads"
+    )]
     pub component: Vec<String>,
     /// Position sets, comma-separated: each, corrupted, all.
     #[arg(long, value_delimiter = ',', default_value = "each,corrupted")]
@@ -84,6 +88,7 @@ pub fn run(args: AttributeArgs, ctx: &Ctx) -> Result<()> {
             "metric": "logit_diff_delta",
             "cells": result.cells.len(),
             "seconds": seconds,
+            "noise_scale": result.noise_scale,
             "baselines": result.baselines,
             "agreement": agreements,
         }),
@@ -104,6 +109,9 @@ pub fn run(args: AttributeArgs, ctx: &Ctx) -> Result<()> {
             a.cells
         );
     }
-    println!("wrote attribution.csv, attribution_summary.json and examples.jsonl to {}", out.display());
+    println!(
+        "wrote attribution.csv, attribution_summary.json and examples.jsonl to {}",
+        out.display()
+    );
     Ok(())
 }

@@ -27,7 +27,10 @@ pub struct ExportHfArgs {
 pub fn run(args: ExportHfArgs, _ctx: &Ctx) -> Result<()> {
     for name in ["config.json", "model.safetensors"] {
         if args.out.join(name).exists() && !args.force {
-            bail!("{} already exists (use --force to overwrite)", args.out.join(name).display());
+            bail!(
+                "{} already exists (use --force to overwrite)",
+                args.out.join(name).display()
+            );
         }
     }
     let ckpt = Checkpoint::load(checkpoint_file(&args.checkpoint), Device::Cpu)?;

@@ -25,9 +25,15 @@ pub struct ImportHfArgs {
 }
 
 pub fn run(args: ImportHfArgs, _ctx: &Ctx) -> Result<()> {
-    let out = args.out.clone().unwrap_or_else(|| args.dir.join("grokscope.safetensors"));
+    let out = args
+        .out
+        .clone()
+        .unwrap_or_else(|| args.dir.join("grokscope.safetensors"));
     if out.exists() && !args.force {
-        bail!("{} already exists (use --force to overwrite)", out.display());
+        bail!(
+            "{} already exists (use --force to overwrite)",
+            out.display()
+        );
     }
     let ckpt = import_hf(&args.dir, Device::Cpu)?;
     ckpt.save_to(&out)?;

@@ -55,7 +55,11 @@ impl ProbeArgs {
     }
 
     /// Builds the probe set and checks that the checkpoint can read it.
-    pub fn probe(&self, opened: &Opened, corruptions: &[interp::CorruptionSpec]) -> Result<ProbeSet> {
+    pub fn probe(
+        &self,
+        opened: &Opened,
+        corruptions: &[interp::CorruptionSpec],
+    ) -> Result<ProbeSet> {
         let probe = ProbeSet::build(&opened.data, &self.spec(), corruptions)?;
         check_compatible(&opened.checkpoint.config, &opened.data, probe.seq_len())?;
         Ok(probe)
@@ -72,7 +76,10 @@ impl ProbeArgs {
 
 /// Parses a list of `FromStr` values given on the command line.
 pub fn parse_all<T: FromStr<Err = interp::InterpError>>(values: &[String]) -> Result<Vec<T>> {
-    Ok(values.iter().map(|v| T::from_str(v)).collect::<Result<Vec<T>, _>>()?)
+    Ok(values
+        .iter()
+        .map(|v| T::from_str(v))
+        .collect::<Result<Vec<T>, _>>()?)
 }
 
 #[derive(clap::Args, Debug)]
@@ -135,9 +142,21 @@ pub fn run(args: LensArgs, ctx: &Ctx) -> Result<()> {
                 format!("{l}:{v:.3}")
             })
             .collect();
-        let metric = if t.spec.role == interp::lens::LABELS { "recall@3" } else { "MRR" };
-        println!("  {:>8} @ {:<5} {metric:>8}  {}", t.spec.role, t.position, values.join(" "));
+        let metric = if t.spec.role == interp::lens::LABELS {
+            "recall@3"
+        } else {
+            "MRR"
+        };
+        println!(
+            "  {:>8} @ {:<5} {metric:>8}  {}",
+            t.spec.role,
+            t.position,
+            values.join(" ")
+        );
     }
-    println!("wrote {} and examples.jsonl", out.join("lens.csv").display());
+    println!(
+        "wrote {} and examples.jsonl",
+        out.join("lens.csv").display()
+    );
     Ok(())
 }

@@ -59,7 +59,11 @@ pub fn run(args: PatchArgs, ctx: &Ctx) -> Result<()> {
         components,
         positions,
         layers: args.probe.layers.clone(),
-        mode: if args.naive { SweepMode::Naive } else { SweepMode::Batched },
+        mode: if args.naive {
+            SweepMode::Naive
+        } else {
+            SweepMode::Batched
+        },
         max_rows: args.probe.max_rows,
         ..SweepOptions::default()
     };
@@ -73,7 +77,10 @@ pub fn run(args: PatchArgs, ctx: &Ctx) -> Result<()> {
     probe.write_jsonl(&out.join("examples.jsonl"), &opened.data.vocab)?;
     write_csv(&out.join("patch.csv"), &result.rows(opened.step))?;
     write_csv(&out.join("state_effect.csv"), &effect)?;
-    write_json(&out.join("patch_summary.json"), &summary(&result, &opened, &probe, &opts, seconds))?;
+    write_json(
+        &out.join("patch_summary.json"),
+        &summary(&result, &opened, &probe, &opts, seconds),
+    )?;
 
     println!(
         "activation patching of {} at step {} on {} {} examples ({} cells in {seconds:.2} s, {})",
@@ -85,7 +92,10 @@ pub fn run(args: PatchArgs, ctx: &Ctx) -> Result<()> {
         if args.naive { "naive loop" } else { "batched" }
     );
     print_grid(&result, net.n_layer());
-    println!("wrote patch.csv, state_effect.csv, patch_summary.json and examples.jsonl to {}", out.display());
+    println!(
+        "wrote patch.csv, state_effect.csv, patch_summary.json and examples.jsonl to {}",
+        out.display()
+    );
     Ok(())
 }
 
@@ -155,7 +165,10 @@ fn print_grid(result: &PatchResult, n_layer: usize) {
         if names.is_empty() {
             continue;
         }
-        println!("    noising causal strength  layer {}", names.iter().map(|n| format!("{n:>8}")).collect::<String>());
+        println!(
+            "    noising causal strength  layer {}",
+            names.iter().map(|n| format!("{n:>8}")).collect::<String>()
+        );
         for layer in 0..=n_layer {
             let row: Vec<String> = names
                 .iter()
@@ -163,7 +176,9 @@ fn print_grid(result: &PatchResult, n_layer: usize) {
                     cells
                         .iter()
                         .find(|c| c.cell.layer == layer && c.cell.position == *n)
-                        .map_or(format!("{:>8}", "-"), |c| format!("{:>8.3}", c.outcomes.causal_strength()))
+                        .map_or(format!("{:>8}", "-"), |c| {
+                            format!("{:>8.3}", c.outcomes.causal_strength())
+                        })
                 })
                 .collect();
             if row.iter().any(|v| v.trim() != "-") {

@@ -53,8 +53,14 @@ pub struct SurgeryArgs {
 
 /// Parses `POS:BLOCK`.
 fn parse_insert(text: &str) -> std::result::Result<(usize, usize), String> {
-    let (pos, block) = text.split_once(':').ok_or_else(|| format!("expected POS:BLOCK, e.g. 0:3, got `{text}`"))?;
-    let number = |s: &str, what: &str| s.trim().parse::<usize>().map_err(|_| format!("{what} `{s}` is not a non-negative integer"));
+    let (pos, block) = text
+        .split_once(':')
+        .ok_or_else(|| format!("expected POS:BLOCK, e.g. 0:3, got `{text}`"))?;
+    let number = |s: &str, what: &str| {
+        s.trim()
+            .parse::<usize>()
+            .map_err(|_| format!("{what} `{s}` is not a non-negative integer"))
+    };
     Ok((number(pos, "position")?, number(block, "block")?))
 }
 
@@ -67,7 +73,11 @@ impl SurgeryArgs {
         } else if let Some(layer) = self.duplicate {
             SurgeryOp::Duplicate { layer, materialize }
         } else if let Some((at, block)) = self.insert {
-            SurgeryOp::Insert { at, block, materialize }
+            SurgeryOp::Insert {
+                at,
+                block,
+                materialize,
+            }
         } else if let Some(layer) = self.remove {
             SurgeryOp::Remove { layer }
         } else if let Some(order) = &self.reorder {
@@ -92,15 +102,25 @@ pub fn checkpoint_file(path: &Path) -> PathBuf {
 pub fn run(args: SurgeryArgs, _ctx: &Ctx) -> Result<()> {
     let op = args.op()?;
     if args.out.exists() && !args.force {
-        bail!("{} already exists (use --force to overwrite)", args.out.display());
+        bail!(
+            "{} already exists (use --force to overwrite)",
+            args.out.display()
+        );
     }
     let path = checkpoint_file(&args.checkpoint);
     let ckpt = Checkpoint::load(&path, Device::Cpu)?;
-    let result = surgery::apply(&ckpt, &op).with_context(|| format!("{op} on {}", path.display()))?;
+    let result =
+        surgery::apply(&ckpt, &op).with_context(|| format!("{op} on {}", path.display()))?;
     result.save_to(&args.out)?;
     println!("{op}");
-    println!("before  schedule {:?} over {} blocks", ckpt.config.schedule, ckpt.config.n_blocks);
-    println!("after   schedule {:?} over {} blocks", result.config.schedule, result.config.n_blocks);
+    println!(
+        "before  schedule {:?} over {} blocks",
+        ckpt.config.schedule, ckpt.config.n_blocks
+    );
+    println!(
+        "after   schedule {:?} over {} blocks",
+        result.config.schedule, result.config.n_blocks
+    );
     println!("wrote   {}", args.out.display());
     Ok(())
 }
