@@ -48,11 +48,12 @@ def train_case(threads, preset, steps, work, extra=()):
     m = re.search(r"([0-9.]+) steps/s training", out)
     ours = float(m.group(1))
     cfg = json.load(open(os.path.join(run, "config.json")))
-    model = cfg["model"]
+    sched = cfg["schedule"]
+    schedule = sched if isinstance(sched, list) else list(range(cfg["n_layer"]))
     args = ["--data", cfg["data_dir"], "--steps", str(max(3, steps // 2)), "--warmup", "2",
-            "--batch", str(cfg["batch_size"]), "--d-model", str(model["d_model"]),
-            "--n-head", str(model["n_head"]), "--d-mlp", str(model["d_mlp"]),
-            "--schedule", ",".join(str(s) for s in model["schedule"]), "--dropout", str(model["dropout"])]
+            "--batch", str(cfg["batch_size"]), "--d-model", str(cfg["d_model"]),
+            "--n-head", str(cfg["n_head"]), "--d-mlp", str(cfg["d_mlp"]),
+            "--schedule", ",".join(str(s) for s in schedule), "--dropout", str(cfg["dropout"])]
     _, res = ref(threads, "train_ref.py", *args)
     theirs = res[-1]["steps_per_s"]
     params, seq = res[-1]["params"], res[-1]["seq_len"]

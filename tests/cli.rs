@@ -26,7 +26,6 @@ fn stderr(out: &Output) -> String {
 }
 
 /// A fresh empty folder under the target directory for one test's outputs.
-#[allow(dead_code)]
 fn scratch(name: &str) -> PathBuf {
     let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(name);
     let _ = std::fs::remove_dir_all(&dir);
@@ -67,4 +66,182 @@ fn bad_global_options_fail_with_one_line() {
     assert_eq!(stderr(&out).trim(), "error: --threads must be at least 1");
     let out = run(&["--device", "tpu", "doctor"]);
     assert_eq!(out.status.code(), Some(2));
+}
+
+fn run_ok(args: &[&str]) -> String {
+    let out = run(args);
+    assert!(
+        out.status.success(),
+        "grokscope {} failed:\n{}\n{}",
+        args.join(" "),
+        stdout(&out),
+        stderr(&out)
+    );
+    stdout(&out)
+}
+
+fn assert_nonempty(path: &std::path::Path) {
+    let len = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+    assert!(len > 0, "{} is missing or empty", path.display());
+}
+
+#[test]
+fn data_bad_input_exits_2_with_one_line() {
+    let dir = scratch("data-bad");
+    let out_dir = dir.join("d");
+    let out = run(&[
+        "data",
+        "composition",
+        "--entities",
+        "20",
+        "--relations",
+        "5",
+        "--out-degree",
+        "6",
+        "--phi",
+        "1",
+        "--seed",
+        "0",
+        "--out",
+        out_dir.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert_eq!(stderr(&out).trim().lines().count(), 1, "{}", stderr(&out));
+    assert!(stderr(&out).contains("out-degree"), "{}", stderr(&out));
+    assert!(!out_dir.exists(), "a failed run left {}", out_dir.display());
+}
+
+/// The whole pipeline in miniature through the CLI: data → train → trace → plot → report, then
+/// every output file is checked.
+#[test]
+fn miniature_pipeline_end_to_end() {
+    let dir = scratch("pipeline");
+    let data = dir.join("data");
+    let run_dir = dir.join("run");
+    let analysis = dir.join("analysis");
+    let (data_s, run_s, an_s) = (
+        data.to_str().unwrap(),
+        run_dir.to_str().unwrap(),
+        analysis.to_str().unwrap(),
+    );
+    run_ok(&[
+        "data",
+        "composition",
+        "--entities",
+        "40",
+        "--relations",
+        "8",
+        "--out-degree",
+        "4",
+        "--phi",
+        "2",
+        "--id-test-ratio",
+        "0.1",
+        "--seed",
+        "1",
+        "--out",
+        data_s,
+    ]);
+    for file in [
+        "train.json",
+        "valid.json",
+        "test.json",
+        "vocab.json",
+        "dataset.json",
+    ] {
+        assert_nonempty(&data.join(file));
+    }
+    let train = [
+        "--threads",
+        "2",
+        "train",
+        "--preset",
+        "tiny-composition",
+        "--data",
+        data_s,
+        "--out",
+        run_s,
+        "--quiet",
+        "--set",
+        "steps=60",
+        "--set",
+        "eval_every=20",
+        "--set",
+        "checkpoints=steps:20,40,60",
+        "--set",
+        "d_model=32",
+        "--set",
+        "d_mlp=64",
+        "--set",
+        "n_layer=2",
+        "--set",
+        "batch_size=64",
+        "--set",
+        "warmup_steps=10",
+    ];
+    run_ok(&train);
+    for step in [20, 40, 60] {
+        assert_nonempty(&run_dir.join(format!("step-{step}/model.safetensors")));
+    }
+    let metrics = std::fs::read_to_string(run_dir.join("metrics.csv")).unwrap();
+    assert_eq!(metrics.lines().count(), 1 + 3, "{metrics}");
+    assert!(metrics
+        .lines()
+        .next()
+        .unwrap()
+        .contains("test_inferred_iid_acc"));
+    let again = run_ok(&train);
+    assert!(
+        !again.contains("steps/s training"),
+        "a finished run trained again: {again}"
+    );
+
+    run_ok(&[
+        "--threads",
+        "2",
+        "trace",
+        "--run",
+        run_s,
+        "--out",
+        an_s,
+        "--size",
+        "20",
+        "--quiet",
+    ]);
+    for file in ["lens.csv", "patch.csv", "trace.json", "examples.jsonl"] {
+        assert_nonempty(&analysis.join(file));
+    }
+    let lens = std::fs::read_to_string(analysis.join("lens.csv")).unwrap();
+    assert!(
+        lens.starts_with("step,layer,position,target,metric,value"),
+        "{lens}"
+    );
+    for step in ["20,", "40,", "60,"] {
+        assert!(
+            lens.lines().any(|l| l.starts_with(step)),
+            "lens.csv lacks step {step}"
+        );
+    }
+    let patch = std::fs::read_to_string(analysis.join("patch.csv")).unwrap();
+    assert!(patch.starts_with("step,corruption,direction,component,layer,position,metric,value"));
+
+    run_ok(&["report", "--run", run_s, "--out", an_s]);
+    let html = std::fs::read_to_string(analysis.join("index.html")).unwrap();
+    let pngs: Vec<_> = std::fs::read_dir(&analysis)
+        .unwrap()
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "png"))
+        .collect();
+    assert!(pngs.len() >= 4, "only {} figures", pngs.len());
+    for png in &pngs {
+        let bytes = std::fs::read(png).unwrap();
+        assert_eq!(
+            &bytes[..8],
+            b"\x89PNG\r\n\x1a\n",
+            "{} is not a PNG",
+            png.display()
+        );
+        let name = png.file_name().unwrap().to_str().unwrap();
+        assert!(html.contains(name), "index.html does not show {name}");
+    }
 }

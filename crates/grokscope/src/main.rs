@@ -41,10 +41,18 @@ enum Command {
     Attribute(cmd::attribute::AttributeArgs),
     /// Lens and causal tracing over every checkpoint of a run, and the circuit change.
     Trace(cmd::trace::TraceArgs),
+    /// Export activations of chosen hooks on a probe set to a safetensors file (for Python).
+    Cache(cmd::cache::CacheArgs),
+    /// Linear probes per (layer, position) on a checkpoint or a run, next to the logit lens.
+    Probe(cmd::probe::ProbeCmdArgs),
+    /// Direct logit attribution of the answer per embedding, layer and head (checkpoint or run).
+    Dla(cmd::dla::DlaArgs),
     /// Draw PNG figures from a run's CSV files
     Plot(cmd::plot::PlotArgs),
     /// Write an HTML report of a run
     Report(cmd::report::ReportArgs),
+    /// The paper's story end to end: train both tiny presets, trace, draw, report, check.
+    Demo(cmd::demo::DemoArgs),
 }
 
 fn main() {
@@ -61,8 +69,12 @@ fn main() {
         Command::Patch(a) => cmd::patch::run(a, &ctx),
         Command::Attribute(a) => cmd::attribute::run(a, &ctx),
         Command::Trace(a) => cmd::trace::run(a, &ctx),
+        Command::Cache(a) => cmd::cache::run(a, &ctx),
+        Command::Probe(a) => cmd::probe::run(a, &ctx),
+        Command::Dla(a) => cmd::dla::run(a, &ctx),
         Command::Plot(a) => cmd::plot::run(&a),
         Command::Report(a) => cmd::report::run(&a),
+        Command::Demo(a) => cmd::demo::run(&a, &ctx),
     });
     if let Err(err) = result {
         eprintln!("error: {err:#}");

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 /// failure of a lower layer (model, tasks, IO) passed through with its context.
 #[derive(Debug, thiserror::Error)]
 pub enum InterpError {
-    /// The checkpoint's vocabulary does not cover the dataset's (wrong checkpoint for the data).
+    /// The checkpoint's vocabulary is not the dataset's (wrong checkpoint for the data).
     #[error(
         "checkpoint and dataset do not match: the checkpoint has a vocabulary of {checkpoint} tokens \
          but the dataset {dataset_dir} has {dataset} (pass the dataset the checkpoint was trained on)"

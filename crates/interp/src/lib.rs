@@ -9,9 +9,12 @@
 //! - ranks are 0-based over the whole vocabulary; MRR = mean(1 / (rank + 1)).
 
 pub mod attribution;
+pub mod dla;
 pub mod effect;
 pub mod error;
+pub mod export;
 pub mod lens;
+pub mod linear_probe;
 pub mod load;
 pub mod net;
 pub mod output;
@@ -22,9 +25,12 @@ pub mod stats;
 pub mod trace;
 
 pub use attribution::{attribution_patching, AttributionOptions, AttributionResult};
+pub use dla::{direct_logit_attribution, DlaComponent, DlaResult};
 pub use effect::state_effect;
 pub use error::{InterpError, Result};
+pub use export::{export_activations, resolve_hooks};
 pub use lens::{all_targets, default_targets, logit_lens, LensResult, TargetSpec};
+pub use linear_probe::{linear_probes, LinearProbeOptions, LinearProbeResult};
 pub use net::{LnMode, Net};
 pub use patch::{
     patch_sweep, ComponentKind, Direction, PatchResult, PositionChoice, SweepMode, SweepOptions,

@@ -63,15 +63,15 @@ pub fn checkpoint_step(path: &Path, metadata: &std::collections::BTreeMap<String
         .unwrap_or(0)
 }
 
-/// Checks that a checkpoint can read a dataset: its vocabulary covers the dataset's and its
-/// context holds `seq_len` tokens.
+/// Checks that a checkpoint can read a dataset: its vocabulary has exactly the dataset's size
+/// (grokscope models use the task's own vocabulary) and its context holds `seq_len` tokens.
 pub fn check_compatible(
     config: &model::GptConfig,
     data: &tasks::Dataset,
     seq_len: usize,
 ) -> Result<()> {
     let vocab = data.vocab.len();
-    if config.vocab_size < vocab {
+    if config.vocab_size != vocab {
         return Err(InterpError::VocabMismatch {
             checkpoint: config.vocab_size,
             dataset: vocab,
@@ -89,8 +89,8 @@ pub fn check_compatible(
 
 /// Loads a checkpoint and its dataset (see [`resolve_data_dir`]) and checks the vocabulary.
 pub fn open(checkpoint: &Path, data: Option<&Path>, device: tch::Device) -> Result<Opened> {
-    let data_dir = resolve_data_dir(checkpoint, data)?;
     let ckpt = model::Checkpoint::load(checkpoint, device)?;
+    let data_dir = resolve_data_dir(checkpoint, data)?;
     let data = tasks::Dataset::load(&data_dir)?;
     check_compatible(&ckpt.config, &data, 0)?;
     let step = checkpoint_step(checkpoint, &ckpt.metadata);

@@ -66,12 +66,17 @@ pub fn list(run_dir: &Path) -> Result<Vec<u64>> {
     for entry in entries {
         let entry = entry.map_err(io_err(run_dir))?;
         let name = entry.file_name();
-        let Some(step) = name.to_str().and_then(|n| n.strip_prefix("step-")?.parse::<u64>().ok())
+        let Some(step) = name
+            .to_str()
+            .and_then(|n| n.strip_prefix("step-")?.parse::<u64>().ok())
         else {
             continue;
         };
         let dir = entry.path();
-        if [MODEL_FILE, OPTIMIZER_FILE, STATE_FILE].iter().all(|f| dir.join(f).is_file()) {
+        if [MODEL_FILE, OPTIMIZER_FILE, STATE_FILE]
+            .iter()
+            .all(|f| dir.join(f).is_file())
+        {
             steps.push(step);
         }
     }
@@ -116,7 +121,9 @@ pub fn write(
     fs::write(tmp.join(STATE_FILE), json + "\n").map_err(io_err(&tmp.join(STATE_FILE)))?;
     for entry in fs::read_dir(&tmp).map_err(io_err(&tmp))? {
         let path = entry.map_err(io_err(&tmp))?.path();
-        File::open(&path).and_then(|f| f.sync_all()).map_err(io_err(&path))?;
+        File::open(&path)
+            .and_then(|f| f.sync_all())
+            .map_err(io_err(&path))?;
     }
     sync_dir(&tmp)?;
     if dst.exists() {
@@ -131,7 +138,10 @@ pub fn write(
 pub fn read_state(dir: &Path) -> Result<RunState> {
     let path = dir.join(STATE_FILE);
     let text = fs::read_to_string(&path).map_err(io_err(&path))?;
-    serde_json::from_str(&text).map_err(|e| TrainError::Parse { path, msg: e.to_string() })
+    serde_json::from_str(&text).map_err(|e| TrainError::Parse {
+        path,
+        msg: e.to_string(),
+    })
 }
 
 /// Writes `bytes` to `path` atomically (temporary file in the same folder, fsync, rename).
@@ -139,7 +149,9 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
     let tmp = path.with_file_name(format!(".{name}.tmp"));
     let mut file = File::create(&tmp).map_err(io_err(&tmp))?;
-    file.write_all(bytes).and_then(|()| file.sync_all()).map_err(io_err(&tmp))?;
+    file.write_all(bytes)
+        .and_then(|()| file.sync_all())
+        .map_err(io_err(&tmp))?;
     fs::rename(&tmp, path).map_err(io_err(path))?;
     if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
         sync_dir(parent)?;
@@ -148,5 +160,7 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
 }
 
 fn sync_dir(dir: &Path) -> Result<()> {
-    File::open(dir).and_then(|f| f.sync_all()).map_err(io_err(dir))
+    File::open(dir)
+        .and_then(|f| f.sync_all())
+        .map_err(io_err(dir))
 }

@@ -160,8 +160,14 @@ pub const PRESETS: [&str; 6] = [
 
 /// Keys that may differ when a run is resumed: they do not change the weights of any step that
 /// both runs reach (`steps` only while the learning rate does not depend on it).
-const RESUMABLE_KEYS: [&str; 6] =
-    ["preset", "steps", "eval_every", "eval_batch_size", "log_every", "checkpoints"];
+const RESUMABLE_KEYS: [&str; 6] = [
+    "preset",
+    "steps",
+    "eval_every",
+    "eval_batch_size",
+    "log_every",
+    "checkpoints",
+];
 
 impl TrainConfig {
     /// The built-in preset `name`.
@@ -218,8 +224,7 @@ impl TrainConfig {
                 steps: 3600,
                 lr: 2e-3,
                 weight_decay: 0.3,
-                checkpoints: "steps:200,500,800,1000,1200,1400,1600,2000,2400,2800,3200"
-                    .parse()?,
+                checkpoints: "steps:200,500,800,1000,1200,1400,1600,2000,2400,2800,3200".parse()?,
                 ..tiny(DatasetSpec::tiny_composition())
             },
             "tiny-comparison" => TrainConfig {
@@ -242,7 +247,10 @@ impl TrainConfig {
     /// the keys it changes; one without must give every key.
     pub fn from_file(path: &Path) -> Result<TrainConfig> {
         let text = std::fs::read_to_string(path).map_err(io_err(path))?;
-        let parse_err = |msg: String| TrainError::Parse { path: path.to_path_buf(), msg };
+        let parse_err = |msg: String| TrainError::Parse {
+            path: path.to_path_buf(),
+            msg,
+        };
         let value: Value = if path.extension().is_some_and(|e| e == "toml") {
             toml::from_str(&text).map_err(|e| parse_err(e.message().to_string()))?
         } else {
@@ -274,11 +282,12 @@ impl TrainConfig {
     /// for the generator's parameters. Values are parsed as JSON where possible (numbers, booleans,
     /// lists such as `[0,1,2,3,0,1,2,3]`) and taken as strings otherwise.
     pub fn apply_overrides(&mut self, overrides: &[String]) -> Result<()> {
-        let mut value = serde_json::to_value(&*self).map_err(|e| TrainError::Config(e.to_string()))?;
+        let mut value =
+            serde_json::to_value(&*self).map_err(|e| TrainError::Config(e.to_string()))?;
         for item in overrides {
-            let (key, raw) = item.split_once('=').ok_or_else(|| {
-                TrainError::Config(format!("--set {item:?}: expected key=value"))
-            })?;
+            let (key, raw) = item
+                .split_once('=')
+                .ok_or_else(|| TrainError::Config(format!("--set {item:?}: expected key=value")))?;
             let (key, raw) = (key.trim(), raw.trim());
             let parsed = serde_json::from_str::<Value>(raw).unwrap_or(Value::String(raw.into()));
             let current = lookup(&value, key).ok_or_else(|| unknown_key(key, &value))?;
@@ -313,18 +322,26 @@ impl TrainConfig {
                 return fail(format!("{key} = 0: must be at least 1"));
             }
         }
-        for (key, v) in [("steps", self.steps), ("eval_every", self.eval_every), ("log_every", self.log_every)] {
+        for (key, v) in [
+            ("steps", self.steps),
+            ("eval_every", self.eval_every),
+            ("log_every", self.log_every),
+        ] {
             if v == 0 {
                 return fail(format!("{key} = 0: must be at least 1"));
             }
         }
-        if self.d_model % self.n_head != 0 {
+        if !self.d_model.is_multiple_of(self.n_head) {
             return fail(format!(
                 "d_model = {} is not a multiple of n_head = {}",
                 self.d_model, self.n_head
             ));
         }
-        let finite_positive = [("lr", self.lr), ("eps", self.eps), ("grad_clip", self.grad_clip)];
+        let finite_positive = [
+            ("lr", self.lr),
+            ("eps", self.eps),
+            ("grad_clip", self.grad_clip),
+        ];
         for (key, v) in finite_positive {
             if !(v.is_finite() && v > 0.0) {
                 return fail(format!("{key} = {v}: must be a positive number"));
@@ -358,7 +375,10 @@ impl TrainConfig {
             ));
         }
         if let Some(b) = (0..self.n_layer).find(|b| !blocks.contains(b)) {
-            return fail(format!("schedule {blocks:?} never uses block {b} of n_layer = {}", self.n_layer));
+            return fail(format!(
+                "schedule {blocks:?} never uses block {b} of n_layer = {}",
+                self.n_layer
+            ));
         }
         if let Some(spec) = &self.dataset {
             spec.validate()?;
@@ -370,12 +390,16 @@ impl TrainConfig {
     /// [`RESUMABLE_KEYS`], the dataset folder and generator — the data is fingerprinted
     /// separately — and `steps` unless the schedule is cosine), as 16 hex digits.
     pub fn trajectory_hash(&self) -> String {
-        format!("{:016x}", crate::fnv1a(self.trajectory_value().to_string().as_bytes()))
+        format!(
+            "{:016x}",
+            crate::fnv1a(self.trajectory_value().to_string().as_bytes())
+        )
     }
 
     /// Keys whose values differ between `self` and `other` in a way that changes the weights.
     pub fn trajectory_differences(&self, other: &TrainConfig) -> Vec<String> {
-        let (Value::Object(a), Value::Object(b)) = (self.trajectory_value(), other.trajectory_value())
+        let (Value::Object(a), Value::Object(b)) =
+            (self.trajectory_value(), other.trajectory_value())
         else {
             return Vec::new();
         };
@@ -430,13 +454,21 @@ fn from_value(value: Value) -> Result<TrainConfig> {
 }
 
 fn lookup<'a>(value: &'a Value, key: &str) -> Option<&'a Value> {
-    key.split('.').try_fold(value, |v, part| v.as_object()?.get(part))
+    key.split('.')
+        .try_fold(value, |v, part| v.as_object()?.get(part))
 }
 
 fn unknown_key(key: &str, value: &Value) -> TrainError {
-    let known = |v: &Value| v.as_object().map(|m| m.keys().cloned().collect::<Vec<_>>().join(", "));
+    let known = |v: &Value| {
+        v.as_object()
+            .map(|m| m.keys().cloned().collect::<Vec<_>>().join(", "))
+    };
     let (parent, _) = key.rsplit_once('.').unwrap_or(("", key));
-    let scope = if parent.is_empty() { Some(value) } else { lookup(value, parent) };
+    let scope = if parent.is_empty() {
+        Some(value)
+    } else {
+        lookup(value, parent)
+    };
     match scope.and_then(known) {
         Some(list) => TrainError::Config(format!("unknown config key {key:?} (known: {list})")),
         None => TrainError::Config(format!("unknown config key {key:?}")),
@@ -461,7 +493,11 @@ fn merge(base: &mut Value, patch: Value, path: &str) -> Result<()> {
     match (base, patch) {
         (Value::Object(dst), Value::Object(src)) => {
             for (k, v) in src {
-                let full = if path.is_empty() { k.clone() } else { format!("{path}.{k}") };
+                let full = if path.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{path}.{k}")
+                };
                 match dst.get_mut(&k) {
                     Some(slot) => merge(slot, v, &full)?,
                     None if path.is_empty() && (k == "data_dir" || k == "dataset") => {
@@ -486,7 +522,11 @@ fn first_unknown_key(file: &Value, known: &Value, path: &str) -> Option<String> 
         return None;
     };
     f.iter().find_map(|(key, v)| {
-        let full = if path.is_empty() { key.clone() } else { format!("{path}.{key}") };
+        let full = if path.is_empty() {
+            key.clone()
+        } else {
+            format!("{path}.{key}")
+        };
         match k.get(key) {
             None => Some(full),
             Some(known) => first_unknown_key(v, known, &full),

@@ -58,8 +58,12 @@ impl TrainTensors {
         let shape = |cols: usize| [n as i64, cols as i64];
         Ok(TrainTensors {
             tokens: Tensor::from_slice(&tokens).view(shape(t)).to_device(device),
-            positions: Tensor::from_slice(&positions).view(shape(k)).to_device(device),
-            targets: Tensor::from_slice(&targets).view(shape(k)).to_device(device),
+            positions: Tensor::from_slice(&positions)
+                .view(shape(k))
+                .to_device(device),
+            targets: Tensor::from_slice(&targets)
+                .view(shape(k))
+                .to_device(device),
             len: n,
         })
     }
@@ -87,7 +91,11 @@ pub struct EvalSplit {
 impl EvalSplit {
     /// Builds a split from its examples.
     pub fn new(name: &str, examples: &[&Example], pad: u32, device: Device) -> Result<EvalSplit> {
-        let l = examples.iter().map(|ex| ex.answer_pos + 1).max().unwrap_or(1);
+        let l = examples
+            .iter()
+            .map(|ex| ex.answer_pos + 1)
+            .max()
+            .unwrap_or(1);
         let m = examples.len();
         let mut tokens = vec![i64::from(pad); m * l];
         let mut pos = Vec::with_capacity(m);
@@ -108,7 +116,9 @@ impl EvalSplit {
         }
         Ok(EvalSplit {
             name: name.to_string(),
-            tokens: Tensor::from_slice(&tokens).view([m as i64, l as i64]).to_device(device),
+            tokens: Tensor::from_slice(&tokens)
+                .view([m as i64, l as i64])
+                .to_device(device),
             answer_pos: Tensor::from_slice(&pos).to_device(device),
             answer: Tensor::from_slice(&answer).to_device(device),
             len: m,
@@ -160,5 +170,7 @@ pub fn epoch_permutation(n: usize, seed: u64, epoch: u64, device: Device) -> Ten
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(crate::mix(seed, epoch));
     let mut order: Vec<i64> = (0..n as i64).collect();
     order.shuffle(&mut rng);
-    Tensor::from_slice(&order).to_kind(Kind::Int64).to_device(device)
+    Tensor::from_slice(&order)
+        .to_kind(Kind::Int64)
+        .to_device(device)
 }

@@ -21,18 +21,30 @@ pub struct DatasetSpec {
 impl DatasetSpec {
     /// The paper's composition dataset (2000 entities, 200 relations, out-degree 20) at `phi`.
     pub fn paper_composition(phi: f64) -> DatasetSpec {
-        let params = CompositionParams { phi, ..CompositionParams::default() };
-        DatasetSpec { task: TaskSpec::Composition(params), seed: 0 }
+        let params = CompositionParams {
+            phi,
+            ..CompositionParams::default()
+        };
+        DatasetSpec {
+            task: TaskSpec::Composition(params),
+            seed: 0,
+        }
     }
 
     /// The paper's comparison dataset (1000 entities, 20 attributes, 20 values, φ 7.2).
     pub fn paper_comparison() -> DatasetSpec {
-        DatasetSpec { task: TaskSpec::Comparison(ComparisonParams::default()), seed: 0 }
+        DatasetSpec {
+            task: TaskSpec::Comparison(ComparisonParams::default()),
+            seed: 0,
+        }
     }
 
     /// The paper's complex-reasoning dataset.
     pub fn paper_complex() -> DatasetSpec {
-        DatasetSpec { task: TaskSpec::Complex(ComplexParams::default()), seed: 0 }
+        DatasetSpec {
+            task: TaskSpec::Complex(ComplexParams::default()),
+            seed: 0,
+        }
     }
 
     /// CPU-scale composition: 200 entities, 20 relations, out-degree 10, φ 9, 5% OOD atomic
@@ -48,7 +60,10 @@ impl DatasetSpec {
             id_test_ratio: 0.03,
             test_size: 3000,
         };
-        DatasetSpec { task: TaskSpec::Composition(params), seed: 0 }
+        DatasetSpec {
+            task: TaskSpec::Composition(params),
+            seed: 0,
+        }
     }
 
     /// CPU-scale comparison: 200 entities, 5 attributes, 20 values, 90/10 entity split per
@@ -63,7 +78,10 @@ impl DatasetSpec {
             id_test_ratio: 0.1,
             test_size: 3000,
         };
-        DatasetSpec { task: TaskSpec::Comparison(params), seed: 0 }
+        DatasetSpec {
+            task: TaskSpec::Comparison(params),
+            seed: 0,
+        }
     }
 
     /// Folder name under the data root, e.g. `composition.200.20.9.0`.
@@ -73,7 +91,9 @@ impl DatasetSpec {
 
     /// Checks the generator parameters.
     pub fn validate(&self) -> Result<()> {
-        self.task.validate().map_err(|e| TrainError::Config(format!("dataset: {e}")))
+        self.task
+            .validate()
+            .map_err(|e| TrainError::Config(format!("dataset: {e}")))
     }
 }
 
@@ -81,20 +101,19 @@ impl DatasetSpec {
 /// dataset is generated under `data_root/<name>` (or reused if a matching one is there) and
 /// `cfg.data_dir` is set to it. `cfg.data_dir` ends up absolute.
 pub fn prepare(cfg: &mut TrainConfig, data_root: &Path, quiet: bool) -> Result<Dataset> {
-    let dir = match (&cfg.data_dir, &cfg.dataset) {
-        (Some(dir), _) => dir.clone(),
-        (None, Some(spec)) => {
-            let dir = data_root.join(spec.name());
-            ensure_generated(spec, &dir, quiet)?;
-            dir
-        }
-        (None, None) => {
-            return Err(TrainError::Config(
+    let dir =
+        match (&cfg.data_dir, &cfg.dataset) {
+            (Some(dir), _) => dir.clone(),
+            (None, Some(spec)) => {
+                let dir = data_root.join(spec.name());
+                ensure_generated(spec, &dir, quiet)?;
+                dir
+            }
+            (None, None) => return Err(TrainError::Config(
                 "no dataset: give a dataset folder (--data) or a `dataset` generator in the config"
                     .into(),
-            ))
-        }
-    };
+            )),
+        };
     let dir = std::path::absolute(&dir).map_err(io_err(&dir))?;
     let ds = Dataset::load(&dir)?;
     cfg.data_dir = Some(dir);

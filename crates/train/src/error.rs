@@ -39,7 +39,12 @@ pub enum TrainError {
         "training loss became {value} between steps {after} and {at}; stopped without saving \
          (the last good checkpoint is step {last_good})"
     )]
-    NonFinite { value: f64, after: u64, at: u64, last_good: u64 },
+    NonFinite {
+        value: f64,
+        after: u64,
+        at: u64,
+        last_good: u64,
+    },
 }
 
 /// Result alias for the train crate.
@@ -47,5 +52,8 @@ pub type Result<T, E = TrainError> = std::result::Result<T, E>;
 
 /// Attaches `path` to an I/O error: `fs::read(p).map_err(io_err(p))`.
 pub fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> TrainError + '_ {
-    move |source| TrainError::Io { path: path.to_path_buf(), source }
+    move |source| TrainError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
 }

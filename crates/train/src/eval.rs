@@ -112,13 +112,24 @@ pub fn predict(
             let gold = split.answer.narrow(0, start, len).unsqueeze(1);
             let logits = answer_logits(model, &tokens, &pos, precision);
             let gold_logit = logits.gather(1, &gold, false);
-            let rank = logits.gt_tensor(&gold_logit).sum_dim_intlist(1, false, Kind::Int64) + 1;
-            let prob = logits.softmax(-1, Kind::Float).gather(1, &gold, false).squeeze_dim(1);
+            let rank = logits
+                .gt_tensor(&gold_logit)
+                .sum_dim_intlist(1, false, Kind::Int64)
+                + 1;
+            let prob = logits
+                .softmax(-1, Kind::Float)
+                .gather(1, &gold, false)
+                .squeeze_dim(1);
             let pred = Vec::<i64>::try_from(logits.argmax(-1, false).to_device(tch::Device::Cpu))?;
-            let prob = Vec::<f64>::try_from(prob.to_kind(Kind::Double).to_device(tch::Device::Cpu))?;
+            let prob =
+                Vec::<f64>::try_from(prob.to_kind(Kind::Double).to_device(tch::Device::Cpu))?;
             let rank = Vec::<i64>::try_from(rank.to_device(tch::Device::Cpu))?;
             for ((pred, gold_prob), gold_rank) in pred.into_iter().zip(prob).zip(rank) {
-                out.push(Prediction { pred, gold_prob, gold_rank });
+                out.push(Prediction {
+                    pred,
+                    gold_prob,
+                    gold_rank,
+                });
             }
         }
         Ok(out)
@@ -128,5 +139,7 @@ pub fn predict(
 /// `(start, len)` of consecutive chunks of at most `size` covering `0..n`.
 fn chunks(n: usize, size: usize) -> impl Iterator<Item = (i64, i64)> {
     let size = size.max(1);
-    (0..n).step_by(size).map(move |s| (s as i64, size.min(n - s) as i64))
+    (0..n)
+        .step_by(size)
+        .map(move |s| (s as i64, size.min(n - s) as i64))
 }

@@ -31,7 +31,9 @@ use std::sync::{Arc, OnceLock};
 /// Mixes two 64-bit values into a seed (SplitMix64 finaliser over `a` and `b`); used to derive
 /// the per-epoch permutation seed and the per-step dropout seed from the run's seed.
 pub fn mix(a: u64, b: u64) -> u64 {
-    let mut z = a ^ b.wrapping_add(0x9e37_79b9_7f4a_7c15).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    let mut z = a ^ b
+        .wrapping_add(0x9e37_79b9_7f4a_7c15)
+        .wrapping_mul(0xbf58_476d_1ce4_e5b9);
     z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
     z ^ (z >> 31)
@@ -40,7 +42,9 @@ pub fn mix(a: u64, b: u64) -> u64 {
 /// 64-bit FNV-1a hash: stable across Rust versions and platforms, for config and data
 /// fingerprints.
 pub fn fnv1a(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3))
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
 }
 
 /// A flag set by Ctrl-C or SIGTERM, for [`TrainOptions::stop`]: the run then writes a checkpoint

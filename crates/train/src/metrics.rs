@@ -43,15 +43,24 @@ impl CsvLog {
             }
         }
         crate::checkpoint::write_atomic(path, text.as_bytes())?;
-        let file = OpenOptions::new().append(true).open(path).map_err(io_err(path))?;
-        Ok(CsvLog { path: path.to_path_buf(), file, columns: header.len() })
+        let file = OpenOptions::new()
+            .append(true)
+            .open(path)
+            .map_err(io_err(path))?;
+        Ok(CsvLog {
+            path: path.to_path_buf(),
+            file,
+            columns: header.len(),
+        })
     }
 
     /// Appends one row (already formatted fields) and flushes it to the file.
     pub fn row(&mut self, fields: &[String]) -> Result<()> {
         debug_assert_eq!(fields.len(), self.columns);
         let line = format!("{}\n", fields.join(","));
-        self.file.write_all(line.as_bytes()).map_err(io_err(&self.path))?;
+        self.file
+            .write_all(line.as_bytes())
+            .map_err(io_err(&self.path))?;
         self.file.flush().map_err(io_err(&self.path))
     }
 }

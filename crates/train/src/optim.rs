@@ -26,7 +26,12 @@ pub struct AdamWParams {
 
 impl Default for AdamWParams {
     fn default() -> Self {
-        AdamWParams { beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay: 0.0 }
+        AdamWParams {
+            beta1: 0.9,
+            beta2: 0.999,
+            eps: 1e-8,
+            weight_decay: 0.0,
+        }
     }
 }
 
@@ -75,7 +80,11 @@ impl AdamW {
 
     /// Names of the parameters that receive weight decay, sorted.
     pub fn decayed_names(&self) -> Vec<&str> {
-        self.slots.iter().filter(|s| s.decay).map(|s| s.name.as_str()).collect()
+        self.slots
+            .iter()
+            .filter(|s| s.decay)
+            .map(|s| s.name.as_str())
+            .collect()
     }
 
     /// Sets every gradient to zero (gradients that do not exist yet stay undefined).
@@ -126,7 +135,12 @@ impl AdamW {
     pub fn step(&mut self, lr: f64) {
         self.step += 1;
         let t = self.step as f64;
-        let AdamWParams { beta1, beta2, eps, weight_decay } = self.hp;
+        let AdamWParams {
+            beta1,
+            beta2,
+            eps,
+            weight_decay,
+        } = self.hp;
         let step_size = lr / (1.0 - beta1.powf(t));
         let bias2_sqrt = (1.0 - beta2.powf(t)).sqrt();
         tch::no_grad(|| {
@@ -167,7 +181,12 @@ impl AdamW {
         self.slots
             .iter()
             .filter(|s| s.decay)
-            .map(|s| (s.name.as_str(), s.param.to_kind(Kind::Float).square().sum(Kind::Float)))
+            .map(|s| {
+                (
+                    s.name.as_str(),
+                    s.param.to_kind(Kind::Float).square().sum(Kind::Float),
+                )
+            })
             .collect()
     }
 
@@ -211,6 +230,8 @@ impl AdamW {
     }
 
     fn device(&self) -> tch::Device {
-        self.slots.first().map_or(tch::Device::Cpu, |s| s.param.device())
+        self.slots
+            .first()
+            .map_or(tch::Device::Cpu, |s| s.param.device())
     }
 }

@@ -7,8 +7,11 @@ use std::io::IsTerminal;
 use std::time::Instant;
 
 /// Short names of the splits shown in the bar and the log lines.
-const KEY_SPLITS: [(&str, &str); 3] =
-    [("train_inferred", "train"), ("test_inferred_iid", "id"), ("test_inferred_ood", "ood")];
+const KEY_SPLITS: [(&str, &str); 3] = [
+    ("train_inferred", "train"),
+    ("test_inferred_iid", "id"),
+    ("test_inferred_ood", "ood"),
+];
 
 /// Progress display for one run.
 pub struct Progress {
@@ -33,7 +36,13 @@ impl Progress {
             bar.reset_eta();
             bar
         });
-        Progress { bar, total, last_accs: String::new(), started: Instant::now(), start_step }
+        Progress {
+            bar,
+            total,
+            last_accs: String::new(),
+            started: Instant::now(),
+            start_step,
+        }
     }
 
     /// A message line that does not disturb the bar.
@@ -53,11 +62,21 @@ impl Progress {
     }
 
     /// Called after each evaluation; prints a line in plain mode (and at checkpoints in bar mode).
-    pub fn eval(&mut self, step: u64, epoch: f64, train_loss: f64, metrics: &[SplitMetrics], checkpoint: bool) {
+    pub fn eval(
+        &mut self,
+        step: u64,
+        epoch: f64,
+        train_loss: f64,
+        metrics: &[SplitMetrics],
+        checkpoint: bool,
+    ) {
         self.last_accs = KEY_SPLITS
             .iter()
             .filter_map(|(split, short)| {
-                metrics.iter().find(|m| m.name == *split).map(|m| format!("{short} {:.3}", m.acc))
+                metrics
+                    .iter()
+                    .find(|m| m.name == *split)
+                    .map(|m| format!("{short} {:.3}", m.acc))
             })
             .collect::<Vec<_>>()
             .join(" ");

@@ -105,7 +105,10 @@ impl Running {
     fn tensors(&self) -> Vec<(String, Tensor)> {
         vec![
             ("acc.loss_sum".into(), self.loss_sum.shallow_clone()),
-            ("acc.grad_norm_sum".into(), self.grad_norm_sum.shallow_clone()),
+            (
+                "acc.grad_norm_sum".into(),
+                self.grad_norm_sum.shallow_clone(),
+            ),
             ("acc.count".into(), Tensor::from(self.count as i64)),
         ]
     }
@@ -116,8 +119,12 @@ impl Running {
                 TrainError::Checkpoint(format!("optimizer state lacks tensor {name}"))
             })
         };
-        self.loss_sum = take("acc.loss_sum")?.to_kind(Kind::Double).to_device(device);
-        self.grad_norm_sum = take("acc.grad_norm_sum")?.to_kind(Kind::Double).to_device(device);
+        self.loss_sum = take("acc.loss_sum")?
+            .to_kind(Kind::Double)
+            .to_device(device);
+        self.grad_norm_sum = take("acc.grad_norm_sum")?
+            .to_kind(Kind::Double)
+            .to_device(device);
         self.count = u64::try_from(take("acc.count")?.f_int64_value(&[])?).unwrap_or(0);
         Ok(())
     }
@@ -174,7 +181,12 @@ pub fn train(mut cfg: TrainConfig, run_dir: &Path, opts: &TrainOptions) -> Resul
 }
 
 impl Trainer {
-    fn new(mut cfg: TrainConfig, ds: Dataset, run_dir: &Path, opts: &TrainOptions) -> Result<Trainer> {
+    fn new(
+        mut cfg: TrainConfig,
+        ds: Dataset,
+        run_dir: &Path,
+        opts: &TrainOptions,
+    ) -> Result<Trainer> {
         let device = opts.device;
         let data_fingerprint = data::fingerprint(&ds);
         let gpt_cfg = GptConfig {
@@ -201,7 +213,11 @@ impl Trainer {
             weight_decay: cfg.weight_decay,
         };
         let opt = AdamW::new(vs.variables(), model::is_decayed, hp);
-        let components = opt.decayed_names().iter().map(|n| component_of(n)).collect();
+        let components = opt
+            .decayed_names()
+            .iter()
+            .map(|n| component_of(n))
+            .collect();
 
         let data = TrainTensors::new(&ds.train, ds.vocab.pad_id(), device)?;
         model.check_tokens(&data.tokens)?;
@@ -211,8 +227,16 @@ impl Trainer {
         }
         let steps_per_epoch = data::steps_per_epoch(data.len, cfg.batch_size);
 
-        let mut header: Vec<String> =
-            ["step", "epoch", "lr", "train_loss", "grad_norm", "weight_norm"].map(String::from).into();
+        let mut header: Vec<String> = [
+            "step",
+            "epoch",
+            "lr",
+            "train_loss",
+            "grad_norm",
+            "weight_norm",
+        ]
+        .map(String::from)
+        .into();
         for split in &splits {
             for m in ["acc", "loss", "p"] {
                 header.push(format!("{}_{m}", split.name));
@@ -260,7 +284,8 @@ impl Trainer {
         let mut last_eval = Vec::new();
         let mut perm: Option<(u64, Tensor)> = None;
         if step >= total {
-            self.progress.println(&format!("run already complete at step {step}"));
+            self.progress
+                .println(&format!("run already complete at step {step}"));
         }
         while step < total {
             if self.opts.stop.load(Ordering::SeqCst) {
@@ -277,20 +302,24 @@ impl Trainer {
                 _ => data::epoch_permutation(self.data.len, self.cfg.seed, epoch, self.opts.device),
             };
             let lr = self.lr_at(step);
-            let (loss, grad_norm) = self.train_step(&order, step % self.steps_per_epoch, lr, step)?;
+            let (loss, grad_norm) =
+                self.train_step(&order, step % self.steps_per_epoch, lr, step)?;
             perm = Some((epoch, order));
             self.running.add(&loss, &grad_norm);
             step += 1;
             train_secs += t0.elapsed().as_secs_f64();
 
-            if step % self.cfg.log_every == 0 {
-                let value = loss.to_device(Device::Cpu).to_kind(Kind::Double).double_value(&[]);
+            if step.is_multiple_of(self.cfg.log_every) {
+                let value = loss
+                    .to_device(Device::Cpu)
+                    .to_kind(Kind::Double)
+                    .double_value(&[]);
                 self.check_finite(value, last_log, step, last_checkpoint)?;
                 self.progress.tick(step, value);
                 last_log = step;
             }
             let is_checkpoint = checkpoints.contains(&step);
-            if step % self.cfg.eval_every == 0 || is_checkpoint {
+            if step.is_multiple_of(self.cfg.eval_every) || is_checkpoint {
                 last_eval = self.evaluate_and_log(step, lr, last_checkpoint, is_checkpoint)?;
                 last_log = step;
             }
@@ -304,7 +333,13 @@ impl Trainer {
 
     /// One optimiser update on batch `batch` of the epoch whose permutation is `order`.
     /// Returns the (detached) loss and the gradient norm before clipping, both 0-dim tensors.
-    fn train_step(&mut self, order: &Tensor, batch: u64, lr: f64, step: u64) -> Result<(Tensor, Tensor)> {
+    fn train_step(
+        &mut self,
+        order: &Tensor,
+        batch: u64,
+        lr: f64,
+        step: u64,
+    ) -> Result<(Tensor, Tensor)> {
         tch::manual_seed(mix(self.cfg.seed, step) as i64);
         let bs = self.cfg.batch_size as i64;
         let start = batch as i64 * bs;
@@ -313,7 +348,13 @@ impl Trainer {
         let tokens = self.data.tokens.index_select(0, &rows); // [B, T]
         let positions = self.data.positions.index_select(0, &rows); // [B, K]
         let targets = self.data.targets.index_select(0, &rows); // [B, K]
-        let loss = answer_loss(&self.model, &tokens, &positions, &targets, self.cfg.precision)?;
+        let loss = answer_loss(
+            &self.model,
+            &tokens,
+            &positions,
+            &targets,
+            self.cfg.precision,
+        )?;
         self.opt.zero_grad();
         loss.backward();
         let grad_norm = self.opt.clip_grad_norm(self.cfg.grad_clip);
@@ -331,16 +372,32 @@ impl Trainer {
         if value.is_finite() {
             Ok(())
         } else {
-            Err(TrainError::NonFinite { value, after, at, last_good })
+            Err(TrainError::NonFinite {
+                value,
+                after,
+                at,
+                last_good,
+            })
         }
     }
 
     /// Evaluates every split, appends a metrics.csv row and the layer_norms.csv rows, resets the
     /// running sums. Errors (without writing) if the running loss is not finite.
-    fn evaluate_and_log(&mut self, step: u64, lr: f64, last_checkpoint: u64, checkpoint: bool) -> Result<Vec<SplitMetrics>> {
+    fn evaluate_and_log(
+        &mut self,
+        step: u64,
+        lr: f64,
+        last_checkpoint: u64,
+        checkpoint: bool,
+    ) -> Result<Vec<SplitMetrics>> {
         let (train_loss, grad_norm) = self.running.means()?;
         self.check_finite(train_loss, step - self.running.count, step, last_checkpoint)?;
-        let metrics = eval::evaluate(&self.model, &self.splits, self.cfg.eval_batch_size, self.cfg.precision)?;
+        let metrics = eval::evaluate(
+            &self.model,
+            &self.splits,
+            self.cfg.eval_batch_size,
+            self.cfg.precision,
+        )?;
         let weight_norm = tch::no_grad(|| self.opt.weight_norm()).double_value(&[]);
         let epoch = step as f64 / self.steps_per_epoch as f64;
         let mut row = vec![
@@ -361,11 +418,16 @@ impl Trainer {
             *by_component.entry(component).or_default() += sq.double_value(&[]);
         }
         for (component, sq) in by_component {
-            let fields = [step.to_string(), component.to_string(), fmt_value(sq.sqrt())];
+            let fields = [
+                step.to_string(),
+                component.to_string(),
+                fmt_value(sq.sqrt()),
+            ];
             self.layer_norms.row(&fields)?;
         }
         self.running = Running::new(self.opts.device);
-        self.progress.eval(step, epoch, train_loss, &metrics, checkpoint);
+        self.progress
+            .eval(step, epoch, train_loss, &metrics, checkpoint);
         Ok(metrics)
     }
 
@@ -388,12 +450,19 @@ impl Trainer {
         };
         let metadata = BTreeMap::from([("step".to_string(), step.to_string())]);
         checkpoint::write(&self.run_dir, &state, |dir| {
-            Checkpoint::save(dir.join(checkpoint::MODEL_FILE), &self.vs, &self.gpt_cfg, &metadata)?;
+            Checkpoint::save(
+                dir.join(checkpoint::MODEL_FILE),
+                &self.vs,
+                &self.gpt_cfg,
+                &metadata,
+            )?;
             let mut tensors = self.opt.state_tensors();
             tensors.extend(self.running.tensors());
             let path = dir.join(checkpoint::OPTIMIZER_FILE);
-            let host: Vec<(String, Tensor)> =
-                tensors.into_iter().map(|(n, t)| (n, t.to_device(Device::Cpu))).collect();
+            let host: Vec<(String, Tensor)> = tensors
+                .into_iter()
+                .map(|(n, t)| (n, t.to_device(Device::Cpu)))
+                .collect();
             Tensor::write_safetensors(&host, &path)?;
             Ok(())
         })?;
@@ -448,12 +517,19 @@ impl Trainer {
             .collect();
         self.running.load(&mut tensors, self.opts.device)?;
         self.opt.load_state(tensors.into_iter().collect(), step)?;
-        self.progress.println(&format!("resuming from {}", dir.display()));
+        self.progress
+            .println(&format!("resuming from {}", dir.display()));
         Ok(())
     }
 
     fn announce(&self, ds: &Dataset) {
-        let params: i64 = self.vs.variables().values().map(Tensor::numel).map(|n| n as i64).sum();
+        let params: i64 = self
+            .vs
+            .variables()
+            .values()
+            .map(Tensor::numel)
+            .map(|n| n as i64)
+            .sum();
         self.progress.println(&format!(
             "data {} ({} train examples, {} steps/epoch, splits {}); model {} params, schedule {:?}; \
              {} on {} with {} threads",
@@ -488,13 +564,10 @@ pub fn answer_loss(
         model.unembed(&hidden.gather(1, &index, false)) // [B, K, V]
     });
     let vocab = logits.size()[2];
-    Ok(logits.to_kind(Kind::Float).view([-1, vocab]).f_cross_entropy_loss::<Tensor>(
-        &targets.view([-1]),
-        None,
-        Reduction::Mean,
-        IGNORE,
-        0.0,
-    )?)
+    Ok(logits
+        .to_kind(Kind::Float)
+        .view([-1, vocab])
+        .f_cross_entropy_loss::<Tensor>(&targets.view([-1]), None, Reduction::Mean, IGNORE, 0.0)?)
 }
 
 /// Checks or creates the run folder. Returns the step of the latest complete checkpoint to resume

@@ -26,11 +26,25 @@ fn every_preset_is_valid() {
     assert_eq!(sharing.blocks(), vec![0, 1, 2, 3, 0, 1, 2, 3]);
     assert_eq!(sharing.weight_decay, 0.3);
     let paper = preset("paper-composition");
-    assert_eq!((paper.n_layer, paper.d_model, paper.n_head, paper.batch_size), (8, 768, 12, 512));
-    assert_eq!((paper.lr, paper.weight_decay, paper.warmup_steps, paper.steps), (1e-4, 0.1, 2000, 1_500_000));
+    assert_eq!(
+        (paper.n_layer, paper.d_model, paper.n_head, paper.batch_size),
+        (8, 768, 12, 512)
+    );
+    assert_eq!(
+        (
+            paper.lr,
+            paper.weight_decay,
+            paper.warmup_steps,
+            paper.steps
+        ),
+        (1e-4, 0.1, 2000, 1_500_000)
+    );
     assert_eq!(paper.checkpoints, CheckpointSchedule::Paper);
     let err = TrainConfig::preset("tiny").unwrap_err().to_string();
-    assert!(err.contains("unknown preset") && err.contains("tiny-composition"), "{err}");
+    assert!(
+        err.contains("unknown preset") && err.contains("tiny-composition"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -56,9 +70,18 @@ fn overrides_change_typed_values() {
         "dataset.seed=3",
     ];
     cfg.apply_overrides(&items.map(String::from)).unwrap();
-    assert_eq!((cfg.steps, cfg.batch_size, cfg.lr, cfg.weight_decay), (123, 64, 5e-4, 1.0));
-    assert_eq!((cfg.warmup_steps, cfg.seed, cfg.n_layer, cfg.d_model), (7, 9, 2, 64));
-    assert_eq!((cfg.n_head, cfg.d_mlp, cfg.dropout, cfg.eval_every), (2, 256, 0.1, 10));
+    assert_eq!(
+        (cfg.steps, cfg.batch_size, cfg.lr, cfg.weight_decay),
+        (123, 64, 5e-4, 1.0)
+    );
+    assert_eq!(
+        (cfg.warmup_steps, cfg.seed, cfg.n_layer, cfg.d_model),
+        (7, 9, 2, 64)
+    );
+    assert_eq!(
+        (cfg.n_head, cfg.d_mlp, cfg.dropout, cfg.eval_every),
+        (2, 256, 0.1, 10)
+    );
     assert_eq!(cfg.schedule, BlockSchedule::Repeat(3));
     assert_eq!(cfg.blocks(), vec![0, 1, 0, 1, 0, 1]);
     assert_eq!(cfg.checkpoints, CheckpointSchedule::Log(12));
@@ -66,9 +89,11 @@ fn overrides_change_typed_values() {
     assert_eq!(spec.seed, 3);
     assert!(serde_json::to_string(spec).unwrap().contains("\"phi\":7.2"));
 
-    cfg.apply_overrides(&["n_layer=4".into(), "schedule=[0,1,2,3,0,1,2,3]".into()]).unwrap();
+    cfg.apply_overrides(&["n_layer=4".into(), "schedule=[0,1,2,3,0,1,2,3]".into()])
+        .unwrap();
     assert_eq!(cfg.blocks(), vec![0, 1, 2, 3, 0, 1, 2, 3]);
-    cfg.apply_overrides(&["n_layer=1".into(), "schedule=repeat:6".into()]).unwrap();
+    cfg.apply_overrides(&["n_layer=1".into(), "schedule=repeat:6".into()])
+        .unwrap();
     assert_eq!(cfg.blocks(), vec![0; 6]);
 }
 
@@ -77,7 +102,10 @@ fn bad_overrides_name_the_key() {
     let cfg = preset("tiny-composition");
     let cases = [
         ("stepz=10", "unknown config key \"stepz\""),
-        ("dataset.params.phy=1", "unknown config key \"dataset.params.phy\""),
+        (
+            "dataset.params.phy=1",
+            "unknown config key \"dataset.params.phy\"",
+        ),
         ("steps", "expected key=value"),
         ("batch_size=abc", "batch_size"),
         ("batch_size=0", "batch_size = 0"),
@@ -99,7 +127,10 @@ fn bad_overrides_name_the_key() {
     for (item, want) in cases {
         let err = set_err(&cfg, item);
         assert!(err.contains(want), "--set {item}: {err:?} lacks {want:?}");
-        assert!(!err.contains('\n'), "--set {item}: multi-line error {err:?}");
+        assert!(
+            !err.contains('\n'),
+            "--set {item}: multi-line error {err:?}"
+        );
     }
 }
 
@@ -109,25 +140,54 @@ fn config_files_in_toml_and_json() {
     std::fs::create_dir_all(&dir).unwrap();
 
     let toml = dir.join("a.toml");
-    std::fs::write(&toml, "preset = \"tiny-comparison\"\nsteps = 77\n[dataset.params]\nphi = 3.6\n").unwrap();
+    std::fs::write(
+        &toml,
+        "preset = \"tiny-comparison\"\nsteps = 77\n[dataset.params]\nphi = 3.6\n",
+    )
+    .unwrap();
     let cfg = TrainConfig::from_file(&toml).unwrap();
     assert_eq!(cfg.steps, 77);
     assert_eq!(cfg.n_layer, 4);
-    assert!(serde_json::to_string(&cfg.dataset).unwrap().contains("\"phi\":3.6"));
+    assert!(serde_json::to_string(&cfg.dataset)
+        .unwrap()
+        .contains("\"phi\":3.6"));
 
     let full = dir.join("full.json");
-    std::fs::write(&full, serde_json::to_string_pretty(&preset("tiny-composition")).unwrap()).unwrap();
-    assert_eq!(TrainConfig::from_file(&full).unwrap(), preset("tiny-composition"));
+    std::fs::write(
+        &full,
+        serde_json::to_string_pretty(&preset("tiny-composition")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        TrainConfig::from_file(&full).unwrap(),
+        preset("tiny-composition")
+    );
     let mut no_preset = preset("tiny-composition");
     no_preset.preset = None;
     std::fs::write(&full, serde_json::to_string(&no_preset).unwrap()).unwrap();
     assert_eq!(TrainConfig::from_file(&full).unwrap(), no_preset);
 
     let bad = [
-        ("b.toml", "preset = \"tiny-comparison\"\nstepz = 3\n", "stepz"),
-        ("c.toml", "preset = \"tiny-comparison\"\n[dataset.params]\nphy = 1\n", "dataset.params.phy"),
-        ("d.toml", "preset = \"tiny-comparison\"\nbatch_size = \"big\"\n", "batch_size"),
-        ("e.toml", "preset = \"tiny-comparison\"\nbatch_size = 0\n", "batch_size = 0"),
+        (
+            "b.toml",
+            "preset = \"tiny-comparison\"\nstepz = 3\n",
+            "stepz",
+        ),
+        (
+            "c.toml",
+            "preset = \"tiny-comparison\"\n[dataset.params]\nphy = 1\n",
+            "dataset.params.phy",
+        ),
+        (
+            "d.toml",
+            "preset = \"tiny-comparison\"\nbatch_size = \"big\"\n",
+            "batch_size",
+        ),
+        (
+            "e.toml",
+            "preset = \"tiny-comparison\"\nbatch_size = 0\n",
+            "batch_size = 0",
+        ),
         ("f.toml", "preset = \"nope\"\n", "unknown preset"),
         ("g.toml", "steps = [", "g.toml"),
         ("h.json", "{\"steps\": 3}", "missing field"),
@@ -138,7 +198,9 @@ fn config_files_in_toml_and_json() {
         let err = TrainConfig::from_file(&path).unwrap_err().to_string();
         assert!(err.contains(want), "{name}: {err:?} lacks {want:?}");
     }
-    let missing = TrainConfig::from_file(&dir.join("absent.toml")).unwrap_err().to_string();
+    let missing = TrainConfig::from_file(&dir.join("absent.toml"))
+        .unwrap_err()
+        .to_string();
     assert!(missing.contains("absent.toml"), "{missing}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
@@ -147,17 +209,29 @@ fn config_files_in_toml_and_json() {
 fn resumable_keys_do_not_change_the_trajectory() {
     let a = preset("tiny-composition");
     let mut b = a.clone();
-    b.apply_overrides(&["steps=99999".into(), "eval_every=7".into(), "checkpoints=every:5".into()]).unwrap();
+    b.apply_overrides(&[
+        "steps=99999".into(),
+        "eval_every=7".into(),
+        "checkpoints=every:5".into(),
+    ])
+    .unwrap();
     assert_eq!(a.trajectory_hash(), b.trajectory_hash());
     assert!(a.trajectory_differences(&b).is_empty());
     b.apply_overrides(&["lr=1e-3".into()]).unwrap();
     assert_ne!(a.trajectory_hash(), b.trajectory_hash());
     let diffs = b.trajectory_differences(&a);
     assert_eq!(diffs.len(), 1, "{diffs:?}");
-    assert!(diffs[0].starts_with("lr was 0.002 and is now 0.001"), "{diffs:?}");
+    assert!(
+        diffs[0].starts_with("lr was 0.002 and is now 0.001"),
+        "{diffs:?}"
+    );
     let mut c = a.clone();
     c.apply_overrides(&["lr_schedule=cosine".into()]).unwrap();
     let mut d = c.clone();
     d.apply_overrides(&["steps=10".into()]).unwrap();
-    assert_ne!(c.trajectory_hash(), d.trajectory_hash(), "cosine depends on steps");
+    assert_ne!(
+        c.trajectory_hash(),
+        d.trajectory_hash(),
+        "cosine depends on steps"
+    );
 }

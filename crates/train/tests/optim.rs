@@ -12,10 +12,18 @@ fn values(t: &Tensor) -> Vec<f64> {
 /// with different learning rates, against the AdamW formula written out in f64.
 #[test]
 fn adamw_matches_hand_computation_on_two_parameters() {
-    let hp = AdamWParams { beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay: 0.1 };
+    let hp = AdamWParams {
+        beta1: 0.9,
+        beta2: 0.999,
+        eps: 1e-8,
+        weight_decay: 0.1,
+    };
     let w = Tensor::from_slice(&[1.5f32]).set_requires_grad(true);
     let b = Tensor::from_slice(&[-0.5f32]).set_requires_grad(true);
-    let params = vec![("w.weight".to_string(), w.shallow_clone()), ("b.bias".to_string(), b.shallow_clone())];
+    let params = vec![
+        ("w.weight".to_string(), w.shallow_clone()),
+        ("b.bias".to_string(), b.shallow_clone()),
+    ];
     let mut opt = AdamW::new(params, |name| name.ends_with(".weight"), hp);
     assert_eq!(opt.decayed_names(), vec!["w.weight"]);
 
@@ -55,7 +63,10 @@ fn adamw_matches_hand_computation_on_two_parameters() {
 fn clipping_bounds_the_global_norm() {
     let a = Tensor::from_slice(&[3.0f32]).set_requires_grad(true);
     let b = Tensor::from_slice(&[4.0f32]).set_requires_grad(true);
-    let params = vec![("a".to_string(), a.shallow_clone()), ("b".to_string(), b.shallow_clone())];
+    let params = vec![
+        ("a".to_string(), a.shallow_clone()),
+        ("b".to_string(), b.shallow_clone()),
+    ];
     let mut opt = AdamW::new(params, |_| true, AdamWParams::default());
     // grads: d/da (a²/2) = 3, d/db (b²/2) = 4 → norm 5
     ((&a * &a).sum(Kind::Float) * 0.5 + (&b * &b).sum(Kind::Float) * 0.5).backward();
@@ -72,12 +83,22 @@ fn clipping_bounds_the_global_norm() {
 #[test]
 fn weight_decay_skips_layernorms_and_biases() {
     tch::manual_seed(0);
-    let cfg = GptConfig { dropout: 0.0, d_mlp: 32, ..GptConfig::new(11, 6, 16, 2, 2) };
+    let cfg = GptConfig {
+        dropout: 0.0,
+        d_mlp: 32,
+        ..GptConfig::new(11, 6, 16, 2, 2)
+    };
     let vs = nn::VarStore::new(Device::Cpu);
     let gpt = Gpt::new(&vs.root(), &cfg).unwrap();
-    let before: Vec<(String, Tensor)> =
-        vs.variables().into_iter().map(|(n, t)| (n, t.detach().copy())).collect();
-    let hp = AdamWParams { weight_decay: 0.5, ..AdamWParams::default() };
+    let before: Vec<(String, Tensor)> = vs
+        .variables()
+        .into_iter()
+        .map(|(n, t)| (n, t.detach().copy()))
+        .collect();
+    let hp = AdamWParams {
+        weight_decay: 0.5,
+        ..AdamWParams::default()
+    };
     let mut opt = AdamW::new(vs.variables(), model::is_decayed, hp);
     let tokens = Tensor::from_slice(&[1i64, 2, 3, 4]).view([1, 4]);
     (gpt.forward_t(&tokens, false).sum(Kind::Float) * 0.0).backward();
@@ -94,7 +115,10 @@ fn weight_decay_skips_layernorms_and_biases() {
         } else {
             let expected = old * 0.95;
             let diff = (new - expected).abs().max().double_value(&[]);
-            assert!(diff < 1e-7, "{name} not decayed by exactly 0.95 (max diff {diff})");
+            assert!(
+                diff < 1e-7,
+                "{name} not decayed by exactly 0.95 (max diff {diff})"
+            );
             decayed.push(name.clone());
         }
     }

@@ -28,7 +28,10 @@ fn paper_schedule_is_dense_then_sparse() {
     assert_eq!(&steps[..3], &[2000, 4000, 6000]);
     assert!(steps.contains(&40_000));
     assert!(!steps.contains(&42_000));
-    assert_eq!(&steps[steps.len() - 4..], &[50_000, 100_000, 150_000, 160_000]);
+    assert_eq!(
+        &steps[steps.len() - 4..],
+        &[50_000, 100_000, 150_000, 160_000]
+    );
     assert_eq!(steps.len(), 20 + 3 + 1);
 }
 
@@ -51,7 +54,16 @@ fn schedules_round_trip_and_reject_bad_strings() {
     for s in ["paper", "every:10", "log:12", "steps:1,2,30"] {
         assert_eq!(s.parse::<CheckpointSchedule>().unwrap().to_string(), s);
     }
-    for bad in ["", "every", "every:0", "every:x", "log:1", "steps:", "steps:1,,2", "daily"] {
+    for bad in [
+        "",
+        "every",
+        "every:0",
+        "every:x",
+        "log:1",
+        "steps:",
+        "steps:1,,2",
+        "daily",
+    ] {
         let err = bad.parse::<CheckpointSchedule>().unwrap_err().to_string();
         assert!(err.contains("checkpoints"), "{bad}: {err}");
     }

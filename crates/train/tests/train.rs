@@ -22,7 +22,9 @@ fn lock() -> MutexGuard<'static, ()> {
 
 /// A fresh folder for one test.
 fn scratch(name: &str) -> PathBuf {
-    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("train-tests").join(name);
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .join("train-tests")
+        .join(name);
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     dir
@@ -35,7 +37,7 @@ fn tiny_cfg(extra: &[&str]) -> TrainConfig {
         "dataset.params.entities=30",
         "dataset.params.relations=6",
         "dataset.params.out_degree=3",
-        "dataset.params.phi=3.0",
+        "dataset.params.phi=2.0",
         "dataset.params.id_test_ratio=0.1",
         "dataset.params.test_size=40",
         "n_layer=2",
@@ -57,7 +59,11 @@ fn tiny_cfg(extra: &[&str]) -> TrainConfig {
 }
 
 fn opts(data_root: &Path) -> TrainOptions {
-    TrainOptions { quiet: true, data_root: data_root.to_path_buf(), ..TrainOptions::new(Device::Cpu) }
+    TrainOptions {
+        quiet: true,
+        data_root: data_root.to_path_buf(),
+        ..TrainOptions::new(Device::Cpu)
+    }
 }
 
 /// Every file of a run folder (config.json aside), relative path → bytes.
@@ -70,7 +76,11 @@ fn run_files(run: &Path) -> Vec<(String, Vec<u8>)> {
             if path.is_dir() {
                 stack.push(path);
             } else if path.file_name().unwrap() != "config.json" {
-                let rel = path.strip_prefix(run).unwrap().to_string_lossy().into_owned();
+                let rel = path
+                    .strip_prefix(run)
+                    .unwrap()
+                    .to_string_lossy()
+                    .into_owned();
                 out.push((rel, std::fs::read(&path).unwrap()));
             }
         }
@@ -79,16 +89,61 @@ fn run_files(run: &Path) -> Vec<(String, Vec<u8>)> {
     out
 }
 
-fn assert_same_run(a: &Path, b: &Path) {
-    let (fa, fb) = (run_files(a), run_files(b));
+/// `b` holds the same files as `a`, byte for byte, plus the checkpoints `extra` that `a` lacks
+/// (written when `b` was interrupted).
+fn assert_same_run(a: &Path, b: &Path, extra: &[u64]) {
+    let scheduled = checkpoint::list(a).unwrap();
+    let extra: Vec<String> = extra
+        .iter()
+        .filter(|s| !scheduled.contains(s))
+        .map(|s| format!("step-{s}/"))
+        .collect();
+    let fa = run_files(a);
+    let fb: Vec<_> = run_files(b)
+        .into_iter()
+        .filter(|(n, _)| !extra.iter().any(|e| n.starts_with(e)))
+        .collect();
     let names = |f: &[(String, Vec<u8>)]| f.iter().map(|(n, _)| n.clone()).collect::<Vec<_>>();
-    assert_eq!(names(&fa), names(&fb), "different files in {} and {}", a.display(), b.display());
+    assert_eq!(
+        names(&fa),
+        names(&fb),
+        "different files in {} and {}",
+        a.display(),
+        b.display()
+    );
     for ((name, x), (_, y)) in fa.iter().zip(&fb) {
         if name.ends_with(".csv") {
-            assert_eq!(String::from_utf8_lossy(x), String::from_utf8_lossy(y), "{name} differs");
+            assert_eq!(
+                String::from_utf8_lossy(x),
+                String::from_utf8_lossy(y),
+                "{name} differs"
+            );
         }
-        assert!(x == y, "{name} differs between {} and {}", a.display(), b.display());
+        if name.ends_with("model.safetensors") {
+            assert_same_safetensors(name, x, y);
+        } else {
+            assert!(
+                x == y,
+                "{name} differs between {} and {}",
+                a.display(),
+                b.display()
+            );
+        }
     }
+}
+
+/// The tensor bytes of two safetensors files are identical and their headers hold the same
+/// entries. (The model crate writes the `__metadata__` map in hash order, so the header's key
+/// order may differ between two writes of the same model; the weights may not.)
+fn assert_same_safetensors(name: &str, x: &[u8], y: &[u8]) {
+    let split = |b: &[u8]| {
+        let n = u64::from_le_bytes(b[..8].try_into().unwrap()) as usize;
+        let header: serde_json::Value = serde_json::from_slice(&b[8..8 + n]).unwrap();
+        (header, b[8 + n..].to_vec())
+    };
+    let ((hx, dx), (hy, dy)) = (split(x), split(y));
+    assert!(dx == dy, "{name}: tensor bytes differ");
+    assert_eq!(hx, hy, "{name}: headers differ");
 }
 
 /// Trains `cfg` into `run` from scratch to the end.
@@ -107,27 +162,50 @@ fn same_run_twice_gives_identical_files() {
     let cfg = tiny_cfg(&[]);
     full_run(&cfg, &root.join("a"), &root.join("data"));
     full_run(&cfg, &root.join("b"), &root.join("data"));
-    assert_same_run(&root.join("a"), &root.join("b"));
+    assert_same_run(&root.join("a"), &root.join("b"), &[]);
 
     let metrics = std::fs::read_to_string(root.join("a/metrics.csv")).unwrap();
     let header = metrics.lines().next().unwrap();
-    assert!(header.starts_with("step,epoch,lr,train_loss,grad_norm,weight_norm,"), "{header}");
-    for split in ["train_inferred", "test_inferred_iid", "test_inferred_ood", "id_atomic", "ood_atomic"] {
+    assert!(
+        header.starts_with("step,epoch,lr,train_loss,grad_norm,weight_norm,"),
+        "{header}"
+    );
+    for split in [
+        "train_inferred",
+        "test_inferred_iid",
+        "test_inferred_ood",
+        "id_atomic",
+        "ood_atomic",
+    ] {
         for m in ["acc", "loss", "p"] {
-            assert!(header.contains(&format!("{split}_{m}")), "{header} lacks {split}_{m}");
+            assert!(
+                header.contains(&format!("{split}_{m}")),
+                "{header} lacks {split}_{m}"
+            );
         }
     }
-    let steps: Vec<&str> = metrics.lines().skip(1).map(|l| l.split(',').next().unwrap()).collect();
+    let steps: Vec<&str> = metrics
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').next().unwrap())
+        .collect();
     assert_eq!(steps, ["10", "20", "30", "40", "50", "60"]);
     let norms = std::fs::read_to_string(root.join("a/layer_norms.csv")).unwrap();
-    assert!(norms.starts_with("step,component,norm\n10,block.0,"), "{norms}");
+    assert!(
+        norms.starts_with("step,component,norm\n10,block.0,"),
+        "{norms}"
+    );
     assert!(norms.contains("\n60,embed,"), "{norms}");
     assert_eq!(checkpoint::list(&root.join("a")).unwrap(), vec![20, 40, 60]);
 
     let config: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(root.join("a/config.json")).unwrap()).unwrap();
+        serde_json::from_str(&std::fs::read_to_string(root.join("a/config.json")).unwrap())
+            .unwrap();
     let data_dir = PathBuf::from(config["data_dir"].as_str().unwrap());
-    assert!(data_dir.is_absolute() && data_dir.join("train.json").is_file(), "{data_dir:?}");
+    assert!(
+        data_dir.is_absolute() && data_dir.join("train.json").is_file(),
+        "{data_dir:?}"
+    );
     assert_eq!(config["steps"], 60);
 }
 
@@ -147,7 +225,15 @@ fn stop_flag_checkpoints_and_resume_is_exact() {
         std::thread::sleep(delay);
         flag.store(true, Ordering::SeqCst);
     });
-    let first = train::train(cfg.clone(), &run, &TrainOptions { stop, ..opts(&data) }).unwrap();
+    let first = train::train(
+        cfg.clone(),
+        &run,
+        &TrainOptions {
+            stop,
+            ..opts(&data)
+        },
+    )
+    .unwrap();
     setter.join().unwrap();
     eprintln!("stopped at step {} of {}", first.step, cfg.steps);
     if first.interrupted {
@@ -156,7 +242,7 @@ fn stop_flag_checkpoints_and_resume_is_exact() {
     let second = train::train(cfg.clone(), &run, &opts(&data)).unwrap();
     assert_eq!(second.start_step, first.step);
     assert_eq!(second.step, cfg.steps);
-    assert_same_run(&root.join("ref"), &run);
+    assert_same_run(&root.join("ref"), &run, &[first.step]);
 }
 
 #[test]
@@ -169,28 +255,52 @@ fn longer_steps_extend_a_finished_run_exactly() {
     full_run(&tiny_cfg(&["steps=40"]), &run, &data);
     let summary = train::train(tiny_cfg(&["steps=80"]), &run, &opts(&data)).unwrap();
     assert_eq!((summary.start_step, summary.step), (40, 80));
-    assert_same_run(&root.join("ref"), &run);
+    assert_same_run(&root.join("ref"), &run, &[]);
     let again = train::train(tiny_cfg(&["steps=80"]), &run, &opts(&data)).unwrap();
-    assert_eq!((again.start_step, again.step), (80, 80), "a finished run is left as it is");
+    assert_eq!(
+        (again.start_step, again.step),
+        (80, 80),
+        "a finished run is left as it is"
+    );
 }
 
 /// Entry point of the child processes of the signal tests (skipped in a normal test run).
 #[test]
 #[ignore]
 fn child_process_trains() {
-    let (Ok(run), Ok(data)) = (std::env::var("TRAIN_CHILD_RUN"), std::env::var("TRAIN_CHILD_DATA")) else {
+    let (Ok(run), Ok(data)) = (
+        std::env::var("TRAIN_CHILD_RUN"),
+        std::env::var("TRAIN_CHILD_DATA"),
+    ) else {
         return;
     };
     tch::set_num_threads(1);
     let cfg = tiny_cfg(&["steps=300"]);
     let stop = train::stop_on_signals().unwrap();
-    let summary = train::train(cfg, Path::new(&run), &TrainOptions { stop, ..opts(Path::new(&data)) }).unwrap();
-    eprintln!("child stopped at step {} (interrupted: {})", summary.step, summary.interrupted);
+    let summary = train::train(
+        cfg,
+        Path::new(&run),
+        &TrainOptions {
+            stop,
+            ..opts(Path::new(&data))
+        },
+    )
+    .unwrap();
+    eprintln!(
+        "child stopped at step {} (interrupted: {})",
+        summary.step, summary.interrupted
+    );
 }
 
 fn spawn_child(run: &Path, data: &Path) -> std::process::Child {
     Command::new(std::env::current_exe().unwrap())
-        .args(["child_process_trains", "--exact", "--ignored", "--nocapture", "--test-threads=1"])
+        .args([
+            "child_process_trains",
+            "--exact",
+            "--ignored",
+            "--nocapture",
+            "--test-threads=1",
+        ])
         .env("TRAIN_CHILD_RUN", run)
         .env("TRAIN_CHILD_DATA", data)
         .spawn()
@@ -199,7 +309,10 @@ fn spawn_child(run: &Path, data: &Path) -> std::process::Child {
 
 /// A pseudo-random fraction in [0.1, 0.9) from the clock (the moment of the interruption).
 fn random_fraction() -> f64 {
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos();
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
     0.1 + 0.8 * f64::from(nanos % 1_000_000) / 1e6
 }
 
@@ -211,19 +324,14 @@ fn sigkill_at_a_random_moment_then_resume_is_exact() {
     let cfg = tiny_cfg(&["steps=300"]);
     full_run(&cfg, &root.join("ref"), &data);
 
-    let run = root.join("killed");
-    let started = Instant::now();
-    let mut child = spawn_child(&run, &data);
-    while !run.join("config.json").exists() && started.elapsed() < Duration::from_secs(60) {
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    let mut probe = spawn_child(&root.join("probe"), &data);
+    // How long a child takes from spawn to the end, then a child killed at a random moment of that.
     let probe_start = Instant::now();
-    probe.wait().unwrap();
+    assert!(spawn_child(&root.join("probe"), &data)
+        .wait()
+        .unwrap()
+        .success());
     let child_duration = probe_start.elapsed().as_secs_f64();
-    let _ = child.wait();
-    let _ = std::fs::remove_dir_all(&run);
-
+    let run = root.join("killed");
     let mut child = spawn_child(&run, &data);
     std::thread::sleep(Duration::from_secs_f64(child_duration * random_fraction()));
     child.kill().unwrap();
@@ -232,7 +340,7 @@ fn sigkill_at_a_random_moment_then_resume_is_exact() {
     eprintln!("killed after checkpoints {kept:?}");
     let resumed = train::train(cfg.clone(), &run, &opts(&data)).unwrap();
     assert_eq!(resumed.start_step, kept.last().copied().unwrap_or(0));
-    assert_same_run(&root.join("ref"), &run);
+    assert_same_run(&root.join("ref"), &run, &[]);
 }
 
 #[test]
@@ -250,22 +358,35 @@ fn sigterm_writes_a_checkpoint_and_exits_cleanly() {
         std::thread::sleep(Duration::from_millis(5));
     }
     std::thread::sleep(Duration::from_secs_f64(duration * random_fraction() * 0.5));
-    let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
     assert!(status.success());
     let exit = child.wait().unwrap();
-    assert!(exit.success(), "the child did not exit cleanly after SIGTERM: {exit:?}");
+    assert!(
+        exit.success(),
+        "the child did not exit cleanly after SIGTERM: {exit:?}"
+    );
     let kept = checkpoint::list(&run).unwrap();
     eprintln!("terminated with checkpoints {kept:?}");
-    assert!(!kept.is_empty());
-    train::train(cfg, &run, &opts(&data)).unwrap();
-    assert_same_run(&root.join("ref"), &run);
+    let stopped = *kept.last().unwrap();
+    let resumed = train::train(cfg, &run, &opts(&data)).unwrap();
+    assert_eq!(resumed.start_step, stopped);
+    assert_same_run(&root.join("ref"), &run, &[stopped]);
 }
 
 #[test]
 fn non_finite_loss_stops_and_keeps_the_last_good_checkpoint() {
     let _g = lock();
     let root = scratch("nan");
-    let cfg = tiny_cfg(&["lr=1e30", "weight_decay=0", "warmup_steps=0", "log_every=1", "checkpoints=every:1"]);
+    let cfg = tiny_cfg(&[
+        "lr=1e30",
+        "weight_decay=0",
+        "warmup_steps=0",
+        "log_every=1",
+        "checkpoints=every:1",
+    ]);
     let run = root.join("run");
     let err = train::train(cfg, &run, &opts(&root.join("data"))).unwrap_err();
     let TrainError::NonFinite { at, last_good, .. } = err else {
@@ -275,7 +396,10 @@ fn non_finite_loss_stops_and_keeps_the_last_good_checkpoint() {
     assert!(msg.contains("last good checkpoint"), "{msg}");
     let kept = checkpoint::list(&run).unwrap();
     assert_eq!(kept.last().copied().unwrap_or(0), last_good, "{msg}");
-    assert!(kept.iter().all(|&s| s < at), "a checkpoint was written at or after the bad step: {kept:?}");
+    assert!(
+        kept.iter().all(|&s| s < at),
+        "a checkpoint was written at or after the bad step: {kept:?}"
+    );
 }
 
 #[test]
@@ -287,22 +411,38 @@ fn resume_with_other_settings_or_data_is_refused() {
     full_run(&tiny_cfg(&["steps=20"]), &run, &data);
     let before = run_files(&run);
 
-    let err = train::train(tiny_cfg(&["steps=20", "lr=1e-3"]), &run, &opts(&data)).unwrap_err().to_string();
-    assert!(err.contains("lr was 0.003 and is now 0.001"), "{err}");
-    let err = train::train(tiny_cfg(&["steps=20", "d_model=48"]), &run, &opts(&data)).unwrap_err().to_string();
-    assert!(err.contains("d_model"), "{err}");
-    let err = train::train(tiny_cfg(&["steps=20", "dataset.params.entities=31"]), &run, &opts(&data))
+    let err = train::train(tiny_cfg(&["steps=20", "lr=1e-3"]), &run, &opts(&data))
         .unwrap_err()
         .to_string();
+    assert!(err.contains("lr was 0.003 and is now 0.001"), "{err}");
+    let err = train::train(tiny_cfg(&["steps=20", "d_model=48"]), &run, &opts(&data))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("d_model"), "{err}");
+    let err = train::train(
+        tiny_cfg(&["steps=20", "dataset.params.entities=31"]),
+        &run,
+        &opts(&data),
+    )
+    .unwrap_err()
+    .to_string();
     assert!(err.contains("different data"), "{err}");
-    assert_eq!(run_files(&run), before, "a refused resume changed the run folder");
+    assert_eq!(
+        run_files(&run),
+        before,
+        "a refused resume changed the run folder"
+    );
 
     let other = root.join("not-a-run");
     std::fs::create_dir_all(&other).unwrap();
     std::fs::write(other.join("notes.txt"), "mine").unwrap();
-    let err = train::train(tiny_cfg(&[]), &other, &opts(&data)).unwrap_err().to_string();
+    let err = train::train(tiny_cfg(&[]), &other, &opts(&data))
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("not a grokscope run folder"), "{err}");
-    let err = train::train(tiny_cfg(&[]), Path::new("/proc/no-such/run"), &opts(&data)).unwrap_err().to_string();
+    let err = train::train(tiny_cfg(&[]), Path::new("/proc/no-such/run"), &opts(&data))
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("/proc/no-such/run"), "{err}");
 }
 
@@ -317,13 +457,24 @@ fn loss_counts_only_the_answer_positions() {
     let root = scratch("loss");
     let ds = tiny_dataset(&root);
     tch::manual_seed(1);
-    let gcfg = model::GptConfig { dropout: 0.0, d_mlp: 64, ..model::GptConfig::new(ds.vocab.len(), 8, 32, 2, 2) };
+    let gcfg = model::GptConfig {
+        dropout: 0.0,
+        d_mlp: 64,
+        ..model::GptConfig::new(ds.vocab.len(), 8, 32, 2, 2)
+    };
     let vs = tch::nn::VarStore::new(Device::Cpu);
     let gpt = model::Gpt::new(&vs.root(), &gcfg).unwrap();
 
     let examples: Vec<tasks::Example> = ds.train.iter().take(16).cloned().collect();
     let data = TrainTensors::new(&examples, 0, Device::Cpu).unwrap();
-    let loss = train::answer_loss(&gpt, &data.tokens, &data.positions, &data.targets, Precision::Fp32).unwrap();
+    let loss = train::answer_loss(
+        &gpt,
+        &data.tokens,
+        &data.positions,
+        &data.targets,
+        Precision::Fp32,
+    )
+    .unwrap();
 
     // The same loss from the full logits with every non-loss label ignored (Hugging Face style).
     let logits = gpt.forward_t(&data.tokens, true);
@@ -335,15 +486,14 @@ fn loss_counts_only_the_answer_positions() {
         }
     }
     let labels = Tensor::from_slice(&labels);
-    let reference = logits.view([-1, ds.vocab.len() as i64]).cross_entropy_loss::<Tensor>(
-        &labels,
-        None,
-        tch::Reduction::Mean,
-        -100,
-        0.0,
-    );
+    let reference = logits
+        .view([-1, ds.vocab.len() as i64])
+        .cross_entropy_loss::<Tensor>(&labels, None, tch::Reduction::Mean, -100, 0.0);
     let diff = (&loss - &reference).abs().double_value(&[]);
-    assert!(diff < 1e-5, "gathered loss {loss:?} vs full-logit loss {reference:?}");
+    assert!(
+        diff < 1e-5,
+        "gathered loss {loss:?} vs full-logit loss {reference:?}"
+    );
 
     // A token that only a non-loss position would predict (here one appended after `</a>`)
     // changes nothing; a prompt token changes the loss.
@@ -359,12 +509,26 @@ fn loss_counts_only_the_answer_positions() {
         ex.tokens[last] = ex.tokens[1];
     }
     let data3 = TrainTensors::new(&other, 0, Device::Cpu).unwrap();
-    let loss3 = train::answer_loss(&gpt, &data3.tokens, &data3.positions, &data3.targets, Precision::Fp32).unwrap();
+    let loss3 = train::answer_loss(
+        &gpt,
+        &data3.tokens,
+        &data3.positions,
+        &data3.targets,
+        Precision::Fp32,
+    )
+    .unwrap();
     assert_eq!(loss3.double_value(&[]), loss.double_value(&[]));
     let mut prompt = examples.clone();
     prompt[0].tokens[0] = prompt[1].tokens[0] % (ds.vocab.len() as u32 - 1) + 1;
     let data4 = TrainTensors::new(&prompt, 0, Device::Cpu).unwrap();
-    let loss4 = train::answer_loss(&gpt, &data4.tokens, &data4.positions, &data4.targets, Precision::Fp32).unwrap();
+    let loss4 = train::answer_loss(
+        &gpt,
+        &data4.tokens,
+        &data4.positions,
+        &data4.targets,
+        Precision::Fp32,
+    )
+    .unwrap();
     if prompt[0].tokens[0] != examples[0].tokens[0] {
         assert_ne!(loss4.double_value(&[]), loss.double_value(&[]));
     }
@@ -376,18 +540,39 @@ fn evaluation_matches_a_direct_computation() {
     let root = scratch("eval");
     let ds = tiny_dataset(&root);
     tch::manual_seed(2);
-    let gcfg = model::GptConfig { dropout: 0.0, d_mlp: 64, ..model::GptConfig::new(ds.vocab.len(), 8, 32, 2, 2) };
+    let gcfg = model::GptConfig {
+        dropout: 0.0,
+        d_mlp: 64,
+        ..model::GptConfig::new(ds.vocab.len(), 8, 32, 2, 2)
+    };
     let vs = tch::nn::VarStore::new(Device::Cpu);
     let gpt = model::Gpt::new(&vs.root(), &gcfg).unwrap();
     let splits = EvalSplit::all(&ds, Device::Cpu).unwrap();
     let names: Vec<&str> = splits.iter().map(|s| s.name.as_str()).collect();
-    assert_eq!(names, ["id_atomic", "ood_atomic", "test_inferred_iid", "test_inferred_ood", "train_inferred"]);
+    assert_eq!(
+        names,
+        [
+            "id_atomic",
+            "ood_atomic",
+            "test_inferred_iid",
+            "test_inferred_ood",
+            "train_inferred"
+        ]
+    );
     let metrics = eval::evaluate(&gpt, &splits, 7, Precision::Fp32).unwrap();
     for (split, m) in splits.iter().zip(&metrics) {
-        let examples = &ds.splits().into_iter().find(|(n, _)| *n == split.name).unwrap().1;
+        let examples = &ds
+            .splits()
+            .into_iter()
+            .find(|(n, _)| *n == split.name)
+            .unwrap()
+            .1;
         let (mut correct, mut loss, mut p) = (0usize, 0.0, 0.0);
         for ex in examples {
-            let prompt: Vec<i64> = ex.tokens[..=ex.answer_pos].iter().map(|&t| i64::from(t)).collect();
+            let prompt: Vec<i64> = ex.tokens[..=ex.answer_pos]
+                .iter()
+                .map(|&t| i64::from(t))
+                .collect();
             let logits = gpt.forward_t(&Tensor::from_slice(&prompt).view([1, -1]), false);
             let last = logits.get(0).get(ex.answer_pos as i64);
             let logp = last.log_softmax(-1, Kind::Double);
@@ -399,12 +584,24 @@ fn evaluation_matches_a_direct_computation() {
         let n = examples.len() as f64;
         assert_eq!(m.n, examples.len());
         assert!((m.acc - correct as f64 / n).abs() < 1e-9, "{}: acc", m.name);
-        assert!((m.loss - loss / n).abs() < 1e-4, "{}: loss {} vs {}", m.name, m.loss, loss / n);
+        assert!(
+            (m.loss - loss / n).abs() < 1e-4,
+            "{}: loss {} vs {}",
+            m.name,
+            m.loss,
+            loss / n
+        );
         assert!((m.p - p / n).abs() < 1e-5, "{}: p", m.name);
 
         let preds = eval::predict(&gpt, split, 5, Precision::Fp32).unwrap();
-        let hits = preds.iter().zip(examples.iter()).filter(|(pr, ex)| pr.pred == i64::from(ex.answer)).count();
+        let hits = preds
+            .iter()
+            .zip(examples.iter())
+            .filter(|(pr, ex)| pr.pred == i64::from(ex.answer))
+            .count();
         assert_eq!(hits, correct);
-        assert!(preds.iter().all(|pr| pr.gold_rank >= 1 && (0.0..=1.0).contains(&pr.gold_prob)));
+        assert!(preds
+            .iter()
+            .all(|pr| pr.gold_rank >= 1 && (0.0..=1.0).contains(&pr.gold_prob)));
     }
 }

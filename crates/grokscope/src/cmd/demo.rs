@@ -97,7 +97,8 @@ fn child(ctx: &Ctx, args: &[&str]) -> Result<()> {
 type Metrics = Vec<BTreeMap<String, f64>>;
 
 fn read_metrics(path: &Path) -> Result<Metrics> {
-    let mut reader = csv::Reader::from_path(path).with_context(|| format!("reading {}", path.display()))?;
+    let mut reader =
+        csv::Reader::from_path(path).with_context(|| format!("reading {}", path.display()))?;
     let header = reader.headers()?.clone();
     let mut rows = Vec::new();
     for record in reader.records() {
@@ -121,7 +122,9 @@ fn col(row: &BTreeMap<String, f64>, name: &str) -> f64 {
 
 fn composition_checks(metrics: &Metrics, trace_dir: &Path) -> Result<Vec<Check>> {
     let mut checks = Vec::new();
-    let sat = metrics.iter().find(|r| col(r, "train_inferred_acc") >= 0.95);
+    let sat = metrics
+        .iter()
+        .find(|r| col(r, "train_inferred_acc") >= 0.95);
     checks.push(match sat {
         Some(r) => Check {
             claim: "composition: train ≥ 0.95 reached while test ID ≤ 0.5".into(),
@@ -140,12 +143,21 @@ fn composition_checks(metrics: &Metrics, trace_dir: &Path) -> Result<Vec<Check>>
         },
     });
     let sat_step = sat.map(|r| col(r, "step")).unwrap_or(f64::INFINITY);
-    let later = metrics.iter().find(|r| col(r, "step") > sat_step && col(r, "test_inferred_iid_acc") >= 0.9);
+    let later = metrics
+        .iter()
+        .find(|r| col(r, "step") > sat_step && col(r, "test_inferred_iid_acc") >= 0.9);
     checks.push(Check {
         claim: "composition: test ID later ≥ 0.9 (grokking)".into(),
         measured: match later {
-            Some(r) => format!("test ID {:.3} at step {}", col(r, "test_inferred_iid_acc"), col(r, "step")),
-            None => format!("best test ID {:.3}", max_of(metrics, "test_inferred_iid_acc")),
+            Some(r) => format!(
+                "test ID {:.3} at step {}",
+                col(r, "test_inferred_iid_acc"),
+                col(r, "step")
+            ),
+            None => format!(
+                "best test ID {:.3}",
+                max_of(metrics, "test_inferred_iid_acc")
+            ),
         },
         ok: Some(later.is_some()),
     });
@@ -161,7 +173,10 @@ fn composition_checks(metrics: &Metrics, trace_dir: &Path) -> Result<Vec<Check>>
 }
 
 fn comparison_checks(metrics: &Metrics) -> Vec<Check> {
-    let last = metrics.last().map(|r| col(r, "test_inferred_ood_acc")).unwrap_or(f64::NAN);
+    let last = metrics
+        .last()
+        .map(|r| col(r, "test_inferred_ood_acc"))
+        .unwrap_or(f64::NAN);
     let best = max_of(metrics, "test_inferred_ood_acc");
     vec![
         Check {
@@ -178,12 +193,17 @@ fn comparison_checks(metrics: &Metrics) -> Vec<Check> {
 }
 
 fn max_of(metrics: &Metrics, name: &str) -> f64 {
-    metrics.iter().map(|r| col(r, name)).filter(|v| v.is_finite()).fold(f64::NAN, f64::max)
+    metrics
+        .iter()
+        .map(|r| col(r, name))
+        .filter(|v| v.is_finite())
+        .fold(f64::NAN, f64::max)
 }
 
 /// lens.csv MRR rows: (target, position, layer, step) → value.
 fn read_lens_mrr(path: &Path) -> Result<BTreeMap<(String, String, usize, u64), f64>> {
-    let mut reader = csv::Reader::from_path(path).with_context(|| format!("reading {}", path.display()))?;
+    let mut reader =
+        csv::Reader::from_path(path).with_context(|| format!("reading {}", path.display()))?;
     let mut out = BTreeMap::new();
     for record in reader.deserialize::<(u64, usize, String, String, String, f64)>() {
         let (step, layer, position, target, metric, value) =
@@ -197,7 +217,8 @@ fn read_lens_mrr(path: &Path) -> Result<BTreeMap<(String, String, usize, u64), f
 
 fn trace_summary(trace_dir: &Path) -> Result<interp::TraceSummary> {
     let path = trace_dir.join("trace.json");
-    let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    let text =
+        std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
     serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))
 }
 
@@ -208,7 +229,9 @@ fn lens_checks(trace_dir: &Path) -> Result<Vec<Check>> {
     let mrr = read_lens_mrr(&trace_dir.join("lens.csv"))?;
     let (start, end) = (summary.saturation.step, summary.last_step);
     let middle = 1..summary.n_layer;
-    let get = |t: &str, p: &str, l: usize, s: u64| mrr.get(&(t.to_string(), p.to_string(), l, s)).copied();
+    let get = |t: &str, p: &str, l: usize, s: u64| {
+        mrr.get(&(t.to_string(), p.to_string(), l, s)).copied()
+    };
     let bridge = middle
         .clone()
         .filter_map(|l| get("b1", "r1", l, end).map(|v| (l, v)))
@@ -218,7 +241,9 @@ fn lens_checks(trace_dir: &Path) -> Result<Vec<Check>> {
         .max_by(|a, b| (a.2 - a.1).total_cmp(&(b.2 - b.1)));
     Ok(vec![
         Check {
-            claim: "lens: bridge entity decodable at r1 in a middle layer after grokking (MRR ≥ 0.8)".into(),
+            claim:
+                "lens: bridge entity decodable at r1 in a middle layer after grokking (MRR ≥ 0.8)"
+                    .into(),
             measured: bridge.map_or("no lens rows for b1 at r1".into(), |(l, v)| {
                 format!("MRR {v:.3} at layer {l}, step {end}")
             }),
@@ -240,12 +265,18 @@ fn causal_check(trace_dir: &Path) -> Result<Check> {
     let key = summary.causal.iter().find(|k| k.corruption == "r1");
     Ok(match key.and_then(|k| Some((k.layer, k.start?, k.end?))) {
         Some((layer, a, b)) => Check {
-            claim: format!("tracing: causal strength of S[{layer}, r1] grows during grokking (paper)"),
+            claim: format!(
+                "tracing: causal strength of S[{layer}, r1] grows during grokking (paper)"
+            ),
             measured: format!(
                 "{a:.3} at step {} → {b:.3} at step {}{}",
                 summary.saturation.step,
                 summary.last_step,
-                if b > a { "" } else { " — it does NOT grow at this scale" }
+                if b > a {
+                    ""
+                } else {
+                    " — it does NOT grow at this scale"
+                }
             ),
             ok: if b > a { Some(true) } else { None },
         },
@@ -267,7 +298,11 @@ fn verdict(ok: Option<bool>) -> &'static str {
 
 fn print_summary(checks: &[Check], seconds: f64, out: &Path) {
     println!("\n== demo summary ({:.1} min)", seconds / 60.0);
-    let width = checks.iter().map(|c| c.claim.chars().count()).max().unwrap_or(0);
+    let width = checks
+        .iter()
+        .map(|c| c.claim.chars().count())
+        .max()
+        .unwrap_or(0);
     for c in checks {
         println!("{:<4}  {:<width$}  {}", verdict(c.ok), c.claim, c.measured);
     }
@@ -288,7 +323,11 @@ fn write_index(out: &Path, checks: &[Check]) -> Result<()> {
     );
     for c in checks {
         let v = verdict(c.ok);
-        let _ = write!(html, "<tr><td class=\"{v}\">{v}</td><td>{}</td><td>{}</td></tr>", c.claim, c.measured);
+        let _ = write!(
+            html,
+            "<tr><td class=\"{v}\">{v}</td><td>{}</td><td>{}</td></tr>",
+            c.claim, c.measured
+        );
     }
     html.push_str("</table>");
     for task in ["composition", "comparison"] {

@@ -70,12 +70,17 @@ pub fn run(args: EvalArgs, ctx: &Ctx) -> Result<()> {
         let known: Vec<String> = groups.iter().map(|(n, _)| n.clone()).collect();
         groups.retain(|(n, _)| n == name);
         if groups.is_empty() {
-            bail!("no split {name:?} in {} (splits: {})", args.data.display(), known.join(", "));
+            bail!(
+                "no split {name:?} in {} (splits: {})",
+                args.data.display(),
+                known.join(", ")
+            );
         }
     }
     let mut writer = match &args.out {
         Some(out) => Some(BufWriter::new(
-            std::fs::File::create(out).with_context(|| format!("cannot write {}", out.display()))?,
+            std::fs::File::create(out)
+                .with_context(|| format!("cannot write {}", out.display()))?,
         )),
         None => None,
     };
@@ -87,12 +92,22 @@ pub fn run(args: EvalArgs, ctx: &Ctx) -> Result<()> {
         }
         ckpt.model.check_tokens(&split.tokens)?;
         let preds = eval::predict(&ckpt.model, &split, args.batch_size, Precision::Fp32)?;
-        let correct = preds.iter().zip(examples).filter(|(p, ex)| p.pred == i64::from(ex.answer)).count();
-        println!("{name:<24} {:>6} {:>8.4}", split.len, correct as f64 / split.len as f64);
+        let correct = preds
+            .iter()
+            .zip(examples)
+            .filter(|(p, ex)| p.pred == i64::from(ex.answer))
+            .count();
+        println!(
+            "{name:<24} {:>6} {:>8.4}",
+            split.len,
+            correct as f64 / split.len as f64
+        );
         if let Some(w) = writer.as_mut() {
             for (index, (p, ex)) in preds.iter().zip(examples).enumerate() {
                 let input_ids = &ex.tokens[..=ex.answer_pos];
-                let pred_id = u32::try_from(p.pred).ok().filter(|&id| (id as usize) < ds.vocab.len());
+                let pred_id = u32::try_from(p.pred)
+                    .ok()
+                    .filter(|&id| (id as usize) < ds.vocab.len());
                 let line = PredictionLine {
                     split: name,
                     index,
@@ -110,7 +125,8 @@ pub fn run(args: EvalArgs, ctx: &Ctx) -> Result<()> {
         }
     }
     if let (Some(mut w), Some(out)) = (writer, &args.out) {
-        w.flush().with_context(|| format!("cannot write {}", out.display()))?;
+        w.flush()
+            .with_context(|| format!("cannot write {}", out.display()))?;
         eprintln!("predictions written to {}", out.display());
     }
     Ok(())

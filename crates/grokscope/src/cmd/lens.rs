@@ -1,7 +1,7 @@
 //! `grokscope lens`: the logit lens on one checkpoint (paper-spec §5; docs/interp.md).
 
 use crate::device::Ctx;
-use anyhow::{Context, Result};
+use anyhow::Result;
 use interp::lens::{all_targets, default_targets, logit_lens, TargetSpec};
 use interp::load::{check_compatible, open, Opened};
 use interp::output::write_csv;
@@ -50,8 +50,7 @@ impl ProbeArgs {
 
     /// Loads the checkpoint and the dataset.
     pub fn open(&self, ctx: &Ctx) -> Result<Opened> {
-        open(&self.checkpoint, self.data.as_deref(), ctx.device)
-            .with_context(|| format!("opening {}", self.checkpoint.display()))
+        Ok(open(&self.checkpoint, self.data.as_deref(), ctx.device)?)
     }
 
     /// Builds the probe set and checks that the checkpoint can read it.

@@ -1,7 +1,10 @@
 //! One module per subcommand.
 
 pub mod attribute;
+pub mod cache;
 pub mod data;
+pub mod demo;
+pub mod dla;
 pub mod doctor;
 pub mod eval;
 pub mod export_hf;
@@ -9,6 +12,7 @@ pub mod import_hf;
 pub mod lens;
 pub mod patch;
 pub mod plot;
+pub mod probe;
 pub mod report;
 pub mod surgery;
 pub mod trace;

@@ -46,7 +46,10 @@ pub fn run(args: TrainArgs, ctx: &Ctx) -> Result<()> {
             let stem = path.file_stem().map(|s| s.to_string_lossy().into_owned());
             (cfg, stem.unwrap_or_else(|| "run".into()))
         }
-        _ => bail!("give --preset NAME ({}) or --config FILE", PRESETS.join(", ")),
+        _ => bail!(
+            "give --preset NAME ({}) or --config FILE",
+            PRESETS.join(", ")
+        ),
     };
     cfg.apply_overrides(&args.set)?;
     if let Some(dir) = &args.data {
@@ -60,7 +63,9 @@ pub fn run(args: TrainArgs, ctx: &Ctx) -> Result<()> {
         println!("{}", serde_json::to_string_pretty(&cfg)?);
         return Ok(());
     }
-    let out = args.out.unwrap_or_else(|| PathBuf::from("checkpoints").join(name));
+    let out = args
+        .out
+        .unwrap_or_else(|| PathBuf::from("checkpoints").join(name));
     let opts = TrainOptions {
         device: ctx.device,
         quiet: args.quiet,
@@ -70,7 +75,10 @@ pub fn run(args: TrainArgs, ctx: &Ctx) -> Result<()> {
     let summary = train::train(cfg, &out, &opts)
         .with_context(|| format!("training run {}", out.display()))?;
     if summary.interrupted {
-        println!("stopped at step {} (checkpoint written); resume with the same command", summary.step);
+        println!(
+            "stopped at step {} (checkpoint written); resume with the same command",
+            summary.step
+        );
     } else {
         println!("done: step {} in {}", summary.step, out.display());
     }
@@ -81,7 +89,10 @@ pub fn run(args: TrainArgs, ctx: &Ctx) -> Result<()> {
         );
     }
     for m in &summary.last_eval {
-        println!("{:<24} acc {:.4}  loss {:.4}  p {:.4}  (n={})", m.name, m.acc, m.loss, m.p, m.n);
+        println!(
+            "{:<24} acc {:.4}  loss {:.4}  p {:.4}  (n={})",
+            m.name, m.acc, m.loss, m.p, m.n
+        );
     }
     Ok(())
 }

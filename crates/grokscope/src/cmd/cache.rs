@@ -1,0 +1,81 @@
+//! `grokscope cache`: export the activations of chosen hooks on a probe set to a safetensors file
+//! for Python (docs/interp.md, "Probes and DLA").
+
+use crate::device::Ctx;
+use anyhow::Result;
+use interp::export::{export_activations, resolve_hooks};
+use interp::load::{check_compatible, open};
+use interp::{Net, ProbeSet, ProbeSpec};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+#[derive(clap::Args, Debug)]
+pub struct CacheArgs {
+    /// Checkpoint file, e.g. checkpoints/RUN/step-N/model.safetensors.
+    #[arg(long)]
+    pub checkpoint: PathBuf,
+    /// Dataset folder [default: data_dir of RUN/config.json when the checkpoint is RUN/step-N/…].
+    #[arg(long)]
+    pub data: Option<PathBuf>,
+    /// Hooks to export: TransformerLens names or glob patterns (`*` = any run of characters
+    /// other than `.`), e.g. `blocks.*.hook_resid_post` `ln_final.hook_scale`.
+    #[arg(long, num_args = 1.., required = true)]
+    pub hooks: Vec<String>,
+    /// Split the probe examples come from (a test.json type, or train / valid).
+    #[arg(long, default_value = "train_inferred")]
+    pub split: String,
+    /// Number of examples drawn at random from the split (0 = the whole split, in file order).
+    #[arg(long, visible_alias = "size", default_value_t = 300)]
+    pub limit: usize,
+    /// Seed of the sample.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Largest batch of one forward pass (bounds memory).
+    #[arg(long, default_value_t = 2048)]
+    pub max_rows: usize,
+    /// Output safetensors file.
+    #[arg(long)]
+    pub out: PathBuf,
+}
+
+/// Runs `grokscope cache`: writes the safetensors file and prints its tensors.
+pub fn run(args: CacheArgs, ctx: &Ctx) -> Result<()> {
+    let opened = open(&args.checkpoint, args.data.as_deref(), ctx.device)?;
+    let net = Net::new(&opened.checkpoint.model);
+    let hooks = resolve_hooks(&args.hooks, net.n_layer())?;
+    let spec = ProbeSpec {
+        split: args.split.clone(),
+        size: (args.limit > 0).then_some(args.limit),
+        seed: args.seed,
+    };
+    let probe = ProbeSet::build(&opened.data, &spec, &[])?;
+    check_compatible(&opened.checkpoint.config, &opened.data, probe.seq_len())?;
+    let metadata = BTreeMap::from([
+        ("checkpoint".to_string(), opened.path.display().to_string()),
+        ("step".to_string(), opened.step.to_string()),
+        (
+            "data_dir".to_string(),
+            opened.data.dir.display().to_string(),
+        ),
+        ("task".to_string(), opened.data.kind.name().to_string()),
+    ]);
+    let summary = export_activations(&net, &probe, &hooks, &args.out, &metadata, args.max_rows)?;
+    println!(
+        "cached {} hooks of {} at step {} on {} {} examples (positions {})",
+        hooks.len(),
+        opened.path.display(),
+        opened.step,
+        summary.examples,
+        probe.spec.split,
+        probe.positions.join(",")
+    );
+    for (name, shape) in &summary.tensors {
+        println!("  {name:<32} {shape:?}");
+    }
+    println!(
+        "wrote {} ({:.1} MiB)",
+        args.out.display(),
+        summary.bytes as f64 / (1024.0 * 1024.0)
+    );
+    Ok(())
+}

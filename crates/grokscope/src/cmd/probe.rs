@@ -1,0 +1,286 @@
+//! `grokscope probe`: linear probes per (layer, position) on one checkpoint or every checkpoint of
+//! a run, next to the logit lens's accuracy of the same target (docs/interp.md, "Probes and DLA").
+
+use crate::device::Ctx;
+use anyhow::Result;
+use interp::linear_probe::{default_probe_targets, linear_probes, FitOptions, LinearProbeOptions};
+use interp::load::{check_compatible, checkpoint_step, list_checkpoints, resolve_data_dir};
+use interp::output::{write_csv, write_json, LensRow};
+use interp::{InterpError, Net, ProbeSet, ProbeSpec};
+use serde_json::json;
+use std::path::{Path, PathBuf};
+
+/// Which checkpoints an analysis reads, its dataset, probe sample and output folder; shared by
+/// `probe` and `dla`.
+#[derive(clap::Args, Debug)]
+pub struct SourceArgs {
+    /// Checkpoint file, e.g. checkpoints/RUN/step-N/model.safetensors.
+    #[arg(long, required_unless_present = "run", conflicts_with = "run")]
+    pub checkpoint: Option<PathBuf>,
+    /// Run folder: analyse every checkpoint RUN/step-N/model.safetensors (or those of --steps).
+    #[arg(long)]
+    pub run: Option<PathBuf>,
+    /// With --run: the steps to analyse, comma-separated [default: every checkpoint].
+    #[arg(long, value_delimiter = ',', requires = "run")]
+    pub steps: Option<Vec<u64>>,
+    /// Dataset folder [default: data_dir of RUN/config.json].
+    #[arg(long)]
+    pub data: Option<PathBuf>,
+    /// Output folder [default with --run: notebooks-out/<run name>/].
+    #[arg(long, required_unless_present = "run")]
+    pub out: Option<PathBuf>,
+    /// Split the probe examples come from (a test.json type, or train / valid).
+    #[arg(long, default_value = "train_inferred")]
+    pub split: String,
+    /// Seed of the probe sample (and of the probes' train/held-out split).
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Largest batch of one forward pass (bounds memory).
+    #[arg(long, default_value_t = 2048)]
+    pub max_rows: usize,
+}
+
+/// The resolved checkpoints, dataset and output folder of [`SourceArgs`].
+pub struct Source {
+    /// Checkpoint files in step order.
+    pub checkpoints: Vec<PathBuf>,
+    pub data: tasks::Dataset,
+    pub out: PathBuf,
+}
+
+impl SourceArgs {
+    /// Lists the checkpoints, loads the dataset and picks the output folder.
+    pub fn resolve(&self) -> Result<Source> {
+        let (checkpoints, out) = match (&self.checkpoint, &self.run) {
+            (Some(file), _) => (vec![file.clone()], self.out.clone()),
+            (None, Some(run)) => {
+                let all = list_checkpoints(run)?;
+                let files = match &self.steps {
+                    None => all.into_iter().map(|(_, f)| f).collect(),
+                    Some(steps) => steps
+                        .iter()
+                        .map(|s| {
+                            all.iter()
+                                .find(|(step, _)| step == s)
+                                .map(|(_, f)| f.clone())
+                                .ok_or_else(|| InterpError::UnknownStep {
+                                    run: run.clone(),
+                                    step: *s,
+                                    available: all
+                                        .iter()
+                                        .map(|(s, _)| s.to_string())
+                                        .collect::<Vec<_>>()
+                                        .join(", "),
+                                })
+                        })
+                        .collect::<Result<Vec<_>, _>>()?,
+                };
+                (
+                    files,
+                    Some(self.out.clone().unwrap_or_else(|| default_out(run))),
+                )
+            }
+            (None, None) => anyhow::bail!("give --checkpoint FILE or --run DIR"),
+        };
+        let out = out.ok_or_else(|| anyhow::anyhow!("give --out DIR"))?;
+        let first = checkpoints
+            .first()
+            .ok_or_else(|| anyhow::anyhow!("no checkpoint to analyse"))?;
+        let data = tasks::Dataset::load(&resolve_data_dir(first, self.data.as_deref())?)?;
+        Ok(Source {
+            checkpoints,
+            data,
+            out,
+        })
+    }
+
+    /// The probe set of `size` examples (0 = the whole split).
+    pub fn probe(&self, data: &tasks::Dataset, size: usize) -> Result<ProbeSet> {
+        let spec = ProbeSpec {
+            split: self.split.clone(),
+            size: (size > 0).then_some(size),
+            seed: self.seed,
+        };
+        Ok(ProbeSet::build(data, &spec, &[])?)
+    }
+}
+
+/// `notebooks-out/<run folder name>`, where `trace` and `plot` look for a run's analyses.
+fn default_out(run: &Path) -> PathBuf {
+    let name = run
+        .canonicalize()
+        .ok()
+        .and_then(|p| p.file_name().map(|n| n.to_os_string()))
+        .or_else(|| run.file_name().map(|n| n.to_os_string()))
+        .unwrap_or_else(|| "run".into());
+    PathBuf::from("notebooks-out").join(name)
+}
+
+/// Loads each checkpoint of `source` in turn, checks it against the probe set and calls
+/// `f(step, checkpoint file, model)`.
+pub fn for_each_checkpoint(
+    source: &Source,
+    probe: &ProbeSet,
+    ctx: &Ctx,
+    mut f: impl FnMut(u64, &Path, &Net) -> Result<()>,
+) -> Result<()> {
+    for path in &source.checkpoints {
+        let ckpt = model::Checkpoint::load(path, ctx.device)?;
+        check_compatible(&ckpt.config, &source.data, probe.seq_len())?;
+        let step = checkpoint_step(path, &ckpt.metadata);
+        f(step, path, &Net::new(&ckpt.model))?;
+    }
+    Ok(())
+}
+
+#[derive(clap::Args, Debug)]
+pub struct ProbeCmdArgs {
+    #[command(flatten)]
+    pub source: SourceArgs,
+    /// Number of probe examples drawn at random from the split (0 = the whole split).
+    #[arg(long, default_value_t = 3000)]
+    pub size: usize,
+    /// Role whose token the probes decode (repeatable): e.g. b1 (bridge entity), r2, v1, v2,
+    /// label (comparison label), answer [default: the paper's targets of the task].
+    #[arg(long = "target")]
+    pub targets: Vec<String>,
+    /// Positions to probe, comma-separated (names such as h,r1,r2 or last) [default: all].
+    #[arg(long, value_delimiter = ',')]
+    pub positions: Option<Vec<String>>,
+    /// Layers, comma-separated (0 = embeddings … L = last block output) [default: all].
+    #[arg(long, value_delimiter = ',')]
+    pub layers: Option<Vec<usize>>,
+    /// Fraction of each class's examples held out for scoring.
+    #[arg(long, default_value_t = 0.25)]
+    pub holdout: f64,
+    /// Full-batch Adam iterations per layer.
+    #[arg(long, default_value_t = FitOptions::default().iterations)]
+    pub iterations: usize,
+    /// Adam learning rate.
+    #[arg(long, default_value_t = FitOptions::default().lr)]
+    pub lr: f64,
+    /// L2 penalty λ (on standardised features).
+    #[arg(long, default_value_t = FitOptions::default().l2)]
+    pub l2: f64,
+}
+
+/// Runs `grokscope probe`: writes `probe.csv`, `probe_summary.json` and `examples.jsonl` and
+/// prints the held-out accuracy per layer and position.
+pub fn run(args: ProbeCmdArgs, ctx: &Ctx) -> Result<()> {
+    let source = args.source.resolve()?;
+    let probe = args.source.probe(&source.data, args.size)?;
+    let targets = if args.targets.is_empty() {
+        default_probe_targets(&probe)
+    } else {
+        args.targets.clone()
+    };
+    for t in &targets {
+        if t != interp::lens::ANSWER {
+            probe.check_role(t)?;
+        }
+    }
+    for p in args.positions.iter().flatten() {
+        probe.position(p)?;
+    }
+    let opts = LinearProbeOptions {
+        fit: FitOptions {
+            iterations: args.iterations,
+            lr: args.lr,
+            l2: args.l2,
+        },
+        holdout: args.holdout,
+        seed: args.source.seed,
+        max_rows: args.source.max_rows,
+    };
+    let out = &source.out;
+    probe.write_jsonl(&out.join("examples.jsonl"), &source.data.vocab)?;
+    let mut rows: Vec<LensRow> = Vec::new();
+    let mut steps = Vec::new();
+    let mut target_info = Vec::new();
+    for_each_checkpoint(&source, &probe, ctx, |step, path, net| {
+        let result = linear_probes(
+            net,
+            &probe,
+            &targets,
+            args.positions.as_deref(),
+            args.layers.as_deref(),
+            &opts,
+        )?;
+        println!(
+            "linear probes of {} at step {} on {} {} examples: forward {:.2} s, fit {:.2} s",
+            path.display(),
+            step,
+            probe.examples.len(),
+            probe.spec.split,
+            result.forward_seconds,
+            result.fit_seconds
+        );
+        for t in &result.targets {
+            println!(
+                "  target {} ({} classes, {} train / {} held out, majority baseline {:.3}): \
+                 held-out probe accuracy / lens top-1 per layer",
+                t.role,
+                t.classes.len(),
+                t.n_train(),
+                t.n_held_out(),
+                t.chance
+            );
+            let mut layers: Vec<usize> = result.cells.iter().map(|c| c.layer).collect();
+            layers.dedup();
+            for layer in layers {
+                let cells: Vec<String> = result
+                    .cells
+                    .iter()
+                    .filter(|c| c.layer == layer && c.target == t.role)
+                    .map(|c| format!("{}:{:.2}/{:.2}", c.position, c.probe_acc, c.lens_acc))
+                    .collect();
+                println!("    layer {layer:>2}  {}", cells.join("  "));
+            }
+        }
+        if target_info.is_empty() {
+            target_info = result
+                .targets
+                .iter()
+                .map(|t| {
+                    json!({
+                        "role": t.role,
+                        "classes": t.classes.len(),
+                        "train": t.n_train(),
+                        "held_out": t.n_held_out(),
+                        "majority_baseline": t.chance,
+                    })
+                })
+                .collect();
+        }
+        steps.push(json!({
+            "step": step,
+            "checkpoint": path,
+            "forward_seconds": result.forward_seconds,
+            "fit_seconds": result.fit_seconds,
+        }));
+        rows.extend(result.rows(step));
+        write_csv(&out.join("probe.csv"), &rows)?;
+        Ok(())
+    })?;
+    write_json(
+        &out.join("probe_summary.json"),
+        &json!({
+            "data_dir": source.data.dir,
+            "split": probe.spec.split,
+            "probe_size": probe.examples.len(),
+            "seed": probe.spec.seed,
+            "holdout": opts.holdout,
+            "iterations": opts.fit.iterations,
+            "lr": opts.fit.lr,
+            "l2": opts.fit.l2,
+            "lens": "recompute",
+            "targets": target_info,
+            "checkpoints": steps,
+        }),
+    )?;
+    println!(
+        "wrote probe.csv, probe_summary.json and examples.jsonl to {}",
+        out.display()
+    );
+    Ok(())
+}

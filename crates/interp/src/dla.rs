@@ -1,0 +1,302 @@
+//! Direct logit attribution (DLA): how much each component writing to the residual stream adds
+//! directly to the logit difference `logit[gold] − logit[alt]` at the answer position.
+//!
+//! The final residual state is the sum of its components: `hook_embed + hook_pos_embed +
+//! Σ_l (attn_out_l + mlp_out_l)`, and `attn_out_l = Σ_h hook_result[l, h] + b_O[l]`. With the
+//! cached final LayerNorm scale `s` (`ln_final.hook_scale` of the same example and position), the
+//! logit difference splits exactly (TransformerLens `apply_ln_to_stack`):
+//!
+//! `attr_c = ((c − mean(c)) / s) · (w_ln ⊙ (W_U[:, gold] − W_U[:, alt]))`, plus the LayerNorm
+//! bias term `b_ln · (W_U[:, gold] − W_U[:, alt])`; the unembedding is tied and has no bias.
+//!
+//! Components, in `dla.csv` order: `embed`, `pos_embed`, then per layer `attn_out.{l}` and
+//! `mlp_out.{l}`, then `ln_final.bias`, then per layer every head `head.{l}.{h}` and the attention
+//! output bias `attn_bias.{l}`. Two partitions of the logit difference follow:
+//! embeddings + `attn_out.*` + `mlp_out.*` + `ln_final.bias` (the layer view), and embeddings +
+//! `head.*.*` + `attn_bias.*` + `mlp_out.*` + `ln_final.bias` (the head view); `attn_out.{l}`
+//! equals the sum of its heads and `attn_bias.{l}`.
+
+use crate::error::{InterpError, Result};
+use crate::net::{logits_at, Net};
+use crate::probe::ProbeSet;
+use crate::states::{alt_tokens, tokens_tensor};
+use crate::stats::{mean, to_f64, to_i64};
+use model::{HookPoint, RunRequest};
+use ndarray::Array2;
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use tch::{Kind, Tensor};
+
+/// A component of the residual stream at the answer position.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum DlaComponent {
+    /// `hook_embed`: the token embedding.
+    Embed,
+    /// `hook_pos_embed`: the position embedding.
+    PosEmbed,
+    /// `blocks.{l}.hook_attn_out` (= its heads + its output bias).
+    AttnOut(usize),
+    /// `blocks.{l}.hook_mlp_out`.
+    MlpOut(usize),
+    /// The final LayerNorm's bias `b_ln · ΔW_U`.
+    LnBias,
+    /// `blocks.{l}.attn.hook_result` of head `h`.
+    Head(usize, usize),
+    /// The attention output bias `b_O` of layer `l` (c_proj bias).
+    AttnBias(usize),
+}
+
+impl fmt::Display for DlaComponent {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DlaComponent::Embed => write!(f, "embed"),
+            DlaComponent::PosEmbed => write!(f, "pos_embed"),
+            DlaComponent::AttnOut(l) => write!(f, "attn_out.{l}"),
+            DlaComponent::MlpOut(l) => write!(f, "mlp_out.{l}"),
+            DlaComponent::LnBias => write!(f, "ln_final.bias"),
+            DlaComponent::Head(l, h) => write!(f, "head.{l}.{h}"),
+            DlaComponent::AttnBias(l) => write!(f, "attn_bias.{l}"),
+        }
+    }
+}
+
+impl DlaComponent {
+    /// Every component of a model with `n_layer` layers and `n_head` heads, in `dla.csv` order.
+    pub fn all(n_layer: usize, n_head: usize) -> Vec<DlaComponent> {
+        let mut out = vec![DlaComponent::Embed, DlaComponent::PosEmbed];
+        for l in 0..n_layer {
+            out.push(DlaComponent::AttnOut(l));
+            out.push(DlaComponent::MlpOut(l));
+        }
+        out.push(DlaComponent::LnBias);
+        for l in 0..n_layer {
+            out.extend((0..n_head).map(|h| DlaComponent::Head(l, h)));
+            out.push(DlaComponent::AttnBias(l));
+        }
+        out
+    }
+
+    /// True for the components of the layer view (embeddings, `attn_out`, `mlp_out`, LN bias).
+    pub fn in_layer_view(&self) -> bool {
+        !matches!(self, DlaComponent::Head(..) | DlaComponent::AttnBias(_))
+    }
+
+    /// True for the components of the head view (embeddings, heads, attention biases,
+    /// `mlp_out`, LN bias).
+    pub fn in_head_view(&self) -> bool {
+        !matches!(self, DlaComponent::AttnOut(_))
+    }
+}
+
+/// One row of `dla.csv`: `step,component,value`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DlaRow {
+    pub step: u64,
+    pub component: String,
+    pub value: f64,
+}
+
+/// Direct logit attribution of a probe set.
+#[derive(Clone, Debug)]
+pub struct DlaResult {
+    /// Components (columns of `values`), in `dla.csv` order.
+    pub components: Vec<DlaComponent>,
+    /// Attribution per example (rows, probe order) and component `[N, C]`.
+    pub values: Array2<f64>,
+    /// The model's logit difference `logit[gold] − logit[alt]` per example.
+    pub logit_diff: Vec<f64>,
+    /// The alternative token per example (runner-up, or the given one).
+    pub alt: Vec<u32>,
+}
+
+impl DlaResult {
+    /// Mean attribution of each component over the examples.
+    pub fn means(&self) -> Vec<(DlaComponent, f64)> {
+        self.components
+            .iter()
+            .enumerate()
+            .map(|(j, c)| (*c, mean(self.values.column(j).iter().copied())))
+            .collect()
+    }
+
+    /// Mean logit difference.
+    pub fn mean_logit_diff(&self) -> f64 {
+        mean(self.logit_diff.iter().copied())
+    }
+
+    /// Largest `|Σ parts − logit difference|` over examples and both partitions (a check that the
+    /// decomposition is exact; float rounding only).
+    pub fn max_residual(&self) -> f64 {
+        let mut worst: f64 = 0.0;
+        for view in [DlaComponent::in_layer_view, DlaComponent::in_head_view] {
+            for (row, ld) in self.values.rows().into_iter().zip(&self.logit_diff) {
+                let sum: f64 = self
+                    .components
+                    .iter()
+                    .zip(row)
+                    .filter(|(c, _)| view(c))
+                    .map(|(_, v)| v)
+                    .sum();
+                worst = worst.max((sum - ld).abs());
+            }
+        }
+        worst
+    }
+
+    /// `dla.csv` rows: the mean of every component at `step`.
+    pub fn rows(&self, step: u64) -> Vec<DlaRow> {
+        self.means()
+            .into_iter()
+            .map(|(c, value)| DlaRow {
+                step,
+                component: c.to_string(),
+                value,
+            })
+            .collect()
+    }
+}
+
+/// Direct logit attribution of gold versus `alternative` (a token id; `None`: each example's
+/// runner-up, the highest-logit non-gold token) at the answer position of every probe example,
+/// in chunks of at most `max_rows` examples. Computed in double precision from the cached
+/// activations. Errors: an alternative token outside the vocabulary.
+pub fn direct_logit_attribution(
+    net: &Net,
+    probe: &ProbeSet,
+    alternative: Option<u32>,
+    max_rows: usize,
+) -> Result<DlaResult> {
+    if let Some(a) = alternative {
+        if a as usize >= net.vocab_size() {
+            return Err(InterpError::spec(
+                "alternative token",
+                a.to_string(),
+                format!("outside the model's vocabulary of {}", net.vocab_size()),
+            ));
+        }
+    }
+    let n_layer = net.n_layer();
+    let n_head = net.n_head();
+    let components = DlaComponent::all(n_layer, n_head);
+    let column = |c: DlaComponent| components.iter().position(|x| *x == c).unwrap_or_default();
+    let device = net.device();
+    let gpt = net.gpt;
+    let double = |t: &Tensor| t.to_device(device).to_kind(Kind::Double);
+    let wte = double(&gpt.embed.wte);
+    let ln_w = double(&gpt.ln_f.weight);
+    let ln_b = double(&gpt.ln_f.bias);
+    let attn_bias = (0..n_layer)
+        .map(|l| {
+            gpt.block_at(l)
+                .map(|b| double(&b.attn.c_proj.bias))
+                .ok_or(InterpError::LayerOutOfRange {
+                    layer: l,
+                    max: n_layer,
+                })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let mut capture = vec![HookPoint::Embed, HookPoint::PosEmbed, HookPoint::LnFinalScale];
+    for l in 0..n_layer {
+        capture.extend([HookPoint::AttnOut(l), HookPoint::MlpOut(l), HookPoint::Result(l)]);
+    }
+
+    let n = probe.examples.len();
+    let pos = probe.answer_pos as i64;
+    let tokens = tokens_tensor(probe.examples.iter().map(|e| e.tokens.as_slice()), device);
+    let gold_all = Tensor::from_slice(
+        &probe
+            .examples
+            .iter()
+            .map(|e| i64::from(e.gold))
+            .collect::<Vec<_>>(),
+    )
+    .to_device(device);
+    let mut values = Array2::<f64>::zeros((n, components.len()));
+    let mut logit_diff = Vec::with_capacity(n);
+    let mut alt_ids = Vec::with_capacity(n);
+    let chunk = max_rows.max(1);
+    tch::no_grad(|| -> Result<()> {
+        for start in (0..n).step_by(chunk) {
+            let m = chunk.min(n - start);
+            let mut req = RunRequest::capture(capture.iter().copied());
+            req.logit_positions = logits_at(probe.answer_pos);
+            let out = net.run(&tokens.narrow(0, start as i64, m as i64), &req)?;
+            let take = |hook: HookPoint| -> Result<Tensor> {
+                out.cache
+                    .get(&hook)
+                    .map(|t| t.select(1, pos).to_kind(Kind::Double))
+                    .ok_or_else(|| InterpError::BadSpec {
+                        what: "hook",
+                        value: hook.to_string(),
+                        reason: "the model did not return a requested activation".into(),
+                    })
+            };
+            let logits = out.logits.squeeze_dim(1);
+            let gold = gold_all.narrow(0, start as i64, m as i64);
+            let alt = match alternative {
+                Some(a) => Tensor::full([m as i64], i64::from(a), (Kind::Int64, device)),
+                None => alt_tokens(&logits, &gold),
+            };
+            let logits = logits.to_kind(Kind::Double);
+            let ld = logits.gather(1, &gold.unsqueeze(1), false)
+                - logits.gather(1, &alt.unsqueeze(1), false);
+            // ΔW_U [m, d], and the readout direction through the LN weight.
+            let delta = wte.index_select(0, &gold) - wte.index_select(0, &alt);
+            let dir = &delta * &ln_w;
+            let scale = take(HookPoint::LnFinalScale)?; // [m, 1]
+            // attr of components [m, ..., d] → [m, ...]
+            let attr = |c: &Tensor, dir: &Tensor, scale: &Tensor| -> Tensor {
+                ((c - c.mean_dim(-1, true, Kind::Double)) / scale * dir).sum_dim_intlist(
+                    -1,
+                    false,
+                    Kind::Double,
+                )
+            };
+            let mut cols: Vec<(usize, Tensor)> = vec![
+                (column(DlaComponent::Embed), attr(&take(HookPoint::Embed)?, &dir, &scale)),
+                (
+                    column(DlaComponent::PosEmbed),
+                    attr(&take(HookPoint::PosEmbed)?, &dir, &scale),
+                ),
+                (
+                    column(DlaComponent::LnBias),
+                    (&delta * &ln_b).sum_dim_intlist(-1, false, Kind::Double),
+                ),
+            ];
+            let (dir_h, scale_h) = (dir.unsqueeze(1), scale.unsqueeze(1));
+            for (l, bias) in attn_bias.iter().enumerate() {
+                cols.push((
+                    column(DlaComponent::AttnOut(l)),
+                    attr(&take(HookPoint::AttnOut(l))?, &dir, &scale),
+                ));
+                cols.push((
+                    column(DlaComponent::MlpOut(l)),
+                    attr(&take(HookPoint::MlpOut(l))?, &dir, &scale),
+                ));
+                // [m, H, d] → [m, H]
+                let heads = attr(&take(HookPoint::Result(l))?, &dir_h, &scale_h);
+                for h in 0..n_head {
+                    cols.push((column(DlaComponent::Head(l, h)), heads.select(1, h as i64)));
+                }
+                cols.push((
+                    column(DlaComponent::AttnBias(l)),
+                    attr(&bias.expand([m as i64, -1], false), &dir, &scale),
+                ));
+            }
+            for (j, col) in cols {
+                for (i, v) in to_f64(&col)?.into_iter().enumerate() {
+                    values[[start + i, j]] = v;
+                }
+            }
+            logit_diff.extend(to_f64(&ld)?);
+            alt_ids.extend(to_i64(&alt)?.into_iter().map(|a| a as u32));
+        }
+        Ok(())
+    })?;
+    Ok(DlaResult {
+        components,
+        values,
+        logit_diff,
+        alt: alt_ids,
+    })
+}
