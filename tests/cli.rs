@@ -232,7 +232,22 @@ fn miniature_pipeline_end_to_end() {
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| p.extension().is_some_and(|x| x == "png"))
         .collect();
-    assert!(pngs.len() >= 4, "only {} figures", pngs.len());
+    let names: Vec<String> = pngs
+        .iter()
+        .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+        .collect();
+    for prefix in [
+        "training_accuracy",
+        "lens_b1_mrr",
+        "lens_r2_mrr",
+        "patch_noising_r1",
+        "circuit_change",
+    ] {
+        assert!(
+            names.iter().any(|n| n.starts_with(prefix)),
+            "no {prefix}* figure in {names:?}"
+        );
+    }
     for png in &pngs {
         let bytes = std::fs::read(png).unwrap();
         assert_eq!(

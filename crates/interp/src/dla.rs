@@ -187,17 +187,25 @@ pub fn direct_logit_attribution(
     let ln_b = double(&gpt.ln_f.bias);
     let attn_bias = (0..n_layer)
         .map(|l| {
-            gpt.block_at(l)
-                .map(|b| double(&b.attn.c_proj.bias))
-                .ok_or(InterpError::LayerOutOfRange {
+            gpt.block_at(l).map(|b| double(&b.attn.c_proj.bias)).ok_or(
+                InterpError::LayerOutOfRange {
                     layer: l,
                     max: n_layer,
-                })
+                },
+            )
         })
         .collect::<Result<Vec<_>>>()?;
-    let mut capture = vec![HookPoint::Embed, HookPoint::PosEmbed, HookPoint::LnFinalScale];
+    let mut capture = vec![
+        HookPoint::Embed,
+        HookPoint::PosEmbed,
+        HookPoint::LnFinalScale,
+    ];
     for l in 0..n_layer {
-        capture.extend([HookPoint::AttnOut(l), HookPoint::MlpOut(l), HookPoint::Result(l)]);
+        capture.extend([
+            HookPoint::AttnOut(l),
+            HookPoint::MlpOut(l),
+            HookPoint::Result(l),
+        ]);
     }
 
     let n = probe.examples.len();
@@ -244,7 +252,7 @@ pub fn direct_logit_attribution(
             let delta = wte.index_select(0, &gold) - wte.index_select(0, &alt);
             let dir = &delta * &ln_w;
             let scale = take(HookPoint::LnFinalScale)?; // [m, 1]
-            // attr of components [m, ..., d] → [m, ...]
+                                                        // attr of components [m, ..., d] → [m, ...]
             let attr = |c: &Tensor, dir: &Tensor, scale: &Tensor| -> Tensor {
                 ((c - c.mean_dim(-1, true, Kind::Double)) / scale * dir).sum_dim_intlist(
                     -1,
@@ -253,7 +261,10 @@ pub fn direct_logit_attribution(
                 )
             };
             let mut cols: Vec<(usize, Tensor)> = vec![
-                (column(DlaComponent::Embed), attr(&take(HookPoint::Embed)?, &dir, &scale)),
+                (
+                    column(DlaComponent::Embed),
+                    attr(&take(HookPoint::Embed)?, &dir, &scale),
+                ),
                 (
                     column(DlaComponent::PosEmbed),
                     attr(&take(HookPoint::PosEmbed)?, &dir, &scale),

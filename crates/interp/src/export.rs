@@ -240,7 +240,8 @@ pub fn write_safetensors(
         let file = fs::File::create(&tmp).map_err(|e| InterpError::io(&tmp, e))?;
         let mut w = std::io::BufWriter::new(file);
         let io = |e| InterpError::io(&tmp, e);
-        w.write_all(&(json.len() as u64).to_le_bytes()).map_err(io)?;
+        w.write_all(&(json.len() as u64).to_le_bytes())
+            .map_err(io)?;
         w.write_all(&json).map_err(io)?;
         let mut buf = Vec::new();
         for t in &data {

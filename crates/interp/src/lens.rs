@@ -71,7 +71,7 @@ pub const LABEL_ROLES: [&str; 3] = ["label0", "label1", "label2"];
 /// The paper's lens targets for the probe set's task, keeping those whose roles exist:
 /// composition (k hops): each bridge `b_i` at `r_i`, `r_k` at `r_k`, the answer at the last
 /// position; comparison: `v1` at `e1`, `v2` at `e2`, the three labels (and Recall@3) at `a`, the
-/// answer at the last position; otherwise the answer at the last position.
+/// answer at the last position (complex: the same as comparison).
 pub fn default_targets(probe: &ProbeSet) -> Vec<TargetSpec> {
     let roles = probe.role_names();
     let has = |r: &str| roles.iter().any(|x| x == r);
@@ -88,7 +88,7 @@ pub fn default_targets(probe: &ProbeSet) -> Vec<TargetSpec> {
                 out.push(TargetSpec::new(&last, &last));
             }
         }
-        TaskKind::Comparison => {
+        TaskKind::Comparison | TaskKind::Complex => {
             for (v, e) in [("v1", "e1"), ("v2", "e2")] {
                 if has(v) {
                     out.push(TargetSpec::new(v, e));
@@ -101,7 +101,6 @@ pub fn default_targets(probe: &ProbeSet) -> Vec<TargetSpec> {
                 out.push(TargetSpec::new(LABELS, "a"));
             }
         }
-        TaskKind::Complex => {}
     }
     out.retain(|t| probe.position(&t.position).is_ok());
     out.push(TargetSpec::new(ANSWER, "last"));

@@ -103,7 +103,11 @@ pub fn fit_probes(
         return Err(shape_error("labels", &y.size(), &format!("[{g}, {n}]")));
     }
     if held_out.size() != [g, n] {
-        return Err(shape_error("held-out mask", &held_out.size(), &format!("[{g}, {n}]")));
+        return Err(shape_error(
+            "held-out mask",
+            &held_out.size(),
+            &format!("[{g}, {n}]"),
+        ));
     }
     if n_classes.len() as i64 != g || n_classes.contains(&0) {
         return Err(InterpError::spec(
@@ -219,7 +223,11 @@ impl Adam {
 }
 
 fn shape_error(what: &'static str, size: &[i64], expected: &str) -> InterpError {
-    InterpError::spec(what, format!("{size:?}"), format!("expected shape {expected}"))
+    InterpError::spec(
+        what,
+        format!("{size:?}"),
+        format!("expected shape {expected}"),
+    )
 }
 
 /// A stratified train/held-out split: within each class (in ascending class order, shuffled with
@@ -499,7 +507,14 @@ pub fn linear_probes(
     let started = Instant::now();
     let states = tch::no_grad(|| {
         let clean = tokens_tensor(probe.examples.iter().map(|e| e.tokens.as_slice()), device);
-        States::compute(net, &clean, None, Want::default(), probe.answer_pos, opts.max_rows)
+        States::compute(
+            net,
+            &clean,
+            None,
+            Want::default(),
+            probe.answer_pos,
+            opts.max_rows,
+        )
     })?;
     let mut forward_seconds = started.elapsed().as_secs_f64();
     let mut fit_seconds = 0.0;

@@ -485,6 +485,72 @@ fn comparison_targets_corruptions_and_sweep() {
 }
 
 #[test]
+fn three_hops_and_complex_tasks_have_their_targets_and_corruptions() {
+    let spec = TaskSpec::Composition(CompositionParams {
+        entities: 30,
+        relations: 6,
+        out_degree: 3,
+        hops: 3,
+        phi: 2.0,
+        test_size: 20,
+        ..CompositionParams::default()
+    });
+    let ds = Dataset::generate(&spec, 1).unwrap();
+    let p = ProbeSet::build(
+        &ds,
+        &ProbeSpec {
+            split: "train_inferred".into(),
+            size: Some(10),
+            seed: 0,
+        },
+        &interp::default_corruptions(ds.kind),
+    )
+    .unwrap();
+    assert_eq!(p.positions, ["h", "r1", "r2", "r3"]);
+    let names: Vec<String> = default_targets(&p)
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    assert_eq!(names, ["b1@r1", "b2@r2", "r3@r3", "answer@last"]);
+    let ckpt = tiny_model(ds.vocab.len(), 12);
+    let net = Net::new(&ckpt.model);
+    let opts = SweepOptions {
+        positions: vec![PositionChoice::Corrupted],
+        ..SweepOptions::default()
+    };
+    let r = patch_sweep(&net, &p, &opts).unwrap();
+    let corruptions: Vec<&str> = r.baselines.iter().map(|b| b.corruption.as_str()).collect();
+    assert_eq!(corruptions, ["h", "r1", "r2", "r3"]);
+
+    let spec = TaskSpec::Complex(tasks::ComplexParams {
+        entities: 30,
+        attributes: 3,
+        values: 6,
+        train_fraction: 0.3,
+        test_size: 20,
+        hard_per_label: 2,
+        ..tasks::ComplexParams::default()
+    });
+    let ds = Dataset::generate(&spec, 2).unwrap();
+    let p = ProbeSet::build(
+        &ds,
+        &ProbeSpec {
+            split: "train_inferred".into(),
+            size: Some(10),
+            seed: 0,
+        },
+        &interp::default_corruptions(ds.kind),
+    )
+    .unwrap();
+    assert_eq!(p.positions, ["a", "q", "e1", "mask", "e2", "q_end", "open"]);
+    let ckpt = tiny_model(ds.vocab.len(), 13);
+    let net = Net::new(&ckpt.model);
+    let lens = logit_lens(&net, &p, &default_targets(&p), LnMode::Recompute, None, 64).unwrap();
+    assert!(lens.get("v1", "e1").is_some() && lens.get(ANSWER, "open").is_some());
+    assert!(patch_sweep(&net, &p, &opts).is_ok());
+}
+
+#[test]
 fn attribution_is_exact_where_the_metric_is_linear() {
     let ds = composition();
     let ckpt = tiny_model(ds.vocab.len(), 7);

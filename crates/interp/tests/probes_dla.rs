@@ -17,17 +17,22 @@ use std::process::Command;
 use tasks::{ComparisonParams, CompositionParams, Dataset, TaskSpec};
 use tch::{Device, Kind, Tensor};
 
-fn composition() -> Dataset {
+/// A small composition dataset whose probe splits hold `test_size` examples.
+fn composition_with(test_size: usize) -> Dataset {
     let spec = TaskSpec::Composition(CompositionParams {
         entities: 40,
         relations: 8,
         out_degree: 4,
         hops: 2,
         phi: 3.0,
-        test_size: 40,
+        test_size,
         ..CompositionParams::default()
     });
     Dataset::generate(&spec, 3).unwrap()
+}
+
+fn composition() -> Dataset {
+    composition_with(40)
 }
 
 fn comparison() -> Dataset {
@@ -165,9 +170,9 @@ fn stratified_split_keeps_every_held_out_class_in_training() {
 
 #[test]
 fn probes_on_a_model_decode_the_input_tokens_and_match_the_lens() {
-    let ds = composition();
+    let ds = composition_with(300);
     let probe = probe_set(&ds, None);
-    assert!(probe.examples.len() >= 100, "{}", probe.examples.len());
+    assert!(probe.examples.len() >= 200, "{}", probe.examples.len());
     let ckpt = tiny_model(ds.vocab.len(), 3, 4);
     let net = Net::new(&ckpt.model);
     assert_eq!(default_probe_targets(&probe), vec!["b1", "r2"]);
@@ -207,7 +212,7 @@ fn probes_on_a_model_decode_the_input_tokens_and_match_the_lens() {
         }
     }
     let lens = r.get(3, "r2", "answer").unwrap().lens_acc;
-    assert!((lens - hits as f64 / n as f64).abs() < 1e-12, "{lens} vs {hits}/{n}");
+    assert!((lens - hits as f64 / n as f64).abs() < 1e-6, "{lens} vs {hits}/{n}");
 
     let only = linear_probes(
         &net,
@@ -246,8 +251,12 @@ fn dla_parts_add_up_to_the_logit_difference() {
                 for l in 0..n_layer {
                     let heads: f64 = (0..4).map(|h| row[col(DlaComponent::Head(l, h))]).sum();
                     let bias = row[col(DlaComponent::AttnBias(l))];
-                    assert!((heads + bias - row[col(DlaComponent::AttnOut(l))]).abs() < 1e-6);
-                    assert!(bias.abs() > 1e-6, "the bias term is exercised");
+                    let attn = row[col(DlaComponent::AttnOut(l))];
+                    assert!(
+                        (heads + bias - attn).abs() < 1e-5 * (1.0 + attn.abs()),
+                        "layer {l}: heads {heads} + bias {bias} vs attn_out {attn}"
+                    );
+                    assert!(bias.abs() > 1e-6, "the bias term is exercised: {bias} {:?} {:?}", Vec::<f32>::try_from(&ckpt.model.block_at(l).unwrap().attn.c_proj.bias).unwrap(), r.means());
                 }
                 assert_ne!(r.alt[i], e.gold);
             }

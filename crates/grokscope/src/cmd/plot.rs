@@ -11,7 +11,7 @@ pub struct PlotArgs {
     #[arg(long, value_name = "RUN_DIR")]
     pub run: PathBuf,
     /// Folder holding lens.csv, patch.csv, attribution.csv, dla.csv, probe.csv and attention.csv
-    /// (each optional) [default: notebooks-out/<run folder name>]
+    /// (each optional) [default: --out when given, else notebooks-out/<run folder name>]
     #[arg(long, value_name = "DIR")]
     pub analysis: Option<PathBuf>,
     /// Output folder for the PNGs (and index.html for `report`) [default: the analysis folder]
@@ -41,6 +41,7 @@ pub(crate) fn draw(args: &PlotArgs) -> anyhow::Result<Drawn> {
     let analysis = args
         .analysis
         .clone()
+        .or_else(|| args.out.clone())
         .unwrap_or_else(|| RunInputs::default_analysis_dir(&args.run));
     let inputs = RunInputs::discover(&args.run, &analysis)?;
     let out_dir = args.out.clone().unwrap_or_else(|| analysis.clone());
