@@ -3,11 +3,12 @@
 //! (layer, position), trained on part of the probe set and scored on the held-out rest, next to
 //! the logit lens's top-1 accuracy of the same token on the same held-out examples.
 //!
-//! Every probe of a layer (all positions × all targets) is fitted in one batched optimisation:
-//! the `G` weight matrices are stacked as `[G, d, C]` and applied with `bmm`; full-batch Adam for
-//! a fixed number of iterations on the L2-regularised mean cross-entropy, with closed-form
-//! gradients (no autograd graph). Features are standardised with the training rows' mean and
-//! standard deviation. Layer `l` is `resid_pre[l]` (0 = embeddings, `L` = last block output).
+//! The probes of a target at every (layer, position) — all probes of every layer — are fitted in
+//! one batched optimisation on the model's device: the `G` weight matrices are stacked as
+//! `[G, d, C]` and applied with `bmm`; full-batch Adam for a fixed number of iterations on the
+//! L2-regularised mean cross-entropy, with closed-form gradients (no autograd graph). Features
+//! are standardised with the training rows' mean and standard deviation. Layer `l` is
+//! `resid_pre[l]` (0 = embeddings, `L` = last block output).
 
 use crate::error::{InterpError, Result};
 use crate::lens::{default_targets, ANSWER, LABELS, LABEL_ROLES};
@@ -81,112 +82,96 @@ pub struct ProbeFit {
     pub train_acc: Vec<f64>,
 }
 
-/// Fits `G` multinomial logistic-regression probes at once and scores them.
+/// Fits `G` multinomial logistic-regression probes over the same `C` classes at once and scores
+/// them on held-out rows.
 ///
-/// Shapes: `x` `[G, N, d]` float features; `y` `[G, N]` i64 class indices with
-/// `y[g, n] < n_classes[g]`; `held_out` `[G, N]` bool (true = scoring row, false = training
-/// row); `n_classes` has `G` entries. Probe `g` sees only its own `C_g` classes (the others are
-/// masked out of its softmax).
-/// Errors: mismatched shapes, a class index out of range, a probe without training rows.
+/// Shapes: `train_x` `[G, N_train, d]` and `test_x` `[G, N_test, d]` float features; `train_y`
+/// `[N_train]` or `[G, N_train]` and `test_y` `[N_test]` or `[G, N_test]` i64 class indices in
+/// `0..n_classes` (a 1-D label vector is shared by every probe). Features are standardised per
+/// probe with the training rows' mean and standard deviation.
+/// Errors: mismatched shapes, no training rows, a class index out of range.
 pub fn fit_probes(
-    x: &Tensor,
-    y: &Tensor,
-    held_out: &Tensor,
-    n_classes: &[usize],
+    train_x: &Tensor,
+    train_y: &Tensor,
+    test_x: &Tensor,
+    test_y: &Tensor,
+    n_classes: usize,
     opts: &FitOptions,
 ) -> Result<ProbeFit> {
-    let size = x.size();
+    let size = train_x.size();
     let [g, n, d] = size[..] else {
-        return Err(shape_error("features", &size, "[G, N, d]"));
+        return Err(shape_error("training features", &size, "[G, N_train, d]"));
     };
-    if y.size() != [g, n] {
-        return Err(shape_error("labels", &y.size(), &format!("[{g}, {n}]")));
-    }
-    if held_out.size() != [g, n] {
+    let test_size = test_x.size();
+    let [_, n_test, _] = test_size[..] else {
+        return Err(shape_error("held-out features", &test_size, "[G, N_test, d]"));
+    };
+    if test_size[0] != g || test_size[2] != d {
         return Err(shape_error(
-            "held-out mask",
-            &held_out.size(),
-            &format!("[{g}, {n}]"),
+            "held-out features",
+            &test_size,
+            &format!("[{g}, N_test, {d}]"),
         ));
     }
-    if n_classes.len() as i64 != g || n_classes.contains(&0) {
+    if n == 0 || n_classes == 0 {
         return Err(InterpError::spec(
-            "class counts",
-            format!("{n_classes:?}"),
-            format!("expected {g} positive counts, one per probe"),
+            "probe data",
+            format!("{n} training rows, {n_classes} classes"),
+            "a probe needs training rows and at least one class",
         ));
     }
-    let device = x.device();
-    let c = n_classes.iter().copied().max().unwrap_or(1) as i64;
-    let counts = Tensor::from_slice(&n_classes.iter().map(|&k| k as i64).collect::<Vec<_>>())
-        .to_device(device);
+    let labels = |y: &Tensor, rows: i64, what: &'static str| -> Result<Tensor> {
+        let y = match y.size()[..] {
+            [r] if r == rows => y.unsqueeze(0).expand([g, rows], false),
+            [h, r] if h == g && r == rows => y.shallow_clone(),
+            _ => return Err(shape_error(what, &y.size(), &format!("[{rows}] or [{g}, {rows}]"))),
+        };
+        let y = y.to_device(train_x.device()).to_kind(Kind::Int64);
+        if y.numel() > 0 {
+            let (lo, hi) = (i64::try_from(y.min())?, i64::try_from(y.max())?);
+            if lo < 0 || hi >= n_classes as i64 {
+                return Err(InterpError::spec(
+                    what,
+                    format!("{lo}..={hi}"),
+                    format!("a class index is outside 0..{n_classes}"),
+                ));
+            }
+        }
+        Ok(y)
+    };
+    let train_y = labels(train_y, n, "training labels")?;
+    let test_y = labels(test_y, n_test, "held-out labels")?;
+    let device = train_x.device();
+    let c = n_classes as i64;
     tch::no_grad(|| {
-        let y = y.to_device(device).to_kind(Kind::Int64);
-        let in_range = y.ge(0).logical_and(&y.lt_tensor(&counts.unsqueeze(1)));
-        if !bool::try_from(in_range.all())? {
-            return Err(InterpError::spec(
-                "labels",
-                "",
-                "a class index is outside 0..n_classes of its probe",
-            ));
-        }
-        let held = held_out.to_device(device).to_kind(Kind::Bool);
-        let train = held.logical_not().to_kind(Kind::Float);
-        let n_train = train.sum_dim_intlist(1, true, Kind::Float);
-        if f64::try_from(n_train.min())? < 1.0 {
-            return Err(InterpError::spec(
-                "train/held-out split",
-                "",
-                "a probe has no training rows",
-            ));
-        }
-        // Mean-loss row weights [G, N, 1]: 1/n_train on training rows, 0 on held-out rows.
-        let row_w = (&train / &n_train).unsqueeze(-1);
-        let x = x.to_kind(Kind::Float);
-        let mean = (&x * &row_w).sum_dim_intlist(1, true, Kind::Float);
-        let centred = &x - &mean;
-        let std = (centred.square() * &row_w)
-            .sum_dim_intlist(1, true, Kind::Float)
-            .sqrt()
-            .clamp_min(1e-6);
-        let xs = centred / std;
+        let x = train_x.to_kind(Kind::Float);
+        let mean = x.mean_dim(1, true, Kind::Float);
+        let std = x.std_dim(1, false, true).clamp_min(1e-6);
+        let xs = (&x - &mean) / &std;
         let xs_t = xs.transpose(1, 2).contiguous();
-        // Additive mask [G, 1, C]: −1e9 on the classes a probe does not have.
-        let mask = (Tensor::arange(c, (Kind::Int64, device))
-            .unsqueeze(0)
-            .ge_tensor(&counts.unsqueeze(1))
-            .to_kind(Kind::Float)
-            * -1e9)
-            .unsqueeze(1);
-        let target = y.unsqueeze(2);
-        let minus_one = Tensor::full([g, n, 1], -1.0, (Kind::Float, device));
+        let target = train_y.unsqueeze(2);
+        let minus_one = Tensor::full([g, n, 1], -1.0 / n as f64, (Kind::Float, device));
         let mut w = Tensor::zeros([g, d, c], (Kind::Float, device));
         let mut b = Tensor::zeros([g, 1, c], (Kind::Float, device));
         let mut adam_w = Adam::new(&w);
         let mut adam_b = Adam::new(&b);
         for t in 1..=opts.iterations {
-            let logits = xs.bmm(&w) + &b + &mask;
-            // d(mean CE)/d(logits) = (softmax − one-hot) / n_train on training rows.
-            let mut grad = logits.softmax(-1, Kind::Float);
+            // d(mean cross-entropy)/d(logits) = (softmax − one-hot) / N_train.
+            let mut grad = (xs.bmm(&w) + &b).softmax(-1, Kind::Float) / n as f64;
             let _ = grad.scatter_add_(2, &target, &minus_one);
-            let grad = grad * &row_w;
             let grad_w = xs_t.bmm(&grad) + &w * opts.l2;
             let grad_b = grad.sum_dim_intlist(1, true, Kind::Float);
             adam_w.step(&mut w, &grad_w, t, opts.lr);
             adam_b.step(&mut b, &grad_b, t, opts.lr);
         }
-        let pred = (xs.bmm(&w) + &b + &mask).argmax(-1, false);
-        let correct = pred.eq_tensor(&y).to_kind(Kind::Float);
-        let held = held.to_kind(Kind::Float);
-        let acc = |rows: &Tensor| -> Result<Vec<f64>> {
-            to_f64(
-                &((&correct * rows).sum_dim_intlist(1, false, Kind::Float)
-                    / rows.sum_dim_intlist(1, false, Kind::Float)),
-            )
+        let accuracy = |x: &Tensor, y: &Tensor| -> Result<Vec<f64>> {
+            let pred = (x.bmm(&w) + &b).argmax(-1, false);
+            to_f64(&pred.eq_tensor(y).to_kind(Kind::Float).mean_dim(1, false, Kind::Float))
         };
+        let test_xs = (test_x.to_kind(Kind::Float) - &mean) / &std;
         Ok(ProbeFit {
-            held_out_acc: acc(&held)?,
-            train_acc: acc(&train)?,
+            held_out_acc: accuracy(&test_xs, &test_y)?,
+            train_acc: accuracy(&xs, &train_y)?,
         })
     })
 }
@@ -423,9 +408,15 @@ impl LinearProbeResult {
     }
 }
 
+/// Most elements of one `[G, N_train, max(C, d)]` tensor of a batched fit (2^28 floats, 1 GiB):
+/// the probes of a target are fitted in as few batches as this allows.
+pub const FIT_BUDGET: usize = 1 << 28;
+
 /// Trains and scores linear probes of `targets` (roles, or `answer`) at `positions` (names;
 /// `None`: every position) and `layers` (`None`: `0..=L`) on the probe set's clean inputs.
-/// All probes of a layer are fitted in one batched optimisation on the model's device.
+/// The probes of a target at every (layer, position) share its classes and its train/held-out
+/// split, and are fitted together in one batched optimisation on the model's device (split into
+/// batches only beyond [`FIT_BUDGET`]).
 /// Errors: unknown role/position/layer, or a target with too few examples to hold any out.
 pub fn linear_probes(
     net: &Net,
@@ -477,92 +468,93 @@ pub fn linear_probes(
         .collect::<Result<Vec<_>>>()?;
 
     let device = net.device();
-    let (n_pos, n_tgt) = (pos_idx.len() as i64, labels.len() as i64);
-    // Per-group labels and masks, group g = target k × positions + position p: [K·P, N].
-    let stack_rows = |row: &dyn Fn(&TargetLabels) -> Tensor| -> Tensor {
-        let rows: Vec<Tensor> = labels.iter().map(row).collect();
-        Tensor::stack(&rows, 0)
-            .repeat_interleave_self_int(n_pos, Some(0), None)
-            .to_device(device)
-    };
-    let y = stack_rows(&|t| {
-        Tensor::from_slice(&t.labels.iter().map(|&c| c as i64).collect::<Vec<_>>())
-    });
-    let held = stack_rows(&|t| Tensor::from_slice(&t.held_out));
-    let n_classes: Vec<usize> = labels
-        .iter()
-        .flat_map(|t| std::iter::repeat(t.classes.len()).take(pos_idx.len()))
-        .collect();
-    let target_tokens = stack_rows(&|t| {
-        Tensor::from_slice(
-            &t.labels
-                .iter()
-                .map(|&c| i64::from(t.classes[c]))
-                .collect::<Vec<_>>(),
-        )
-    });
-    let held_f = held.to_kind(Kind::Float);
-    let n_held = held_f.sum_dim_intlist(1, false, Kind::Float);
-
     let started = Instant::now();
-    let states = tch::no_grad(|| {
+    let (features, top1) = tch::no_grad(|| -> Result<(Vec<Tensor>, Tensor)> {
         let clean = tokens_tensor(probe.examples.iter().map(|e| e.tokens.as_slice()), device);
-        States::compute(
-            net,
-            &clean,
-            None,
-            Want::default(),
-            probe.answer_pos,
-            opts.max_rows,
-        )
+        let states =
+            States::compute(net, &clean, None, Want::default(), probe.answer_pos, opts.max_rows)?;
+        // One feature matrix [N, d] per cell (layer-major), and the lens's top-1 token [cells, N].
+        let mut features = Vec::with_capacity(layers.len() * pos_idx.len());
+        let mut top1 = Vec::with_capacity(layers.len() * pos_idx.len());
+        for &layer in &layers {
+            for &p in &pos_idx {
+                let x = states.resid[layer].select(1, p as i64).to_kind(Kind::Float);
+                top1.push(net.readout(&x, None).argmax(-1, false));
+                features.push(x);
+            }
+        }
+        Ok((features, Tensor::stack(&top1, 0)))
     })?;
     let mut forward_seconds = started.elapsed().as_secs_f64();
-    let mut fit_seconds = 0.0;
-    let pos_t = Tensor::from_slice(&pos_idx.iter().map(|&p| p as i64).collect::<Vec<_>>())
-        .to_device(device);
+    let d = net.d_model() as usize;
+    let cell_keys: Vec<(usize, usize)> = layers
+        .iter()
+        .flat_map(|&l| pos_idx.iter().map(move |&p| (l, p)))
+        .collect();
 
+    let mut fit_seconds = 0.0;
     let mut cells = Vec::new();
-    for &layer in &layers {
-        // [N, P, d] → [P, N, d] → [K·P, N, d]
-        let x = states.resid[layer]
-            .index_select(1, &pos_t)
-            .transpose(0, 1)
-            .repeat([n_tgt, 1, 1]);
+    for t in &labels {
+        let index = |held: bool| -> Tensor {
+            let rows: Vec<i64> = (0..t.labels.len())
+                .filter(|&i| t.held_out[i] == held)
+                .map(|i| i as i64)
+                .collect();
+            Tensor::from_slice(&rows).to_device(device)
+        };
+        let (train_rows, test_rows) = (index(false), index(true));
+        let class_of = |rows: &Tensor| -> Result<Tensor> {
+            let ids: Vec<i64> = t.labels.iter().map(|&c| c as i64).collect();
+            Ok(Tensor::from_slice(&ids).to_device(device).f_index_select(0, rows)?)
+        };
+        let (train_y, test_y) = (class_of(&train_rows)?, class_of(&test_rows)?);
+        let n_train = t.n_train();
+        let per_group = n_train * t.classes.len().max(d);
+        let batch = (FIT_BUDGET / per_group.max(1)).max(1);
+        let all: Vec<usize> = (0..features.len()).collect();
         let started = Instant::now();
-        let fit = fit_probes(&x, &y, &held, &n_classes, &opts.fit)?;
+        let mut accs: Vec<(f64, f64)> = Vec::with_capacity(all.len());
+        for group in all.chunks(batch) {
+            let stack = |rows: &Tensor| {
+                Tensor::stack(
+                    &group
+                        .iter()
+                        .map(|&i| features[i].index_select(0, rows))
+                        .collect::<Vec<_>>(),
+                    0,
+                )
+            };
+            let fit = fit_probes(
+                &stack(&train_rows),
+                &train_y,
+                &stack(&test_rows),
+                &test_y,
+                t.classes.len(),
+                &opts.fit,
+            )?;
+            accs.extend(fit.held_out_acc.into_iter().zip(fit.train_acc));
+        }
         fit_seconds += started.elapsed().as_secs_f64();
         let started = Instant::now();
         let lens_acc = tch::no_grad(|| -> Result<Vec<f64>> {
-            // Lens top-1 per position [P, N], repeated per target → [K·P, N].
-            let top1 = Tensor::stack(
-                &pos_idx
-                    .iter()
-                    .map(|&p| {
-                        net.readout(&states.resid[layer].select(1, p as i64), None)
-                            .argmax(-1, false)
-                    })
-                    .collect::<Vec<_>>(),
-                0,
-            )
-            .repeat([n_tgt, 1]);
-            let hits = top1.eq_tensor(&target_tokens).to_kind(Kind::Float) * &held_f;
-            to_f64(&(hits.sum_dim_intlist(1, false, Kind::Float) / &n_held))
+            let gold: Vec<i64> = t.labels.iter().map(|&c| i64::from(t.classes[c])).collect();
+            let gold = Tensor::from_slice(&gold).to_device(device).index_select(0, &test_rows);
+            let hits = top1.index_select(1, &test_rows).eq_tensor(&gold.unsqueeze(0));
+            to_f64(&hits.to_kind(Kind::Float).mean_dim(1, false, Kind::Float))
         })?;
         forward_seconds += started.elapsed().as_secs_f64();
-        for (k, t) in labels.iter().enumerate() {
-            for (pi, &p) in pos_idx.iter().enumerate() {
-                let g = k * pos_idx.len() + pi;
-                cells.push(ProbeCell {
-                    layer,
-                    position: probe.positions[p].clone(),
-                    target: t.role.clone(),
-                    probe_acc: fit.held_out_acc[g],
-                    train_acc: fit.train_acc[g],
-                    lens_acc: lens_acc[g],
-                });
-            }
+        for (i, &(layer, p)) in cell_keys.iter().enumerate() {
+            cells.push(ProbeCell {
+                layer,
+                position: probe.positions[p].clone(),
+                target: t.role.clone(),
+                probe_acc: accs[i].0,
+                train_acc: accs[i].1,
+                lens_acc: lens_acc[i],
+            });
         }
     }
+    cells.sort_by_key(|c| c.layer);
     Ok(LinearProbeResult {
         targets: labels,
         cells,

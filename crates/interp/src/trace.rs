@@ -12,7 +12,7 @@
 
 use crate::effect::state_effect;
 use crate::error::{InterpError, Result};
-use crate::lens::{default_targets, logit_lens, TargetSpec, ANSWER};
+use crate::lens::{default_targets, logit_lens, TargetSpec, ANSWER, LABELS};
 use crate::load::{check_compatible, list_checkpoints, resolve_data_dir};
 use crate::net::{LnMode, Net};
 use crate::output::{
@@ -82,14 +82,16 @@ pub struct Saturation {
     pub note: String,
 }
 
-/// A lens key number: MRR of a target at the key layer, per step.
+/// A lens key number: MRR (Recall@3 for `labels`) of a target at the key layer, per step.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct LensKey {
     pub target: String,
     pub position: String,
     pub layer: usize,
-    /// `(step, mrr)` for every traced step.
-    pub mrr: Vec<(u64, f64)>,
+    /// `mrr`, or `recall3` for `labels`.
+    pub metric: String,
+    /// `(step, value)` for every traced step.
+    pub values: Vec<(u64, f64)>,
 }
 
 /// A causal key number: residual noising causal strength of a corruption's own positions at the
@@ -410,7 +412,8 @@ pub fn trace(run: &Path, out: &Path, opts: &TraceOptions) -> Result<TraceSummary
                 .position(&t.position)
                 .ok()
                 .map(|p| probe.positions[p].clone())?;
-            let mrr = steps
+            let metric = if t.role == LABELS { "recall3" } else { "mrr" };
+            let values = steps
                 .iter()
                 .filter_map(|&s| {
                     lens_rows
@@ -420,7 +423,7 @@ pub fn trace(run: &Path, out: &Path, opts: &TraceOptions) -> Result<TraceSummary
                                 && r.layer == key
                                 && r.target == t.role
                                 && r.position == position
-                                && (r.metric == "mrr" || r.metric == "recall3")
+                                && r.metric == metric
                         })
                         .map(|r| (s, r.value))
                 })
@@ -429,7 +432,8 @@ pub fn trace(run: &Path, out: &Path, opts: &TraceOptions) -> Result<TraceSummary
                 target: t.role.clone(),
                 position,
                 layer: key,
-                mrr,
+                metric: metric.to_string(),
+                values,
             })
         })
         .collect();

@@ -160,6 +160,7 @@ fn examples_jsonl_holds_everything_to_recompute() {
         );
         assert_eq!(line["corruptions"]["noise:r2"]["positions"][0], 2);
     }
+    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]
@@ -535,7 +536,7 @@ fn three_hops_and_complex_tasks_have_their_targets_and_corruptions() {
     let p = ProbeSet::build(
         &ds,
         &ProbeSpec {
-            split: "train_inferred".into(),
+            split: "train_inferred_topleft".into(),
             size: Some(10),
             seed: 0,
         },
@@ -676,6 +677,7 @@ fn bad_input_gives_clear_errors() {
     let err =
         interp::load::resolve_data_dir(&empty.join("step-1/model.safetensors"), None).unwrap_err();
     assert!(matches!(err, InterpError::NoDataDir { .. }), "{err}");
+    std::fs::remove_dir_all(&empty).unwrap();
 }
 
 fn tempdir(name: &str) -> PathBuf {
@@ -728,7 +730,10 @@ fn trace_over_a_run_skips_done_checkpoints() {
     assert_eq!(s.saturation.threshold, Some(0.95));
     assert_eq!(s.last_step, 30);
     assert_eq!(s.key_layer, 2);
-    assert!(s.lens.iter().any(|k| k.target == "b1" && k.mrr.len() == 3));
+    assert!(s
+        .lens
+        .iter()
+        .any(|k| k.target == "b1" && k.metric == "mrr" && k.values.len() == 3));
     for f in [
         "examples.jsonl",
         "lens.csv",
@@ -773,4 +778,5 @@ fn trace_over_a_run_skips_done_checkpoints() {
         interp::trace(&run, &out, &bad),
         Err(InterpError::UnknownStep { .. })
     ));
+    std::fs::remove_dir_all(&root).unwrap();
 }

@@ -14,6 +14,7 @@ use rand_chacha::ChaCha8Rng;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::time::Instant;
 use tasks::{ComparisonParams, CompositionParams, Dataset, TaskSpec};
 use tch::{Device, Kind, Tensor};
 
@@ -107,48 +108,57 @@ fn planted(n: usize, d: i64, classes: usize, seed: u64) -> (Tensor, Vec<usize>) 
     (x, labels)
 }
 
+/// Rows `[.., N, d]` → (train, held-out) by a held-out flag per row (axis `axis`).
+fn split_rows(x: &Tensor, held: &[bool], axis: i64) -> (Tensor, Tensor) {
+    let pick = |h: bool| {
+        let rows: Vec<i64> = (0..held.len() as i64).filter(|&i| held[i as usize] == h).collect();
+        x.index_select(axis, &Tensor::from_slice(&rows))
+    };
+    (pick(false), pick(true))
+}
+
+fn ids(labels: &[usize]) -> Tensor {
+    Tensor::from_slice(&labels.iter().map(|&c| c as i64).collect::<Vec<_>>())
+}
+
 #[test]
 fn a_probe_recovers_a_planted_feature_and_stays_at_chance_on_shuffled_labels() {
     let (n, d) = (400, 48);
     let (x4, y4) = planted(n, d, 4, 1);
-    let (x6, y6) = planted(n, d, 6, 2);
     let mut shuffled = y4.clone();
     let mut rng = ChaCha8Rng::seed_from_u64(3);
     rand::seq::SliceRandom::shuffle(shuffled.as_mut_slice(), &mut rng);
-    let groups = [(&x4, &y4, 4), (&x4, &shuffled, 4), (&x6, &y6, 6)];
-    let x = Tensor::stack(&groups.iter().map(|g| g.0.shallow_clone()).collect::<Vec<_>>(), 0);
-    let y = Tensor::stack(
-        &groups
-            .iter()
-            .map(|g| Tensor::from_slice(&g.1.iter().map(|&c| c as i64).collect::<Vec<_>>()))
-            .collect::<Vec<_>>(),
-        0,
-    );
-    let held: Vec<Vec<bool>> = groups
-        .iter()
-        .map(|g| stratified_split(g.1, 0.25, 11))
-        .collect();
-    for h in &held {
-        let k = h.iter().filter(|&&b| b).count();
-        assert!((90..=110).contains(&k), "held out {k} of {n}");
-    }
-    let held = Tensor::stack(
-        &held.iter().map(|h| Tensor::from_slice(h)).collect::<Vec<_>>(),
-        0,
-    );
-    let fit = fit_probes(&x, &y, &held, &[4, 4, 6], &FitOptions::default()).unwrap();
-    assert_eq!(fit.held_out_acc[0], 1.0, "planted 4-class feature: {fit:?}");
-    assert_eq!(fit.held_out_acc[2], 1.0, "planted 6-class feature: {fit:?}");
+    let held = stratified_split(&y4, 0.25, 11);
+    let k = held.iter().filter(|&&b| b).count();
+    assert!((90..=110).contains(&k), "held out {k} of {n}");
+    // Two probes in one batch: the planted labels and the same labels shuffled.
+    let x = Tensor::stack(&[x4.shallow_clone(), x4.shallow_clone()], 0);
+    let y = Tensor::stack(&[ids(&y4), ids(&shuffled)], 0);
+    let (x_train, x_test) = split_rows(&x, &held, 1);
+    let (y_train, y_test) = split_rows(&y, &held, 1);
+    let opts = FitOptions::default();
+    let fit = fit_probes(&x_train, &y_train, &x_test, &y_test, 4, &opts).unwrap();
+    assert_eq!(fit.held_out_acc[0], 1.0, "planted feature: {fit:?}");
     let chance = fit.held_out_acc[1];
     assert!(
         (0.1..0.4).contains(&chance),
         "shuffled labels must stay near chance 0.25, got {chance}"
     );
 
-    let bad = fit_probes(&x, &y, &held, &[4, 4], &FitOptions::default()).unwrap_err();
-    assert!(matches!(bad, InterpError::BadSpec { .. }), "{bad}");
-    let too_few = fit_probes(&x, &y, &held, &[4, 4, 5], &FitOptions::default()).unwrap_err();
-    assert!(too_few.to_string().contains("class index"), "{too_few}");
+    // One label vector shared by every probe of the batch, six classes.
+    let (x6, y6) = planted(n, d, 6, 2);
+    let held = stratified_split(&y6, 0.25, 12);
+    let x = Tensor::stack(&[x6.shallow_clone(), x6 * 2.0 + 5.0], 0);
+    let (x_train, x_test) = split_rows(&x, &held, 1);
+    let (y_train, y_test) = split_rows(&ids(&y6), &held, 0);
+    let fit = fit_probes(&x_train, &y_train, &x_test, &y_test, 6, &opts).unwrap();
+    assert_eq!(fit.held_out_acc, vec![1.0, 1.0], "standardised features: {fit:?}");
+    assert_eq!(fit.train_acc, vec![1.0, 1.0]);
+
+    let err = fit_probes(&x_train, &y_train, &x_test, &y_test, 5, &opts).unwrap_err();
+    assert!(err.to_string().contains("class index"), "{err}");
+    let err = fit_probes(&x_train, &y_test, &x_test, &y_test, 6, &opts).unwrap_err();
+    assert!(matches!(err, InterpError::BadSpec { .. }), "{err}");
 }
 
 #[test]
@@ -233,7 +243,8 @@ fn dla_parts_add_up_to_the_logit_difference() {
         let probe = probe_set(&ds, Some(24));
         let ckpt = tiny_model(ds.vocab.len(), n_layer, 8);
         let net = Net::new(&ckpt.model);
-        for alternative in [None, Some(ds.vocab.len() as u32 - 1)] {
+        // The prompt's second token is a relation / the comparison's question: never an answer.
+        for alternative in [None, Some(probe.examples[0].tokens[1])] {
             let r = direct_logit_attribution(&net, &probe, alternative, 5).unwrap();
             assert_eq!(r.components.len(), 2 + 2 * n_layer + 1 + n_layer * (4 + 1));
             assert!(r.max_residual() < 1e-4, "residual {}", r.max_residual());
@@ -256,7 +267,7 @@ fn dla_parts_add_up_to_the_logit_difference() {
                         (heads + bias - attn).abs() < 1e-5 * (1.0 + attn.abs()),
                         "layer {l}: heads {heads} + bias {bias} vs attn_out {attn}"
                     );
-                    assert!(bias.abs() > 1e-6, "the bias term is exercised: {bias} {:?} {:?}", Vec::<f32>::try_from(&ckpt.model.block_at(l).unwrap().attn.c_proj.bias).unwrap(), r.means());
+                    assert!(bias.abs() > 1e-6, "the bias term is exercised");
                 }
                 assert_ne!(r.alt[i], e.gold);
             }
@@ -467,4 +478,73 @@ fn bad_input_gives_clear_errors() {
 
     let err = direct_logit_attribution(&net, &probe, Some(ds.vocab.len() as u32), 8).unwrap_err();
     assert!(err.to_string().contains("vocabulary"), "{err}");
+}
+
+/// Timing at paper size on a random-init model (8 layers × 768, 12 heads; 3000 train_inferred
+/// examples of the paper's composition dataset), on CUDA when available:
+/// `cargo test -p interp --release --test probes_dla -- --ignored --nocapture paper_size`.
+/// `GROKSCOPE_BENCH_ITERS` sets the Adam iterations (default: [`FitOptions::default`]).
+#[test]
+#[ignore]
+fn paper_size_probe_and_dla_timing() {
+    let device = Device::cuda_if_available();
+    let started = Instant::now();
+    let ds = Dataset::generate(&TaskSpec::Composition(CompositionParams::default()), 0).unwrap();
+    let probe = probe_set(&ds, Some(3000));
+    println!(
+        "dataset and probe set: {:.2} s, vocab {}",
+        started.elapsed().as_secs_f64(),
+        ds.vocab.len()
+    );
+    tch::manual_seed(0);
+    let cfg = GptConfig {
+        dropout: 0.0,
+        ..GptConfig::new(ds.vocab.len(), 8, 768, 12, 8)
+    };
+    let ckpt = Checkpoint::new(cfg, device).unwrap();
+    let net = Net::new(&ckpt.model);
+    let iterations = std::env::var("GROKSCOPE_BENCH_ITERS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(FitOptions::default().iterations);
+    let opts = LinearProbeOptions {
+        fit: FitOptions {
+            iterations,
+            ..FitOptions::default()
+        },
+        ..LinearProbeOptions::default()
+    };
+    let targets = default_probe_targets(&probe);
+    let started = Instant::now();
+    let r = linear_probes(&net, &probe, &targets, None, None, &opts).unwrap();
+    if device.is_cuda() {
+        tch::Cuda::synchronize(0);
+    }
+    println!(
+        "probes on {device:?}: {} cells ({} targets × 9 layers × 3 positions), {iterations} \
+         iterations: forward + lens {:.2} s, fit {:.2} s, total {:.2} s",
+        r.cells.len(),
+        targets.len(),
+        r.forward_seconds,
+        r.fit_seconds,
+        started.elapsed().as_secs_f64()
+    );
+    for t in &r.targets {
+        println!(
+            "  {}: {} classes, {} train / {} held out",
+            t.role,
+            t.classes.len(),
+            t.n_train(),
+            t.n_held_out()
+        );
+    }
+    let started = Instant::now();
+    let dla = direct_logit_attribution(&net, &probe, None, 2048).unwrap();
+    println!(
+        "dla on {device:?}: {} components × {} examples in {:.2} s (residual {:.1e})",
+        dla.components.len(),
+        dla.logit_diff.len(),
+        started.elapsed().as_secs_f64(),
+        dla.max_residual()
+    );
 }

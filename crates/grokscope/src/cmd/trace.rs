@@ -97,10 +97,10 @@ pub fn run(args: TraceArgs, ctx: &Ctx) -> Result<()> {
         s.saturation.step, s.saturation.note, s.last_step
     );
     for k in &s.lens {
-        if let (Some(first), Some(last)) = (k.mrr.first(), k.mrr.last()) {
+        if let (Some(first), Some(last)) = (k.values.first(), k.values.last()) {
             println!(
-                "  lens {} @ {} layer {}: {:.3} at step {} -> {:.3} at step {}",
-                k.target, k.position, k.layer, first.1, first.0, last.1, last.0
+                "  lens {} @ {} layer {} {}: {:.3} at step {} -> {:.3} at step {}",
+                k.target, k.position, k.layer, k.metric, first.1, first.0, last.1, last.0
             );
         }
     }
