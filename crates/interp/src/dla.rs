@@ -9,12 +9,16 @@
 //! `attr_c = ((c − mean(c)) / s) · (w_ln ⊙ (W_U[:, gold] − W_U[:, alt]))`, plus the LayerNorm
 //! bias term `b_ln · (W_U[:, gold] − W_U[:, alt])`; the unembedding is tied and has no bias.
 //!
-//! Components, in `dla.csv` order: `embed`, `pos_embed`, then per layer `attn_out.{l}` and
-//! `mlp_out.{l}`, then `ln_final.bias`, then per layer every head `head.{l}.{h}` and the attention
-//! output bias `attn_bias.{l}`. Two partitions of the logit difference follow:
-//! embeddings + `attn_out.*` + `mlp_out.*` + `ln_final.bias` (the layer view), and embeddings +
-//! `head.*.*` + `attn_bias.*` + `mlp_out.*` + `ln_final.bias` (the head view); `attn_out.{l}`
-//! equals the sum of its heads and `attn_bias.{l}`.
+//! Components, in order: `embed`, `pos_embed`, then per layer `attn_out.{l}` and `mlp_out.{l}`,
+//! then `ln_final.bias`, then per layer every head `head.{l}.{h}` and the attention output bias
+//! `attn_bias.{l}`. Two partitions of the logit difference follow: embeddings + `attn_out.*` +
+//! `mlp_out.*` + `ln_final.bias` (the layer view), and embeddings + `head.*.*` + `attn_bias.*` +
+//! `mlp_out.*` + `ln_final.bias` (the head view); `attn_out.{l}` equals the sum of its heads and
+//! `attn_bias.{l}`.
+//!
+//! `dla.csv` holds the layer view (drawn as bars that sum to the logit difference) and the heads
+//! (drawn as a layer × head heatmap); the attention biases are left out of it so that no bar is
+//! counted twice — they are in [`DlaResult`] and in `dla_summary.json`.
 
 use crate::error::{InterpError, Result};
 use crate::net::{logits_at, Net};
@@ -61,7 +65,7 @@ impl fmt::Display for DlaComponent {
 }
 
 impl DlaComponent {
-    /// Every component of a model with `n_layer` layers and `n_head` heads, in `dla.csv` order.
+    /// Every component of a model with `n_layer` layers and `n_head` heads, in the order above.
     pub fn all(n_layer: usize, n_head: usize) -> Vec<DlaComponent> {
         let mut out = vec![DlaComponent::Embed, DlaComponent::PosEmbed];
         for l in 0..n_layer {
@@ -99,7 +103,7 @@ pub struct DlaRow {
 /// Direct logit attribution of a probe set.
 #[derive(Clone, Debug)]
 pub struct DlaResult {
-    /// Components (columns of `values`), in `dla.csv` order.
+    /// Components (columns of `values`), in the order of [`DlaComponent::all`].
     pub components: Vec<DlaComponent>,
     /// Attribution per example (rows, probe order) and component `[N, C]`.
     pub values: Array2<f64>,
@@ -143,10 +147,12 @@ impl DlaResult {
         worst
     }
 
-    /// `dla.csv` rows: the mean of every component at `step`.
+    /// `dla.csv` rows: the mean of every component at `step`, in order, except the attention
+    /// biases (see the module documentation).
     pub fn rows(&self, step: u64) -> Vec<DlaRow> {
         self.means()
             .into_iter()
+            .filter(|(c, _)| !matches!(c, DlaComponent::AttnBias(_)))
             .map(|(c, value)| DlaRow {
                 step,
                 component: c.to_string(),
@@ -185,27 +191,25 @@ pub fn direct_logit_attribution(
     let wte = double(&gpt.embed.wte);
     let ln_w = double(&gpt.ln_f.weight);
     let ln_b = double(&gpt.ln_f.bias);
-    let attn_bias = (0..n_layer)
+    let attn = (0..n_layer)
         .map(|l| {
-            gpt.block_at(l).map(|b| double(&b.attn.c_proj.bias)).ok_or(
-                InterpError::LayerOutOfRange {
+            gpt.block_at(l)
+                .map(|b| &b.attn)
+                .ok_or(InterpError::LayerOutOfRange {
                     layer: l,
                     max: n_layer,
-                },
-            )
+                })
         })
         .collect::<Result<Vec<_>>>()?;
+    // Per-head results are computed at the answer position only, from hook_z through the model's
+    // own per-head W_O (Attention::per_head_result, the values of hook_result).
     let mut capture = vec![
         HookPoint::Embed,
         HookPoint::PosEmbed,
         HookPoint::LnFinalScale,
     ];
     for l in 0..n_layer {
-        capture.extend([
-            HookPoint::AttnOut(l),
-            HookPoint::MlpOut(l),
-            HookPoint::Result(l),
-        ]);
+        capture.extend([HookPoint::AttnOut(l), HookPoint::MlpOut(l), HookPoint::Z(l)]);
     }
 
     let n = probe.examples.len();
@@ -229,15 +233,16 @@ pub fn direct_logit_attribution(
             let mut req = RunRequest::capture(capture.iter().copied());
             req.logit_positions = logits_at(probe.answer_pos);
             let out = net.run(&tokens.narrow(0, start as i64, m as i64), &req)?;
+            let cached = |hook: HookPoint| -> Result<&Tensor> {
+                out.cache.get(&hook).ok_or_else(|| InterpError::BadSpec {
+                    what: "hook",
+                    value: hook.to_string(),
+                    reason: "the model did not return a requested activation".into(),
+                })
+            };
+            // A stream hook at the answer position: [m, T, d] → [m, d] (double).
             let take = |hook: HookPoint| -> Result<Tensor> {
-                out.cache
-                    .get(&hook)
-                    .map(|t| t.select(1, pos).to_kind(Kind::Double))
-                    .ok_or_else(|| InterpError::BadSpec {
-                        what: "hook",
-                        value: hook.to_string(),
-                        reason: "the model did not return a requested activation".into(),
-                    })
+                Ok(cached(hook)?.select(1, pos).to_kind(Kind::Double))
             };
             let logits = out.logits.squeeze_dim(1);
             let gold = gold_all.narrow(0, start as i64, m as i64);
@@ -251,8 +256,9 @@ pub fn direct_logit_attribution(
             // ΔW_U [m, d], and the readout direction through the LN weight.
             let delta = wte.index_select(0, &gold) - wte.index_select(0, &alt);
             let dir = &delta * &ln_w;
-            let scale = take(HookPoint::LnFinalScale)?; // [m, 1]
-                                                        // attr of components [m, ..., d] → [m, ...]
+            // The cached final LN scale [m, 1].
+            let scale = take(HookPoint::LnFinalScale)?;
+            // Attribution of components [m, ..., d] → [m, ...].
             let attr = |c: &Tensor, dir: &Tensor, scale: &Tensor| -> Tensor {
                 ((c - c.mean_dim(-1, true, Kind::Double)) / scale * dir).sum_dim_intlist(
                     -1,
@@ -275,7 +281,7 @@ pub fn direct_logit_attribution(
                 ),
             ];
             let (dir_h, scale_h) = (dir.unsqueeze(1), scale.unsqueeze(1));
-            for (l, bias) in attn_bias.iter().enumerate() {
+            for (l, attn) in attn.iter().enumerate() {
                 cols.push((
                     column(DlaComponent::AttnOut(l)),
                     attr(&take(HookPoint::AttnOut(l))?, &dir, &scale),
@@ -284,15 +290,15 @@ pub fn direct_logit_attribution(
                     column(DlaComponent::MlpOut(l)),
                     attr(&take(HookPoint::MlpOut(l))?, &dir, &scale),
                 ));
-                // [m, H, d] → [m, H]
-                let heads = attr(&take(HookPoint::Result(l))?, &dir_h, &scale_h);
+                // z [m, 1, H, d_head] → result [m, H, d] → attribution [m, H].
+                let z = cached(HookPoint::Z(l))?.narrow(1, pos, 1);
+                let result = attn.per_head_result(&z).squeeze_dim(1);
+                let heads = attr(&result.to_kind(Kind::Double), &dir_h, &scale_h);
                 for h in 0..n_head {
                     cols.push((column(DlaComponent::Head(l, h)), heads.select(1, h as i64)));
                 }
-                cols.push((
-                    column(DlaComponent::AttnBias(l)),
-                    attr(&bias.expand([m as i64, -1], false), &dir, &scale),
-                ));
+                let bias = double(&attn.c_proj.bias).expand([m as i64, -1], false);
+                cols.push((column(DlaComponent::AttnBias(l)), attr(&bias, &dir, &scale)));
             }
             for (j, col) in cols {
                 for (i, v) in to_f64(&col)?.into_iter().enumerate() {

@@ -42,8 +42,8 @@ pub struct FitOptions {
 impl Default for FitOptions {
     fn default() -> Self {
         FitOptions {
-            iterations: 200,
-            lr: 0.02,
+            iterations: 100,
+            lr: 0.05,
             l2: 1e-3,
         }
     }
@@ -104,7 +104,11 @@ pub fn fit_probes(
     };
     let test_size = test_x.size();
     let [_, n_test, _] = test_size[..] else {
-        return Err(shape_error("held-out features", &test_size, "[G, N_test, d]"));
+        return Err(shape_error(
+            "held-out features",
+            &test_size,
+            "[G, N_test, d]",
+        ));
     };
     if test_size[0] != g || test_size[2] != d {
         return Err(shape_error(
@@ -124,7 +128,13 @@ pub fn fit_probes(
         let y = match y.size()[..] {
             [r] if r == rows => y.unsqueeze(0).expand([g, rows], false),
             [h, r] if h == g && r == rows => y.shallow_clone(),
-            _ => return Err(shape_error(what, &y.size(), &format!("[{rows}] or [{g}, {rows}]"))),
+            _ => {
+                return Err(shape_error(
+                    what,
+                    &y.size(),
+                    &format!("[{rows}] or [{g}, {rows}]"),
+                ))
+            }
         };
         let y = y.to_device(train_x.device()).to_kind(Kind::Int64);
         if y.numel() > 0 {
@@ -166,7 +176,12 @@ pub fn fit_probes(
         }
         let accuracy = |x: &Tensor, y: &Tensor| -> Result<Vec<f64>> {
             let pred = (x.bmm(&w) + &b).argmax(-1, false);
-            to_f64(&pred.eq_tensor(y).to_kind(Kind::Float).mean_dim(1, false, Kind::Float))
+            to_f64(
+                &pred
+                    .eq_tensor(y)
+                    .to_kind(Kind::Float)
+                    .mean_dim(1, false, Kind::Float),
+            )
         };
         let test_xs = (test_x.to_kind(Kind::Float) - &mean) / &std;
         Ok(ProbeFit {
@@ -471,8 +486,14 @@ pub fn linear_probes(
     let started = Instant::now();
     let (features, top1) = tch::no_grad(|| -> Result<(Vec<Tensor>, Tensor)> {
         let clean = tokens_tensor(probe.examples.iter().map(|e| e.tokens.as_slice()), device);
-        let states =
-            States::compute(net, &clean, None, Want::default(), probe.answer_pos, opts.max_rows)?;
+        let states = States::compute(
+            net,
+            &clean,
+            None,
+            Want::default(),
+            probe.answer_pos,
+            opts.max_rows,
+        )?;
         // One feature matrix [N, d] per cell (layer-major), and the lens's top-1 token [cells, N].
         let mut features = Vec::with_capacity(layers.len() * pos_idx.len());
         let mut top1 = Vec::with_capacity(layers.len() * pos_idx.len());
@@ -505,7 +526,9 @@ pub fn linear_probes(
         let (train_rows, test_rows) = (index(false), index(true));
         let class_of = |rows: &Tensor| -> Result<Tensor> {
             let ids: Vec<i64> = t.labels.iter().map(|&c| c as i64).collect();
-            Ok(Tensor::from_slice(&ids).to_device(device).f_index_select(0, rows)?)
+            Ok(Tensor::from_slice(&ids)
+                .to_device(device)
+                .f_index_select(0, rows)?)
         };
         let (train_y, test_y) = (class_of(&train_rows)?, class_of(&test_rows)?);
         let n_train = t.n_train();
@@ -538,8 +561,12 @@ pub fn linear_probes(
         let started = Instant::now();
         let lens_acc = tch::no_grad(|| -> Result<Vec<f64>> {
             let gold: Vec<i64> = t.labels.iter().map(|&c| i64::from(t.classes[c])).collect();
-            let gold = Tensor::from_slice(&gold).to_device(device).index_select(0, &test_rows);
-            let hits = top1.index_select(1, &test_rows).eq_tensor(&gold.unsqueeze(0));
+            let gold = Tensor::from_slice(&gold)
+                .to_device(device)
+                .index_select(0, &test_rows);
+            let hits = top1
+                .index_select(1, &test_rows)
+                .eq_tensor(&gold.unsqueeze(0));
             to_f64(&hits.to_kind(Kind::Float).mean_dim(1, false, Kind::Float))
         })?;
         forward_seconds += started.elapsed().as_secs_f64();

@@ -111,7 +111,9 @@ fn planted(n: usize, d: i64, classes: usize, seed: u64) -> (Tensor, Vec<usize>) 
 /// Rows `[.., N, d]` → (train, held-out) by a held-out flag per row (axis `axis`).
 fn split_rows(x: &Tensor, held: &[bool], axis: i64) -> (Tensor, Tensor) {
     let pick = |h: bool| {
-        let rows: Vec<i64> = (0..held.len() as i64).filter(|&i| held[i as usize] == h).collect();
+        let rows: Vec<i64> = (0..held.len() as i64)
+            .filter(|&i| held[i as usize] == h)
+            .collect();
         x.index_select(axis, &Tensor::from_slice(&rows))
     };
     (pick(false), pick(true))
@@ -152,7 +154,11 @@ fn a_probe_recovers_a_planted_feature_and_stays_at_chance_on_shuffled_labels() {
     let (x_train, x_test) = split_rows(&x, &held, 1);
     let (y_train, y_test) = split_rows(&ids(&y6), &held, 0);
     let fit = fit_probes(&x_train, &y_train, &x_test, &y_test, 6, &opts).unwrap();
-    assert_eq!(fit.held_out_acc, vec![1.0, 1.0], "standardised features: {fit:?}");
+    assert_eq!(
+        fit.held_out_acc,
+        vec![1.0, 1.0],
+        "standardised features: {fit:?}"
+    );
     assert_eq!(fit.train_acc, vec![1.0, 1.0]);
 
     let err = fit_probes(&x_train, &y_train, &x_test, &y_test, 5, &opts).unwrap_err();
@@ -192,13 +198,24 @@ fn probes_on_a_model_decode_the_input_tokens_and_match_the_lens() {
         ..LinearProbeOptions::default()
     };
     let r = linear_probes(&net, &probe, &targets, None, None, &opts).unwrap();
-    assert_eq!(r.cells.len(), 4 * 4 * 3, "layers 0..=3 × targets × positions");
+    assert_eq!(
+        r.cells.len(),
+        4 * 4 * 3,
+        "layers 0..=3 × targets × positions"
+    );
     let rows = r.rows(5);
     assert_eq!(rows.len(), 2 * r.cells.len());
-    assert!(rows.iter().all(|row| row.step == 5 && (0.0..=1.0).contains(&row.value)));
+    assert!(rows
+        .iter()
+        .all(|row| row.step == 5 && (0.0..=1.0).contains(&row.value)));
     // At layer 0 the residual stream at position p is embed(token_p) + pos_embed(p): the token
     // there is linearly decodable exactly.
-    assert_eq!(r.get(0, "h", "h").unwrap().probe_acc, 1.0, "{:?}", r.get(0, "h", "h"));
+    assert_eq!(
+        r.get(0, "h", "h").unwrap().probe_acc,
+        1.0,
+        "{:?}",
+        r.get(0, "h", "h")
+    );
     assert_eq!(r.get(0, "r2", "r2").unwrap().probe_acc, 1.0);
     // The lens at the last layer and position is the model's own prediction.
     let answer = r.targets.iter().find(|t| t.role == "answer").unwrap();
@@ -206,7 +223,9 @@ fn probes_on_a_model_decode_the_input_tokens_and_match_the_lens() {
         &probe
             .examples
             .iter()
-            .map(|e| Tensor::from_slice(&e.tokens.iter().map(|&t| i64::from(t)).collect::<Vec<_>>()))
+            .map(|e| {
+                Tensor::from_slice(&e.tokens.iter().map(|&t| i64::from(t)).collect::<Vec<_>>())
+            })
             .collect::<Vec<_>>(),
         0,
     );
@@ -222,7 +241,10 @@ fn probes_on_a_model_decode_the_input_tokens_and_match_the_lens() {
         }
     }
     let lens = r.get(3, "r2", "answer").unwrap().lens_acc;
-    assert!((lens - hits as f64 / n as f64).abs() < 1e-6, "{lens} vs {hits}/{n}");
+    assert!(
+        (lens - hits as f64 / n as f64).abs() < 1e-6,
+        "{lens} vs {hits}/{n}"
+    );
 
     let only = linear_probes(
         &net,
@@ -234,7 +256,10 @@ fn probes_on_a_model_decode_the_input_tokens_and_match_the_lens() {
     )
     .unwrap();
     assert_eq!(only.cells.len(), 2);
-    assert!(only.cells.iter().all(|c| c.position == "r1" && c.target == "h"));
+    assert!(only
+        .cells
+        .iter()
+        .all(|c| c.position == "r1" && c.target == "h"));
 }
 
 #[test]
@@ -277,7 +302,9 @@ fn dla_parts_add_up_to_the_logit_difference() {
                     .examples
                     .iter()
                     .map(|e| {
-                        Tensor::from_slice(&e.tokens.iter().map(|&t| i64::from(t)).collect::<Vec<_>>())
+                        Tensor::from_slice(
+                            &e.tokens.iter().map(|&t| i64::from(t)).collect::<Vec<_>>(),
+                        )
                     })
                     .collect::<Vec<_>>(),
                 0,
@@ -287,10 +314,30 @@ fn dla_parts_add_up_to_the_logit_difference() {
             for (i, e) in probe.examples.iter().enumerate() {
                 let ld = logits.double_value(&[i as i64, i64::from(e.gold)])
                     - logits.double_value(&[i as i64, i64::from(r.alt[i])]);
-                assert!((ld - r.logit_diff[i]).abs() < 1e-4, "{ld} vs {}", r.logit_diff[i]);
+                assert!(
+                    (ld - r.logit_diff[i]).abs() < 1e-4,
+                    "{ld} vs {}",
+                    r.logit_diff[i]
+                );
             }
             let rows = r.rows(3);
-            assert_eq!(rows.len(), r.components.len());
+            assert_eq!(
+                rows.len(),
+                r.components.len() - n_layer,
+                "no attn_bias rows"
+            );
+            assert!(rows
+                .iter()
+                .all(|row| !row.component.starts_with("attn_bias")));
+            let bars: f64 = rows
+                .iter()
+                .filter(|row| !row.component.starts_with("head"))
+                .map(|row| row.value)
+                .sum();
+            assert!(
+                (bars - r.mean_logit_diff()).abs() < 1e-4,
+                "the bars sum to the logit diff"
+            );
             assert_eq!(rows[0].component, "embed");
             assert!(rows.iter().any(|row| row.component == "head.1.3"));
             assert!(rows.iter().any(|row| row.component == "ln_final.bias"));
@@ -333,29 +380,42 @@ fn exported_activations_equal_the_models_cache() {
     assert_eq!(summary.examples, 19);
     assert_eq!(summary.bytes, std::fs::metadata(&path).unwrap().len());
 
-    let read: BTreeMap<String, Tensor> = Tensor::read_safetensors(&path).unwrap().into_iter().collect();
+    let read: BTreeMap<String, Tensor> = Tensor::read_safetensors(&path)
+        .unwrap()
+        .into_iter()
+        .collect();
     let tokens = Tensor::stack(
         &probe
             .examples
             .iter()
-            .map(|e| Tensor::from_slice(&e.tokens.iter().map(|&t| i64::from(t)).collect::<Vec<_>>()))
+            .map(|e| {
+                Tensor::from_slice(&e.tokens.iter().map(|&t| i64::from(t)).collect::<Vec<_>>())
+            })
             .collect::<Vec<_>>(),
         0,
     );
-    let out = tch::no_grad(|| net.run(&tokens, &RunRequest::capture(hooks.iter().copied()))).unwrap();
+    let out =
+        tch::no_grad(|| net.run(&tokens, &RunRequest::capture(hooks.iter().copied()))).unwrap();
     for hook in &hooks {
         let got = &read[&hook.to_string()];
         let want = &out.cache[hook];
         assert_eq!(got.size(), want.size(), "{hook}");
         assert_eq!(got.kind(), Kind::Float, "{hook}");
-        assert!(got.equal(&want.contiguous()), "{hook}: exported values differ from the cache");
+        assert!(
+            got.equal(&want.contiguous()),
+            "{hook}: exported values differ from the cache"
+        );
     }
     assert!(read["tokens"].equal(&tokens));
     assert_eq!(read["tokens"].kind(), Kind::Int64);
     let gold: Vec<i64> = probe.examples.iter().map(|e| i64::from(e.gold)).collect();
     assert!(read["gold"].equal(&Tensor::from_slice(&gold)));
     for role in ["a", "e1", "e2", "v1", "v2", "label"] {
-        let ids: Vec<i64> = probe.examples.iter().map(|e| i64::from(e.roles[role])).collect();
+        let ids: Vec<i64> = probe
+            .examples
+            .iter()
+            .map(|e| i64::from(e.roles[role]))
+            .collect();
         let t = &read[&format!("{ROLE_PREFIX}{role}")];
         assert_eq!(t.size(), [19]);
         assert!(t.equal(&Tensor::from_slice(&ids)), "role {role}");
@@ -395,7 +455,10 @@ fn python_safetensors_numpy_reads_the_export() {
     let ckpt = tiny_model(ds.vocab.len(), 3, 6);
     let net = Net::new(&ckpt.model);
     let hooks = resolve_hooks(
-        &["blocks.*.hook_resid_pre".to_string(), "blocks.2.attn.hook_z".to_string()],
+        &[
+            "blocks.*.hook_resid_pre".to_string(),
+            "blocks.2.attn.hook_z".to_string(),
+        ],
         3,
     )
     .unwrap();
@@ -429,16 +492,28 @@ print(json.dumps({
         String::from_utf8_lossy(&out.stderr)
     );
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(v["shapes"]["blocks.2.hook_resid_pre"], serde_json::json!([11, 3, 32]));
-    assert_eq!(v["shapes"]["blocks.2.attn.hook_z"], serde_json::json!([11, 3, 4, 8]));
+    assert_eq!(
+        v["shapes"]["blocks.2.hook_resid_pre"],
+        serde_json::json!([11, 3, 32])
+    );
+    assert_eq!(
+        v["shapes"]["blocks.2.attn.hook_z"],
+        serde_json::json!([11, 3, 4, 8])
+    );
     assert_eq!(v["shapes"]["tokens"], serde_json::json!([11, 3]));
     assert_eq!(v["dtypes"]["blocks.0.hook_resid_pre"], "float32");
     assert_eq!(v["dtypes"]["role.h"], "int64");
     assert_eq!(v["positions"], "h,r1,r2");
     let b1: Vec<u32> = probe.examples.iter().map(|e| e.roles["b1"]).collect();
     assert_eq!(v["b1"], serde_json::json!(b1));
-    let read: BTreeMap<String, Tensor> = Tensor::read_safetensors(&path).unwrap().into_iter().collect();
-    let sum = read["blocks.2.hook_resid_pre"].to_kind(Kind::Double).sum(Kind::Double).double_value(&[]);
+    let read: BTreeMap<String, Tensor> = Tensor::read_safetensors(&path)
+        .unwrap()
+        .into_iter()
+        .collect();
+    let sum = read["blocks.2.hook_resid_pre"]
+        .to_kind(Kind::Double)
+        .sum(Kind::Double)
+        .double_value(&[]);
     assert!((sum - v["sum"].as_f64().unwrap()).abs() < 1e-9 * (1.0 + sum.abs()));
 }
 
@@ -451,7 +526,10 @@ fn bad_input_gives_clear_errors() {
 
     let err = resolve_hooks(&["blocks.*.hook_nothing".to_string()], 3).unwrap_err();
     let msg = err.to_string();
-    assert!(msg.contains("blocks.*.hook_nothing") && !msg.contains('\n'), "{msg}");
+    assert!(
+        msg.contains("blocks.*.hook_nothing") && !msg.contains('\n'),
+        "{msg}"
+    );
     let err = resolve_hooks(&["blocks.7.hook_resid_pre".to_string()], 3).unwrap_err();
     assert!(err.to_string().contains("blocks.7.hook_resid_pre"), "{err}");
     assert!(resolve_hooks(&[], 3).is_err());
@@ -466,7 +544,10 @@ fn bad_input_gives_clear_errors() {
     let err = linear_probes(&net, &probe, &["h".to_string()], Some(&pos), None, &opts).unwrap_err();
     assert!(matches!(err, InterpError::UnknownPosition { .. }), "{err}");
     let err = linear_probes(&net, &probe, &["h".to_string()], None, Some(&[4]), &opts).unwrap_err();
-    assert!(matches!(err, InterpError::LayerOutOfRange { layer: 4, max: 3 }), "{err}");
+    assert!(
+        matches!(err, InterpError::LayerOutOfRange { layer: 4, max: 3 }),
+        "{err}"
+    );
     let half = LinearProbeOptions {
         holdout: 1.0,
         ..LinearProbeOptions::default()

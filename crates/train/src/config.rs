@@ -230,7 +230,7 @@ impl TrainConfig {
             "tiny-comparison" => TrainConfig {
                 steps: 3000,
                 lr: 1e-3,
-                weight_decay: 0.3,
+                weight_decay: 1.0,
                 checkpoints: "steps:100,200,400,600,800,1000,1300,1600,2000,2500".parse()?,
                 ..tiny(DatasetSpec::tiny_comparison())
             },

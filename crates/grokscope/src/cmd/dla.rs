@@ -22,8 +22,9 @@ pub struct DlaArgs {
     pub alternative: Option<String>,
 }
 
-/// Runs `grokscope dla`: writes `dla.csv` (mean over the probe examples per component and step),
-/// `dla_summary.json` and `examples.jsonl`, and prints the largest components.
+/// Runs `grokscope dla`: writes `dla.csv` (mean over the probe examples per component and step;
+/// the attention output biases go to `dla_summary.json`), `dla_summary.json` and
+/// `examples.jsonl`, and prints the largest components.
 pub fn run(args: DlaArgs, ctx: &Ctx) -> Result<()> {
     let source = args.source.resolve()?;
     let probe = args.source.probe(&source.data, args.size)?;
@@ -75,6 +76,11 @@ pub fn run(args: DlaArgs, ctx: &Ctx) -> Result<()> {
             "logit_diff": result.mean_logit_diff(),
             "sum_of_parts": total,
             "max_residual": result.max_residual(),
+            "attn_bias": means
+                .iter()
+                .filter(|(c, _)| matches!(c, DlaComponent::AttnBias(_)))
+                .map(|(c, v)| (c.to_string(), json!(v)))
+                .collect::<serde_json::Map<String, serde_json::Value>>(),
         }));
         rows.extend(result.rows(step));
         write_csv(&out.join("dla.csv"), &rows)?;
