@@ -228,10 +228,10 @@ impl TrainConfig {
                 ..tiny(DatasetSpec::tiny_composition())
             },
             "tiny-comparison" => TrainConfig {
-                steps: 3000,
+                steps: 2500,
                 lr: 1e-3,
                 weight_decay: 1.0,
-                checkpoints: "steps:100,200,400,600,800,1000,1300,1600,2000,2500".parse()?,
+                checkpoints: "steps:100,200,300,400,500,600,800,1000,1300,1600,2000".parse()?,
                 ..tiny(DatasetSpec::tiny_comparison())
             },
             _ => {
