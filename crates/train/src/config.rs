@@ -221,10 +221,11 @@ impl TrainConfig {
                 ..paper(DatasetSpec::paper_composition(12.6))
             },
             "tiny-composition" => TrainConfig {
-                steps: 3600,
+                steps: 4500,
                 lr: 2e-3,
                 weight_decay: 0.3,
-                checkpoints: "steps:200,500,800,1000,1200,1400,1600,2000,2400,2800,3200".parse()?,
+                checkpoints: "steps:200,500,800,1000,1200,1400,1600,2000,2500,3000,3500,4000"
+                    .parse()?,
                 ..tiny(DatasetSpec::tiny_composition())
             },
             "tiny-comparison" => TrainConfig {
