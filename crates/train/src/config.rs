@@ -257,10 +257,10 @@ impl TrainConfig {
         } else {
             serde_json::from_str(&text).map_err(|e| parse_err(e.to_string()))?
         };
-        let Value::Object(map) = value else {
+        if !value.is_object() {
             return Err(parse_err("expected a table of settings".into()));
-        };
-        let file = Value::Object(map);
+        }
+        let file = value;
         let cfg = match file.get("preset") {
             Some(Value::String(name)) => {
                 let mut base = serde_json::to_value(TrainConfig::preset(name)?)
@@ -279,8 +279,8 @@ impl TrainConfig {
         Ok(cfg)
     }
 
-    /// Applies `key=value` overrides in order. Keys are the config's field names, `dataset.<field>`
-    /// for the generator's parameters. Values are parsed as JSON where possible (numbers, booleans,
+    /// Applies `key=value` overrides in order. Keys are the config's field names, and
+    /// `dataset.params.<name>`, `dataset.seed`, `dataset.generator` for the dataset generator. Values are parsed as JSON where possible (numbers, booleans,
     /// lists such as `[0,1,2,3,0,1,2,3]`) and taken as strings otherwise.
     pub fn apply_overrides(&mut self, overrides: &[String]) -> Result<()> {
         let mut value =

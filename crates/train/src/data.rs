@@ -67,11 +67,6 @@ impl TrainTensors {
             len: n,
         })
     }
-
-    /// Input length T.
-    pub fn seq_len(&self) -> i64 {
-        self.tokens.size()[1]
-    }
 }
 
 /// One evaluation split on the device.

@@ -80,9 +80,9 @@ impl Progress {
             })
             .collect::<Vec<_>>()
             .join(" ");
-        let rate = self.steps_per_sec(step);
+        let rate = fmt_rate(self.steps_per_sec(step));
         let line = format!(
-            "step {step}/{} epoch {epoch:.1} loss {train_loss:.4} {} ({rate:.1} steps/s){}",
+            "step {step}/{} epoch {epoch:.1} loss {train_loss:.4} {} ({rate}){}",
             self.total,
             self.last_accs,
             if checkpoint { " [checkpoint]" } else { "" }
@@ -109,5 +109,14 @@ impl Progress {
         if let Some(bar) = &self.bar {
             bar.finish_and_clear();
         }
+    }
+}
+
+/// A speed for people: `11.3 steps/s`, or `9.84 s/step` below one step per second.
+pub fn fmt_rate(steps_per_sec: f64) -> String {
+    if steps_per_sec >= 1.0 || steps_per_sec <= 0.0 {
+        format!("{steps_per_sec:.1} steps/s")
+    } else {
+        format!("{:.2} s/step", 1.0 / steps_per_sec)
     }
 }

@@ -303,6 +303,7 @@ fn spawn_child(run: &Path, data: &Path) -> std::process::Child {
         ])
         .env("TRAIN_CHILD_RUN", run)
         .env("TRAIN_CHILD_DATA", data)
+        .stdout(std::process::Stdio::null())
         .spawn()
         .unwrap()
 }

@@ -84,8 +84,9 @@ pub fn run(args: TrainArgs, ctx: &Ctx) -> Result<()> {
     }
     if summary.step > summary.start_step {
         println!(
-            "{:.1} steps/s training ({:.0} s wall, evaluation and checkpoints included)",
-            summary.train_steps_per_sec, summary.wall_secs
+            "{} in training steps; {:.0} s wall in all (evaluation and checkpoints included)",
+            train::progress::fmt_rate(summary.train_steps_per_sec),
+            summary.wall_secs
         );
     }
     for m in &summary.last_eval {
