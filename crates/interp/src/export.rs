@@ -19,10 +19,8 @@ use crate::probe::ProbeSet;
 use crate::states::tokens_tensor;
 use model::{HookPoint, RunRequest};
 use std::collections::{BTreeMap, BTreeSet};
-use std::fs;
-use std::io::Write;
 use std::path::Path;
-use tch::{Device, Kind, Tensor};
+use tch::{Device, Tensor};
 
 /// Prefix of the role tensors (`role.b1`).
 pub const ROLE_PREFIX: &str = "role.";
@@ -154,109 +152,10 @@ pub fn export_activations(
     meta.insert("roles".into(), roles.join(","));
     meta.insert("split".into(), probe.spec.split.clone());
     meta.insert("seed".into(), probe.spec.seed.to_string());
-    let bytes = write_safetensors(path, &tensors, &meta)?;
+    let bytes = model::write_safetensors(path, &tensors, &meta)?;
     Ok(ExportSummary {
         tensors: tensors.iter().map(|(n, t)| (n.clone(), t.size())).collect(),
         examples: probe.examples.len(),
         bytes,
     })
-}
-
-/// The safetensors dtype name of a tensor kind.
-fn dtype_name(kind: Kind) -> Option<&'static str> {
-    Some(match kind {
-        Kind::Bool => "BOOL",
-        Kind::Uint8 => "U8",
-        Kind::Int8 => "I8",
-        Kind::Int16 => "I16",
-        Kind::Int => "I32",
-        Kind::Int64 => "I64",
-        Kind::Half => "F16",
-        Kind::BFloat16 => "BF16",
-        Kind::Float => "F32",
-        Kind::Double => "F64",
-        _ => return None,
-    })
-}
-
-/// Writes named tensors and string metadata as a safetensors file (8-byte little-endian header
-/// length, JSON header padded with spaces to a multiple of 8, then the raw little-endian data in
-/// the order given). The file is written to a temporary name next to `path`, synced and renamed,
-/// so a reader never sees a partial file. Returns the file size in bytes.
-/// Errors: duplicate names, a tensor kind safetensors cannot hold, IO.
-pub fn write_safetensors(
-    path: &Path,
-    tensors: &[(String, Tensor)],
-    metadata: &BTreeMap<String, String>,
-) -> Result<u64> {
-    let mut header = serde_json::Map::new();
-    if !metadata.is_empty() {
-        header.insert("__metadata__".into(), serde_json::json!(metadata));
-    }
-    let mut offset = 0usize;
-    let mut data = Vec::with_capacity(tensors.len());
-    for (name, t) in tensors {
-        let kind = t.kind();
-        let dtype = dtype_name(kind).ok_or_else(|| {
-            InterpError::spec(
-                "tensor",
-                name.as_str(),
-                format!("safetensors cannot hold tensors of kind {kind:?}"),
-            )
-        })?;
-        let t = t.to_device(Device::Cpu).contiguous();
-        let len = t.numel() * kind.elt_size_in_bytes();
-        let entry = serde_json::json!({
-            "dtype": dtype,
-            "shape": t.size(),
-            "data_offsets": [offset, offset + len],
-        });
-        if name == "__metadata__" || header.insert(name.clone(), entry).is_some() {
-            return Err(InterpError::spec(
-                "tensor",
-                name.as_str(),
-                "the name is used twice (or is reserved)",
-            ));
-        }
-        offset += len;
-        data.push(t);
-    }
-    let mut json = serde_json::to_vec(&header).map_err(|source| InterpError::Json {
-        path: path.to_path_buf(),
-        source,
-    })?;
-    json.resize(json.len().div_ceil(8) * 8, b' ');
-
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty());
-    if let Some(dir) = dir {
-        fs::create_dir_all(dir).map_err(|e| InterpError::io(dir, e))?;
-    }
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = path.with_file_name(format!(".{name}.tmp-{}", std::process::id()));
-    let write = || -> std::result::Result<(), InterpError> {
-        let file = fs::File::create(&tmp).map_err(|e| InterpError::io(&tmp, e))?;
-        let mut w = std::io::BufWriter::new(file);
-        let io = |e| InterpError::io(&tmp, e);
-        w.write_all(&(json.len() as u64).to_le_bytes())
-            .map_err(io)?;
-        w.write_all(&json).map_err(io)?;
-        let mut buf = Vec::new();
-        for t in &data {
-            let numel = t.numel();
-            buf.resize(numel * t.kind().elt_size_in_bytes(), 0);
-            t.f_copy_data_u8(&mut buf, numel)?;
-            w.write_all(&buf).map_err(io)?;
-        }
-        let file = w.into_inner().map_err(|e| io(e.into_error()))?;
-        file.sync_all().map_err(io)
-    };
-    if let Err(e) = write() {
-        let _ = fs::remove_file(&tmp);
-        return Err(e);
-    }
-    fs::rename(&tmp, path).map_err(|e| InterpError::io(path, e))?;
-    Ok((8 + json.len() + offset) as u64)
 }

@@ -4,10 +4,10 @@
 use crate::config::GptConfig;
 use crate::error::{ModelError, Result};
 use crate::gpt::Gpt;
-use safetensors::tensor::{Dtype, SafeTensors, View};
-use std::borrow::Cow;
-use std::collections::{BTreeMap, HashMap};
+use safetensors::tensor::{Dtype, SafeTensors};
+use std::collections::BTreeMap;
 use std::fs::{self, File};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use tch::nn;
 use tch::{Device, Kind, Tensor};
@@ -57,11 +57,12 @@ impl Checkpoint {
         let shapes: BTreeMap<String, Vec<i64>> =
             vars.iter().map(|(n, t)| (n.clone(), t.size())).collect();
         check_tensors(&param_shapes(cfg), &shapes, path)?;
-        let mut metadata: HashMap<String, String> = extra_metadata.clone().into_iter().collect();
+        let mut metadata = extra_metadata.clone();
         let json = serde_json::to_string(cfg).map_err(|e| ModelError::Config(e.to_string()))?;
         metadata.insert(CONFIG_KEY.to_string(), json);
         metadata.insert("format".to_string(), "pt".to_string());
-        write_safetensors(path, &vars, metadata)
+        let vars: Vec<(String, Tensor)> = vars.into_iter().collect();
+        write_safetensors(path, &vars, &metadata).map(|_| ())
     }
 
     /// [`Checkpoint::save`] of this checkpoint's parameters, config and metadata.
@@ -256,71 +257,76 @@ pub(crate) fn tensor_from_view(
     )?)
 }
 
-/// A tensor's bytes on the host, for serialisation.
-struct HostTensor {
-    dtype: Dtype,
-    shape: Vec<usize>,
-    data: Vec<u8>,
+/// The safetensors dtype name of a tensor kind, or `None` for kinds the format cannot hold.
+fn dtype_name(kind: Kind) -> Option<&'static str> {
+    Some(match kind {
+        Kind::Bool => "BOOL",
+        Kind::Uint8 => "U8",
+        Kind::Int8 => "I8",
+        Kind::Int16 => "I16",
+        Kind::Int => "I32",
+        Kind::Int64 => "I64",
+        Kind::Half => "F16",
+        Kind::BFloat16 => "BF16",
+        Kind::Float => "F32",
+        Kind::Double => "F64",
+        _ => return None,
+    })
 }
 
-impl HostTensor {
-    fn new(name: &str, tensor: &Tensor) -> Result<HostTensor> {
-        let dtype = match tensor.kind() {
-            Kind::Float => Dtype::F32,
-            Kind::Half => Dtype::F16,
-            Kind::BFloat16 => Dtype::BF16,
-            Kind::Double => Dtype::F64,
-            other => {
-                return Err(ModelError::Input(format!(
-                    "cannot save tensor `{name}` of kind {other:?}"
-                )))
-            }
-        };
+/// Writes named tensors and string metadata as a safetensors file at `path`, atomically (8-byte
+/// little-endian header length, JSON header padded with spaces to a multiple of 8, then the raw
+/// little-endian data in the order given). The header's keys are sorted, so the same tensors and
+/// metadata always give the same bytes. Returns the file size in bytes.
+/// Errors: a repeated or reserved name, a kind safetensors cannot hold, IO.
+pub fn write_safetensors(
+    path: &Path,
+    tensors: &[(String, Tensor)],
+    metadata: &BTreeMap<String, String>,
+) -> Result<u64> {
+    let mut header = serde_json::Map::new();
+    if !metadata.is_empty() {
+        header.insert("__metadata__".into(), serde_json::json!(metadata));
+    }
+    let mut offset = 0usize;
+    let mut data = Vec::with_capacity(tensors.len());
+    for (name, tensor) in tensors {
+        let kind = tensor.kind();
+        let dtype = dtype_name(kind).ok_or_else(|| {
+            ModelError::Input(format!("cannot save tensor `{name}` of kind {kind:?}"))
+        })?;
         let host = tensor
             .f_detach()?
             .f_to_device(Device::Cpu)?
             .f_contiguous()?;
         let numel = host.numel();
-        let mut data = vec![0u8; numel * host.kind().elt_size_in_bytes()];
-        host.f_copy_data_u8(&mut data, numel)?;
-        Ok(HostTensor {
-            dtype,
-            shape: host.size().iter().map(|&s| s as usize).collect(),
-            data,
-        })
+        let mut bytes = vec![0u8; numel * kind.elt_size_in_bytes()];
+        host.f_copy_data_u8(&mut bytes, numel)?;
+        let entry = serde_json::json!({
+            "dtype": dtype,
+            "shape": host.size(),
+            "data_offsets": [offset, offset + bytes.len()],
+        });
+        if name == "__metadata__" || header.insert(name.clone(), entry).is_some() {
+            return Err(ModelError::Input(format!(
+                "cannot save tensor `{name}`: the name is used twice (or is reserved)"
+            )));
+        }
+        offset += bytes.len();
+        data.push(bytes);
     }
-}
-
-impl View for &HostTensor {
-    fn dtype(&self) -> Dtype {
-        self.dtype
-    }
-    fn shape(&self) -> &[usize] {
-        &self.shape
-    }
-    fn data(&self) -> Cow<'_, [u8]> {
-        Cow::Borrowed(&self.data)
-    }
-    fn data_len(&self) -> usize {
-        self.data.len()
-    }
-}
-
-/// Writes `tensors` and `metadata` as a safetensors file at `path`, atomically.
-pub(crate) fn write_safetensors(
-    path: &Path,
-    tensors: &BTreeMap<String, Tensor>,
-    metadata: HashMap<String, String>,
-) -> Result<()> {
-    let host: Vec<(String, HostTensor)> = tensors
-        .iter()
-        .map(|(n, t)| Ok((n.clone(), HostTensor::new(n, t)?)))
-        .collect::<Result<_>>()?;
-    let views = host.iter().map(|(n, t)| (n.as_str(), t));
+    let mut json = serde_json::to_vec(&header).map_err(|e| ModelError::Input(e.to_string()))?;
+    json.resize(json.len().div_ceil(8) * 8, b' ');
     atomically(path, |tmp| {
-        safetensors::tensor::serialize_to_file(views, &Some(metadata), tmp)
-            .map_err(|e| std::io::Error::other(format!("cannot serialise safetensors: {e}")))
-    })
+        let mut out = std::io::BufWriter::new(File::create(tmp)?);
+        out.write_all(&(json.len() as u64).to_le_bytes())?;
+        out.write_all(&json)?;
+        for bytes in &data {
+            out.write_all(bytes)?;
+        }
+        out.flush()
+    })?;
+    Ok((8 + json.len() + offset) as u64)
 }
 
 /// Writes `bytes` to `path` atomically (see [`atomically`]).

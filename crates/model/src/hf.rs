@@ -9,7 +9,7 @@ use crate::checkpoint::{
 use crate::config::{shared_schedule, GptConfig};
 use crate::error::{ModelError, Result};
 use serde_json::{json, Value};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -77,13 +77,14 @@ pub fn export_hf(ckpt: &Checkpoint, dir: &Path) -> Result<()> {
         serde_json::to_string_pretty(&config).map_err(|e| ModelError::Export(e.to_string()))?;
     write_atomic(&dir.join("config.json"), text.as_bytes())?;
     let tensors: BTreeMap<String, Tensor> = ckpt.vs.variables().into_iter().collect();
+    let tensors: Vec<(String, Tensor)> = tensors.into_iter().collect();
     let grokscope =
         serde_json::to_string(&ckpt.config).map_err(|e| ModelError::Export(e.to_string()))?;
-    let metadata = HashMap::from([
+    let metadata = BTreeMap::from([
         ("format".to_string(), "pt".to_string()),
         (CONFIG_KEY.to_string(), grokscope),
     ]);
-    write_safetensors(&dir.join("model.safetensors"), &tensors, metadata)
+    write_safetensors(&dir.join("model.safetensors"), &tensors, &metadata).map(|_| ())
 }
 
 /// The grokscope config of an HF GPT-2 `config.json` (read from `path`). Accepts `gelu_new` and

@@ -22,7 +22,7 @@ pub mod surgery;
 
 pub use attention::Attention;
 pub use block::Block;
-pub use checkpoint::{param_shapes, Checkpoint, CONFIG_KEY};
+pub use checkpoint::{param_shapes, write_safetensors, Checkpoint, CONFIG_KEY};
 pub use config::{looped_schedule, plain_schedule, shared_schedule, GptConfig};
 pub use conv1d::Conv1D;
 pub use embed::Embed;

@@ -151,7 +151,13 @@ impl TaskSpec {
                     p.entities, p.relations, p.phi
                 )
             }
-            TaskSpec::Comparison(p) => format!("comparison.{}.{:?}", p.entities, p.phi),
+            TaskSpec::Comparison(p) if p.attributes == 20 && p.values == 20 => {
+                format!("comparison.{}.{:?}", p.entities, p.phi)
+            }
+            TaskSpec::Comparison(p) => format!(
+                "comparison.{}.{}x{}.{:?}",
+                p.entities, p.attributes, p.values, p.phi
+            ),
             TaskSpec::Complex(p) => format!("complex.{}", p.entities),
         }
     }

@@ -222,8 +222,9 @@ fn trace_summary(trace_dir: &Path) -> Result<interp::TraceSummary> {
     serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))
 }
 
-/// The logit-lens checks over the middle layers 1..L−1: the bridge entity at r1 after grokking
-/// (MRR ≥ 0.8), and r2 at r2 rising from ≤ 0.1 at saturation to ≥ 0.3 at the end.
+/// The logit-lens checks: the bridge entity at r1 in the middle layer L/2 after grokking
+/// (MRR ≥ 0.8; the top layers decode it by construction, cpu-scale.md), and r2 at r2 rising from
+/// ≤ 0.1 at saturation to ≥ 0.3 at the end in the middle layer (1..L−1) where it rises most.
 fn lens_checks(trace_dir: &Path) -> Result<Vec<Check>> {
     let summary = trace_summary(trace_dir)?;
     let mrr = read_lens_mrr(&trace_dir.join("lens.csv"))?;
@@ -232,10 +233,8 @@ fn lens_checks(trace_dir: &Path) -> Result<Vec<Check>> {
     let get = |t: &str, p: &str, l: usize, s: u64| {
         mrr.get(&(t.to_string(), p.to_string(), l, s)).copied()
     };
-    let bridge = middle
-        .clone()
-        .filter_map(|l| get("b1", "r1", l, end).map(|v| (l, v)))
-        .max_by(|a, b| a.1.total_cmp(&b.1));
+    let centre = (summary.n_layer / 2).max(1);
+    let bridge = get("b1", "r1", centre, end).map(|v| (centre, v));
     let rise = middle
         .filter_map(|l| Some((l, get("r2", "r2", l, start)?, get("r2", "r2", l, end)?)))
         .max_by(|a, b| (a.2 - a.1).total_cmp(&(b.2 - b.1)));
