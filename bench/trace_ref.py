@@ -22,8 +22,8 @@ def load_examples(path):
     out = []
     for line in open(path):
         ex = json.loads(line)
-        corr = {c["role"]: (c["tokens"], c["positions"]) for c in ex["corruptions"]}
-        out.append({"clean": ex["clean_tokens"], "gold": ex["gold"], "corruptions": corr})
+        corr = {role: (c["tokens"], c["positions"]) for role, c in ex["corruptions"].items()}
+        out.append({"clean": ex["tokens"], "gold": ex["gold"], "corruptions": corr})
     return out
 
 
@@ -76,7 +76,7 @@ def tl_sweep(model_dir, examples):
     _, clean_cache = bridge.run_with_cache(clean)
     roles = sorted(examples[0]["corruptions"])
     for role in roles:
-        corrupted = torch.tensor([ex["corruptions"][role][0] for ex in examples])
+        corrupted = torch.tensor([ex["corruptions"].get(role, (ex["clean"], []))[0] for ex in examples])
 
         def metric(logits):
             return logits[:, -1].gather(1, gold[:, None]).mean()

@@ -15,7 +15,7 @@ use crate::patch::{
     ComponentKind, Direction, Pair, PositionChoice, PositionSet, Runs,
 };
 use crate::probe::ProbeSet;
-use crate::states::{alt_tokens, noise_scale, CorruptionInputs, States};
+use crate::states::{alt_tokens, for_each_corruption, noise_scale, CorruptionInputs, States};
 use crate::stats::{mean, pearson, restoration, spearman, to_f64, Outcomes};
 use model::{HookPoint, RunRequest};
 use serde::Serialize;
@@ -196,24 +196,16 @@ pub fn attribution_patching(
     opts: &AttributionOptions,
 ) -> Result<AttributionResult> {
     let nu = tch::no_grad(|| noise_scale(net, probe));
-    let mut result = AttributionResult {
+    let all = for_each_corruption(net, probe, nu, |ci| {
+        attribute_corruption(net, probe, ci, opts)
+    })?;
+    Ok(AttributionResult {
         direction: opts.direction,
         ln_mode: opts.ln_mode,
-        cells: Vec::new(),
-        baselines: Vec::new(),
-        noise_scale: None,
-    };
-    for spec in &probe.corruptions {
-        let name = spec.to_string();
-        let ci = CorruptionInputs::new(net, probe, &name, nu)?;
-        if ci.noise.is_some() {
-            result.noise_scale = Some(nu);
-        }
-        let (baseline, cells) = attribute_corruption(net, probe, &ci, opts)?;
-        result.baselines.push(baseline);
-        result.cells.extend(cells);
-    }
-    Ok(result)
+        cells: all.cells,
+        baselines: all.baselines,
+        noise_scale: all.noise_scale,
+    })
 }
 
 /// One (kind, layer) group of the grid with its variants.

@@ -242,15 +242,7 @@ pub fn logit_lens(
     layers: Option<&[usize]>,
     max_rows: usize,
 ) -> Result<LensResult> {
-    let layers: Vec<usize> = match layers {
-        Some(list) => {
-            for &l in list {
-                net.check_layer(l)?;
-            }
-            list.to_vec()
-        }
-        None => (0..=net.n_layer()).collect(),
-    };
+    let layers = net.layers_or_all(layers)?;
     let device = net.device();
     let n = probe.examples.len();
     let mut prepared = Vec::new();

@@ -468,15 +468,7 @@ pub fn linear_probes(
         }
         None => (0..probe.seq_len()).collect(),
     };
-    let layers: Vec<usize> = match layers {
-        Some(list) => {
-            for &l in list {
-                net.check_layer(l)?;
-            }
-            list.to_vec()
-        }
-        None => (0..=net.n_layer()).collect(),
-    };
+    let layers = net.layers_or_all(layers)?;
     let labels = targets
         .iter()
         .map(|t| TargetLabels::new(probe, t, opts.holdout, opts.seed))

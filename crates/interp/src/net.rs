@@ -158,6 +158,20 @@ impl<'a> Net<'a> {
         Ok(())
     }
 
+    /// The requested layers, each checked against the model, or every layer `0..=L` when none
+    /// are requested.
+    pub fn layers_or_all(&self, layers: Option<&[usize]>) -> Result<Vec<usize>> {
+        match layers {
+            Some(list) => {
+                for &l in list {
+                    self.check_layer(l)?;
+                }
+                Ok(list.to_vec())
+            }
+            None => Ok((0..=self.n_layer()).collect()),
+        }
+    }
+
     /// The capture set of every residual state `0..=L` plus the requested per-layer hooks.
     pub fn capture_set(&self, want: Want) -> BTreeSet<HookPoint> {
         let l = self.n_layer();

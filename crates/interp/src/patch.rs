@@ -18,7 +18,7 @@ use crate::error::{InterpError, Result};
 use crate::net::{logits_at, LnMode, Net, Want};
 use crate::output::PatchRow;
 use crate::probe::ProbeSet;
-use crate::states::{alt_tokens, noise_scale, CorruptionInputs, States};
+use crate::states::{alt_tokens, for_each_corruption, noise_scale, CorruptionInputs, States};
 use crate::stats::{restoration, Outcomes};
 use model::{Edit, HookPoint, Intervention, RunRequest};
 use std::fmt;
@@ -319,22 +319,12 @@ impl PatchResult {
 pub fn patch_sweep(net: &Net, probe: &ProbeSet, opts: &SweepOptions) -> Result<PatchResult> {
     tch::no_grad(|| {
         let nu = noise_scale(net, probe);
-        let mut result = PatchResult {
-            cells: Vec::new(),
-            baselines: Vec::new(),
-            noise_scale: None,
-        };
-        for spec in &probe.corruptions {
-            let name = spec.to_string();
-            let ci = CorruptionInputs::new(net, probe, &name, nu)?;
-            if ci.noise.is_some() {
-                result.noise_scale = Some(nu);
-            }
-            let (baseline, cells) = sweep_corruption(net, probe, &ci, opts)?;
-            result.baselines.push(baseline);
-            result.cells.extend(cells);
-        }
-        Ok(result)
+        let all = for_each_corruption(net, probe, nu, |ci| sweep_corruption(net, probe, ci, opts))?;
+        Ok(PatchResult {
+            cells: all.cells,
+            baselines: all.baselines,
+            noise_scale: all.noise_scale,
+        })
     })
 }
 

@@ -178,6 +178,40 @@ pub fn noise_scale(net: &Net, probe: &ProbeSet) -> f64 {
     3.0 * emb.to_kind(Kind::Double).std(true).double_value(&[])
 }
 
+/// What a pass over every corruption of a probe set collects: per corruption one baseline and its
+/// cells, and ν when any corruption added noise.
+pub(crate) struct PerCorruption<B, C> {
+    pub baselines: Vec<B>,
+    pub cells: Vec<C>,
+    pub noise_scale: Option<f64>,
+}
+
+/// Gathers the inputs of every corruption of the probe set (ν = `nu` for noise corruptions) and
+/// runs `per` on each, in order.
+pub(crate) fn for_each_corruption<B, C>(
+    net: &Net,
+    probe: &ProbeSet,
+    nu: f64,
+    mut per: impl FnMut(&CorruptionInputs) -> Result<(B, Vec<C>)>,
+) -> Result<PerCorruption<B, C>> {
+    let mut out = PerCorruption {
+        baselines: Vec::new(),
+        cells: Vec::new(),
+        noise_scale: None,
+    };
+    for spec in &probe.corruptions {
+        let name = spec.to_string();
+        let ci = CorruptionInputs::new(net, probe, &name, nu)?;
+        if ci.noise.is_some() {
+            out.noise_scale = Some(nu);
+        }
+        let (baseline, cells) = per(&ci)?;
+        out.baselines.push(baseline);
+        out.cells.extend(cells);
+    }
+    Ok(out)
+}
+
 impl CorruptionInputs {
     /// Gathers the inputs of corruption `name`; `noise_scale` is ν for noise corruptions.
     pub fn new(

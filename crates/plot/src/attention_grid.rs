@@ -15,8 +15,8 @@ use crate::heatmap::{
 };
 use crate::render::render_png;
 use crate::style::{
-    draw_text, draw_vertical_text, format_cell, max_text_width, text_size, PixelRect, AXIS_SIZE,
-    CELL_SIZE, INK, PAD, TICK_SIZE, TITLE_SIZE,
+    draw_bottom_axis_title, draw_text, draw_title, draw_vertical_text, format_cell, max_text_width,
+    text_size, PixelRect, AXIS_SIZE, CELL_SIZE, INK, PAD, TICK_SIZE, TITLE_SIZE,
 };
 
 /// Attention patterns of every (layer, head) for one example.
@@ -140,15 +140,7 @@ impl AttentionGrid {
         let (w, h) = area.dim_in_pixel();
         let layout = self.layout((w, h));
         let scale = Self::scale();
-        draw_text(
-            area,
-            &self.title,
-            TITLE_SIZE,
-            true,
-            &INK,
-            (w as i32 / 2, PAD),
-            (HPos::Center, VPos::Top),
-        )?;
+        draw_title(area, &self.title)?;
         let first = layout.panels[0][0];
         let cell_w = first.width() / self.key_labels.len().max(1) as i32;
         let key_labels_vertical =
@@ -199,15 +191,7 @@ impl AttentionGrid {
             ),
         )?;
         let right = layout.panels[0].last().map_or(first.x1, |r| r.x1);
-        draw_text(
-            area,
-            "key position",
-            AXIS_SIZE,
-            false,
-            &INK,
-            ((first.x0 + right) / 2, h as i32 - PAD),
-            (HPos::Center, VPos::Bottom),
-        )?;
+        draw_bottom_axis_title(area, "key position", (first.x0 + right) / 2)?;
         paint_color_bar(area, layout.color_bar, &scale, QUANTITY)?;
         let any_missing = self
             .patterns

@@ -11,8 +11,9 @@ use crate::colormap::ColorMap;
 use crate::error::{PlotError, Result};
 use crate::render::render_png;
 use crate::style::{
-    draw_text, draw_vertical_text, fill_rect, format_number, max_text_width, nice_ticks, text_size,
-    PixelRect, AXIS_SIZE, GRID, INK, PAD, TICK_SIZE, TITLE_SIZE,
+    draw_bottom_axis_title, draw_text, draw_title, draw_vertical_text, fill_rect, format_number,
+    max_text_width, nice_ticks, text_size, PixelRect, AXIS_SIZE, GRID, INK, PAD, TICK_SIZE,
+    TITLE_SIZE,
 };
 
 /// Bars listed top to bottom.
@@ -82,15 +83,7 @@ impl BarChart {
             x1: w as i32 - m.right,
             y1: h as i32 - m.bottom,
         };
-        draw_text(
-            area,
-            &self.title,
-            TITLE_SIZE,
-            true,
-            &INK,
-            (w as i32 / 2, PAD),
-            (HPos::Center, VPos::Top),
-        )?;
+        draw_title(area, &self.title)?;
         let finite = self.bars.iter().map(|b| b.1).filter(|v| v.is_finite());
         let lo = finite.clone().fold(0.0f64, f64::min);
         let hi = finite.fold(0.0f64, f64::max);
@@ -198,15 +191,7 @@ impl BarChart {
             &INK,
             (PAD + cap / 2, plot.center().1),
         )?;
-        draw_text(
-            area,
-            &self.value_label,
-            AXIS_SIZE,
-            false,
-            &INK,
-            (plot.center().0, h as i32 - PAD),
-            (HPos::Center, VPos::Bottom),
-        )
+        draw_bottom_axis_title(area, &self.value_label, plot.center().0)
     }
 
     fn margins(&self) -> Margins {

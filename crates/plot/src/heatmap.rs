@@ -11,9 +11,9 @@ use crate::colormap::{text_color_on, ColorScale, NO_DATA};
 use crate::error::{PlotError, Result};
 use crate::render::render_png;
 use crate::style::{
-    draw_text, draw_vertical_text, fill_rect, format_cell, format_number, max_text_width,
-    nice_ticks, outline_rect, text_size, PixelRect, AXIS_SIZE, CELL_SIZE, INK, PAD, TICK_SIZE,
-    TITLE_SIZE,
+    draw_bottom_axis_title, draw_text, draw_title, draw_vertical_text, fill_rect, format_cell,
+    format_number, max_text_width, nice_ticks, outline_rect, text_size, PixelRect, AXIS_SIZE,
+    CELL_SIZE, INK, PAD, TICK_SIZE, TITLE_SIZE,
 };
 
 /// Whether to write each cell's value inside it.
@@ -170,15 +170,7 @@ impl Heatmap {
         self.validate()?;
         let (w, h) = area.dim_in_pixel();
         let layout = self.layout((w, h));
-        draw_text(
-            area,
-            &self.title,
-            TITLE_SIZE,
-            true,
-            &INK,
-            (w as i32 / 2, PAD),
-            (HPos::Center, VPos::Top),
-        )?;
+        draw_title(area, &self.title)?;
         paint_cells(
             area,
             layout.grid,
@@ -203,15 +195,7 @@ impl Heatmap {
             &INK,
             (label_x, (layout.grid.y0 + layout.grid.y1) / 2),
         )?;
-        draw_text(
-            area,
-            &self.col_axis,
-            AXIS_SIZE,
-            false,
-            &INK,
-            ((layout.grid.x0 + layout.grid.x1) / 2, h as i32 - PAD),
-            (HPos::Center, VPos::Bottom),
-        )?;
+        draw_bottom_axis_title(area, &self.col_axis, (layout.grid.x0 + layout.grid.x1) / 2)?;
         paint_color_bar(area, layout.color_bar, &self.scale, &self.quantity)?;
         if self.values.iter().flatten().any(|v| v.is_nan()) {
             paint_no_data_key(area, (layout.color_bar.x0, layout.grid.y1 + 14))?;

@@ -15,8 +15,8 @@ use crate::colormap::finite_range;
 use crate::error::{draw_error, PlotError, Result};
 use crate::render::render_png;
 use crate::style::{
-    draw_text, format_number, max_text_width, nice_step, nice_ticks, text_size, AXIS_SIZE, GRID,
-    INK, PAD, TICK_SIZE, TITLE_SIZE,
+    draw_text, draw_title, format_number, max_text_width, nice_step, nice_ticks, text_size,
+    AXIS_SIZE, GRID, INK, PAD, TICK_SIZE, TITLE_SIZE,
 };
 
 /// Linear or base-10 logarithmic axis.
@@ -214,15 +214,7 @@ impl LineChart {
     pub fn draw<DB: DrawingBackend>(&self, area: &DrawingArea<DB, Shift>) -> Result<()> {
         let runs = self.drawable_points()?;
         let (w, _) = area.dim_in_pixel();
-        draw_text(
-            area,
-            &self.title,
-            TITLE_SIZE,
-            true,
-            &INK,
-            (w as i32 / 2, PAD),
-            (HPos::Center, VPos::Top),
-        )?;
+        draw_title(area, &self.title)?;
         let show_legend = self.series.iter().any(|s| !s.name.is_empty());
         let legend_w = if show_legend { self.legend_width() } else { 0 };
         let (plot_area, legend_area) = area.split_horizontally(w as i32 - legend_w);

@@ -15,8 +15,8 @@ use crate::heatmap::{
 };
 use crate::render::render_png;
 use crate::style::{
-    draw_text, draw_vertical_text, format_cell, max_text_width, text_size, PixelRect, AXIS_SIZE,
-    CELL_SIZE, INK, PAD, TICK_SIZE, TITLE_SIZE,
+    draw_bottom_axis_title, draw_text, draw_title, draw_vertical_text, format_cell, max_text_width,
+    text_size, PixelRect, AXIS_SIZE, CELL_SIZE, INK, PAD, TICK_SIZE, TITLE_SIZE,
 };
 
 /// One heatmap of a small-multiples figure.
@@ -210,15 +210,7 @@ impl SmallMultiples {
         let (w, h) = area.dim_in_pixel();
         let layout = self.layout((w, h));
         let (_, panel_cols) = self.grid_shape();
-        draw_text(
-            area,
-            &self.title,
-            TITLE_SIZE,
-            true,
-            &INK,
-            (w as i32 / 2, PAD),
-            (HPos::Center, VPos::Top),
-        )?;
+        draw_title(area, &self.title)?;
         let annotate = self.annotations_fit(&layout);
         let n = self.panels.len();
         for (i, (panel, rect)) in self.panels.iter().zip(&layout.panels).enumerate() {
@@ -253,15 +245,7 @@ impl SmallMultiples {
             ),
         )?;
         let right = layout.panels.iter().map(|p| p.x1).max().unwrap_or(first.x1);
-        draw_text(
-            area,
-            &self.col_axis,
-            AXIS_SIZE,
-            false,
-            &INK,
-            ((first.x0 + right) / 2, h as i32 - PAD),
-            (HPos::Center, VPos::Bottom),
-        )?;
+        draw_bottom_axis_title(area, &self.col_axis, (first.x0 + right) / 2)?;
         paint_color_bar(area, layout.color_bar, &self.scale, &self.quantity)?;
         let any_missing = self
             .panels

@@ -95,6 +95,41 @@ pub(crate) fn draw_text<DB: DrawingBackend>(
         .map_err(draw_error)
 }
 
+/// A figure's title, bold and centred at the top of `area`.
+pub(crate) fn draw_title<DB: DrawingBackend>(
+    area: &DrawingArea<DB, Shift>,
+    title: &str,
+) -> Result<()> {
+    let (w, _) = area.dim_in_pixel();
+    draw_text(
+        area,
+        title,
+        TITLE_SIZE,
+        true,
+        &INK,
+        (w as i32 / 2, PAD),
+        (HPos::Center, VPos::Top),
+    )
+}
+
+/// The title of a horizontal axis, centred on `centre_x` at the bottom of `area`.
+pub(crate) fn draw_bottom_axis_title<DB: DrawingBackend>(
+    area: &DrawingArea<DB, Shift>,
+    title: &str,
+    centre_x: i32,
+) -> Result<()> {
+    let (_, h) = area.dim_in_pixel();
+    draw_text(
+        area,
+        title,
+        AXIS_SIZE,
+        false,
+        &INK,
+        (centre_x, h as i32 - PAD),
+        (HPos::Center, VPos::Bottom),
+    )
+}
+
 /// Text read bottom to top, centred on `centre`.
 pub(crate) fn draw_vertical_text<DB: DrawingBackend>(
     area: &DrawingArea<DB, Shift>,

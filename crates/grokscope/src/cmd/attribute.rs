@@ -7,8 +7,8 @@ use anyhow::Result;
 use interp::output::{write_csv, write_json};
 use interp::patch::Direction;
 use interp::{
-    attribution_patching, default_corruptions, AttributionOptions, ComponentKind, CorruptionSpec,
-    LnMode, Net, PositionChoice,
+    attribution_patching, AttributionOptions, ComponentKind, CorruptionSpec, LnMode, Net,
+    PositionChoice,
 };
 use serde_json::json;
 use std::str::FromStr;
@@ -50,12 +50,7 @@ pub fn run(args: AttributeArgs, ctx: &Ctx) -> Result<()> {
     let positions: Vec<PositionChoice> = parse_all(&args.positions)?;
     let ln_mode = LnMode::from_str(&args.ln_mode)?;
     let opened = args.probe.open(ctx)?;
-    let corruptions = if corruptions_given.is_empty() {
-        default_corruptions(opened.data.kind)
-    } else {
-        corruptions_given
-    };
-    let probe = args.probe.probe(&opened, &corruptions)?;
+    let probe = args.probe.corrupted_probe(&opened, corruptions_given)?;
     let net = Net::new(&opened.checkpoint.model);
     args.probe.check_layers(&net)?;
     let opts = AttributionOptions {

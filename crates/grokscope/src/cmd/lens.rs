@@ -64,6 +64,21 @@ impl ProbeArgs {
         Ok(probe)
     }
 
+    /// Builds the probe set with `corruptions`, or with the task's default corruptions when none
+    /// are given.
+    pub fn corrupted_probe(
+        &self,
+        opened: &Opened,
+        corruptions: Vec<interp::CorruptionSpec>,
+    ) -> Result<ProbeSet> {
+        let corruptions = if corruptions.is_empty() {
+            interp::default_corruptions(opened.data.kind)
+        } else {
+            corruptions
+        };
+        self.probe(opened, &corruptions)
+    }
+
     /// Checks the requested layers against the model.
     pub fn check_layers(&self, net: &Net) -> Result<()> {
         for &l in self.layers.iter().flatten() {

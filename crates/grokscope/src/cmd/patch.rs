@@ -7,8 +7,8 @@ use interp::lens::default_targets;
 use interp::output::{write_csv, write_json};
 use interp::patch::{Direction, PatchResult};
 use interp::{
-    default_corruptions, patch_sweep, state_effect, ComponentKind, CorruptionSpec, Net,
-    PositionChoice, SweepMode, SweepOptions,
+    patch_sweep, state_effect, ComponentKind, CorruptionSpec, Net, PositionChoice, SweepMode,
+    SweepOptions,
 };
 use serde_json::json;
 use std::time::Instant;
@@ -46,12 +46,7 @@ pub fn run(args: PatchArgs, ctx: &Ctx) -> Result<()> {
     let components: Vec<ComponentKind> = parse_all(&args.component)?;
     let positions: Vec<PositionChoice> = parse_all(&args.positions)?;
     let opened = args.probe.open(ctx)?;
-    let corruptions = if corruptions_given.is_empty() {
-        default_corruptions(opened.data.kind)
-    } else {
-        corruptions_given
-    };
-    let probe = args.probe.probe(&opened, &corruptions)?;
+    let probe = args.probe.corrupted_probe(&opened, corruptions_given)?;
     let net = Net::new(&opened.checkpoint.model);
     args.probe.check_layers(&net)?;
     let opts = SweepOptions {
