@@ -45,8 +45,10 @@ def train_case(threads, preset, steps, work, extra=()):
     run = os.path.join(work, f"run-{preset}")
     sets = [f"steps={steps}", f"eval_every={steps}", f"checkpoints=steps:{steps}", *extra]
     _, out = gs(threads, "train", "--preset", preset, "--out", run, "--quiet", *sum((["--set", s] for s in sets), []))
-    m = re.search(r"([0-9.]+) steps/s in training steps", out)
-    ours = float(m.group(1))
+    m = re.search(r"([0-9.]+) (steps/s|s/step) in training steps", out)
+    if m is None:
+        sys.exit(f"bench: no training speed in the output of grokscope train:\n{out}")
+    ours = float(m.group(1)) if m.group(2) == "steps/s" else 1.0 / float(m.group(1))
     cfg = json.load(open(os.path.join(run, "config.json")))
     sched = cfg["schedule"]
     schedule = sched if isinstance(sched, list) else list(range(cfg["n_layer"]))
@@ -68,18 +70,23 @@ def main():
     args = ap.parse_args()
     t = args.threads
     rows = []
+
+    def add(*row):
+        rows.append(row)
+        print("  " + " | ".join(row), flush=True)
+
     work = tempfile.mkdtemp(prefix="grokscope-bench-")
     try:
         _, res = ref(t, "matmul.py")
         limit = res[-1]["gflops"] * 1e9
-        rows.append(("fp32 matmul 1024² (the limit)", f"{limit / 1e9:.0f} GFLOP/s", "", "", ""))
+        add(*("fp32 matmul 1024² (the limit)", f"{limit / 1e9:.0f} GFLOP/s", "", "", ""))
 
         # Data generation at the paper's full size.
         dt_ours, _ = gs(t, "data", "composition", "--entities", "2000", "--relations", "200", "--out-degree", "20",
                         "--phi", "18", "--seed", "0", "--out", os.path.join(work, "paper-data"))
         _, res = ref(t, "gen_ref.py")
         dt_ref = res[-1]["seconds"]
-        rows.append(("data: paper composition φ=18 (724k)", f"{dt_ours:.1f} s", f"{dt_ref:.1f} s", f"{dt_ref / dt_ours:.1f}×", ""))
+        add(*("data: paper composition φ=18 (724k)", f"{dt_ours:.1f} s", f"{dt_ref:.1f} s", f"{dt_ref / dt_ours:.1f}×", ""))
 
         # Training throughput.
         steps = 60 if args.quick else 200
@@ -87,10 +94,10 @@ def main():
         for preset in ["tiny-composition", "tiny-comparison"]:
             ours, theirs, fl, run = train_case(t, preset, steps, work)
             runs[preset] = run
-            rows.append((f"train {preset} (steps/s)", f"{ours:.1f}", f"{theirs:.1f}", f"{ours / theirs:.2f}×",
+            add(*(f"train {preset} (steps/s)", f"{ours:.1f}", f"{theirs:.1f}", f"{ours / theirs:.2f}×",
                          f"{100 * ours * fl / limit:.0f}%"))
         ours, theirs, fl, _ = train_case(t, "paper-composition", 3, work)
-        rows.append(("train paper-composition 8L×768 (steps/s)", f"{ours:.3f}", f"{theirs:.3f}",
+        add(*("train paper-composition 8L×768 (steps/s)", f"{ours:.3f}", f"{theirs:.3f}",
                      f"{ours / theirs:.2f}×", f"{100 * ours * fl / limit:.0f}%"))
 
         # Causal tracing and lens on the tiny composition checkpoint (same probe set, same checkpoint).
@@ -109,14 +116,14 @@ def main():
         _, res = ref(t, "trace_ref.py", "--hf-dir", hf, "--examples", os.path.join(patch_dir, "examples.jsonl"),
                      "--which", "paper,tl")
         by = {r["case"]: r["seconds"] for r in res}
-        rows.append((f"causal tracing, tiny, {size} ex: paper's loop (s/ckpt)", f"{dt_paper_ours:.2f} s",
+        add(*(f"causal tracing, tiny, {size} ex: paper's loop (s/ckpt)", f"{dt_paper_ours:.2f} s",
                      f"{by['paper']:.1f} s", f"{by['paper'] / dt_paper_ours:.0f}×", ""))
-        rows.append((f"causal tracing, tiny, {size} ex: TransformerLens sweep (s/ckpt)", f"{dt_tl_ours:.2f} s",
+        add(*(f"causal tracing, tiny, {size} ex: TransformerLens sweep (s/ckpt)", f"{dt_tl_ours:.2f} s",
                      f"{by['tl']:.1f} s", f"{by['tl'] / dt_tl_ours:.1f}×", ""))
         dt_ours, _ = gs(t, "lens", "--checkpoint", ckpt, "--out", os.path.join(work, "lens"), "--size", size)
         _, res = ref(t, "trace_ref.py", "--hf-dir", hf, "--examples", os.path.join(patch_dir, "examples.jsonl"),
                      "--which", "lens")
-        rows.append((f"logit lens, tiny, {size} ex (s/ckpt)", f"{dt_ours:.2f} s", f"{res[-1]['seconds']:.2f} s",
+        add(*(f"logit lens, tiny, {size} ex (s/ckpt)", f"{dt_ours:.2f} s", f"{res[-1]['seconds']:.2f} s",
                      f"{res[-1]['seconds'] / dt_ours:.1f}×", ""))
     finally:
         shutil.rmtree(work, ignore_errors=True)
