@@ -223,7 +223,7 @@ impl TrainConfig {
             "tiny-composition" => TrainConfig {
                 steps: 4500,
                 lr: 2e-3,
-                weight_decay: 0.3,
+                weight_decay: 0.6,
                 checkpoints: "steps:200,500,800,1000,1200,1400,1600,2000,2500,3000,3500,4000"
                     .parse()?,
                 ..tiny(DatasetSpec::tiny_composition())
