@@ -41,11 +41,9 @@ pub fn run(args: &DemoArgs, ctx: &Ctx) -> Result<()> {
         let run_dir = args.runs.join(task);
         let out_dir = args.out.join(task);
         stage(&format!("train tiny-{task}"));
-        let mut train = vec!["train", "--preset"];
         let preset = format!("tiny-{task}");
-        train.push(&preset);
         let run_str = run_dir.to_string_lossy().into_owned();
-        train.extend(["--out", &run_str]);
+        let mut train = vec!["train", "--preset", &preset, "--out", &run_str];
         for s in &args.set {
             train.extend(["--set", s]);
         }
@@ -167,8 +165,9 @@ fn composition_checks(metrics: &Metrics, trace_dir: &Path) -> Result<Vec<Check>>
         measured: format!("max test OOD {ood_max:.3}"),
         ok: Some(ood_max <= 0.1),
     });
-    checks.extend(lens_checks(trace_dir)?);
-    checks.push(causal_check(trace_dir)?);
+    let summary = trace_summary(trace_dir)?;
+    checks.extend(lens_checks(&summary, trace_dir)?);
+    checks.push(causal_check(&summary));
     Ok(checks)
 }
 
@@ -225,8 +224,7 @@ fn trace_summary(trace_dir: &Path) -> Result<interp::TraceSummary> {
 /// The logit-lens checks: the bridge entity at r1 in the middle layer L/2 after grokking
 /// (MRR ≥ 0.8; the top layers decode it by construction, cpu-scale.md), and r2 at r2 rising from
 /// ≤ 0.1 at saturation to ≥ 0.3 at the end in the middle layer (1..L−1) where it rises most.
-fn lens_checks(trace_dir: &Path) -> Result<Vec<Check>> {
-    let summary = trace_summary(trace_dir)?;
+fn lens_checks(summary: &interp::TraceSummary, trace_dir: &Path) -> Result<Vec<Check>> {
     let mrr = read_lens_mrr(&trace_dir.join("lens.csv"))?;
     let (start, end) = (summary.saturation.step, summary.last_step);
     let middle = 1..summary.n_layer;
@@ -259,10 +257,9 @@ fn lens_checks(trace_dir: &Path) -> Result<Vec<Check>> {
 }
 
 /// The causal strength of the middle-layer r1 state at saturation and at the end, side by side.
-fn causal_check(trace_dir: &Path) -> Result<Check> {
-    let summary = trace_summary(trace_dir)?;
+fn causal_check(summary: &interp::TraceSummary) -> Check {
     let key = summary.causal.iter().find(|k| k.corruption == "r1");
-    Ok(match key.and_then(|k| Some((k.layer, k.start?, k.end?))) {
+    match key.and_then(|k| Some((k.layer, k.start?, k.end?))) {
         Some((layer, a, b)) => Check {
             claim: format!(
                 "tracing: causal strength of S[{layer}, r1] grows during grokking (paper)"
@@ -284,7 +281,7 @@ fn causal_check(trace_dir: &Path) -> Result<Check> {
             measured: "not in trace.json".into(),
             ok: None,
         },
-    })
+    }
 }
 
 fn verdict(ok: Option<bool>) -> &'static str {
