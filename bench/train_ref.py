@@ -74,6 +74,7 @@ def main():
     ap.add_argument("--dropout", type=float, default=0.0)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--bf16", action="store_true")
+    ap.add_argument("--profile", action="store_true", help="print torch.profiler's op table of the timed steps")
     args = ap.parse_args()
     set_threads(args.threads)
     torch.manual_seed(0)
@@ -105,6 +106,11 @@ def main():
         step(i)
     if dev.type == "cuda":
         torch.cuda.synchronize()
+    if args.profile:
+        with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
+            for i in range(args.steps):
+                step(i)
+        print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=25))
     with Timer() as t:
         for i in range(args.steps):
             loss = step(i)

@@ -95,4 +95,46 @@ impl Attention {
         };
         Ok(out.dropout(self.dropout, train))
     }
+
+    /// The attention output at the query positions `positions` only (no hooks): keys and values
+    /// come from every position, queries only from the given ones, each masked causally at its
+    /// own position. Used by training, where only the loss positions of the last layer matter.
+    /// Shapes: x `[B, T, d_model]` (the ln_1 output), positions `[B, K]` i64 → `[B, K, d_model]`.
+    pub(crate) fn forward_at(&self, x: &Tensor, positions: &Tensor, train: bool) -> Result<Tensor> {
+        let (b, t, d) = x.size3()?;
+        let k_rows = positions.size()[1];
+        let h = self.n_head as i64;
+        let dh = d / h;
+        let w = &self.c_attn.weight;
+        let bias = &self.c_attn.bias;
+        let rows = positions.unsqueeze(-1).expand([-1, -1, d], false);
+        let q = bias
+            .narrow(0, 0, d)
+            .addmm(
+                &x.gather(1, &rows, false).reshape([-1, d]),
+                &w.narrow(1, 0, d),
+            )
+            .view([b, k_rows, h, dh]);
+        let kv = bias
+            .narrow(0, d, 2 * d)
+            .addmm(&x.reshape([-1, d]), &w.narrow(1, d, 2 * d))
+            .view([b, t, 2 * d]);
+        let head = |i: i64| kv.narrow(-1, i * d, d).view([b, t, h, dh]);
+        let (k, v) = (head(0), head(1));
+        let scores = q.transpose(1, 2).matmul(&k.permute([0, 2, 3, 1])) / (dh as f64).sqrt();
+        let keys = Tensor::arange(t, (tch::Kind::Int64, x.device()));
+        let future = keys
+            .view([1, 1, t])
+            .gt_tensor(&positions.unsqueeze(-1))
+            .unsqueeze(1);
+        let pattern = scores
+            .masked_fill(&future, f64::NEG_INFINITY)
+            .softmax(-1, scores.kind());
+        let z = pattern
+            .dropout(self.dropout, train)
+            .matmul(&v.transpose(1, 2))
+            .transpose(1, 2)
+            .reshape([b, k_rows, d]);
+        Ok(self.c_proj.forward(&z).dropout(self.dropout, train))
+    }
 }

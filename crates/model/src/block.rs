@@ -61,4 +61,21 @@ impl Block {
         let mlp_out = hooks.apply(HookPoint::MlpOut(layer), mlp_out)?;
         hooks.apply(HookPoint::ResidPost(layer), resid_mid + mlp_out)
     }
+
+    /// The block's output at `positions` only (no hooks): attention queries, the residual, ln_2
+    /// and the MLP are computed for those rows; keys and values for every position.
+    /// Shapes: x `[B, T, d_model]`, positions `[B, K]` i64 → `[B, K, d_model]`.
+    pub(crate) fn forward_at(&self, x: &Tensor, positions: &Tensor, train: bool) -> Result<Tensor> {
+        let d = x.size()[2];
+        let rows = positions.unsqueeze(-1).expand([-1, -1, d], false);
+        let attn_out = self
+            .attn
+            .forward_at(&self.ln_1.forward(x), positions, train)?;
+        let resid_mid = x.gather(1, &rows, false) + attn_out;
+        let mut no_hooks = Hooks::none();
+        let mlp_out = self
+            .mlp
+            .forward(&self.ln_2.forward(&resid_mid), 0, &mut no_hooks, train)?;
+        Ok(resid_mid + mlp_out)
+    }
 }

@@ -143,6 +143,28 @@ impl Gpt {
         self.layers(0, x, &mut hooks, train)
     }
 
+    /// The residual stream after the last layer at `positions` only, before `ln_f` (no hooks, no
+    /// checks): layers below the last run on every position (the last layer's keys and values need
+    /// them), the last layer only on the given rows — what a loss on those positions needs.
+    /// Equals `hidden_t(tokens).gather(1, positions)` up to float rounding.
+    /// Shapes: tokens `[B, T]` i64, positions `[B, K]` i64 in `0..T` → `[B, K, d_model]`.
+    pub fn hidden_at(&self, tokens: &Tensor, positions: &Tensor, train: bool) -> Result<Tensor> {
+        let tokens = tokens.to_device(self.device).to_kind(Kind::Int64);
+        let positions = positions.to_device(self.device).to_kind(Kind::Int64);
+        let mut hooks = Hooks::none();
+        let x = self.embed.forward(&tokens, &mut hooks, train)?;
+        let Some((&last, below)) = self.cfg.schedule.split_last() else {
+            return Err(ModelError::Config("the schedule is empty".into()));
+        };
+        let t = x.size()[1];
+        let future = Tensor::ones([t, t], (Kind::Bool, x.device())).triu(1);
+        let mut x = x;
+        for (layer, &block) in below.iter().enumerate() {
+            x = self.blocks[block].forward(x, &future, layer, &mut hooks, train)?;
+        }
+        self.blocks[last].forward_at(&x, &positions, train)
+    }
+
     /// The final LayerNorm `ln_f` (recomputed on `resid`, as the logit lens does).
     /// Shapes: resid `[..., d_model]` → `[..., d_model]`.
     pub fn ln_final(&self, resid: &Tensor) -> Tensor {

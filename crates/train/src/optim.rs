@@ -35,42 +35,87 @@ impl Default for AdamWParams {
     }
 }
 
-/// One optimised parameter and its moments (all of the parameter's shape).
+/// One optimised parameter: a view of the flat parameter buffer at `offset`.
 struct Slot {
     name: String,
     param: Tensor,
     decay: bool,
-    m: Tensor,
-    v: Tensor,
+    offset: i64,
+    numel: i64,
 }
 
 /// AdamW over a fixed, name-sorted list of parameters.
+///
+/// The parameters are re-homed into one flat buffer (decayed ones first), each variable becoming
+/// a view of it, and the moments are flat buffers of the same layout: an update is a handful of
+/// whole-buffer ops instead of a handful per parameter. Gradients stay per parameter (autograd
+/// owns them) and are concatenated once per update.
 pub struct AdamW {
     hp: AdamWParams,
     slots: Vec<Slot>,
+    /// All parameters `[P]`, decayed ones in `0..n_decayed`.
+    flat: Tensor,
+    n_decayed: i64,
+    /// First and second moments `[P]`, laid out like `flat`.
+    m: Tensor,
+    v: Tensor,
     step: u64,
 }
 
 impl AdamW {
     /// Optimises `params` (name → variable, e.g. `VarStore::variables()`); `decay(name)` says
-    /// which ones get weight decay. Moments start at zero.
+    /// which ones get weight decay. Moments start at zero. The variables' data is moved into the
+    /// optimiser's flat buffer (same values; every holder of the variable sees the move).
     pub fn new(
         params: impl IntoIterator<Item = (String, Tensor)>,
         decay: impl Fn(&str) -> bool,
         hp: AdamWParams,
     ) -> AdamW {
         let sorted: BTreeMap<String, Tensor> = params.into_iter().collect();
-        let slots = sorted
+        let mut slots: Vec<Slot> = sorted
             .into_iter()
             .map(|(name, param)| Slot {
                 decay: decay(&name),
-                m: param.zeros_like(),
-                v: param.zeros_like(),
+                numel: param.numel() as i64,
+                offset: 0,
                 name,
                 param,
             })
             .collect();
-        AdamW { hp, slots, step: 0 }
+        slots.sort_by_key(|s| !s.decay);
+        let mut offset = 0;
+        for slot in &mut slots {
+            slot.offset = offset;
+            offset += slot.numel;
+        }
+        let n_decayed = slots.iter().filter(|s| s.decay).map(|s| s.numel).sum();
+        let (kind, device) = slots.first().map_or((Kind::Float, tch::Device::Cpu), |s| {
+            (s.param.kind(), s.param.device())
+        });
+        let flat = Tensor::zeros([offset], (kind, device));
+        tch::no_grad(|| {
+            for slot in &mut slots {
+                let mut view = Self::view_of(&flat, slot);
+                let _ = view.copy_(&slot.param);
+                slot.param.set_data(&view);
+            }
+        });
+        AdamW {
+            hp,
+            m: flat.zeros_like(),
+            v: flat.zeros_like(),
+            flat,
+            n_decayed,
+            slots,
+            step: 0,
+        }
+    }
+
+    /// The part of a flat buffer that belongs to `slot`, shaped like its parameter.
+    fn view_of(buffer: &Tensor, slot: &Slot) -> Tensor {
+        buffer
+            .narrow(0, slot.offset, slot.numel)
+            .view(slot.param.size().as_slice())
     }
 
     /// Number of updates applied so far.
@@ -97,19 +142,27 @@ impl AdamW {
         }
     }
 
+    /// Every gradient in the flat layout `[P]` (missing gradients as zeros), or `None` when no
+    /// parameter has a gradient.
+    fn flat_grad(&self) -> Option<Tensor> {
+        let grads: Vec<Tensor> = self.slots.iter().map(|s| s.param.grad()).collect();
+        if !grads.iter().any(Tensor::defined) {
+            return None;
+        }
+        let parts: Vec<Tensor> = grads
+            .into_iter()
+            .zip(&self.slots)
+            .map(|(g, s)| if g.defined() { g } else { s.param.zeros_like() }.reshape([-1]))
+            .collect();
+        Some(Tensor::cat(&parts, 0))
+    }
+
     /// Global L2 norm of all gradients, a 0-dim f32 tensor on the parameters' device (no host
     /// synchronisation). Missing gradients count as zero.
     pub fn grad_norm(&self) -> Tensor {
-        let squares: Vec<Tensor> = self
-            .slots
-            .iter()
-            .map(|s| s.param.grad())
-            .filter(Tensor::defined)
-            .map(|g| g.to_kind(Kind::Float).square().sum(Kind::Float))
-            .collect();
-        match squares.first() {
-            None => Tensor::zeros([], (Kind::Float, self.device())),
-            Some(_) => Tensor::stack(&squares, 0).sum(Kind::Float).sqrt(),
+        match self.flat_grad() {
+            None => Tensor::zeros([], (Kind::Float, self.flat.device())),
+            Some(g) => g.to_kind(Kind::Float).square().sum(Kind::Float).sqrt(),
         }
     }
 
@@ -134,6 +187,9 @@ impl AdamW {
     /// without a gradient is left untouched (its moments too), as in PyTorch.
     pub fn step(&mut self, lr: f64) {
         self.step += 1;
+        let Some(grad) = self.flat_grad() else {
+            return;
+        };
         let t = self.step as f64;
         let AdamWParams {
             beta1,
@@ -143,20 +199,31 @@ impl AdamW {
         } = self.hp;
         let step_size = lr / (1.0 - beta1.powf(t));
         let bias2_sqrt = (1.0 - beta2.powf(t)).sqrt();
+        let missing: Vec<&Slot> = self
+            .slots
+            .iter()
+            .filter(|s| !s.param.grad().defined())
+            .collect();
         tch::no_grad(|| {
-            for slot in &mut self.slots {
-                let grad = slot.param.grad();
-                if !grad.defined() {
-                    continue;
+            let frozen: Vec<[Tensor; 3]> = missing
+                .iter()
+                .map(|s| [&self.flat, &self.m, &self.v].map(|b| Self::view_of(b, s).copy()))
+                .collect();
+            if weight_decay != 0.0 {
+                let _ = self
+                    .flat
+                    .narrow(0, 0, self.n_decayed)
+                    .g_mul_scalar_(1.0 - lr * weight_decay);
+            }
+            let _ = self.m.lerp_(&grad, 1.0 - beta1);
+            let _ = self.v.g_mul_scalar_(beta2);
+            let _ = self.v.addcmul_(&(&grad * (1.0 - beta2)), &grad);
+            let denom = self.v.sqrt() / bias2_sqrt + eps;
+            let _ = self.flat.addcdiv_(&(&self.m * -step_size), &denom);
+            for (s, saved) in missing.iter().zip(frozen) {
+                for (buffer, value) in [&self.flat, &self.m, &self.v].into_iter().zip(saved) {
+                    let _ = Self::view_of(buffer, s).copy_(&value);
                 }
-                if slot.decay && weight_decay != 0.0 {
-                    let _ = slot.param.g_mul_scalar_(1.0 - lr * weight_decay);
-                }
-                let _ = slot.m.lerp_(&grad, 1.0 - beta1);
-                let _ = slot.v.g_mul_scalar_(beta2);
-                let _ = slot.v.addcmul_(&(&grad * (1.0 - beta2)), &grad);
-                let denom = slot.v.sqrt() / bias2_sqrt + eps;
-                let _ = slot.param.addcdiv_(&(&slot.m * -step_size), &denom);
             }
         });
     }
@@ -171,7 +238,7 @@ impl AdamW {
             .map(|s| s.param.to_kind(Kind::Float).square().sum(Kind::Float))
             .collect();
         match squares.first() {
-            None => Tensor::zeros([], (Kind::Float, self.device())),
+            None => Tensor::zeros([], (Kind::Float, self.flat.device())),
             Some(_) => Tensor::stack(&squares, 0).sum(Kind::Float).sqrt(),
         }
     }
@@ -194,9 +261,11 @@ impl AdamW {
     pub fn state_tensors(&self) -> Vec<(String, Tensor)> {
         let mut out = Vec::with_capacity(2 * self.slots.len());
         for slot in &self.slots {
-            out.push((format!("m.{}", slot.name), slot.m.shallow_clone()));
-            out.push((format!("v.{}", slot.name), slot.v.shallow_clone()));
+            for (key, buffer) in [("m", &self.m), ("v", &self.v)] {
+                out.push((format!("{key}.{}", slot.name), Self::view_of(buffer, slot)));
+            }
         }
+        out.sort_by(|a, b| (&a.0[2..], &a.0[..1]).cmp(&(&b.0[2..], &b.0[..1])));
         out
     }
 
@@ -204,8 +273,9 @@ impl AdamW {
     /// be present with its parameter's shape; extra tensors are an error.
     pub fn load_state(&mut self, tensors: Vec<(String, Tensor)>, step: u64) -> Result<()> {
         let mut by_name: BTreeMap<String, Tensor> = tensors.into_iter().collect();
-        for slot in &mut self.slots {
-            for (key, dst) in [("m", &mut slot.m), ("v", &mut slot.v)] {
+        for slot in &self.slots {
+            for (key, buffer) in [("m", &self.m), ("v", &self.v)] {
+                let mut dst = Self::view_of(buffer, slot);
                 let name = format!("{key}.{}", slot.name);
                 let src = by_name.remove(&name).ok_or_else(|| {
                     TrainError::Checkpoint(format!("optimizer state lacks tensor {name}"))
@@ -227,11 +297,5 @@ impl AdamW {
         }
         self.step = step;
         Ok(())
-    }
-
-    fn device(&self) -> tch::Device {
-        self.slots
-            .first()
-            .map_or(tch::Device::Cpu, |s| s.param.device())
     }
 }

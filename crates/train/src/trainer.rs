@@ -1,8 +1,8 @@
 //! The training loop.
 //!
 //! The whole training set lives on the device ([`TrainTensors`]). Each epoch is a seeded
-//! permutation; a batch is `index_select` of consecutive permutation entries; the model's residual
-//! stream is gathered at the loss positions only before the unembedding; the loss is the mean
+//! permutation; a batch is `index_select` of consecutive permutation entries; the last layer and the
+//! unembedding run at the loss positions only; the loss is the mean
 //! cross-entropy of those positions. AdamW ([`AdamW`]), global-norm clipping, linear warm-up. The
 //! loop reads the device only every `log_every` steps (one scalar) and at evaluations.
 
@@ -546,9 +546,8 @@ impl Trainer {
     }
 }
 
-/// Mean cross-entropy of the next-token predictions at the loss positions only: the residual
-/// stream is gathered at those positions before `ln_f` and the unembedding, so no other position's
-/// logits are computed. Padded slots (target [`IGNORE`]) do not count.
+/// Mean cross-entropy of the next-token predictions at the loss positions only: the last layer
+/// runs only at those positions ([`Gpt::hidden_at`]) and only their logits are computed. Padded slots (target [`IGNORE`]) do not count.
 /// Shapes: tokens `[B, T]`, positions `[B, K]`, targets `[B, K]` (all i64) → 0-dim f32.
 pub fn answer_loss(
     model: &Gpt,
@@ -557,12 +556,10 @@ pub fn answer_loss(
     targets: &Tensor,
     precision: crate::config::Precision,
 ) -> Result<Tensor> {
-    let logits = with_precision(precision, tokens.device(), || {
-        let hidden = model.hidden_t(tokens, true); // [B, T, d]
-        let d = hidden.size()[2];
-        let index = positions.unsqueeze(-1).expand([-1, -1, d], false); // [B, K, d]
-        model.unembed(&hidden.gather(1, &index, false)) // [B, K, V]
-    });
+    let logits = with_precision(precision, tokens.device(), || -> Result<Tensor> {
+        let hidden = model.hidden_at(tokens, positions, true)?; // [B, K, d]
+        Ok(model.unembed(&hidden)) // [B, K, V]
+    })?;
     let vocab = logits.size()[2];
     Ok(logits
         .to_kind(Kind::Float)

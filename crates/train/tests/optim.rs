@@ -130,3 +130,35 @@ fn weight_decay_skips_layernorms_and_biases() {
     assert!(listed.contains(&"transformer.wpe.weight".to_string()));
     assert_eq!(listed.len(), 2 + 4 * cfg.n_blocks, "{listed:?}");
 }
+
+/// A parameter without a gradient keeps its value and its moments through an update (as in
+/// PyTorch), while the others move; the variables are views of the optimiser's flat buffer, so
+/// the caller's tensors see the update.
+#[test]
+fn parameters_without_gradients_are_left_untouched() {
+    let used = Tensor::from_slice(&[1.0f32, -2.0]).set_requires_grad(true);
+    let unused = Tensor::from_slice(&[0.5f32, 0.25, 4.0]).set_requires_grad(true);
+    let params = vec![
+        ("used.weight".to_string(), used.shallow_clone()),
+        ("unused.weight".to_string(), unused.shallow_clone()),
+    ];
+    let hp = AdamWParams {
+        weight_decay: 0.5,
+        ..AdamWParams::default()
+    };
+    let mut opt = AdamW::new(params, |_| true, hp);
+    (&used * &used).sum(Kind::Float).backward();
+    opt.step(0.1);
+    assert_eq!(values(&unused), vec![0.5, 0.25, 4.0]);
+    let moved = values(&used);
+    assert!(moved[0] < 1.0 && moved[1] > -2.0, "{moved:?}");
+    for (name, moment) in opt.state_tensors() {
+        let zero = values(&moment).iter().all(|&x| x == 0.0);
+        assert_eq!(
+            zero,
+            name.contains("unused"),
+            "{name}: {:?}",
+            values(&moment)
+        );
+    }
+}

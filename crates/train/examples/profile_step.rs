@@ -1,0 +1,105 @@
+//! Where the time of one training step goes: runs the step of [`train::train`] phase by phase on a
+//! preset's model and data (CPU ops are synchronous, so wall-clock per phase is exact) and prints
+//! milliseconds per phase, averaged over the timed steps.
+//!
+//! `cargo run --release -p train --example profile_step -- [PRESET] [STEPS] [THREADS]`
+//! (defaults: tiny-composition 100 2). The dataset is generated under `data/` if missing.
+
+use std::path::Path;
+use std::time::Instant;
+use tch::{nn, Device, Kind, Tensor};
+use train::data::TrainTensors;
+use train::{answer_loss, AdamW, AdamWParams, TrainConfig};
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let preset = args.first().map_or("tiny-composition", String::as_str);
+    let steps: usize = args.get(1).map_or(Ok(100), |s| s.parse())?;
+    let threads: i32 = args.get(2).map_or(Ok(2), |s| s.parse())?;
+    tch::set_num_threads(threads);
+
+    let mut cfg = TrainConfig::preset(preset)?;
+    let ds = train::dataset::prepare(&mut cfg, Path::new("data"), true)?;
+    let device = Device::Cpu;
+    let data = TrainTensors::new(&ds.train, ds.vocab.pad_id(), device)?;
+    let gpt_cfg = model::GptConfig {
+        vocab_size: ds.vocab.len(),
+        n_ctx: ds.max_len(),
+        d_model: cfg.d_model,
+        n_head: cfg.n_head,
+        d_mlp: cfg.d_mlp,
+        n_blocks: cfg.n_layer,
+        schedule: cfg.blocks(),
+        dropout: cfg.dropout,
+        ln_eps: 1e-5,
+    };
+    tch::manual_seed(0);
+    let vs = nn::VarStore::new(device);
+    let gpt = model::Gpt::new(&vs.root(), &gpt_cfg)?;
+    let hp = AdamWParams {
+        weight_decay: cfg.weight_decay,
+        ..AdamWParams::default()
+    };
+    let mut opt = AdamW::new(vs.variables(), model::is_decayed, hp);
+    let bs = cfg.batch_size as i64;
+    println!(
+        "{preset}: {} examples, batch {bs}, tokens [{}], {} threads",
+        data.len,
+        data.tokens
+            .size()
+            .iter()
+            .map(i64::to_string)
+            .collect::<Vec<_>>()
+            .join(", "),
+        threads
+    );
+
+    const PHASES: [&str; 6] = [
+        "batch",
+        "forward+loss",
+        "zero_grad",
+        "backward",
+        "clip",
+        "adamw",
+    ];
+    let mut ms = [0.0f64; PHASES.len()];
+    let warmup = 10;
+    for step in 0..warmup + steps {
+        let mut times = [0.0f64; PHASES.len()];
+        let mut mark = Instant::now();
+        let mut lap = |i: usize| {
+            times[i] = mark.elapsed().as_secs_f64() * 1e3;
+            mark = Instant::now();
+        };
+        let rows = Tensor::randint(data.len as i64, [bs], (Kind::Int64, device));
+        let tokens = data.tokens.index_select(0, &rows);
+        let positions = data.positions.index_select(0, &rows);
+        let targets = data.targets.index_select(0, &rows);
+        lap(0);
+        let loss = answer_loss(&gpt, &tokens, &positions, &targets, cfg.precision)?;
+        lap(1);
+        opt.zero_grad();
+        lap(2);
+        loss.backward();
+        lap(3);
+        let _ = opt.clip_grad_norm(cfg.grad_clip);
+        lap(4);
+        opt.step(cfg.lr);
+        lap(5);
+        if step >= warmup {
+            for (acc, t) in ms.iter_mut().zip(times) {
+                *acc += t / steps as f64;
+            }
+        }
+    }
+    let total: f64 = ms.iter().sum();
+    for (name, t) in PHASES.iter().zip(ms) {
+        println!("{name:>14}  {t:7.2} ms  {:5.1}%", 100.0 * t / total);
+    }
+    println!(
+        "{:>14}  {total:7.2} ms  ({:.1} steps/s)",
+        "step",
+        1e3 / total
+    );
+    Ok(())
+}
