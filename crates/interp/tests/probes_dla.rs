@@ -5,7 +5,7 @@ use interp::dla::{direct_logit_attribution, DlaComponent};
 use interp::export::{export_activations, resolve_hooks, ROLE_PREFIX};
 use interp::linear_probe::{
     default_probe_targets, fit_probes, linear_probes, stratified_split, FitOptions,
-    LinearProbeOptions, TargetLabels,
+    LinearProbeOptions, Solver, TargetLabels,
 };
 use interp::{InterpError, Net, ProbeSet, ProbeSpec};
 use model::{Checkpoint, GptConfig, RunRequest};
@@ -123,8 +123,15 @@ fn ids(labels: &[usize]) -> Tensor {
     Tensor::from_slice(&labels.iter().map(|&c| c as i64).collect::<Vec<_>>())
 }
 
+/// Both solvers: a planted feature is decoded exactly, shuffled labels stay at chance.
 #[test]
 fn a_probe_recovers_a_planted_feature_and_stays_at_chance_on_shuffled_labels() {
+    for solver in [Solver::Logistic, Solver::Ridge] {
+        planted_feature_and_shuffled_labels(solver);
+    }
+}
+
+fn planted_feature_and_shuffled_labels(solver: Solver) {
     let (n, d) = (400, 48);
     let (x4, y4) = planted(n, d, 4, 1);
     let mut shuffled = y4.clone();
@@ -138,13 +145,19 @@ fn a_probe_recovers_a_planted_feature_and_stays_at_chance_on_shuffled_labels() {
     let y = Tensor::stack(&[ids(&y4), ids(&shuffled)], 0);
     let (x_train, x_test) = split_rows(&x, &held, 1);
     let (y_train, y_test) = split_rows(&y, &held, 1);
-    let opts = FitOptions::default();
+    let opts = FitOptions {
+        solver,
+        ..FitOptions::default()
+    };
     let fit = fit_probes(&x_train, &y_train, &x_test, &y_test, 4, &opts).unwrap();
-    assert_eq!(fit.held_out_acc[0], 1.0, "planted feature: {fit:?}");
+    assert_eq!(
+        fit.held_out_acc[0], 1.0,
+        "{solver:?}, planted feature: {fit:?}"
+    );
     let chance = fit.held_out_acc[1];
     assert!(
         (0.1..0.4).contains(&chance),
-        "shuffled labels must stay near chance 0.25, got {chance}"
+        "{solver:?}: shuffled labels must stay near chance 0.25, got {chance}"
     );
 
     // One label vector shared by every probe of the batch, six classes.
@@ -157,7 +170,7 @@ fn a_probe_recovers_a_planted_feature_and_stays_at_chance_on_shuffled_labels() {
     assert_eq!(
         fit.held_out_acc,
         vec![1.0, 1.0],
-        "standardised features: {fit:?}"
+        "{solver:?}, standardised features: {fit:?}"
     );
     assert_eq!(fit.train_acc, vec![1.0, 1.0]);
 
@@ -165,6 +178,72 @@ fn a_probe_recovers_a_planted_feature_and_stays_at_chance_on_shuffled_labels() {
     assert!(err.to_string().contains("class index"), "{err}");
     let err = fit_probes(&x_train, &y_test, &x_test, &y_test, 6, &opts).unwrap_err();
     assert!(matches!(err, InterpError::BadSpec { .. }), "{err}");
+}
+
+/// The ridge solver's accuracies equal an independent f64 computation with an explicit one-hot
+/// matrix and a dense solve, on weakly separable data (accuracies well below 1) and for a small
+/// and a large penalty.
+#[test]
+fn ridge_probe_matches_a_dense_f64_solution() {
+    let (n, d, classes) = (300usize, 20i64, 5usize);
+    let mut rng = ChaCha8Rng::seed_from_u64(9);
+    let labels: Vec<usize> = (0..n).map(|_| rng.gen_range(0..classes)).collect();
+    tch::manual_seed(9);
+    let centres = Tensor::randn([classes as i64, d], (Kind::Float, Device::Cpu)) * 0.4;
+    let x = Tensor::randn([n as i64, d], (Kind::Float, Device::Cpu)) * 1.5
+        + 3.0
+        + centres.index_select(0, &ids(&labels));
+    let held = stratified_split(&labels, 0.3, 4);
+    let (x_train, x_test) = split_rows(&x, &held, 0);
+    let (y_train, y_test) = split_rows(&ids(&labels), &held, 0);
+    for l2 in [1e-3, 3.0] {
+        let opts = FitOptions {
+            solver: Solver::Ridge,
+            l2,
+            ..FitOptions::default()
+        };
+        let fit = fit_probes(
+            &x_train.unsqueeze(0),
+            &y_train,
+            &x_test.unsqueeze(0),
+            &y_test,
+            classes,
+            &opts,
+        )
+        .unwrap();
+
+        let xt = x_train.to_kind(Kind::Double);
+        let mean = xt.mean_dim(0, true, Kind::Double);
+        let std = xt.std_dim(0, false, true);
+        let standard = |x: &Tensor| (x.to_kind(Kind::Double) - &mean) / &std;
+        let xs = standard(&x_train);
+        let onehot = y_train.one_hot(classes as i64).to_kind(Kind::Double);
+        let rows = xs.size()[0] as f64;
+        let gram = xs.tr().matmul(&xs) / rows + Tensor::eye(d, (Kind::Double, Device::Cpu)) * l2;
+        let w = Tensor::linalg_solve(&gram, &(xs.tr().matmul(&onehot) / rows), true);
+        let b = onehot.mean_dim(0, true, Kind::Double);
+        let acc = |x: &Tensor, y: &Tensor| {
+            let pred = (standard(x).matmul(&w) + &b).argmax(-1, false);
+            pred.eq_tensor(y)
+                .to_kind(Kind::Double)
+                .mean(Kind::Double)
+                .double_value(&[])
+        };
+        let (want_test, want_train) = (acc(&x_test, &y_test), acc(&x_train, &y_train));
+        assert!(
+            want_test < 0.9 && want_test > 0.3,
+            "l2 {l2}: data too easy or too hard: {want_test}"
+        );
+        // Same predictions: accuracies equal up to the f32 mean of the hits.
+        assert!(
+            (fit.held_out_acc[0] - want_test).abs() < 1e-6,
+            "l2 {l2}: {fit:?} vs {want_test}"
+        );
+        assert!(
+            (fit.train_acc[0] - want_train).abs() < 1e-6,
+            "l2 {l2}: {fit:?} vs {want_train}"
+        );
+    }
 }
 
 #[test]
@@ -564,7 +643,8 @@ fn bad_input_gives_clear_errors() {
 /// Timing at paper size on a random-init model (8 layers × 768, 12 heads; 3000 train_inferred
 /// examples of the paper's composition dataset), on CUDA when available:
 /// `cargo test -p interp --release --test probes_dla -- --ignored --nocapture paper_size`.
-/// `GROKSCOPE_BENCH_ITERS` sets the Adam iterations (default: [`FitOptions::default`]).
+/// `GROKSCOPE_BENCH_ITERS` sets the Adam iterations (default: [`FitOptions::default`]),
+/// `GROKSCOPE_BENCH_SOLVER` the solver (`logistic` or `ridge`).
 #[test]
 #[ignore]
 fn paper_size_probe_and_dla_timing() {
@@ -588,8 +668,12 @@ fn paper_size_probe_and_dla_timing() {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(FitOptions::default().iterations);
+    let solver: Solver = std::env::var("GROKSCOPE_BENCH_SOLVER")
+        .map_or(Ok(Solver::Logistic), |s| s.parse())
+        .unwrap();
     let opts = LinearProbeOptions {
         fit: FitOptions {
+            solver,
             iterations,
             ..FitOptions::default()
         },
@@ -602,8 +686,8 @@ fn paper_size_probe_and_dla_timing() {
         tch::Cuda::synchronize(0);
     }
     println!(
-        "probes on {device:?}: {} cells ({} targets × 9 layers × 3 positions), {iterations} \
-         iterations: forward + lens {:.2} s, fit {:.2} s, total {:.2} s",
+        "probes on {device:?}: {} cells ({} targets × 9 layers × 3 positions), {solver:?}, \
+         {iterations} iterations: forward + lens {:.2} s, fit {:.2} s, total {:.2} s",
         r.cells.len(),
         targets.len(),
         r.forward_seconds,
