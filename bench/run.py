@@ -40,6 +40,14 @@ def ref(threads, script, *args):
     return dt, [json.loads(line) for line in out.splitlines() if line.startswith("{")]
 
 
+def inner_seconds(out, pattern):
+    """The compute seconds a grokscope command reports (loading and process start excluded)."""
+    m = re.search(pattern, out)
+    if m is None:
+        sys.exit(f"bench: no timing matching {pattern!r} in:\n{out}")
+    return float(m.group(1))
+
+
 def train_case(threads, preset, steps, work, extra=()):
     """grokscope steps/s (from its own timer, evaluation excluded) and the eager reference's."""
     run = os.path.join(work, f"run-{preset}")
@@ -106,25 +114,30 @@ def main():
         size = "60" if args.quick else "300"
         patch_dir = os.path.join(work, "patch")
         # The paper's cells: noising, the corrupted role's own position, layers 1..L-1.
-        dt_paper_ours, _ = gs(t, "patch", "--checkpoint", ckpt, "--out", patch_dir, "--size", size,
-                              "--direction", "noising", "--positions", "corrupted")
+        dt_paper_cli, out = gs(t, "patch", "--checkpoint", ckpt, "--out", patch_dir, "--size", size,
+                               "--direction", "noising", "--positions", "corrupted")
+        dt_paper_ours = inner_seconds(out, r"cells in ([0-9.]+) s")
         # TransformerLens get_act_patch_resid_pre cells: denoising, every (layer, position).
-        dt_tl_ours, _ = gs(t, "patch", "--checkpoint", ckpt, "--out", os.path.join(work, "patch-tl"), "--size", size,
-                           "--direction", "denoising", "--positions", "each")
+        dt_tl_cli, out = gs(t, "patch", "--checkpoint", ckpt, "--out", os.path.join(work, "patch-tl"), "--size", size,
+                            "--direction", "denoising", "--positions", "each")
+        dt_tl_ours = inner_seconds(out, r"cells in ([0-9.]+) s")
         hf = os.path.join(work, "hf")
         gs(t, "export-hf", "--checkpoint", ckpt, "--out", hf)
         _, res = ref(t, "trace_ref.py", "--hf-dir", hf, "--examples", os.path.join(patch_dir, "examples.jsonl"),
                      "--which", "paper,tl")
         by = {r["case"]: r["seconds"] for r in res}
-        add(*(f"causal tracing, tiny, {size} ex: paper's loop (s/ckpt)", f"{dt_paper_ours:.2f} s",
-                     f"{by['paper']:.1f} s", f"{by['paper'] / dt_paper_ours:.0f}×", ""))
-        add(*(f"causal tracing, tiny, {size} ex: TransformerLens sweep (s/ckpt)", f"{dt_tl_ours:.2f} s",
-                     f"{by['tl']:.1f} s", f"{by['tl'] / dt_tl_ours:.1f}×", ""))
-        dt_ours, _ = gs(t, "lens", "--checkpoint", ckpt, "--out", os.path.join(work, "lens"), "--size", size)
+        add(*(f"causal tracing, tiny, {size} ex: paper's loop (s/ckpt)",
+              f"{dt_paper_ours:.3f} s (CLI {dt_paper_cli:.2f} s)", f"{by['paper']:.1f} s",
+              f"{by['paper'] / dt_paper_ours:.0f}× (CLI {by['paper'] / dt_paper_cli:.0f}×)", ""))
+        add(*(f"causal tracing, tiny, {size} ex: TransformerLens sweep (s/ckpt)",
+              f"{dt_tl_ours:.3f} s (CLI {dt_tl_cli:.2f} s)", f"{by['tl']:.2f} s",
+              f"{by['tl'] / dt_tl_ours:.0f}× (CLI {by['tl'] / dt_tl_cli:.1f}×)", ""))
+        dt_lens_cli, out = gs(t, "lens", "--checkpoint", ckpt, "--out", os.path.join(work, "lens"), "--size", size)
+        dt_ours = inner_seconds(out, r"\(in ([0-9.]+) s\)")
         _, res = ref(t, "trace_ref.py", "--hf-dir", hf, "--examples", os.path.join(patch_dir, "examples.jsonl"),
                      "--which", "lens")
-        add(*(f"logit lens, tiny, {size} ex (s/ckpt)", f"{dt_ours:.2f} s", f"{res[-1]['seconds']:.2f} s",
-                     f"{res[-1]['seconds'] / dt_ours:.1f}×", ""))
+        add(*(f"logit lens, tiny, {size} ex (s/ckpt)", f"{dt_ours:.3f} s (CLI {dt_lens_cli:.2f} s)",
+              f"{res[-1]['seconds']:.3f} s", f"{res[-1]['seconds'] / dt_ours:.1f}× (CLI {res[-1]['seconds'] / dt_lens_cli:.1f}×)", ""))
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

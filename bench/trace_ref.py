@@ -6,7 +6,7 @@ Three references, on the same probe set (grokscope's examples.jsonl) and the sam
   tl     - TransformerLens 4 (TransformerBridge) get_act_patch_resid_pre: one batched forward per
            (layer, position) cell, denoising, per corruption role.
   lens   - the logit lens over the probe set (ln_f(hidden_states[l]) @ wte.T, ranks), HF.
-Prints one JSON line per reference with its seconds.
+Prints one JSON line per reference with the seconds of its loop (model loading excluded).
 """
 import argparse
 import json
@@ -65,12 +65,18 @@ def logit_lens(model, examples):
     return ranks
 
 
-def tl_sweep(model_dir, examples):
+def tl_bridge(model_dir):
+    """The checkpoint as a TransformerLens 4 TransformerBridge (loading is not timed)."""
     from transformer_lens.model_bridge import TransformerBridge
-    from transformer_lens.patching import get_act_patch_resid_pre
 
     bridge = TransformerBridge.boot_transformers(model_dir, device="cpu")
     bridge.enable_compatibility_mode()
+    return bridge
+
+
+def tl_sweep(bridge, examples):
+    from transformer_lens.patching import get_act_patch_resid_pre
+
     clean = torch.tensor([ex["clean"] for ex in examples])
     gold = torch.tensor([ex["gold"] for ex in examples])
     _, clean_cache = bridge.run_with_cache(clean)
@@ -101,11 +107,12 @@ def main():
     if args.limit:
         examples = examples[: args.limit]
     for which in args.which.split(","):
+        bridge = tl_bridge(args.hf_dir) if which == "tl" else None
         with Timer() as t:
             if which == "paper":
                 paper_loop(model, examples)
             elif which == "tl":
-                tl_sweep(args.hf_dir, examples)
+                tl_sweep(bridge, examples)
             elif which == "lens":
                 logit_lens(model, examples)
         print(json.dumps({"case": which, "seconds": t.seconds, "examples": len(examples)}))

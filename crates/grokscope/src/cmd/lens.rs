@@ -129,6 +129,7 @@ pub fn run(args: LensArgs, ctx: &Ctx) -> Result<()> {
     };
     let net = Net::new(&opened.checkpoint.model);
     args.probe.check_layers(&net)?;
+    let started = std::time::Instant::now();
     let lens = logit_lens(
         &net,
         &probe,
@@ -137,11 +138,12 @@ pub fn run(args: LensArgs, ctx: &Ctx) -> Result<()> {
         args.probe.layers.as_deref(),
         args.probe.max_rows,
     )?;
+    let seconds = started.elapsed().as_secs_f64();
     let out = &args.probe.out;
     probe.write_jsonl(&out.join("examples.jsonl"), &opened.data.vocab)?;
     write_csv(&out.join("lens.csv"), &lens.rows(opened.step))?;
     println!(
-        "logit lens ({ln_mode}) of {} at step {} on {} {} examples",
+        "logit lens ({ln_mode}) of {} at step {} on {} {} examples (in {seconds:.3} s)",
         opened.path.display(),
         opened.step,
         probe.examples.len(),
