@@ -225,6 +225,10 @@ fn miniature_pipeline_end_to_end() {
     let patch = std::fs::read_to_string(analysis.join("patch.csv")).unwrap();
     assert!(patch.starts_with("step,corruption,direction,component,layer,position,metric,value"));
 
+    let ckpt = run_dir.join("step-60/model.safetensors");
+    let ckpt_s = ckpt.to_str().unwrap();
+    probes_dla_and_cache(&dir, run_s, ckpt_s, an_s);
+
     run_ok(&["report", "--run", run_s, "--out", an_s]);
     let html = std::fs::read_to_string(analysis.join("index.html")).unwrap();
     let pngs: Vec<_> = std::fs::read_dir(&analysis)
@@ -258,5 +262,106 @@ fn miniature_pipeline_end_to_end() {
         );
         let name = png.file_name().unwrap().to_str().unwrap();
         assert!(html.contains(name), "index.html does not show {name}");
+    }
+}
+
+/// `probe` (both solvers, over a run), `dla` and `cache` on the miniature run: outputs exist and
+/// hold what they say; bad input exits 2 with one line.
+fn probes_dla_and_cache(dir: &std::path::Path, run_s: &str, ckpt_s: &str, an_s: &str) {
+    for solver in ["logistic", "ridge"] {
+        let printed = run_ok(&[
+            "--threads",
+            "2",
+            "probe",
+            "--run",
+            run_s,
+            "--out",
+            an_s,
+            "--size",
+            "60",
+            "--target",
+            "b1",
+            "--solver",
+            solver,
+            "--iterations",
+            "20",
+        ]);
+        assert!(printed.contains("target b1"), "{printed}");
+        let summary: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(std::path::Path::new(an_s).join("probe_summary.json"))
+                .unwrap(),
+        )
+        .unwrap();
+        assert_eq!(summary["solver"], solver);
+        let csv = std::fs::read_to_string(std::path::Path::new(an_s).join("probe.csv")).unwrap();
+        for step in ["20,", "40,", "60,"] {
+            assert!(
+                csv.lines()
+                    .any(|l| l.starts_with(step) && l.contains(",probe_acc,")),
+                "probe.csv lacks step {step}"
+            );
+        }
+    }
+    let printed = run_ok(&["dla", "--checkpoint", ckpt_s, "--out", an_s, "--size", "30"]);
+    assert!(printed.contains("mlp_out"), "{printed}");
+    assert_nonempty(&std::path::Path::new(an_s).join("dla.csv"));
+    let acts = dir.join("acts.safetensors");
+    run_ok(&[
+        "cache",
+        "--checkpoint",
+        ckpt_s,
+        "--hooks",
+        "blocks.*.hook_resid_post",
+        "--limit",
+        "10",
+        "--out",
+        acts.to_str().unwrap(),
+    ]);
+    assert_nonempty(&acts);
+
+    let bad: [&[&str]; 4] = [
+        &[
+            "probe",
+            "--checkpoint",
+            ckpt_s,
+            "--out",
+            an_s,
+            "--target",
+            "nope",
+        ],
+        &[
+            "probe",
+            "--checkpoint",
+            ckpt_s,
+            "--out",
+            an_s,
+            "--solver",
+            "newton",
+        ],
+        &[
+            "cache",
+            "--checkpoint",
+            ckpt_s,
+            "--hooks",
+            "blocks.*.hook_nope",
+            "--out",
+            an_s,
+        ],
+        &[
+            "dla",
+            "--checkpoint",
+            ckpt_s,
+            "--out",
+            an_s,
+            "--alternative",
+            "<no such token>",
+        ],
+    ];
+    for args in bad {
+        let out = run(args);
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.starts_with("error"), "{args:?}: {err}");
+        assert!(!err.contains("panicked"), "{args:?}: {err}");
     }
 }

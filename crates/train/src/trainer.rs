@@ -62,7 +62,8 @@ pub struct RunSummary {
     pub step: u64,
     /// True when stopped by the stop flag (a checkpoint was written at `step`).
     pub interrupted: bool,
-    /// Optimiser steps per second, evaluation and checkpoint time excluded.
+    /// Optimiser steps per second, evaluation and checkpoint time excluded, and the first step of
+    /// the call too when there were others (it pays for the allocator's warm-up).
     pub train_steps_per_sec: f64,
     /// Wall-clock seconds of the call.
     pub wall_secs: f64,
@@ -167,13 +168,17 @@ pub fn train(mut cfg: TrainConfig, run_dir: &Path, opts: &TrainOptions) -> Resul
     let start_step = trainer.opt.step_count();
     let result = trainer.run();
     trainer.progress.finish();
-    let (step, interrupted, train_secs, last_eval) = result?;
+    let (step, interrupted, [first_secs, train_secs], last_eval) = result?;
+    let (steps, secs) = match step - start_step {
+        n if n >= 2 => (n - 1, train_secs - first_secs),
+        n => (n, train_secs),
+    };
     let summary = RunSummary {
         run_dir: run_dir.to_path_buf(),
         start_step,
         step,
         interrupted,
-        train_steps_per_sec: (step - start_step) as f64 / train_secs.max(1e-9),
+        train_steps_per_sec: steps as f64 / secs.max(1e-9),
         wall_secs: started.elapsed().as_secs_f64(),
         last_eval,
     };
@@ -273,14 +278,16 @@ impl Trainer {
         Ok(trainer)
     }
 
-    /// The loop. Returns (step reached, interrupted, seconds spent in training steps, last eval).
-    fn run(&mut self) -> Result<(u64, bool, f64, Vec<SplitMetrics>)> {
+    /// The loop. Returns (step reached, interrupted, [seconds of the first training step, seconds
+    /// of all training steps], last eval).
+    fn run(&mut self) -> Result<(u64, bool, [f64; 2], Vec<SplitMetrics>)> {
         let total = self.cfg.steps;
         let checkpoints: BTreeSet<u64> = self.cfg.checkpoints.steps(total).into_iter().collect();
         let mut step = self.opt.step_count();
         let mut last_checkpoint = step;
         let mut last_log = step;
         let mut train_secs = 0.0;
+        let mut first_secs = 0.0;
         let mut last_eval = Vec::new();
         let mut perm: Option<(u64, Tensor)> = None;
         if step >= total {
@@ -293,7 +300,7 @@ impl Trainer {
                 self.progress.println(&format!(
                     "interrupted: checkpoint written at step {step}; run the same command again to resume"
                 ));
-                return Ok((step, true, train_secs, last_eval));
+                return Ok((step, true, [first_secs, train_secs], last_eval));
             }
             let t0 = Instant::now();
             let epoch = step / self.steps_per_epoch;
@@ -307,7 +314,11 @@ impl Trainer {
             perm = Some((epoch, order));
             self.running.add(&loss, &grad_norm);
             step += 1;
-            train_secs += t0.elapsed().as_secs_f64();
+            let secs = t0.elapsed().as_secs_f64();
+            if train_secs == 0.0 {
+                first_secs = secs;
+            }
+            train_secs += secs;
 
             if step.is_multiple_of(self.cfg.log_every) {
                 let value = loss
@@ -328,7 +339,7 @@ impl Trainer {
                 last_checkpoint = step;
             }
         }
-        Ok((step, false, train_secs, last_eval))
+        Ok((step, false, [first_secs, train_secs], last_eval))
     }
 
     /// One optimiser update on batch `batch` of the epoch whose permutation is `order`.
