@@ -22,17 +22,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let ds = train::dataset::prepare(&mut cfg, Path::new("data"), true)?;
     let device = Device::Cpu;
     let data = TrainTensors::new(&ds.train, ds.vocab.pad_id(), device)?;
-    let gpt_cfg = model::GptConfig {
-        vocab_size: ds.vocab.len(),
-        n_ctx: ds.max_len(),
-        d_model: cfg.d_model,
-        n_head: cfg.n_head,
-        d_mlp: cfg.d_mlp,
-        n_blocks: cfg.n_layer,
-        schedule: cfg.blocks(),
-        dropout: cfg.dropout,
-        ln_eps: 1e-5,
-    };
+    let gpt_cfg = cfg.gpt_config(&ds);
     tch::manual_seed(0);
     let vs = nn::VarStore::new(device);
     let gpt = model::Gpt::new(&vs.root(), &gpt_cfg)?;

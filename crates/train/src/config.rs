@@ -431,6 +431,22 @@ impl TrainConfig {
     pub fn blocks(&self) -> Vec<usize> {
         self.schedule.blocks(self.n_layer)
     }
+
+    /// The model this config trains on `ds`: its vocabulary and longest sequence, this config's
+    /// sizes, schedule and dropout, LayerNorm ε 1e-5.
+    pub fn gpt_config(&self, ds: &tasks::Dataset) -> model::GptConfig {
+        model::GptConfig {
+            vocab_size: ds.vocab.len(),
+            n_ctx: ds.max_len(),
+            d_model: self.d_model,
+            n_head: self.n_head,
+            d_mlp: self.d_mlp,
+            n_blocks: self.n_layer,
+            schedule: self.blocks(),
+            dropout: self.dropout,
+            ln_eps: 1e-5,
+        }
+    }
 }
 
 impl FromStr for TrainConfig {

@@ -96,7 +96,7 @@ impl AdamW {
         tch::no_grad(|| {
             for slot in &mut slots {
                 let mut view = Self::view_of(&flat, slot);
-                let _ = view.copy_(&slot.param);
+                view.copy_(&slot.param);
                 slot.param.set_data(&view);
             }
         });
@@ -222,7 +222,7 @@ impl AdamW {
             let _ = self.flat.addcdiv_(&(&self.m * -step_size), &denom);
             for (s, saved) in missing.iter().zip(frozen) {
                 for (buffer, value) in [&self.flat, &self.m, &self.v].into_iter().zip(saved) {
-                    let _ = Self::view_of(buffer, s).copy_(&value);
+                    Self::view_of(buffer, s).copy_(&value);
                 }
             }
         });

@@ -194,17 +194,7 @@ impl Trainer {
     ) -> Result<Trainer> {
         let device = opts.device;
         let data_fingerprint = data::fingerprint(&ds);
-        let gpt_cfg = GptConfig {
-            vocab_size: ds.vocab.len(),
-            n_ctx: ds.max_len(),
-            d_model: cfg.d_model,
-            n_head: cfg.n_head,
-            d_mlp: cfg.d_mlp,
-            n_blocks: cfg.n_layer,
-            schedule: cfg.blocks(),
-            dropout: cfg.dropout,
-            ln_eps: 1e-5,
-        };
+        let gpt_cfg = cfg.gpt_config(&ds);
         gpt_cfg.validate()?;
         let resume = open_run_dir(run_dir, &mut cfg, &data_fingerprint)?;
 

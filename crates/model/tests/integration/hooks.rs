@@ -762,15 +762,19 @@ fn hidden_at_equals_the_full_pass_at_the_positions() {
             let grads = vars.iter().map(|v| v.grad()).filter(Tensor::defined);
             (hidden.detach(), grads.map(|g| g.copy()).collect())
         };
-        let (full, full_grads) =
-            grads(ckpt.model.hidden_t(&toks, false).gather(1, &index, false));
+        let (full, full_grads) = grads(ckpt.model.hidden_t(&toks, false).gather(1, &index, false));
         let (at, at_grads) = grads(ckpt.model.hidden_at(&toks, &positions, true).unwrap());
         assert_eq!(at.size(), vec![rows, positions.size()[1], 32]);
         assert_close(&at, &full, 1e-5, "hidden_at = hidden_t gathered");
         assert_eq!(at_grads.len(), full_grads.len());
         for (a, f) in at_grads.iter().zip(&full_grads) {
             let scale = f.abs().max().double_value(&[]).max(1.0);
-            assert_close(a, f, 1e-6 * scale, "gradient of hidden_at = gradient of the full pass");
+            assert_close(
+                a,
+                f,
+                1e-6 * scale,
+                "gradient of hidden_at = gradient of the full pass",
+            );
         }
     }
 }
