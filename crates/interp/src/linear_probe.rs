@@ -42,13 +42,12 @@ pub enum Solver {
     Ridge,
 }
 
-impl Solver {
-    /// The solver's name in options and `probe.json`.
-    pub fn name(self) -> &'static str {
-        match self {
+impl std::fmt::Display for Solver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
             Solver::Logistic => "logistic",
             Solver::Ridge => "ridge",
-        }
+        })
     }
 }
 

@@ -140,7 +140,7 @@ impl Gpt {
         let tokens = tokens.to_device(self.device).to_kind(Kind::Int64);
         let mut hooks = Hooks::none();
         let x = self.embed.forward(&tokens, &mut hooks, train)?;
-        self.layers(0, x, &mut hooks, train)
+        self.layers(0..self.cfg.n_layer(), x, &mut hooks, train)
     }
 
     /// The residual stream after the last layer at `positions` only, before `ln_f` (no hooks, no
@@ -151,17 +151,12 @@ impl Gpt {
     pub fn hidden_at(&self, tokens: &Tensor, positions: &Tensor, train: bool) -> Result<Tensor> {
         let tokens = tokens.to_device(self.device).to_kind(Kind::Int64);
         let positions = positions.to_device(self.device).to_kind(Kind::Int64);
-        let mut hooks = Hooks::none();
-        let x = self.embed.forward(&tokens, &mut hooks, train)?;
-        let Some((&last, below)) = self.cfg.schedule.split_last() else {
+        let Some(&last) = self.cfg.schedule.last() else {
             return Err(ModelError::Config("the schedule is empty".into()));
         };
-        let t = x.size()[1];
-        let future = Tensor::ones([t, t], (Kind::Bool, x.device())).triu(1);
-        let mut x = x;
-        for (layer, &block) in below.iter().enumerate() {
-            x = self.blocks[block].forward(x, &future, layer, &mut hooks, train)?;
-        }
+        let mut hooks = Hooks::none();
+        let x = self.embed.forward(&tokens, &mut hooks, train)?;
+        let x = self.layers(0..self.cfg.n_layer() - 1, x, &mut hooks, train)?;
         self.blocks[last].forward_at(&x, &positions, train)
     }
 
@@ -188,7 +183,7 @@ impl Gpt {
         self.check_request(req, None, b, t)?;
         let mut hooks = Hooks::new(req);
         let x = self.embed.forward(&tokens, &mut hooks, req.train)?;
-        let x = self.layers(0, x, &mut hooks, req.train)?;
+        let x = self.layers(0..self.cfg.n_layer(), x, &mut hooks, req.train)?;
         let logits = self.logits(&x, &mut hooks, &req.logit_positions)?;
         Ok(RunOutput {
             logits,
@@ -237,7 +232,7 @@ impl Gpt {
             .to_device(self.device)
             .to_kind(self.embed.wte.kind());
         let mut hooks = Hooks::new(req);
-        let x = self.layers(layer, x, &mut hooks, req.train)?;
+        let x = self.layers(layer..n_layer, x, &mut hooks, req.train)?;
         let logits = self.logits(&x, &mut hooks, &req.logit_positions)?;
         Ok(RunOutput {
             logits,
@@ -245,17 +240,18 @@ impl Gpt {
         })
     }
 
-    /// Applies layers `start..n_layer` (schedule positions).
+    /// Applies layers `range` (schedule positions, within `0..n_layer`).
     fn layers(
         &self,
-        start: usize,
+        range: std::ops::Range<usize>,
         mut x: Tensor,
         hooks: &mut Hooks,
         train: bool,
     ) -> Result<Tensor> {
         let t = x.size()[1];
         let future = Tensor::ones([t, t], (Kind::Bool, x.device())).triu(1);
-        for (layer, &block) in self.cfg.schedule.iter().enumerate().skip(start) {
+        for layer in range {
+            let block = self.cfg.schedule[layer];
             x = self.blocks[block].forward(x, &future, layer, hooks, train)?;
         }
         Ok(x)

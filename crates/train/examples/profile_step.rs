@@ -9,7 +9,7 @@ use std::path::Path;
 use std::time::Instant;
 use tch::{nn, Device, Kind, Tensor};
 use train::data::TrainTensors;
-use train::{answer_loss, AdamW, AdamWParams, TrainConfig};
+use train::{answer_loss, AdamW, TrainConfig};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -26,11 +26,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     tch::manual_seed(0);
     let vs = nn::VarStore::new(device);
     let gpt = model::Gpt::new(&vs.root(), &gpt_cfg)?;
-    let hp = AdamWParams {
-        weight_decay: cfg.weight_decay,
-        ..AdamWParams::default()
-    };
-    let mut opt = AdamW::new(vs.variables(), model::is_decayed, hp);
+    let mut opt = AdamW::new(vs.variables(), model::is_decayed, cfg.adamw_params());
     let bs = cfg.batch_size as i64;
     println!(
         "{preset}: {} examples, batch {bs}, tokens [{}], {} threads",

@@ -432,6 +432,16 @@ impl TrainConfig {
         self.schedule.blocks(self.n_layer)
     }
 
+    /// The optimiser's hyper-parameters other than the learning rate.
+    pub fn adamw_params(&self) -> crate::AdamWParams {
+        crate::AdamWParams {
+            beta1: self.beta1,
+            beta2: self.beta2,
+            eps: self.eps,
+            weight_decay: self.weight_decay,
+        }
+    }
+
     /// The model this config trains on `ds`: its vocabulary and longest sequence, this config's
     /// sizes, schedule and dropout, LayerNorm ε 1e-5.
     pub fn gpt_config(&self, ds: &tasks::Dataset) -> model::GptConfig {

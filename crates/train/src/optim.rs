@@ -142,25 +142,35 @@ impl AdamW {
         }
     }
 
-    /// Every gradient in the flat layout `[P]` (missing gradients as zeros), or `None` when no
-    /// parameter has a gradient.
-    fn flat_grad(&self) -> Option<Tensor> {
-        let grads: Vec<Tensor> = self.slots.iter().map(|s| s.param.grad()).collect();
+    /// The flat layout `[P]` of the gradients `grads` (one per slot; missing ones as zeros), or
+    /// `None` when no parameter has a gradient.
+    fn flatten(&self, grads: &[Tensor]) -> Option<Tensor> {
         if !grads.iter().any(Tensor::defined) {
             return None;
         }
         let parts: Vec<Tensor> = grads
-            .into_iter()
+            .iter()
             .zip(&self.slots)
-            .map(|(g, s)| if g.defined() { g } else { s.param.zeros_like() }.reshape([-1]))
+            .map(|(g, s)| {
+                if g.defined() {
+                    g.reshape([-1])
+                } else {
+                    s.param.zeros_like().reshape([-1])
+                }
+            })
             .collect();
         Some(Tensor::cat(&parts, 0))
+    }
+
+    /// The current gradient of every slot (undefined where there is none).
+    fn grads(&self) -> Vec<Tensor> {
+        self.slots.iter().map(|s| s.param.grad()).collect()
     }
 
     /// Global L2 norm of all gradients, a 0-dim f32 tensor on the parameters' device (no host
     /// synchronisation). Missing gradients count as zero.
     pub fn grad_norm(&self) -> Tensor {
-        match self.flat_grad() {
+        match self.flatten(&self.grads()) {
             None => Tensor::zeros([], (Kind::Float, self.flat.device())),
             Some(g) => g.to_kind(Kind::Float).square().sum(Kind::Float).sqrt(),
         }
@@ -187,7 +197,8 @@ impl AdamW {
     /// without a gradient is left untouched (its moments too), as in PyTorch.
     pub fn step(&mut self, lr: f64) {
         self.step += 1;
-        let Some(grad) = self.flat_grad() else {
+        let grads = self.grads();
+        let Some(grad) = self.flatten(&grads) else {
             return;
         };
         let t = self.step as f64;
@@ -202,7 +213,9 @@ impl AdamW {
         let missing: Vec<&Slot> = self
             .slots
             .iter()
-            .filter(|s| !s.param.grad().defined())
+            .zip(&grads)
+            .filter(|(_, g)| !g.defined())
+            .map(|(s, _)| s)
             .collect();
         tch::no_grad(|| {
             let frozen: Vec<[Tensor; 3]> = missing

@@ -13,7 +13,7 @@ use crate::data::{self, EvalSplit, TrainTensors, IGNORE};
 use crate::error::{io_err, Result, TrainError};
 use crate::eval::{self, SplitMetrics};
 use crate::metrics::{fmt_value, CsvLog};
-use crate::optim::{AdamW, AdamWParams};
+use crate::optim::AdamW;
 use crate::progress::Progress;
 use crate::schedule::learning_rate;
 use crate::{dataset, mix};
@@ -201,13 +201,7 @@ impl Trainer {
         tch::manual_seed(cfg.seed as i64);
         let vs = nn::VarStore::new(device);
         let model = Gpt::new(&vs.root(), &gpt_cfg)?;
-        let hp = AdamWParams {
-            beta1: cfg.beta1,
-            beta2: cfg.beta2,
-            eps: cfg.eps,
-            weight_decay: cfg.weight_decay,
-        };
-        let opt = AdamW::new(vs.variables(), model::is_decayed, hp);
+        let opt = AdamW::new(vs.variables(), model::is_decayed, cfg.adamw_params());
         let components = opt
             .decayed_names()
             .iter()
@@ -273,7 +267,8 @@ impl Trainer {
     fn run(&mut self) -> Result<(u64, bool, [f64; 2], Vec<SplitMetrics>)> {
         let total = self.cfg.steps;
         let checkpoints: BTreeSet<u64> = self.cfg.checkpoints.steps(total).into_iter().collect();
-        let mut step = self.opt.step_count();
+        let start_step = self.opt.step_count();
+        let mut step = start_step;
         let mut last_checkpoint = step;
         let mut last_log = step;
         let mut train_secs = 0.0;
@@ -305,7 +300,7 @@ impl Trainer {
             self.running.add(&loss, &grad_norm);
             step += 1;
             let secs = t0.elapsed().as_secs_f64();
-            if train_secs == 0.0 {
+            if step == start_step + 1 {
                 first_secs = secs;
             }
             train_secs += secs;

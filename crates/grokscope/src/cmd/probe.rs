@@ -155,7 +155,7 @@ pub struct ProbeCmdArgs {
     pub holdout: f64,
     /// How the probes are fitted: `logistic` (multinomial logistic regression, full-batch Adam) or
     /// `ridge` (closed-form least squares to the one-hot labels; seconds at paper size on a CPU).
-    #[arg(long, default_value = "logistic", value_parser = ["logistic", "ridge"])]
+    #[arg(long, default_value = "logistic")]
     pub solver: String,
     /// Full-batch Adam iterations (logistic solver).
     #[arg(long, default_value_t = FitOptions::default().iterations)]
@@ -275,7 +275,7 @@ pub fn run(args: ProbeCmdArgs, ctx: &Ctx) -> Result<()> {
             "probe_size": probe.examples.len(),
             "seed": probe.spec.seed,
             "holdout": opts.holdout,
-            "solver": opts.fit.solver.name(),
+            "solver": opts.fit.solver.to_string(),
             "iterations": opts.fit.iterations,
             "lr": opts.fit.lr,
             "l2": opts.fit.l2,
