@@ -15,7 +15,9 @@ use crate::patch::{
     ComponentKind, Direction, Pair, PositionChoice, PositionSet, Runs,
 };
 use crate::probe::ProbeSet;
-use crate::states::{alt_tokens, for_each_corruption, noise_scale, CorruptionInputs, States};
+use crate::states::{
+    alt_tokens, for_each_corruption, noise_scale, CleanRuns, CorruptionInputs, States,
+};
 use crate::stats::{mean, pearson, restoration, spearman, to_f64, Outcomes};
 use model::{HookPoint, RunRequest};
 use serde::Serialize;
@@ -196,8 +198,9 @@ pub fn attribution_patching(
     opts: &AttributionOptions,
 ) -> Result<AttributionResult> {
     let nu = tch::no_grad(|| noise_scale(net, probe));
+    let mut clean_runs = CleanRuns::default();
     let all = for_each_corruption(net, probe, nu, |ci| {
-        attribute_corruption(net, probe, ci, opts)
+        attribute_corruption(net, probe, ci, opts, &mut clean_runs)
     })?;
     Ok(AttributionResult {
         direction: opts.direction,
@@ -220,6 +223,7 @@ fn attribute_corruption(
     probe: &ProbeSet,
     ci: &CorruptionInputs,
     opts: &AttributionOptions,
+    clean_runs: &mut CleanRuns,
 ) -> Result<(LdBaseline, Vec<AttributionCell>)> {
     let ap = probe.answer_pos;
     let want = want_for(&opts.components);
@@ -235,7 +239,7 @@ fn attribute_corruption(
         }
     }
     let runs = tch::no_grad(|| -> Result<Runs> {
-        let clean = States::compute(net, &ci.clean, None, want, ap, opts.max_rows)?;
+        let clean = clean_runs.get(net, ci, want, ap, opts.max_rows)?;
         let corrupted = States::compute(
             net,
             &ci.corrupted,

@@ -8,7 +8,7 @@ use crate::lens::{TargetSpec, ANSWER, LABELS};
 use crate::net::{Net, Want};
 use crate::output::EffectRow;
 use crate::probe::ProbeSet;
-use crate::states::{noise_scale, CorruptionInputs, States};
+use crate::states::{noise_scale, CleanRuns, CorruptionInputs, States};
 use crate::stats::{mean, mrr, to_f64, to_i64};
 use tch::{Kind, Tensor};
 
@@ -30,11 +30,12 @@ pub fn state_effect(
     tch::no_grad(|| {
         let nu = noise_scale(net, probe);
         let mut rows = Vec::new();
+        let mut clean_runs = CleanRuns::default();
         for spec in &probe.corruptions {
             let name = spec.to_string();
             let ci = CorruptionInputs::new(net, probe, &name, nu)?;
             let ap = probe.answer_pos;
-            let clean = States::compute(net, &ci.clean, None, Want::default(), ap, max_rows)?;
+            let clean = clean_runs.get(net, &ci, Want::default(), ap, max_rows)?;
             let corr = States::compute(
                 net,
                 &ci.corrupted,

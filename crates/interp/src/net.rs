@@ -2,7 +2,7 @@
 //! LayerNorm and the unembedding, and the forward entry points the sweeps use.
 
 use crate::error::{InterpError, Result};
-use model::{Gpt, GptConfig, HookPoint, LogitPositions, RunOutput, RunRequest};
+use model::{Gpt, GptConfig, HookPoint, KeyValues, LogitPositions, RunOutput, RunRequest};
 use std::collections::BTreeSet;
 use tch::{Kind, Tensor};
 
@@ -145,6 +145,24 @@ impl<'a> Net<'a> {
     /// Shapes: resid `[B, T, d]`.
     pub fn run_from(&self, layer: usize, resid: &Tensor, req: &RunRequest) -> Result<RunOutput> {
         Ok(self.gpt.run_from(layer, resid, req)?)
+    }
+
+    /// Keys and values of layer `layer` (`< L`) for the residual stream entering it.
+    /// Shapes: resid `[B, T, d]` → `[B, H, T, d_head]` each.
+    pub fn key_values(&self, layer: usize, resid: &Tensor) -> Result<KeyValues> {
+        Ok(self.gpt.key_values(layer, resid)?)
+    }
+
+    /// The final residual state at the last position of a run continued from layer `layer` on
+    /// positions `P..` only, against the base run's keys and values of `0..P` (one entry per layer
+    /// from `layer`). Shapes: suffix `[B, S, d]` → `[B, d]`.
+    pub fn run_suffix(
+        &self,
+        layer: usize,
+        suffix: &Tensor,
+        prefix: &[KeyValues],
+    ) -> Result<Tensor> {
+        Ok(self.gpt.run_suffix(layer, suffix, prefix)?)
     }
 
     /// Checks `layer ≤ L`.

@@ -18,9 +18,13 @@ use crate::error::{InterpError, Result};
 use crate::net::{logits_at, LnMode, Net, Want};
 use crate::output::PatchRow;
 use crate::probe::ProbeSet;
-use crate::states::{alt_tokens, for_each_corruption, noise_scale, CorruptionInputs, States};
+use crate::states::{
+    alt_tokens, for_each_corruption, noise_scale, CleanRuns, CorruptionInputs, States,
+};
 use crate::stats::{restoration, Outcomes};
-use model::{Edit, HookPoint, Intervention, RunRequest};
+use model::{Edit, HookPoint, Intervention, KeyValues, RunRequest};
+use std::cell::OnceCell;
+use std::collections::BTreeMap;
 use std::fmt;
 use std::str::FromStr;
 use tch::Tensor;
@@ -319,7 +323,10 @@ impl PatchResult {
 pub fn patch_sweep(net: &Net, probe: &ProbeSet, opts: &SweepOptions) -> Result<PatchResult> {
     tch::no_grad(|| {
         let nu = noise_scale(net, probe);
-        let all = for_each_corruption(net, probe, nu, |ci| sweep_corruption(net, probe, ci, opts))?;
+        let mut clean_runs = CleanRuns::default();
+        let all = for_each_corruption(net, probe, nu, |ci| {
+            sweep_corruption(net, probe, ci, opts, &mut clean_runs)
+        })?;
         Ok(PatchResult {
             cells: all.cells,
             baselines: all.baselines,
@@ -389,6 +396,10 @@ pub(crate) struct Pair<'s> {
     /// ln_f scale of the base run's final state at the answer position `[n, 1]`
     /// (cached-scale readout only).
     pub base_scale: Option<Tensor>,
+    /// Per layer `0..L` the base run's attention keys and values at the positions before the
+    /// answer, `[n, H, answer_pos, d_head]` (computed on first use by a residual group).
+    base_kv: OnceCell<Vec<KeyValues>>,
+    answer_pos: usize,
 }
 
 /// The clean and corrupted runs of a corruption, with the `alt` token of each example.
@@ -434,7 +445,21 @@ impl<'s> Pair<'s> {
             gold: &ci.gold,
             alt: &runs.alt,
             base_scale,
+            base_kv: OnceCell::new(),
+            answer_pos,
         }
+    }
+
+    /// The base run's keys and values of every layer at positions `0..answer_pos`.
+    fn base_kv(&self, net: &Net) -> Result<&[KeyValues]> {
+        if let Some(kv) = self.base_kv.get() {
+            return Ok(kv);
+        }
+        let ap = self.answer_pos as i64;
+        let kv = (0..net.n_layer())
+            .map(|l| net.key_values(l, &self.base.resid[l].narrow(1, 0, ap)))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(self.base_kv.get_or_init(|| kv))
     }
 }
 
@@ -444,27 +469,17 @@ fn sweep_corruption(
     probe: &ProbeSet,
     ci: &CorruptionInputs,
     opts: &SweepOptions,
+    clean_runs: &mut CleanRuns,
 ) -> Result<(Baseline, Vec<CellResult>)> {
     let ap = probe.answer_pos;
     let want = want_for(&opts.components);
     let sets = position_sets(probe, &ci.positions, &opts.positions);
-    let (clean, corrupted) = match opts.mode {
-        SweepMode::Batched => (
-            States::compute(net, &ci.clean, None, want, ap, opts.max_rows)?,
-            States::compute(
-                net,
-                &ci.corrupted,
-                ci.noise.as_ref(),
-                want,
-                ap,
-                opts.max_rows,
-            )?,
-        ),
-        SweepMode::Naive => (
-            States::compute(net, &ci.clean, None, want, ap, 1)?,
-            States::compute(net, &ci.corrupted, ci.noise.as_ref(), want, ap, 1)?,
-        ),
+    let rows = match opts.mode {
+        SweepMode::Batched => opts.max_rows,
+        SweepMode::Naive => 1,
     };
+    let clean = clean_runs.get(net, ci, want, ap, rows)?;
+    let corrupted = States::compute(net, &ci.corrupted, ci.noise.as_ref(), want, ap, rows)?;
     let alt = alt_tokens(&corrupted.logits, &ci.gold);
     let baseline = Baseline {
         corruption: ci.name.clone(),
@@ -589,7 +604,9 @@ fn patched_request(net: &Net, start_layer: usize, cached: bool, ap: usize) -> Ru
 }
 
 /// The batched sweep of one (layer, variants) group: every variant of a chunk of examples on the
-/// batch axis, one `run_from(layer)` per chunk. Returns per variant the outcomes of all examples.
+/// batch axis, one forward per chunk. Returns per variant the outcomes of all examples.
+/// Residual groups take the suffix path ([`run_resid_group`]), the others `run_from(layer)` with
+/// a row-specific intervention per variant.
 pub(crate) fn run_group_batched(
     net: &Net,
     pair: &Pair,
@@ -598,41 +615,24 @@ pub(crate) fn run_group_batched(
     ap: usize,
     max_rows: usize,
 ) -> Result<Vec<Outcomes>> {
+    if vars.iter().all(|(c, _)| *c == Component::Resid) {
+        let sets: Vec<&PositionSet> = vars.iter().map(|(_, set)| *set).collect();
+        return run_resid_group(net, pair, layer, &sets, ap, max_rows);
+    }
     let n = pair.gold.size()[0];
     let k = vars.len() as i64;
     let chunk = ((max_rows as i64) / k.max(1)).max(1);
     let device = net.device();
-    let t = pair.base.resid[layer].size()[1];
     let mut results: Vec<Outcomes> = vars.iter().map(|_| Outcomes::default()).collect();
     let mut start = 0;
     while start < n {
         let m = chunk.min(n - start);
         let base = pair.base.narrow(start, m);
         let src = pair.src.narrow(start, m);
-        let resid = &base.resid[layer];
-        let input = if vars.iter().all(|(c, _)| *c == Component::Resid) {
-            let mut mask = vec![false; (k * t) as usize];
-            for (v, (_, set)) in vars.iter().enumerate() {
-                for &p in &set.positions {
-                    mask[v * t as usize + p] = true;
-                }
-            }
-            let mask = Tensor::from_slice(&mask)
-                .view([k, 1, t, 1])
-                .to_device(device);
-            src.resid[layer]
-                .unsqueeze(0)
-                .where_self(&mask, &resid.unsqueeze(0))
-                .reshape([k * m, t, -1])
-        } else {
-            resid.repeat([k, 1, 1])
-        };
+        let input = base.resid[layer].repeat([k, 1, 1]);
         let cached = pair.base_scale.is_some();
         let mut req = patched_request(net, layer, cached, ap);
         for (v, (component, set)) in vars.iter().enumerate() {
-            if *component == Component::Resid {
-                continue;
-            }
             let idx = pos_index(&set.positions, device);
             let values = source_values(&src, *component, layer, &idx);
             let rows: Vec<i64> = (v as i64 * m..(v as i64 + 1) * m).collect();
@@ -651,6 +651,101 @@ pub(crate) fn run_group_batched(
         let all = Outcomes::from_logits(&logits, &gold, &alt)?;
         for (v, res) in results.iter_mut().enumerate() {
             res.extend(all.slice(v * m as usize, m as usize));
+        }
+        start += m;
+    }
+    Ok(results)
+}
+
+/// The residual variants of one layer, computing only what a patch can change. A patch at
+/// positions `S` of `resid_pre[layer]` changes nothing before `min S` (causal attention), so the
+/// layers from `layer` on run only on positions `min S..=answer` against the base run's cached
+/// keys and values of the earlier positions, and the last layer only on the answer row
+/// ([`model::Gpt::run_suffix`]). Positions whose source and base states are equal in every
+/// example of the chunk, positions after the answer, and at `layer = L` positions other than the
+/// answer, cannot change the prediction and are left out; a variant left with none has the base
+/// run's outcomes. Variants with the same first position share one forward.
+fn run_resid_group(
+    net: &Net,
+    pair: &Pair,
+    layer: usize,
+    sets: &[&PositionSet],
+    ap: usize,
+    max_rows: usize,
+) -> Result<Vec<Outcomes>> {
+    let n = pair.gold.size()[0];
+    let chunk = ((max_rows / sets.len().max(1)) as i64).max(1);
+    let device = net.device();
+    let l = net.n_layer();
+    let mut results: Vec<Outcomes> = sets.iter().map(|_| Outcomes::default()).collect();
+    let mut start = 0;
+    while start < n {
+        let m = chunk.min(n - start);
+        let base = pair.base.narrow(start, m);
+        let src = pair.src.narrow(start, m);
+        let width = ap as i64 + 1;
+        let (base_resid, src_resid) = (
+            base.resid[layer].narrow(1, 0, width),
+            src.resid[layer].narrow(1, 0, width),
+        );
+        let differs = crate::stats::to_i64(
+            &src_resid
+                .ne_tensor(&base_resid)
+                .any_dim(2, false)
+                .any_dim(0, false)
+                .to_kind(tch::Kind::Int64),
+        )?;
+        let gold = pair.gold.narrow(0, start, m);
+        let alt = pair.alt.narrow(0, start, m);
+        let mut by_first: BTreeMap<usize, Vec<(usize, Vec<usize>)>> = BTreeMap::new();
+        for (v, set) in sets.iter().enumerate() {
+            let patched: Vec<usize> = set
+                .positions
+                .iter()
+                .copied()
+                .filter(|&p| p <= ap && differs[p] != 0 && (layer < l || p == ap))
+                .collect();
+            match patched.first() {
+                Some(&first) => by_first.entry(first).or_default().push((v, patched)),
+                None => results[v].extend(Outcomes::from_logits(&base.logits, &gold, &alt)?),
+            }
+        }
+        for (first, group) in by_first {
+            let k = group.len() as i64;
+            let len = width - first as i64;
+            let mut mask = vec![false; (k * len) as usize];
+            for (g, (_, patched)) in group.iter().enumerate() {
+                for &p in patched {
+                    mask[g * len as usize + p - first] = true;
+                }
+            }
+            let mask = Tensor::from_slice(&mask)
+                .view([k, 1, len, 1])
+                .to_device(device);
+            let narrow = |t: &Tensor| t.narrow(1, first as i64, len).unsqueeze(0);
+            let suffix = narrow(&src_resid)
+                .where_self(&mask, &narrow(&base_resid))
+                .reshape([k * m, len, -1]);
+            let prefix: Vec<KeyValues> = pair.base_kv(net)?[layer..]
+                .iter()
+                .map(|kv| {
+                    kv.map(|t| {
+                        t.narrow(0, start, m)
+                            .narrow(2, 0, first as i64)
+                            .repeat([k, 1, 1, 1])
+                    })
+                })
+                .collect();
+            let last = net.run_suffix(layer, &suffix, &prefix)?;
+            let scale = pair
+                .base_scale
+                .as_ref()
+                .map(|s| s.narrow(0, start, m).repeat([k, 1]));
+            let logits = net.readout(&last, scale.as_ref());
+            let all = Outcomes::from_logits(&logits, &gold.repeat([k]), &alt.repeat([k]))?;
+            for (g, (v, _)) in group.iter().enumerate() {
+                results[*v].extend(all.slice(g * m as usize, m as usize));
+            }
         }
         start += m;
     }

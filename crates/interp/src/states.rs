@@ -139,6 +139,35 @@ impl States {
     }
 }
 
+/// The clean run of a corruption's examples, kept for the next corruption: corruptions that
+/// admit the same examples have the same clean inputs, so their clean run is computed once.
+#[derive(Default)]
+pub(crate) struct CleanRuns {
+    examples: Vec<usize>,
+    states: Option<States>,
+}
+
+impl CleanRuns {
+    /// The clean run of `ci`'s examples (views of the kept one when the examples are the same).
+    pub fn get(
+        &mut self,
+        net: &Net,
+        ci: &CorruptionInputs,
+        want: Want,
+        answer_pos: usize,
+        max_rows: usize,
+    ) -> Result<States> {
+        let states = match self.states.take() {
+            Some(states) if self.examples == ci.examples => states,
+            _ => States::compute(net, &ci.clean, None, want, answer_pos, max_rows)?,
+        };
+        self.examples.clone_from(&ci.examples);
+        let view = states.narrow(0, ci.examples.len() as i64);
+        self.states = Some(states);
+        Ok(view)
+    }
+}
+
 /// The inputs of one corruption: the examples that admit it, their clean and corrupted inputs.
 pub struct CorruptionInputs {
     /// Corruption name (`r1`, `noise:h`, …).

@@ -101,40 +101,126 @@ impl Attention {
     /// own position. Used by training, where only the loss positions of the last layer matter.
     /// Shapes: x `[B, T, d_model]` (the ln_1 output), positions `[B, K]` i64 → `[B, K, d_model]`.
     pub(crate) fn forward_at(&self, x: &Tensor, positions: &Tensor, train: bool) -> Result<Tensor> {
-        let (b, t, d) = x.size3()?;
-        let k_rows = positions.size()[1];
-        let h = self.n_head as i64;
-        let dh = d / h;
-        let w = &self.c_attn.weight;
-        let bias = &self.c_attn.bias;
+        let (_, t, d) = x.size3()?;
         let rows = positions.unsqueeze(-1).expand([-1, -1, d], false);
-        let q = bias
-            .narrow(0, 0, d)
-            .addmm(
-                &x.gather(1, &rows, false).reshape([-1, d]),
-                &w.narrow(1, 0, d),
-            )
-            .view([b, k_rows, h, dh]);
-        let kv = bias
-            .narrow(0, d, 2 * d)
-            .addmm(&x.reshape([-1, d]), &w.narrow(1, d, 2 * d))
-            .view([b, t, 2 * d]);
-        let head = |i: i64| kv.narrow(-1, i * d, d).view([b, t, h, dh]);
-        let (k, v) = (head(0), head(1));
-        let scores = q.transpose(1, 2).matmul(&k.permute([0, 2, 3, 1])) / (dh as f64).sqrt();
+        let q = self.queries(&x.gather(1, &rows, false))?;
         let keys = Tensor::arange(t, (tch::Kind::Int64, x.device()));
         let future = keys
             .view([1, 1, t])
             .gt_tensor(&positions.unsqueeze(-1))
             .unsqueeze(1);
-        let pattern = scores
-            .masked_fill(&future, f64::NEG_INFINITY)
-            .softmax(-1, scores.kind());
-        let z = pattern
+        self.attend(&q, &self.key_values(x)?, Some(&future), train)
+    }
+
+    /// The attention output of the positions `P..P+S` of a run whose positions `0..P` are given
+    /// by their keys and values `prefix` (no hooks, no dropout): queries, keys and values of the
+    /// suffix rows, each query masked causally at its own position; with `last_only` only the
+    /// last row's output. Shapes: x `[B, S, d_model]` (the ln_1 output at `P..P+S`), prefix
+    /// `[B, H, P, d_head]` → `[B, S, d_model]` (`[B, 1, d_model]` with `last_only`).
+    pub(crate) fn forward_suffix(
+        &self,
+        x: &Tensor,
+        prefix: &KeyValues,
+        last_only: bool,
+    ) -> Result<Tensor> {
+        let s = x.size3()?.1;
+        let p = prefix.k.size()[2];
+        let own = self.key_values(x)?;
+        let kv = KeyValues {
+            k: Tensor::cat(&[&prefix.k, &own.k], 2),
+            v: Tensor::cat(&[&prefix.v, &own.v], 2),
+        };
+        if last_only {
+            let q = self.queries(&x.narrow(1, s - 1, 1))?;
+            return self.attend(&q, &kv, None, false);
+        }
+        let future = Tensor::ones([s, p + s], (tch::Kind::Bool, x.device())).triu(p + 1);
+        self.attend(&self.queries(x)?, &kv, Some(&future), false)
+    }
+
+    /// Keys and values of the ln_1 output `x` (the k and v columns of `c_attn`).
+    /// Shapes: x `[B, T, d_model]` → `[B, H, T, d_head]` each.
+    pub(crate) fn key_values(&self, x: &Tensor) -> Result<KeyValues> {
+        let d = x.size3()?.2;
+        let kv = self.project(x, d, 2 * d)?;
+        Ok(KeyValues {
+            k: self.split_heads(&kv.narrow(-1, 0, d))?,
+            v: self.split_heads(&kv.narrow(-1, d, d))?,
+        })
+    }
+
+    /// Queries of the ln_1 output `x` (the q columns of `c_attn`).
+    /// Shapes: x `[B, Q, d_model]` → `[B, H, Q, d_head]`.
+    fn queries(&self, x: &Tensor) -> Result<Tensor> {
+        let d = x.size3()?.2;
+        self.split_heads(&self.project(x, 0, d)?)
+    }
+
+    /// Columns `from..from + len` of `c_attn` applied to `x`.
+    /// Shapes: x `[B, T, d_model]` → `[B, T, len]`.
+    fn project(&self, x: &Tensor, from: i64, len: i64) -> Result<Tensor> {
+        let (b, t, d) = x.size3()?;
+        Ok(self
+            .c_attn
+            .bias
+            .narrow(0, from, len)
+            .addmm(
+                &x.reshape([-1, d]),
+                &self.c_attn.weight.narrow(1, from, len),
+            )
+            .view([b, t, len]))
+    }
+
+    /// Shapes: `[B, T, d_model]` → `[B, H, T, d_head]`.
+    fn split_heads(&self, x: &Tensor) -> Result<Tensor> {
+        let (b, t, d) = x.size3()?;
+        let h = self.n_head as i64;
+        Ok(x.view([b, t, h, d / h]).transpose(1, 2))
+    }
+
+    /// Scaled dot-product attention of `q` over `kv` (entries where `future` is true masked),
+    /// pattern dropout, heads merged, `c_proj`, residual dropout.
+    /// Shapes: q `[B, H, Q, d_head]`, kv `[B, H, K, d_head]`, future broadcastable to
+    /// `[B, H, Q, K]` → `[B, Q, d_model]`.
+    fn attend(
+        &self,
+        q: &Tensor,
+        kv: &KeyValues,
+        future: Option<&Tensor>,
+        train: bool,
+    ) -> Result<Tensor> {
+        let (b, h, n_q, dh) = q.size4()?;
+        let scores = q.matmul(&kv.k.transpose(2, 3)) / (dh as f64).sqrt();
+        let scores = match future {
+            Some(future) => scores.masked_fill(future, f64::NEG_INFINITY),
+            None => scores,
+        };
+        let z = scores
+            .softmax(-1, scores.kind())
             .dropout(self.dropout, train)
-            .matmul(&v.transpose(1, 2))
+            .matmul(&kv.v)
             .transpose(1, 2)
-            .reshape([b, k_rows, d]);
+            .reshape([b, n_q, h * dh]);
         Ok(self.c_proj.forward(&z).dropout(self.dropout, train))
+    }
+}
+
+/// The keys and values of one layer's attention at a run's positions: what a later position
+/// needs of the earlier ones ([`crate::Gpt::run_suffix`]).
+#[derive(Debug)]
+pub struct KeyValues {
+    /// `[B, H, T, d_head]`
+    pub k: Tensor,
+    /// `[B, H, T, d_head]`
+    pub v: Tensor,
+}
+
+impl KeyValues {
+    /// `f` applied to the keys and to the values (e.g. a narrow of rows or positions).
+    pub fn map(&self, f: impl Fn(&Tensor) -> Tensor) -> KeyValues {
+        KeyValues {
+            k: f(&self.k),
+            v: f(&self.v),
+        }
     }
 }

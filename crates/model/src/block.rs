@@ -1,6 +1,6 @@
 //! One pre-LayerNorm transformer block (`transformer.h.{i}`).
 
-use crate::attention::Attention;
+use crate::attention::{Attention, KeyValues};
 use crate::config::GptConfig;
 use crate::error::Result;
 use crate::hooks::{HookPoint, Hooks};
@@ -76,6 +76,39 @@ impl Block {
         let mlp_out = self
             .mlp
             .forward(&self.ln_2.forward(&resid_mid), 0, &mut no_hooks, train)?;
+        Ok(resid_mid + mlp_out)
+    }
+
+    /// Keys and values of this block's attention for the residual stream entering it.
+    /// Shapes: x `[B, T, d_model]` → `[B, H, T, d_head]` each.
+    pub(crate) fn key_values(&self, x: &Tensor) -> Result<KeyValues> {
+        self.attn.key_values(&self.ln_1.forward(x))
+    }
+
+    /// The block's output at the positions `P..P+S` of a run whose positions `0..P` enter only
+    /// through their keys and values `prefix` (no hooks, no dropout); with `last_only` at the
+    /// last row only. Shapes: x `[B, S, d_model]`, prefix `[B, H, P, d_head]` →
+    /// `[B, S, d_model]` (`[B, 1, d_model]` with `last_only`).
+    pub(crate) fn forward_suffix(
+        &self,
+        x: &Tensor,
+        prefix: &KeyValues,
+        last_only: bool,
+    ) -> Result<Tensor> {
+        let s = x.size3()?.1;
+        let attn_out = self
+            .attn
+            .forward_suffix(&self.ln_1.forward(x), prefix, last_only)?;
+        let resid = if last_only {
+            x.narrow(1, s - 1, 1)
+        } else {
+            x.shallow_clone()
+        };
+        let resid_mid = resid + attn_out;
+        let mut no_hooks = Hooks::none();
+        let mlp_out = self
+            .mlp
+            .forward(&self.ln_2.forward(&resid_mid), 0, &mut no_hooks, false)?;
         Ok(resid_mid + mlp_out)
     }
 }

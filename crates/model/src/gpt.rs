@@ -2,6 +2,7 @@
 //! unembedding, with one hooked forward pass ([`Gpt::run`], [`Gpt::run_from`]) and the plain
 //! fast paths used in training ([`Gpt::forward_t`], [`Gpt::hidden_t`], [`Gpt::unembed`]).
 
+use crate::attention::KeyValues;
 use crate::block::Block;
 use crate::config::GptConfig;
 use crate::embed::Embed;
@@ -238,6 +239,65 @@ impl Gpt {
             logits,
             cache: hooks.cache,
         })
+    }
+
+    /// Keys and values of layer `layer`'s attention for a run whose residual stream entering that
+    /// layer is `resid_pre`: what [`Gpt::run_suffix`] needs of the positions a patch leaves alone.
+    /// Shapes: resid_pre `[B, T, d_model]` → `[B, H, T, d_head]` each.
+    pub fn key_values(&self, layer: usize, resid_pre: &Tensor) -> Result<KeyValues> {
+        let block = self.block_at(layer).ok_or_else(|| {
+            ModelError::Input(format!(
+                "key_values: layer {layer} is beyond the {} layers",
+                self.cfg.n_layer()
+            ))
+        })?;
+        block.key_values(resid_pre)
+    }
+
+    /// Continues a base run from layer `layer` when its residual stream differs from the base run
+    /// only at positions `P..` (causal attention leaves every earlier state unchanged, at every
+    /// later layer): `suffix` is `resid_pre[layer]` at positions `P..P+S`, `prefix[i]` the base
+    /// run's keys and values of layer `layer + i` at positions `0..P` ([`Gpt::key_values`]).
+    /// Returns the final residual state (before `ln_f`) at the last position `P+S−1`; the last
+    /// layer runs at that row only. No hooks, no dropout. Equals `run_from(layer, states)` at that
+    /// position (its `resid_post` of the last layer) up to float rounding.
+    /// Shapes: suffix `[B, S, d_model]`, prefix `n_layer − layer` entries `[B, H, P, d_head]`
+    /// → `[B, d_model]`.
+    pub fn run_suffix(
+        &self,
+        layer: usize,
+        suffix: &Tensor,
+        prefix: &[KeyValues],
+    ) -> Result<Tensor> {
+        let n_layer = self.cfg.n_layer();
+        if layer > n_layer || prefix.len() != n_layer - layer {
+            return Err(ModelError::Input(format!(
+                "run_suffix from layer {layer} of {n_layer} needs {} prefix entries, got {}",
+                n_layer.saturating_sub(layer),
+                prefix.len()
+            )));
+        }
+        let (b, s, d) = suffix.size3()?;
+        if b == 0 || s == 0 || d != self.cfg.d_model as i64 {
+            return Err(ModelError::Input(format!(
+                "suffix must have shape [batch, pos, {}], got {:?}",
+                self.cfg.d_model,
+                suffix.size()
+            )));
+        }
+        let mut x = suffix.shallow_clone();
+        for (kv, l) in prefix.iter().zip(layer..n_layer) {
+            let (pb, ph, p, pd) = kv.k.size4()?;
+            if pb != b || ph * pd != d || p as usize + s as usize > self.cfg.n_ctx {
+                return Err(ModelError::Input(format!(
+                    "prefix keys of layer {l} have shape {:?} for a suffix of shape {:?}",
+                    kv.k.size(),
+                    suffix.size()
+                )));
+            }
+            x = self.blocks[self.cfg.schedule[l]].forward_suffix(&x, kv, l + 1 == n_layer)?;
+        }
+        Ok(x.select(1, -1))
     }
 
     /// Applies layers `range` (schedule positions, within `0..n_layer`).

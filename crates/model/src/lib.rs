@@ -20,7 +20,7 @@ mod layer_norm;
 mod mlp;
 pub mod surgery;
 
-pub use attention::Attention;
+pub use attention::{Attention, KeyValues};
 pub use block::Block;
 pub use checkpoint::{param_shapes, write_safetensors, Checkpoint, CONFIG_KEY};
 pub use config::{looped_schedule, plain_schedule, shared_schedule, GptConfig};

@@ -778,3 +778,77 @@ fn hidden_at_equals_the_full_pass_at_the_positions() {
         }
     }
 }
+
+/// `run_suffix` (positions `P..` recomputed against the base run's keys and values of `0..P`,
+/// the last layer at the last row only) equals `run_from` on the whole patched stream at the last
+/// position: every start layer, every split point, a looped schedule, positions `P..` replaced.
+#[test]
+fn run_suffix_equals_run_from_at_the_last_position() {
+    let mut cfg = tiny_config();
+    cfg.schedule = vec![0, 1, 2, 1];
+    cfg.dropout = 0.0;
+    let ckpt = random_model(cfg, 11);
+    let m = &ckpt.model;
+    let n_layer = 4;
+    let (b, t) = (5, 6);
+    let base = tch::no_grad(|| {
+        let req = RunRequest::capture((0..n_layer).map(HookPoint::ResidPre));
+        m.run(&tokens(b, t, 50, 3), &req).unwrap()
+    });
+    tch::manual_seed(4);
+    let other = Tensor::randn([b, t, 32], (Kind::Float, tch::Device::Cpu));
+    for layer in 0..=n_layer {
+        let resid = if layer < n_layer {
+            base.cache[&HookPoint::ResidPre(layer)].shallow_clone()
+        } else {
+            m.run_from(
+                0,
+                &base.cache[&HookPoint::ResidPre(0)],
+                &RunRequest::capture([HookPoint::ResidPost(n_layer - 1)]),
+            )
+            .unwrap()
+            .cache[&HookPoint::ResidPost(n_layer - 1)]
+                .shallow_clone()
+        };
+        for p in 0..t {
+            let patched = Tensor::cat(&[resid.narrow(1, 0, p), other.narrow(1, p, t - p)], 1);
+            let expect = if layer < n_layer {
+                let last = HookPoint::ResidPost(n_layer - 1);
+                m.run_from(layer, &patched, &RunRequest::capture([last]))
+                    .unwrap()
+                    .cache[&last]
+                    .select(1, t - 1)
+            } else {
+                patched.select(1, t - 1)
+            };
+            let prefix: Vec<_> = (layer..n_layer)
+                .map(|l| {
+                    let states = &base.cache[&HookPoint::ResidPre(l)];
+                    m.key_values(l, &states.narrow(1, 0, p)).unwrap()
+                })
+                .collect();
+            let got = m
+                .run_suffix(layer, &other.narrow(1, p, t - p), &prefix)
+                .unwrap();
+            assert_eq!(got.size(), vec![b, 32]);
+            assert_close(
+                &got,
+                &expect,
+                1e-5,
+                &format!("run_suffix from layer {layer}, P = {p}"),
+            );
+        }
+    }
+    let kv = |l: usize| m.key_values(l, &other.narrow(1, 0, 2)).unwrap();
+    let suffix = other.narrow(1, 2, 4);
+    assert!(
+        m.run_suffix(1, &suffix, &[kv(1), kv(2)]).is_err(),
+        "too few prefix entries"
+    );
+    assert!(m.run_suffix(5, &suffix, &[]).is_err(), "beyond the layers");
+    assert!(
+        m.run_suffix(3, &suffix.narrow(0, 0, 2), &[kv(3)]).is_err(),
+        "batch mismatch"
+    );
+    assert!(m.key_values(4, &other).is_err(), "no layer 4");
+}
