@@ -65,8 +65,8 @@ impl Attention {
         let (b, t, d) = x.size3()?;
         let h = self.n_head as i64;
         let dh = d / h;
-        let qkv = self.c_attn.forward(x);
-        let head = |i: i64| qkv.narrow(-1, i * d, d).view([b, t, h, dh]);
+        let qkv = self.c_attn.forward(x).split(d, -1);
+        let head = |i: usize| qkv[i].view([b, t, h, dh]);
         let (q, k, v) = (head(0), head(1), head(2));
         let q = hooks.apply(HookPoint::Q(layer), q)?;
         let k = hooks.apply(HookPoint::K(layer), k)?;
@@ -96,20 +96,22 @@ impl Attention {
         Ok(out.dropout(self.dropout, train))
     }
 
-    /// The attention output at the query positions `positions` only (no hooks): keys and values
-    /// come from every position, queries only from the given ones, each masked causally at its
-    /// own position. Used by training, where only the loss positions of the last layer matter.
-    /// Shapes: x `[B, T, d_model]` (the ln_1 output), positions `[B, K]` i64 → `[B, K, d_model]`.
-    pub(crate) fn forward_at(&self, x: &Tensor, positions: &Tensor, train: bool) -> Result<Tensor> {
+    /// The attention output at the rows `rows` only (no hooks): the attention runs on every
+    /// position (small: `T × T` scores per head), `c_proj` only on the selected rows of `z`. Used
+    /// by training, where only the loss positions of the last layer matter.
+    /// Shapes: x `[B, T, d_model]` (the ln_1 output), rows `[R]` i64 indices into the flattened
+    /// `B·T` positions → `[R, d_model]`.
+    pub(crate) fn forward_at(&self, x: &Tensor, rows: &Tensor, train: bool) -> Result<Tensor> {
         let (_, t, d) = x.size3()?;
-        let rows = positions.unsqueeze(-1).expand([-1, -1, d], false);
-        let q = self.queries(&x.gather(1, &rows, false))?;
-        let keys = Tensor::arange(t, (tch::Kind::Int64, x.device()));
-        let future = keys
-            .view([1, 1, t])
-            .gt_tensor(&positions.unsqueeze(-1))
-            .unsqueeze(1);
-        self.attend(&q, &self.key_values(x)?, Some(&future), train)
+        let qkv = self.c_attn.forward(x).split(d, -1);
+        let kv = KeyValues {
+            k: self.split_heads(&qkv[1])?,
+            v: self.split_heads(&qkv[2])?,
+        };
+        let future = Tensor::ones([t, t], (tch::Kind::Bool, x.device())).triu(1);
+        let z = self.attend(&self.split_heads(&qkv[0])?, &kv, Some(&future), train)?;
+        let z = z.view([-1, d]).index_select(0, rows);
+        Ok(self.c_proj.forward(&z).dropout(self.dropout, train))
     }
 
     /// The attention output of the positions `P..P+S` of a run whose positions `0..P` are given
@@ -130,12 +132,13 @@ impl Attention {
             k: Tensor::cat(&[&prefix.k, &own.k], 2),
             v: Tensor::cat(&[&prefix.v, &own.v], 2),
         };
-        if last_only {
-            let q = self.queries(&x.narrow(1, s - 1, 1))?;
-            return self.attend(&q, &kv, None, false);
-        }
-        let future = Tensor::ones([s, p + s], (tch::Kind::Bool, x.device())).triu(p + 1);
-        self.attend(&self.queries(x)?, &kv, Some(&future), false)
+        let z = if last_only {
+            self.attend(&self.queries(&x.narrow(1, s - 1, 1))?, &kv, None, false)?
+        } else {
+            let future = Tensor::ones([s, p + s], (tch::Kind::Bool, x.device())).triu(p + 1);
+            self.attend(&self.queries(x)?, &kv, Some(&future), false)?
+        };
+        Ok(self.c_proj.forward(&z))
     }
 
     /// Keys and values of the ln_1 output `x` (the k and v columns of `c_attn`).
@@ -179,7 +182,7 @@ impl Attention {
     }
 
     /// Scaled dot-product attention of `q` over `kv` (entries where `future` is true masked),
-    /// pattern dropout, heads merged, `c_proj`, residual dropout.
+    /// pattern dropout, heads merged: `z` before `c_proj`.
     /// Shapes: q `[B, H, Q, d_head]`, kv `[B, H, K, d_head]`, future broadcastable to
     /// `[B, H, Q, K]` → `[B, Q, d_model]`.
     fn attend(
@@ -195,13 +198,12 @@ impl Attention {
             Some(future) => scores.masked_fill(future, f64::NEG_INFINITY),
             None => scores,
         };
-        let z = scores
+        Ok(scores
             .softmax(-1, scores.kind())
             .dropout(self.dropout, train)
             .matmul(&kv.v)
             .transpose(1, 2)
-            .reshape([b, n_q, h * dh]);
-        Ok(self.c_proj.forward(&z).dropout(self.dropout, train))
+            .reshape([b, n_q, h * dh]))
     }
 }
 

@@ -62,21 +62,21 @@ impl Block {
         hooks.apply(HookPoint::ResidPost(layer), resid_mid + mlp_out)
     }
 
-    /// The block's output at `positions` only (no hooks): attention queries, the residual, ln_2
-    /// and the MLP are computed for those rows; keys and values for every position.
+    /// The block's output at `positions` only (no hooks): the attention on every position,
+    /// `c_proj`, the residual, ln_2 and the MLP only on those rows.
     /// Shapes: x `[B, T, d_model]`, positions `[B, K]` i64 → `[B, K, d_model]`.
     pub(crate) fn forward_at(&self, x: &Tensor, positions: &Tensor, train: bool) -> Result<Tensor> {
-        let d = x.size()[2];
-        let rows = positions.unsqueeze(-1).expand([-1, -1, d], false);
-        let attn_out = self
-            .attn
-            .forward_at(&self.ln_1.forward(x), positions, train)?;
-        let resid_mid = x.gather(1, &rows, false) + attn_out;
+        let (b, t, d) = x.size3()?;
+        let k = positions.size()[1];
+        let first = Tensor::arange_start_step(0, b * t, t, (tch::Kind::Int64, x.device()));
+        let rows = (positions + first.unsqueeze(1)).view([-1]);
+        let attn_out = self.attn.forward_at(&self.ln_1.forward(x), &rows, train)?;
+        let resid_mid = x.reshape([-1, d]).index_select(0, &rows) + attn_out;
         let mut no_hooks = Hooks::none();
         let mlp_out = self
             .mlp
             .forward(&self.ln_2.forward(&resid_mid), 0, &mut no_hooks, train)?;
-        Ok(resid_mid + mlp_out)
+        Ok((resid_mid + mlp_out).view([b, k, d]))
     }
 
     /// Keys and values of this block's attention for the residual stream entering it.

@@ -48,8 +48,9 @@ struct Slot {
 ///
 /// The parameters are re-homed into one flat buffer (decayed ones first), each variable becoming
 /// a view of it, and the moments are flat buffers of the same layout: an update is a handful of
-/// whole-buffer ops instead of a handful per parameter. Gradients stay per parameter (autograd
-/// owns them) and are concatenated once per update.
+/// whole-buffer ops instead of a handful per parameter. Each gradient is re-homed the same way
+/// into a flat gradient buffer the first time it exists; autograd then accumulates into it in
+/// place, so zeroing, the norm, clipping and the update read one buffer with no copies.
 pub struct AdamW {
     hp: AdamWParams,
     slots: Vec<Slot>,
@@ -59,6 +60,10 @@ pub struct AdamW {
     /// First and second moments `[P]`, laid out like `flat`.
     m: Tensor,
     v: Tensor,
+    /// Gradients `[P]`, laid out like `flat`; zero where a parameter has no gradient.
+    grad: Tensor,
+    /// Per slot: its gradient exists and is a view of `grad`.
+    homed: Vec<bool>,
     step: u64,
 }
 
@@ -104,6 +109,8 @@ impl AdamW {
             hp,
             m: flat.zeros_like(),
             v: flat.zeros_like(),
+            grad: flat.zeros_like(),
+            homed: vec![false; slots.len()],
             flat,
             n_decayed,
             slots,
@@ -134,46 +141,36 @@ impl AdamW {
 
     /// Sets every gradient to zero (gradients that do not exist yet stay undefined).
     pub fn zero_grad(&mut self) {
-        for slot in &mut self.slots {
-            let mut grad = slot.param.grad();
-            if grad.defined() {
-                let _ = grad.zero_();
-            }
-        }
+        self.home_grads();
+        let _ = self.grad.zero_();
     }
 
-    /// The flat layout `[P]` of the gradients `grads` (one per slot; missing ones as zeros), or
-    /// `None` when no parameter has a gradient.
-    fn flatten(&self, grads: &[Tensor]) -> Option<Tensor> {
-        if !grads.iter().any(Tensor::defined) {
-            return None;
-        }
-        let parts: Vec<Tensor> = grads
-            .iter()
-            .zip(&self.slots)
-            .map(|(g, s)| {
-                if g.defined() {
-                    g.reshape([-1])
-                } else {
-                    s.param.zeros_like().reshape([-1])
+    /// Moves every gradient that exists and is not yet a view of the flat gradient buffer into it
+    /// (same values; the parameter's gradient becomes the view). Returns true when at least one
+    /// parameter has a gradient.
+    fn home_grads(&mut self) -> bool {
+        tch::no_grad(|| {
+            for (slot, homed) in self.slots.iter().zip(self.homed.iter_mut()) {
+                if *homed {
+                    continue;
                 }
-            })
-            .collect();
-        Some(Tensor::cat(&parts, 0))
-    }
-
-    /// The current gradient of every slot (undefined where there is none).
-    fn grads(&self) -> Vec<Tensor> {
-        self.slots.iter().map(|s| s.param.grad()).collect()
+                let mut grad = slot.param.grad();
+                if grad.defined() {
+                    let mut view = Self::view_of(&self.grad, slot);
+                    view.copy_(&grad);
+                    grad.set_data(&view);
+                    *homed = true;
+                }
+            }
+        });
+        self.homed.iter().any(|&h| h)
     }
 
     /// Global L2 norm of all gradients, a 0-dim f32 tensor on the parameters' device (no host
     /// synchronisation). Missing gradients count as zero.
-    pub fn grad_norm(&self) -> Tensor {
-        match self.flatten(&self.grads()) {
-            None => Tensor::zeros([], (Kind::Float, self.flat.device())),
-            Some(g) => g.to_kind(Kind::Float).square().sum(Kind::Float).sqrt(),
-        }
+    pub fn grad_norm(&mut self) -> Tensor {
+        self.home_grads();
+        self.grad.to_kind(Kind::Float).square().sum(Kind::Float).sqrt()
     }
 
     /// Scales all gradients so that their global norm is at most `max_norm`, the way
@@ -183,12 +180,7 @@ impl AdamW {
         let norm = self.grad_norm();
         let factor = (max_norm / (&norm + 1e-6)).clamp_max(1.0);
         tch::no_grad(|| {
-            for slot in &self.slots {
-                let mut grad = slot.param.grad();
-                if grad.defined() {
-                    let _ = grad.g_mul_(&factor.to_kind(grad.kind()));
-                }
-            }
+            let _ = self.grad.g_mul_(&factor.to_kind(self.grad.kind()));
         });
         norm
     }
@@ -197,10 +189,10 @@ impl AdamW {
     /// without a gradient is left untouched (its moments too), as in PyTorch.
     pub fn step(&mut self, lr: f64) {
         self.step += 1;
-        let grads = self.grads();
-        let Some(grad) = self.flatten(&grads) else {
+        if !self.home_grads() {
             return;
-        };
+        }
+        let grad = &self.grad;
         let t = self.step as f64;
         let AdamWParams {
             beta1,
@@ -213,8 +205,8 @@ impl AdamW {
         let missing: Vec<&Slot> = self
             .slots
             .iter()
-            .zip(&grads)
-            .filter(|(_, g)| !g.defined())
+            .zip(&self.homed)
+            .filter(|(_, &homed)| !homed)
             .map(|(s, _)| s)
             .collect();
         tch::no_grad(|| {
@@ -228,10 +220,11 @@ impl AdamW {
                     .narrow(0, 0, self.n_decayed)
                     .g_mul_scalar_(1.0 - lr * weight_decay);
             }
-            let _ = self.m.lerp_(&grad, 1.0 - beta1);
+            let _ = self.m.lerp_(grad, 1.0 - beta1);
             let _ = self.v.g_mul_scalar_(beta2);
-            let _ = self.v.addcmul_(&(&grad * (1.0 - beta2)), &grad);
-            let denom = self.v.sqrt() / bias2_sqrt + eps;
+            let _ = self.v.addcmul_(&(grad * (1.0 - beta2)), grad);
+            let mut denom = self.v.sqrt();
+            let _ = denom.g_div_scalar_(bias2_sqrt).g_add_scalar_(eps);
             let _ = self.flat.addcdiv_(&(&self.m * -step_size), &denom);
             for (s, saved) in missing.iter().zip(frozen) {
                 for (buffer, value) in [&self.flat, &self.m, &self.v].into_iter().zip(saved) {
