@@ -240,14 +240,7 @@ fn attribute_corruption(
     }
     let runs = tch::no_grad(|| -> Result<Runs> {
         let clean = clean_runs.get(net, ci, want, ap, opts.max_rows)?;
-        let corrupted = States::compute(
-            net,
-            &ci.corrupted,
-            ci.noise.as_ref(),
-            want,
-            ap,
-            opts.max_rows,
-        )?;
+        let corrupted = ci.corrupted_states(net, &clean, want, ap, opts.max_rows)?;
         let alt = alt_tokens(&corrupted.logits, &ci.gold);
         Ok(Runs {
             clean,

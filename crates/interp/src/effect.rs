@@ -8,7 +8,7 @@ use crate::lens::{TargetSpec, ANSWER, LABELS};
 use crate::net::{Net, Want};
 use crate::output::EffectRow;
 use crate::probe::ProbeSet;
-use crate::states::{noise_scale, CleanRuns, CorruptionInputs, States};
+use crate::states::{noise_scale, CleanRuns, CorruptionInputs};
 use crate::stats::{mean, mrr, to_f64, to_i64};
 use tch::{Kind, Tensor};
 
@@ -36,14 +36,7 @@ pub fn state_effect(
             let ci = CorruptionInputs::new(net, probe, &name, nu)?;
             let ap = probe.answer_pos;
             let clean = clean_runs.get(net, &ci, Want::default(), ap, max_rows)?;
-            let corr = States::compute(
-                net,
-                &ci.corrupted,
-                ci.noise.as_ref(),
-                Want::default(),
-                ap,
-                max_rows,
-            )?;
+            let corr = ci.corrupted_states(net, &clean, Want::default(), ap, max_rows)?;
             let mut push =
                 |layer: usize, position: &str, target: &str, metric: &str, value: f64| {
                     rows.push(EffectRow {

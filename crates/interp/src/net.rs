@@ -101,6 +101,11 @@ impl<'a> Net<'a> {
         )
     }
 
+    /// Learned position embeddings of positions `0..t`. Shapes: → `[t, d]`.
+    pub fn position_embeddings(&self, t: i64) -> Tensor {
+        self.gpt.embed.wpe.narrow(0, 0, t)
+    }
+
     /// The hook holding residual state `layer` (0 ≤ layer ≤ L): `resid_pre[layer]`, or the last
     /// block's `resid_post` for `layer = L`.
     pub fn resid_hook(&self, layer: usize) -> HookPoint {
@@ -163,6 +168,13 @@ impl<'a> Net<'a> {
         prefix: &[KeyValues],
     ) -> Result<Tensor> {
         Ok(self.gpt.run_suffix(layer, suffix, prefix)?)
+    }
+
+    /// The residual states at positions `P..` entering every layer and after the last of a run
+    /// that agrees with a base run before `P` (`prefix`: the base run's keys and values of
+    /// `0..P`, one entry per layer). Shapes: suffix `[B, S, d]` → `L + 1` tensors `[B, S, d]`.
+    pub fn suffix_states(&self, suffix: &Tensor, prefix: &[KeyValues]) -> Result<Vec<Tensor>> {
+        Ok(self.gpt.suffix_states(0, suffix, prefix)?)
     }
 
     /// Checks `layer ≤ L`.

@@ -479,7 +479,10 @@ fn sweep_corruption(
         SweepMode::Naive => 1,
     };
     let clean = clean_runs.get(net, ci, want, ap, rows)?;
-    let corrupted = States::compute(net, &ci.corrupted, ci.noise.as_ref(), want, ap, rows)?;
+    let corrupted = match opts.mode {
+        SweepMode::Batched => ci.corrupted_states(net, &clean, want, ap, rows)?,
+        SweepMode::Naive => States::compute(net, &ci.corrupted, ci.noise.as_ref(), want, ap, rows)?,
+    };
     let alt = alt_tokens(&corrupted.logits, &ci.gold);
     let baseline = Baseline {
         corruption: ci.name.clone(),

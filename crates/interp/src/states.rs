@@ -60,6 +60,58 @@ impl States {
         States::cat(&parts)
     }
 
+    /// The residual states of the run of `tokens` (plus `noise` on the token embeddings) when
+    /// its inputs agree with those of the run `base` before position `first`: the states there
+    /// are `base`'s (causal attention), positions `first..` are computed against `base`'s keys
+    /// and values ([`model::Gpt::suffix_states`]), in chunks of at most `max_rows` rows.
+    /// Residual states and answer logits only. Run it under `tch::no_grad`.
+    /// Shapes: tokens `[N, T]` i64, noise `[N, T, d]` (zero before `first`), 0 < first < T.
+    pub fn compute_after(
+        net: &Net,
+        base: &States,
+        tokens: &Tensor,
+        noise: Option<&Tensor>,
+        first: usize,
+        answer_pos: usize,
+        max_rows: usize,
+    ) -> Result<States> {
+        let (n, t) = tokens.size2()?;
+        let first = first as i64;
+        let l = net.n_layer();
+        let step = max_rows.max(1) as i64;
+        let mut parts = Vec::new();
+        let mut start = 0;
+        while start < n {
+            let m = step.min(n - start);
+            let base = base.narrow(start, m);
+            let prefix = (0..l)
+                .map(|i| net.key_values(i, &base.resid[i].narrow(1, 0, first)))
+                .collect::<Result<Vec<_>>>()?;
+            let mut embedded = net.token_embeddings(&tokens.narrow(0, start, m));
+            if let Some(noise) = noise {
+                embedded = embedded + noise.narrow(0, start, m);
+            }
+            let embedded = embedded + net.position_embeddings(t);
+            let suffix = net.suffix_states(&embedded.narrow(1, first, t - first), &prefix)?;
+            let resid: Vec<Tensor> = base
+                .resid
+                .iter()
+                .zip(&suffix)
+                .map(|(b, s)| Tensor::cat(&[&b.narrow(1, 0, first), s], 1))
+                .collect();
+            let logits = net.readout(&resid[l].select(1, answer_pos as i64), None);
+            parts.push(States {
+                resid,
+                attn_out: Vec::new(),
+                mlp_out: Vec::new(),
+                z: Vec::new(),
+                logits,
+            });
+            start += m;
+        }
+        States::cat(&parts)
+    }
+
     /// Picks the states out of a run's cache.
     fn from_cache(
         net: &Net,
@@ -329,6 +381,46 @@ impl CorruptionInputs {
             noise,
             gold,
         })
+    }
+
+    /// The corrupted run. When only residual states are wanted and the corrupted inputs agree
+    /// with the clean ones before the first corrupted position, only the positions from there on
+    /// are computed ([`States::compute_after`] the `clean` run); otherwise a full run.
+    pub fn corrupted_states(
+        &self,
+        net: &Net,
+        clean: &States,
+        want: Want,
+        answer_pos: usize,
+        max_rows: usize,
+    ) -> Result<States> {
+        let first = self.positions.iter().copied().min().unwrap_or(0);
+        let agree = first > 0
+            && want == Want::default()
+            && self
+                .corrupted
+                .narrow(1, 0, first as i64)
+                .equal(&self.clean.narrow(1, 0, first as i64));
+        if agree {
+            States::compute_after(
+                net,
+                clean,
+                &self.corrupted,
+                self.noise.as_ref(),
+                first,
+                answer_pos,
+                max_rows,
+            )
+        } else {
+            States::compute(
+                net,
+                &self.corrupted,
+                self.noise.as_ref(),
+                want,
+                answer_pos,
+                max_rows,
+            )
+        }
     }
 
     /// Number of examples.

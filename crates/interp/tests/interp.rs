@@ -780,3 +780,50 @@ fn trace_over_a_run_skips_done_checkpoints() {
     ));
     std::fs::remove_dir_all(&root).unwrap();
 }
+
+/// The corrupted run computed from the first corrupted position on (against the clean run's keys
+/// and values) equals the full corrupted run: every residual state and the answer logits, for a
+/// token corruption and a noise corruption, in chunks; a corruption of position 0 runs in full.
+#[test]
+fn corrupted_run_from_the_first_changed_position_equals_the_full_run() {
+    use interp::net::Want;
+    use interp::states::{noise_scale, CorruptionInputs, States};
+    let ds = composition();
+    let ckpt = tiny_model(ds.vocab.len(), 8);
+    let net = Net::new(&ckpt.model);
+    let p = probe(&ds, &["r2", "noise:r1+r2", "h"], 9);
+    let nu = noise_scale(&net, &p);
+    let ap = p.answer_pos;
+    tch::no_grad(|| {
+        for name in ["r2", "noise:r1+r2", "h"] {
+            let ci = CorruptionInputs::new(&net, &p, name, nu).unwrap();
+            let clean = States::compute(&net, &ci.clean, None, Want::default(), ap, 4).unwrap();
+            let full = States::compute(
+                &net,
+                &ci.corrupted,
+                ci.noise.as_ref(),
+                Want::default(),
+                ap,
+                4,
+            )
+            .unwrap();
+            let fast = ci
+                .corrupted_states(&net, &clean, Want::default(), ap, 4)
+                .unwrap();
+            assert_eq!(fast.resid.len(), full.resid.len());
+            for (l, (a, b)) in fast.resid.iter().zip(&full.resid).enumerate() {
+                assert!(a.allclose(b, 1e-5, 1e-5, false), "{name}: state {l}");
+            }
+            assert!(
+                fast.logits.allclose(&full.logits, 1e-4, 1e-4, false),
+                "{name}: logits"
+            );
+            let first = *ci.positions.iter().min().unwrap() as i64;
+            let before = |s: &States| s.resid[2].narrow(1, 0, first);
+            assert!(
+                before(&fast).equal(&before(&clean)),
+                "{name}: states before the corruption are the clean run's"
+            );
+        }
+    });
+}

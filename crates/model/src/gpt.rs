@@ -269,10 +269,39 @@ impl Gpt {
         suffix: &Tensor,
         prefix: &[KeyValues],
     ) -> Result<Tensor> {
+        let states = self.suffix_pass(layer, suffix, prefix, true)?;
+        Ok(states[states.len() - 1].select(1, -1))
+    }
+
+    /// The residual stream at positions `P..P+S` of a run that agrees with a base run before `P`,
+    /// entering every layer from `layer` and after the last: as [`Gpt::run_suffix`], but every
+    /// layer on every suffix position. `states[0]` is `suffix`, `states[i]` enters layer
+    /// `layer + i`, the last is the final state (before `ln_f`). No hooks, no dropout.
+    /// Shapes: suffix `[B, S, d_model]`, prefix `n_layer − layer` entries `[B, H, P, d_head]` →
+    /// `n_layer − layer + 1` tensors `[B, S, d_model]`.
+    pub fn suffix_states(
+        &self,
+        layer: usize,
+        suffix: &Tensor,
+        prefix: &[KeyValues],
+    ) -> Result<Vec<Tensor>> {
+        self.suffix_pass(layer, suffix, prefix, false)
+    }
+
+    /// The layers from `layer` on the suffix positions (see [`Gpt::run_suffix`]); with
+    /// `last_row_at_end` the last layer only on the last row. Returns the input and every layer's
+    /// output.
+    fn suffix_pass(
+        &self,
+        layer: usize,
+        suffix: &Tensor,
+        prefix: &[KeyValues],
+        last_row_at_end: bool,
+    ) -> Result<Vec<Tensor>> {
         let n_layer = self.cfg.n_layer();
         if layer > n_layer || prefix.len() != n_layer - layer {
             return Err(ModelError::Input(format!(
-                "run_suffix from layer {layer} of {n_layer} needs {} prefix entries, got {}",
+                "a suffix run from layer {layer} of {n_layer} needs {} prefix entries, got {}",
                 n_layer.saturating_sub(layer),
                 prefix.len()
             )));
@@ -285,7 +314,7 @@ impl Gpt {
                 suffix.size()
             )));
         }
-        let mut x = suffix.shallow_clone();
+        let mut states = vec![suffix.shallow_clone()];
         for (kv, l) in prefix.iter().zip(layer..n_layer) {
             let (pb, ph, p, pd) = kv.k.size4()?;
             if pb != b || ph * pd != d || p as usize + s as usize > self.cfg.n_ctx {
@@ -295,9 +324,12 @@ impl Gpt {
                     suffix.size()
                 )));
             }
-            x = self.blocks[self.cfg.schedule[l]].forward_suffix(&x, kv, l + 1 == n_layer)?;
+            let last_only = last_row_at_end && l + 1 == n_layer;
+            let x = &states[states.len() - 1];
+            let next = self.blocks[self.cfg.schedule[l]].forward_suffix(x, kv, last_only)?;
+            states.push(next);
         }
-        Ok(x.select(1, -1))
+        Ok(states)
     }
 
     /// Applies layers `range` (schedule positions, within `0..n_layer`).

@@ -170,7 +170,11 @@ impl AdamW {
     /// synchronisation). Missing gradients count as zero.
     pub fn grad_norm(&mut self) -> Tensor {
         self.home_grads();
-        self.grad.to_kind(Kind::Float).square().sum(Kind::Float).sqrt()
+        self.grad
+            .to_kind(Kind::Float)
+            .square()
+            .sum(Kind::Float)
+            .sqrt()
     }
 
     /// Scales all gradients so that their global norm is at most `max_norm`, the way

@@ -781,7 +781,8 @@ fn hidden_at_equals_the_full_pass_at_the_positions() {
 
 /// `run_suffix` (positions `P..` recomputed against the base run's keys and values of `0..P`,
 /// the last layer at the last row only) equals `run_from` on the whole patched stream at the last
-/// position: every start layer, every split point, a looped schedule, positions `P..` replaced.
+/// position, and `suffix_states` equals its residual states at `P..` entering every layer: every
+/// start layer, every split point, a looped schedule, positions `P..` replaced.
 #[test]
 fn run_suffix_equals_run_from_at_the_last_position() {
     let mut cfg = tiny_config();
@@ -837,6 +838,26 @@ fn run_suffix_equals_run_from_at_the_last_position() {
                 1e-5,
                 &format!("run_suffix from layer {layer}, P = {p}"),
             );
+            let states = m
+                .suffix_states(layer, &other.narrow(1, p, t - p), &prefix)
+                .unwrap();
+            assert_eq!(states.len(), n_layer - layer + 1);
+            if layer < n_layer {
+                let hooks: Vec<HookPoint> = (layer..n_layer)
+                    .map(HookPoint::ResidPre)
+                    .chain([HookPoint::ResidPost(n_layer - 1)])
+                    .collect();
+                let req = RunRequest::capture(hooks.clone());
+                let full = m.run_from(layer, &patched, &req).unwrap();
+                for (state, hook) in states.iter().zip(&hooks) {
+                    assert_close(
+                        state,
+                        &full.cache[hook].narrow(1, p, t - p),
+                        1e-5,
+                        &format!("suffix_states from layer {layer}, P = {p}, {hook}"),
+                    );
+                }
+            }
         }
     }
     let kv = |l: usize| m.key_values(l, &other.narrow(1, 0, 2)).unwrap();
