@@ -89,7 +89,7 @@ impl States {
                 .collect::<Result<Vec<_>>>()?;
             let mut embedded = net.token_embeddings(&tokens.narrow(0, start, m));
             if let Some(noise) = noise {
-                embedded = embedded + noise.narrow(0, start, m);
+                embedded += noise.narrow(0, start, m);
             }
             let embedded = embedded + net.position_embeddings(t);
             let suffix = net.suffix_states(&embedded.narrow(1, first, t - first), &prefix)?;
