@@ -149,7 +149,7 @@ def main():
               f"{by['paper'] / dt_paper_ours:.0f}× (CLI {by['paper'] / dt_paper_cli:.0f}×)", ""))
         add(*(f"causal tracing, tiny, {size} ex: TransformerLens sweep (s/ckpt)",
               f"{dt_tl_ours:.3f} s (CLI {dt_tl_cli:.2f} s)", f"{by['tl']:.2f} s",
-              f"{by['tl'] / dt_tl_ours:.0f}× (CLI {by['tl'] / dt_tl_cli:.1f}×)", ""))
+              f"{by['tl'] / dt_tl_ours:.1f}× (CLI {by['tl'] / dt_tl_cli:.1f}×)", ""))
         dt_lens_cli, out = gs(t, "lens", "--checkpoint", ckpt, "--out", os.path.join(work, "lens"), "--size", size)
         dt_ours = inner_seconds(out, r"\(in ([0-9.]+) s\)")
         _, res = ref(t, "trace_ref.py", "--hf-dir", hf, "--examples", os.path.join(patch_dir, "examples.jsonl"),
