@@ -15,10 +15,8 @@ use crate::patch::{
     ComponentKind, Direction, Pair, PositionChoice, PositionSet, Runs,
 };
 use crate::probe::ProbeSet;
-use crate::states::{
-    alt_tokens, for_each_corruption, noise_scale, CleanRuns, CorruptionInputs, States,
-};
-use crate::stats::{mean, pearson, restoration, spearman, to_f64, Outcomes};
+use crate::states::{for_each_corruption, noise_scale, CleanRuns, CorruptionInputs, States};
+use crate::stats::{mean, pearson, restoration, spearman, to_f64};
 use model::{HookPoint, RunRequest};
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -241,26 +239,16 @@ fn attribute_corruption(
     let runs = tch::no_grad(|| -> Result<Runs> {
         let clean = clean_runs.get(net, ci, want, ap, opts.max_rows)?;
         let corrupted = ci.corrupted_states(net, &clean, want, ap, opts.max_rows)?;
-        let alt = alt_tokens(&corrupted.logits, &ci.gold);
-        Ok(Runs {
-            clean,
-            corrupted,
-            alt,
-        })
+        Runs::new(clean, corrupted, &ci.gold)
     })?;
-    let clean_o = Outcomes::from_logits(&runs.clean.logits, &ci.gold, &runs.alt)?;
-    let corr_o = Outcomes::from_logits(&runs.corrupted.logits, &ci.gold, &runs.alt)?;
     let baseline = LdBaseline {
         corruption: ci.name.clone(),
         examples: ci.len(),
-        clean: clean_o.logit_diff(),
-        corrupted: corr_o.logit_diff(),
-    };
-    let base_ld = match opts.direction {
-        Direction::Noising => &clean_o.ld,
-        Direction::Denoising => &corr_o.ld,
+        clean: runs.clean_outcomes.logit_diff(),
+        corrupted: runs.corrupted_outcomes.logit_diff(),
     };
     let pair = Pair::new(net, ci, &runs, opts.direction, opts.ln_mode, ap);
+    let base_ld = &pair.base_outcomes.ld;
 
     let mut cells = Vec::new();
     let attributions = gradient_attributions(net, &pair, &groups, ap, opts.max_rows)?;

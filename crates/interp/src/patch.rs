@@ -393,6 +393,8 @@ pub(crate) struct Pair<'s> {
     pub base_noise: Option<&'s Tensor>,
     pub gold: &'s Tensor,
     pub alt: &'s Tensor,
+    /// The base run's own outcomes (what a patch that changes nothing reports).
+    pub base_outcomes: &'s Outcomes,
     /// ln_f scale of the base run's final state at the answer position `[n, 1]`
     /// (cached-scale readout only).
     pub base_scale: Option<Tensor>,
@@ -402,12 +404,29 @@ pub(crate) struct Pair<'s> {
     answer_pos: usize,
 }
 
-/// The clean and corrupted runs of a corruption, with the `alt` token of each example.
+/// The clean and corrupted runs of a corruption, with the `alt` token of each example and the
+/// outcomes of both runs.
 pub(crate) struct Runs {
     pub clean: States,
     pub corrupted: States,
     /// The corrupted run's best non-gold token per example `[n]` i64.
     pub alt: Tensor,
+    pub clean_outcomes: Outcomes,
+    pub corrupted_outcomes: Outcomes,
+}
+
+impl Runs {
+    /// The two runs of a corruption whose gold answers are `gold` `[n]` i64.
+    pub(crate) fn new(clean: States, corrupted: States, gold: &Tensor) -> Result<Runs> {
+        let alt = alt_tokens(&corrupted.logits, gold);
+        Ok(Runs {
+            clean_outcomes: Outcomes::from_logits(&clean.logits, gold, &alt)?,
+            corrupted_outcomes: Outcomes::from_logits(&corrupted.logits, gold, &alt)?,
+            clean,
+            corrupted,
+            alt,
+        })
+    }
 }
 
 impl<'s> Pair<'s> {
@@ -421,18 +440,20 @@ impl<'s> Pair<'s> {
     ) -> Pair<'s> {
         let all = runs.clean.logits.size()[0];
         let (clean, corrupted) = (&runs.clean, &runs.corrupted);
-        let (base, src, base_tokens, base_noise) = match direction {
+        let (base, src, base_tokens, base_noise, base_outcomes) = match direction {
             Direction::Noising => (
                 clean.narrow(0, all),
                 corrupted.narrow(0, all),
                 &ci.clean,
                 None,
+                &runs.clean_outcomes,
             ),
             Direction::Denoising => (
                 corrupted.narrow(0, all),
                 clean.narrow(0, all),
                 &ci.corrupted,
                 ci.noise.as_ref(),
+                &runs.corrupted_outcomes,
             ),
         };
         let base_scale = (ln_mode == LnMode::CachedScale)
@@ -444,6 +465,7 @@ impl<'s> Pair<'s> {
             base_noise,
             gold: &ci.gold,
             alt: &runs.alt,
+            base_outcomes,
             base_scale,
             base_kv: OnceCell::new(),
             answer_pos,
@@ -483,19 +505,14 @@ fn sweep_corruption(
         SweepMode::Batched => ci.corrupted_states(net, &clean, want, ap, rows)?,
         SweepMode::Naive => States::compute(net, &ci.corrupted, ci.noise.as_ref(), want, ap, rows)?,
     };
-    let alt = alt_tokens(&corrupted.logits, &ci.gold);
+    let runs = Runs::new(clean, corrupted, &ci.gold)?;
     let baseline = Baseline {
         corruption: ci.name.clone(),
         examples: ci.examples.clone(),
         positions: ci.positions.clone(),
-        alt: crate::stats::to_i64(&alt)?,
-        clean: Outcomes::from_logits(&clean.logits, &ci.gold, &alt)?,
-        corrupted: Outcomes::from_logits(&corrupted.logits, &ci.gold, &alt)?,
-    };
-    let runs = Runs {
-        clean,
-        corrupted,
-        alt,
+        alt: crate::stats::to_i64(&runs.alt)?,
+        clean: runs.clean_outcomes.clone(),
+        corrupted: runs.corrupted_outcomes.clone(),
     };
     let mut cells = Vec::new();
     for &direction in &opts.directions {
@@ -710,7 +727,7 @@ fn run_resid_group(
                 .collect();
             match patched.first() {
                 Some(&first) => by_first.entry(first).or_default().push((v, patched)),
-                None => results[v].extend(Outcomes::from_logits(&base.logits, &gold, &alt)?),
+                None => results[v].extend(pair.base_outcomes.slice(start as usize, m as usize)),
             }
         }
         for (first, group) in by_first {

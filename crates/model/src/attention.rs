@@ -103,13 +103,9 @@ impl Attention {
     /// `B·T` positions → `[R, d_model]`.
     pub(crate) fn forward_at(&self, x: &Tensor, rows: &Tensor, train: bool) -> Result<Tensor> {
         let (_, t, d) = x.size3()?;
-        let qkv = self.c_attn.forward(x).split(d, -1);
-        let kv = KeyValues {
-            k: self.split_heads(&qkv[1])?,
-            v: self.split_heads(&qkv[2])?,
-        };
+        let (q, kv) = self.heads(x)?;
         let future = Tensor::ones([t, t], (tch::Kind::Bool, x.device())).triu(1);
-        let z = self.attend(&self.split_heads(&qkv[0])?, &kv, Some(&future), train)?;
+        let z = self.attend(&q, &kv, Some(&future), train)?;
         let z = z.view([-1, d]).index_select(0, rows);
         Ok(self.c_proj.forward(&z).dropout(self.dropout, train))
     }
@@ -127,51 +123,47 @@ impl Attention {
     ) -> Result<Tensor> {
         let s = x.size3()?.1;
         let p = prefix.k.size()[2];
-        let own = self.key_values(x)?;
+        let (q, own) = self.heads(x)?;
         let kv = KeyValues {
             k: Tensor::cat(&[&prefix.k, &own.k], 2),
             v: Tensor::cat(&[&prefix.v, &own.v], 2),
         };
         let z = if last_only {
-            self.attend(&self.queries(&x.narrow(1, s - 1, 1))?, &kv, None, false)?
+            self.attend(&q.narrow(2, s - 1, 1), &kv, None, false)?
         } else {
             let future = Tensor::ones([s, p + s], (tch::Kind::Bool, x.device())).triu(p + 1);
-            self.attend(&self.queries(x)?, &kv, Some(&future), false)?
+            self.attend(&q, &kv, Some(&future), false)?
         };
         Ok(self.c_proj.forward(&z))
     }
 
-    /// Keys and values of the ln_1 output `x` (the k and v columns of `c_attn`).
+    /// Keys and values of the ln_1 output `x` (the k and v columns of `c_attn` only).
     /// Shapes: x `[B, T, d_model]` → `[B, H, T, d_head]` each.
     pub(crate) fn key_values(&self, x: &Tensor) -> Result<KeyValues> {
-        let d = x.size3()?.2;
-        let kv = self.project(x, d, 2 * d)?;
+        let (b, t, d) = x.size3()?;
+        let kv = self
+            .c_attn
+            .bias
+            .narrow(0, d, 2 * d)
+            .addmm(&x.reshape([-1, d]), &self.c_attn.weight.narrow(1, d, 2 * d))
+            .view([b, t, 2 * d])
+            .split(d, -1);
         Ok(KeyValues {
-            k: self.split_heads(&kv.narrow(-1, 0, d))?,
-            v: self.split_heads(&kv.narrow(-1, d, d))?,
+            k: self.split_heads(&kv[0])?,
+            v: self.split_heads(&kv[1])?,
         })
     }
 
-    /// Queries of the ln_1 output `x` (the q columns of `c_attn`).
-    /// Shapes: x `[B, Q, d_model]` → `[B, H, Q, d_head]`.
-    fn queries(&self, x: &Tensor) -> Result<Tensor> {
+    /// Queries, keys and values of the ln_1 output `x` (one fused `c_attn`).
+    /// Shapes: x `[B, T, d_model]` → q `[B, H, T, d_head]`, k and v the same.
+    fn heads(&self, x: &Tensor) -> Result<(Tensor, KeyValues)> {
         let d = x.size3()?.2;
-        self.split_heads(&self.project(x, 0, d)?)
-    }
-
-    /// Columns `from..from + len` of `c_attn` applied to `x`.
-    /// Shapes: x `[B, T, d_model]` → `[B, T, len]`.
-    fn project(&self, x: &Tensor, from: i64, len: i64) -> Result<Tensor> {
-        let (b, t, d) = x.size3()?;
-        Ok(self
-            .c_attn
-            .bias
-            .narrow(0, from, len)
-            .addmm(
-                &x.reshape([-1, d]),
-                &self.c_attn.weight.narrow(1, from, len),
-            )
-            .view([b, t, len]))
+        let qkv = self.c_attn.forward(x).split(d, -1);
+        let kv = KeyValues {
+            k: self.split_heads(&qkv[1])?,
+            v: self.split_heads(&qkv[2])?,
+        };
+        Ok((self.split_heads(&qkv[0])?, kv))
     }
 
     /// Shapes: `[B, T, d_model]` → `[B, H, T, d_head]`.

@@ -72,11 +72,7 @@ impl Block {
         let rows = (positions + first.unsqueeze(1)).view([-1]);
         let attn_out = self.attn.forward_at(&self.ln_1.forward(x), &rows, train)?;
         let resid_mid = x.reshape([-1, d]).index_select(0, &rows) + attn_out;
-        let mut no_hooks = Hooks::none();
-        let mlp_out = self
-            .mlp
-            .forward(&self.ln_2.forward(&resid_mid), 0, &mut no_hooks, train)?;
-        Ok((resid_mid + mlp_out).view([b, k, d]))
+        Ok(self.mlp_residual(resid_mid, train)?.view([b, k, d]))
     }
 
     /// Keys and values of this block's attention for the residual stream entering it.
@@ -104,11 +100,16 @@ impl Block {
         } else {
             x.shallow_clone()
         };
-        let resid_mid = resid + attn_out;
+        self.mlp_residual(resid + attn_out, false)
+    }
+
+    /// `resid_mid + mlp(ln_2(resid_mid))` without hooks: the second half of a block.
+    /// Shapes: `[..., d_model]` → `[..., d_model]`.
+    fn mlp_residual(&self, resid_mid: Tensor, train: bool) -> Result<Tensor> {
         let mut no_hooks = Hooks::none();
         let mlp_out = self
             .mlp
-            .forward(&self.ln_2.forward(&resid_mid), 0, &mut no_hooks, false)?;
+            .forward(&self.ln_2.forward(&resid_mid), 0, &mut no_hooks, train)?;
         Ok(resid_mid + mlp_out)
     }
 }
