@@ -31,8 +31,9 @@ pub struct Ctx {
 }
 
 impl Global {
-    /// Sets the thread count and resolves the device.
+    /// Sets the thread count and the allocator policy, and resolves the device.
     pub fn apply(&self) -> Result<Ctx> {
+        train::allocator::keep_freed_memory();
         if let Some(n) = self.threads {
             if n == 0 {
                 bail!("--threads must be at least 1");

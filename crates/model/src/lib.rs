@@ -13,6 +13,7 @@ mod config;
 mod conv1d;
 mod embed;
 mod error;
+mod gelu;
 mod gpt;
 pub mod hf;
 pub mod hooks;

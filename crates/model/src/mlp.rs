@@ -2,6 +2,7 @@
 
 use crate::conv1d::Conv1D;
 use crate::error::Result;
+use crate::gelu::gelu_new;
 use crate::hooks::{HookPoint, Hooks};
 use tch::nn;
 use tch::Tensor;
@@ -38,7 +39,7 @@ impl Mlp {
         train: bool,
     ) -> Result<Tensor> {
         let pre = hooks.apply(HookPoint::MlpPre(layer), self.c_fc.forward(x))?;
-        let post = hooks.apply(HookPoint::MlpPost(layer), pre.gelu("tanh"))?;
+        let post = hooks.apply(HookPoint::MlpPost(layer), gelu_new(&pre))?;
         Ok(self.c_proj.forward(&post).dropout(self.dropout, train))
     }
 }

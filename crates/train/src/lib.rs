@@ -5,6 +5,7 @@
 //! Entry points: [`TrainConfig`] (presets, files, `--set` overrides), [`train`] (run or resume a
 //! run folder), [`eval::evaluate`] / [`eval::predict`] (score a model on a dataset's splits).
 
+pub mod allocator;
 pub mod amp;
 pub mod checkpoint;
 pub mod config;
@@ -16,6 +17,7 @@ pub mod metrics;
 pub mod optim;
 pub mod progress;
 pub mod schedule;
+pub mod shards;
 pub mod trainer;
 
 pub use config::{BlockSchedule, Precision, TrainConfig, PRESETS};

@@ -62,7 +62,8 @@ pub struct AdamW {
     v: Tensor,
     /// Gradients `[P]`, laid out like `flat`; zero where a parameter has no gradient.
     grad: Tensor,
-    /// Per slot: its gradient exists and is a view of `grad`.
+    /// Per slot: it has a gradient, held in `grad` (after `backward`, autograd's `.grad` of the
+    /// parameter is a view of it; after [`AdamW::set_grads`] the buffer alone holds it).
     homed: Vec<bool>,
     step: u64,
 }
@@ -164,6 +165,48 @@ impl AdamW {
             }
         });
         self.homed.iter().any(|&h| h)
+    }
+
+    /// The optimised parameters in the order [`AdamW::set_grads`] expects (handles to the same
+    /// variables).
+    pub fn params(&self) -> Vec<Tensor> {
+        self.slots.iter().map(|s| s.param.shallow_clone()).collect()
+    }
+
+    /// Sets the gradients to the sum, in shard order, of `shards[s][i]`: shard `s`'s gradient of
+    /// parameter `i` of [`AdamW::params`] (undefined: the shard does not reach it). A parameter no
+    /// shard reaches keeps the gradient it had (none, or zero after [`AdamW::zero_grad`]).
+    pub fn set_grads(&mut self, shards: &[Vec<Tensor>]) -> Result<()> {
+        if let Some(bad) = shards.iter().find(|g| g.len() != self.slots.len()) {
+            return Err(TrainError::Config(format!(
+                "{} gradients for {} parameters",
+                bad.len(),
+                self.slots.len()
+            )));
+        }
+        tch::no_grad(|| {
+            for (i, slot) in self.slots.iter().enumerate() {
+                let mut parts = shards.iter().map(|g| &g[i]).filter(|g| g.defined());
+                let Some(first) = parts.next() else {
+                    continue;
+                };
+                let mut view = Self::view_of(&self.grad, slot);
+                if first.size() != view.size() {
+                    return Err(TrainError::Config(format!(
+                        "gradient of {} has shape {:?}, the parameter {:?}",
+                        slot.name,
+                        first.size(),
+                        view.size()
+                    )));
+                }
+                view.f_copy_(first)?;
+                for part in parts {
+                    let _ = view.f_add_(part)?;
+                }
+                self.homed[i] = true;
+            }
+            Ok(())
+        })
     }
 
     /// Global L2 norm of all gradients, a 0-dim f32 tensor on the parameters' device (no host

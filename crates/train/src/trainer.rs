@@ -16,6 +16,7 @@ use crate::metrics::{fmt_value, CsvLog};
 use crate::optim::AdamW;
 use crate::progress::Progress;
 use crate::schedule::learning_rate;
+use crate::shards::Team;
 use crate::{dataset, mix};
 use model::{Checkpoint, Gpt, GptConfig};
 use std::collections::{BTreeMap, BTreeSet};
@@ -150,6 +151,10 @@ struct Trainer {
     progress: Progress,
     /// layer_norms.csv component of each decayed parameter, in the optimiser's order.
     components: Vec<String>,
+    /// Data-parallel steps on the CPU ([`Team`]): one shard of each batch per intra-op thread.
+    /// Not with dropout (libtorch's one generator, drawn from by every thread, would make the
+    /// masks depend on the threads' timing).
+    team: Option<Team>,
 }
 
 /// Trains (or resumes) the run in `run_dir` with `cfg`: prepares the dataset, checks an existing
@@ -237,6 +242,11 @@ impl Trainer {
         let layer_norms = CsvLog::open(&run_dir.join("layer_norms.csv"), &ln_header, resume_step)?;
 
         let progress = Progress::new(resume_step, cfg.steps, opts.quiet);
+        let team = if cfg.dropout == 0.0 {
+            Team::new(tch::get_num_threads() as usize, device)
+        } else {
+            None
+        };
         let mut trainer = Trainer {
             running: Running::new(device),
             cfg,
@@ -254,6 +264,7 @@ impl Trainer {
             layer_norms,
             progress,
             components,
+            team,
         };
         trainer.announce(&ds);
         if let Some(step) = resume {
@@ -344,15 +355,28 @@ impl Trainer {
         let tokens = self.data.tokens.index_select(0, &rows); // [B, T]
         let positions = self.data.positions.index_select(0, &rows); // [B, K]
         let targets = self.data.targets.index_select(0, &rows); // [B, K]
-        let loss = answer_loss(
-            &self.model,
-            &tokens,
-            &positions,
-            &targets,
-            self.cfg.precision,
-        )?;
         self.opt.zero_grad();
-        loss.backward();
+        let loss = match &self.team {
+            Some(team) => {
+                let params = self.opt.params();
+                let batch = [&tokens, &positions, &targets];
+                let (loss, grads) =
+                    team.answer_gradients(&self.model, &params, batch, self.cfg.precision)?;
+                self.opt.set_grads(&grads)?;
+                loss
+            }
+            None => {
+                let loss = answer_loss(
+                    &self.model,
+                    &tokens,
+                    &positions,
+                    &targets,
+                    self.cfg.precision,
+                )?;
+                loss.backward();
+                loss
+            }
+        };
         let grad_norm = self.opt.clip_grad_norm(self.cfg.grad_clip);
         self.opt.step(lr);
         Ok((loss.detach(), grad_norm))
@@ -528,7 +552,7 @@ impl Trainer {
             .sum();
         self.progress.println(&format!(
             "data {} ({} train examples, {} steps/epoch, splits {}); model {} params, schedule {:?}; \
-             {} on {} with {} threads",
+             {} on {} with {} threads{}",
             ds.dir.display(),
             self.data.len,
             self.steps_per_epoch,
@@ -537,7 +561,11 @@ impl Trainer {
             self.gpt_cfg.schedule,
             self.cfg.precision,
             device_name(self.opts.device),
-            tch::get_num_threads()
+            tch::get_num_threads(),
+            match &self.team {
+                Some(team) => format!(" (data-parallel: {} shards per batch)", team.threads()),
+                None => String::new(),
+            }
         ));
     }
 }
@@ -552,6 +580,36 @@ pub fn answer_loss(
     targets: &Tensor,
     precision: crate::config::Precision,
 ) -> Result<Tensor> {
+    answer_cross_entropy(
+        model,
+        tokens,
+        positions,
+        targets,
+        precision,
+        Reduction::Mean,
+    )
+}
+
+/// Like [`answer_loss`] but the sum over the loss positions instead of the mean (0 when the
+/// batch has none): shards of a batch add up to the batch's sum.
+pub(crate) fn answer_loss_sum(
+    model: &Gpt,
+    tokens: &Tensor,
+    positions: &Tensor,
+    targets: &Tensor,
+    precision: crate::config::Precision,
+) -> Result<Tensor> {
+    answer_cross_entropy(model, tokens, positions, targets, precision, Reduction::Sum)
+}
+
+fn answer_cross_entropy(
+    model: &Gpt,
+    tokens: &Tensor,
+    positions: &Tensor,
+    targets: &Tensor,
+    precision: crate::config::Precision,
+    reduction: Reduction,
+) -> Result<Tensor> {
     let logits = with_precision(precision, tokens.device(), || -> Result<Tensor> {
         let hidden = model.hidden_at(tokens, positions, true)?; // [B, K, d]
         Ok(model.unembed(&hidden)) // [B, K, V]
@@ -560,7 +618,7 @@ pub fn answer_loss(
     Ok(logits
         .to_kind(Kind::Float)
         .view([-1, vocab])
-        .f_cross_entropy_loss::<Tensor>(&targets.view([-1]), None, Reduction::Mean, IGNORE, 0.0)?)
+        .f_cross_entropy_loss::<Tensor>(&targets.view([-1]), None, reduction, IGNORE, 0.0)?)
 }
 
 /// Checks or creates the run folder. Returns the step of the latest complete checkpoint to resume

@@ -264,6 +264,47 @@ fn longer_steps_extend_a_finished_run_exactly() {
     );
 }
 
+/// With two threads a step runs as two data-parallel shards ([`train::shards::Team`]): runs
+/// still repeat and resume bit for bit, and follow the one-pass (one thread) trajectory up to
+/// float rounding.
+#[test]
+fn data_parallel_runs_repeat_and_resume_exactly() {
+    let _g = lock();
+    tch::set_num_threads(2);
+    let root = scratch("sharded");
+    let data = root.join("data");
+    let cfg = tiny_cfg(&["steps=40"]);
+    full_run(&cfg, &root.join("a"), &data);
+    full_run(&cfg, &root.join("b"), &data);
+    assert_same_run(&root.join("a"), &root.join("b"), &[]);
+    let run = root.join("resumed");
+    full_run(&tiny_cfg(&["steps=20"]), &run, &data);
+    let summary = train::train(cfg.clone(), &run, &opts(&data)).unwrap();
+    assert_eq!((summary.start_step, summary.step), (20, 40));
+    assert_same_run(&root.join("a"), &run, &[]);
+
+    tch::set_num_threads(1);
+    full_run(&cfg, &root.join("whole"), &data);
+    let weights = |run: &str| {
+        let file = root.join(run).join("step-40/model.safetensors");
+        let mut named = Tensor::read_safetensors(&file).unwrap();
+        named.sort_by(|a, b| a.0.cmp(&b.0));
+        named
+    };
+    let (sharded, whole) = (weights("a"), weights("whole"));
+    let mut largest = 0.0f64;
+    for ((name, x), (_, y)) in sharded.iter().zip(&whole) {
+        let diff = (x - y).abs().max().double_value(&[]);
+        assert!(
+            diff < 1e-3,
+            "{name}: sharded and one-pass weights differ by {diff}"
+        );
+        largest = largest.max(diff);
+    }
+    eprintln!("largest weight difference after 40 steps: {largest:e}");
+    assert!(largest > 0.0, "two threads must run the sharded step");
+}
+
 /// Entry point of the child processes of the signal tests (skipped in a normal test run).
 #[test]
 #[ignore]
