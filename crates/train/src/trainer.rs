@@ -3,8 +3,10 @@
 //! The whole training set lives on the device ([`TrainTensors`]). Each epoch is a seeded
 //! permutation; a batch is `index_select` of consecutive permutation entries; the last layer and the
 //! unembedding run at the loss positions only; the loss is the mean
-//! cross-entropy of those positions. AdamW ([`AdamW`]), global-norm clipping, linear warm-up. The
-//! loop reads the device only every `log_every` steps (one scalar) and at evaluations.
+//! cross-entropy of those positions. On the CPU with several threads and no dropout, a step is
+//! data-parallel: one shard of the batch per thread ([`Team`]). AdamW ([`AdamW`]), global-norm
+//! clipping, linear warm-up. The loop reads the device only every `log_every` steps (one scalar)
+//! and at evaluations.
 
 use crate::amp::with_precision;
 use crate::checkpoint::{self, RngInfo, RunState};

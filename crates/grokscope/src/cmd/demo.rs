@@ -120,12 +120,15 @@ fn col(row: &BTreeMap<String, f64>, name: &str) -> f64 {
 
 fn composition_checks(metrics: &Metrics, trace_dir: &Path) -> Result<Vec<Check>> {
     let mut checks = Vec::new();
-    let sat = metrics
-        .iter()
-        .find(|r| col(r, "train_inferred_acc") >= 0.95);
-    checks.push(match sat {
+    // Memorised: training accuracy ≥ 0.9. At this scale it then plateaus noisily at 0.95–0.98
+    // (cpu-scale.md), so a 0.95 threshold lands anywhere on the plateau: two runs of the same
+    // preset that differ only in float rounding crossed it 100 steps apart, with test ID 0.45
+    // and 0.50 there, on the same memorisation curve.
+    let memorised = metrics.iter().find(|r| col(r, "train_inferred_acc") >= 0.9);
+    let claim = "composition: train ≥ 0.9 (memorised) while test ID ≤ 0.5";
+    checks.push(match memorised {
         Some(r) => Check {
-            claim: "composition: train ≥ 0.95 reached while test ID ≤ 0.5".into(),
+            claim: claim.into(),
             measured: format!(
                 "train {:.3} at step {} with test ID {:.3}",
                 col(r, "train_inferred_acc"),
@@ -135,15 +138,15 @@ fn composition_checks(metrics: &Metrics, trace_dir: &Path) -> Result<Vec<Check>>
             ok: Some(col(r, "test_inferred_iid_acc") <= 0.5),
         },
         None => Check {
-            claim: "composition: train ≥ 0.95 reached while test ID ≤ 0.5".into(),
-            measured: "training accuracy never reached 0.95".into(),
+            claim: claim.into(),
+            measured: "training accuracy never reached 0.9".into(),
             ok: Some(false),
         },
     });
-    let sat_step = sat.map(|r| col(r, "step")).unwrap_or(f64::INFINITY);
+    let memorised_step = memorised.map(|r| col(r, "step")).unwrap_or(f64::INFINITY);
     let later = metrics
         .iter()
-        .find(|r| col(r, "step") > sat_step && col(r, "test_inferred_iid_acc") >= 0.9);
+        .find(|r| col(r, "step") > memorised_step && col(r, "test_inferred_iid_acc") >= 0.9);
     checks.push(Check {
         claim: "composition: test ID later ≥ 0.9 (grokking)".into(),
         measured: match later {
