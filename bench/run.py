@@ -52,8 +52,8 @@ def inner_seconds(out, pattern):
 def train_case(threads, preset, steps, work, repeats, extra=()):
     """grokscope steps/s (from its own timer, evaluation excluded) and the eager reference's,
     measured `repeats` times alternately (a fresh run each time). Returns the medians of each side,
-    the median of the paired ratios (robust to the machine's speed drifting between pairs), and the
-    FLOPs of one step."""
+    the paired ratios (their median is robust to the machine's speed drifting between pairs; the
+    table shows it with their range), the FLOPs of one step and the last run's folder."""
     ours, theirs, ratios = [], [], []
     for i in range(repeats):
         run = os.path.join(work, f"run-{preset}-{i}")
@@ -76,7 +76,7 @@ def train_case(threads, preset, steps, work, repeats, extra=()):
         ratios.append(ours[-1] / theirs[-1])
     params, seq = res[-1]["params"], res[-1]["seq_len"]
     flops_per_step = 6 * params * cfg["batch_size"] * seq
-    return statistics.median(ours), statistics.median(theirs), statistics.median(ratios), flops_per_step, run
+    return statistics.median(ours), statistics.median(theirs), ratios, flops_per_step, run
 
 
 def matmul_limit(threads):
@@ -110,21 +110,23 @@ def main():
 
         # Training throughput: medians of alternating repeats.
         steps = 60 if args.quick else 120
-        repeats = 1 if args.quick else 3
+        repeats = 1 if args.quick else 5
         runs, train_rows = {}, []
         for preset in ["tiny-composition", "tiny-comparison"]:
-            ours, theirs, ratio, fl, run = train_case(t, preset, steps, work, repeats)
+            ours, theirs, ratios, fl, run = train_case(t, preset, steps, work, repeats)
             runs[preset] = run
-            train_rows.append((f"train {preset} (steps/s)", ours, theirs, ratio, fl, 1))
+            train_rows.append((f"train {preset} (steps/s)", ours, theirs, ratios, fl, 1))
             limits.append(matmul_limit(t))
-        ours, theirs, ratio, fl, _ = train_case(t, "paper-composition", 3, work, 1)
-        train_rows.append(("train paper-composition 8L×768 (steps/s)", ours, theirs, ratio, fl, 3))
+        ours, theirs, ratios, fl, _ = train_case(t, "paper-composition", 3, work, 1)
+        train_rows.append(("train paper-composition 8L×768 (steps/s)", ours, theirs, ratios, fl, 3))
         limits.append(matmul_limit(t))
         limit = max(limits)
         add(*("fp32 matmul 1024² (the limit: best of 3)", f"{limit / 1e9:.0f} GFLOP/s",
               f"(measured {', '.join(f'{x / 1e9:.0f}' for x in limits)})", "", ""))
-        for name, ours, theirs, ratio, fl, digits in train_rows:
-            add(*(name, f"{ours:.{digits}f}", f"{theirs:.{digits}f}", f"{ratio:.2f}×", f"{100 * ours * fl / limit:.0f}%"))
+        for name, ours, theirs, ratios, fl, digits in train_rows:
+            spread = f" ({min(ratios):.2f}–{max(ratios):.2f}, {len(ratios)} pairs)" if len(ratios) > 1 else ""
+            add(*(name, f"{ours:.{digits}f}", f"{theirs:.{digits}f}",
+                  f"{statistics.median(ratios):.2f}×{spread}", f"{100 * ours * fl / limit:.0f}%"))
 
         # Causal tracing and lens on the tiny composition checkpoint (same probe set, same checkpoint).
         run = runs["tiny-composition"]
