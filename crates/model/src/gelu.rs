@@ -21,13 +21,13 @@ pub(crate) fn gelu_new(x: &Tensor) -> Tensor {
     let x = x.contiguous();
     let input = cpu_f32(&x);
     if !x.requires_grad() {
-        let value = Tensor::empty(x.size(), (Kind::Float, Device::Cpu));
-        fill_value(input, cpu_f32_mut(&value));
+        let mut value = Tensor::empty(x.size(), (Kind::Float, Device::Cpu));
+        fill_value(input, cpu_f32_mut(&mut value));
         return value;
     }
-    let slope = Tensor::empty(x.size(), (Kind::Float, Device::Cpu));
-    let offset = Tensor::empty(x.size(), (Kind::Float, Device::Cpu));
-    fill_slope_offset(input, cpu_f32_mut(&slope), cpu_f32_mut(&offset));
+    let mut slope = Tensor::empty(x.size(), (Kind::Float, Device::Cpu));
+    let mut offset = Tensor::empty(x.size(), (Kind::Float, Device::Cpu));
+    fill_slope_offset(input, cpu_f32_mut(&mut slope), cpu_f32_mut(&mut offset));
     offset.addcmul(&x, &slope)
 }
 
@@ -44,7 +44,7 @@ fn cpu_f32(t: &Tensor) -> &[f32] {
 
 /// The elements of a contiguous CPU `f32` tensor this module just allocated (no other view of
 /// its storage exists while the slice lives).
-fn cpu_f32_mut(t: &Tensor) -> &mut [f32] {
+fn cpu_f32_mut(t: &mut Tensor) -> &mut [f32] {
     debug_assert!(t.is_contiguous() && t.kind() == Kind::Float && t.device() == Device::Cpu);
     let n = t.numel();
     if n == 0 {

@@ -22,6 +22,9 @@ use model::Gpt;
 use std::sync::Mutex;
 use tch::{Device, Kind, Tensor};
 
+/// One shard's loss (detached) and its gradients in `params` order.
+type ShardResult = Result<(Tensor, Vec<Tensor>)>;
+
 /// libtorch's OpenMP thread team, run as `threads` workers that each take whole tasks.
 pub struct Team {
     threads: usize,
@@ -76,7 +79,7 @@ impl Team {
             .zip(targets)
             .map(|((a, b), c)| Mutex::new(Some([a, b, c])))
             .collect();
-        let outputs: Vec<Mutex<Option<Result<(Tensor, Vec<Tensor>)>>>> =
+        let outputs: Vec<Mutex<Option<ShardResult>>> =
             inputs.iter().map(|_| Mutex::new(None)).collect();
         let shared = ReadOnly((model, params));
         let shard = |i: usize| {
