@@ -17,10 +17,10 @@
 use crate::config::Precision;
 use crate::data::IGNORE;
 use crate::error::{Result, TrainError};
-use crate::trainer::answer_loss_sum;
+use crate::trainer::answer_cross_entropy;
 use model::Gpt;
 use std::sync::Mutex;
-use tch::{Device, Kind, Tensor};
+use tch::{Device, Kind, Reduction, Tensor};
 
 /// One shard's loss (detached) and its gradients in `params` order.
 type ShardResult = Result<(Tensor, Vec<Tensor>)>;
@@ -88,12 +88,19 @@ impl Team {
             let Ok(Some([tokens, positions, targets])) = taken else {
                 return;
             };
-            let result =
-                answer_loss_sum(model, &tokens, &positions, &targets, precision).and_then(|sum| {
-                    let loss = sum / counted;
-                    let grads = Tensor::f_run_backward(&[&loss], params, false, false)?;
-                    Ok((loss.detach(), grads))
-                });
+            let sum = answer_cross_entropy(
+                model,
+                &tokens,
+                &positions,
+                &targets,
+                precision,
+                Reduction::Sum,
+            );
+            let result = sum.and_then(|sum| {
+                let loss = sum / counted;
+                let grads = Tensor::f_run_backward(&[&loss], params, false, false)?;
+                Ok((loss.detach(), grads))
+            });
             if let Ok(mut slot) = outputs[i].lock() {
                 *slot = Some(result);
             }

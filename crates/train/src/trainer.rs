@@ -153,10 +153,16 @@ struct Trainer {
     progress: Progress,
     /// layer_norms.csv component of each decayed parameter, in the optimiser's order.
     components: Vec<String>,
-    /// Data-parallel steps on the CPU ([`Team`]): one shard of each batch per intra-op thread.
-    /// Not with dropout (libtorch's one generator, drawn from by every thread, would make the
-    /// masks depend on the threads' timing).
-    team: Option<Team>,
+    /// Data-parallel steps on the CPU: one shard of each batch per intra-op thread. Not with
+    /// dropout (libtorch's one generator, drawn from by every thread, would make the masks depend
+    /// on the threads' timing).
+    sharding: Option<Sharding>,
+}
+
+/// A [`Team`] and the parameters its shards differentiate, in [`AdamW::set_grads`] order.
+struct Sharding {
+    team: Team,
+    params: Vec<Tensor>,
 }
 
 /// Trains (or resumes) the run in `run_dir` with `cfg`: prepares the dataset, checks an existing
@@ -249,6 +255,10 @@ impl Trainer {
         } else {
             None
         };
+        let sharding = team.map(|team| Sharding {
+            team,
+            params: opt.params(),
+        });
         let mut trainer = Trainer {
             running: Running::new(device),
             cfg,
@@ -266,7 +276,7 @@ impl Trainer {
             layer_norms,
             progress,
             components,
-            team,
+            sharding,
         };
         trainer.announce(&ds);
         if let Some(step) = resume {
@@ -358,12 +368,11 @@ impl Trainer {
         let positions = self.data.positions.index_select(0, &rows); // [B, K]
         let targets = self.data.targets.index_select(0, &rows); // [B, K]
         self.opt.zero_grad();
-        let loss = match &self.team {
-            Some(team) => {
-                let params = self.opt.params();
+        let loss = match &self.sharding {
+            Some(Sharding { team, params }) => {
                 let batch = [&tokens, &positions, &targets];
                 let (loss, grads) =
-                    team.answer_gradients(&self.model, &params, batch, self.cfg.precision)?;
+                    team.answer_gradients(&self.model, params, batch, self.cfg.precision)?;
                 self.opt.set_grads(&grads)?;
                 loss
             }
@@ -564,8 +573,8 @@ impl Trainer {
             self.cfg.precision,
             device_name(self.opts.device),
             tch::get_num_threads(),
-            match &self.team {
-                Some(team) => format!(" (data-parallel: {} shards per batch)", team.threads()),
+            match &self.sharding {
+                Some(s) => format!(" (data-parallel: {} shards per batch)", s.team.threads()),
                 None => String::new(),
             }
         ));
@@ -592,19 +601,9 @@ pub fn answer_loss(
     )
 }
 
-/// Like [`answer_loss`] but the sum over the loss positions instead of the mean (0 when the
-/// batch has none): shards of a batch add up to the batch's sum.
-pub(crate) fn answer_loss_sum(
-    model: &Gpt,
-    tokens: &Tensor,
-    positions: &Tensor,
-    targets: &Tensor,
-    precision: crate::config::Precision,
-) -> Result<Tensor> {
-    answer_cross_entropy(model, tokens, positions, targets, precision, Reduction::Sum)
-}
-
-fn answer_cross_entropy(
+/// The cross-entropy of the next-token predictions at the loss positions, reduced by `reduction`
+/// ([`answer_loss`] takes the mean; data-parallel shards take the sum, which adds up over shards).
+pub(crate) fn answer_cross_entropy(
     model: &Gpt,
     tokens: &Tensor,
     positions: &Tensor,

@@ -9,7 +9,10 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 use tch::{Device, Kind, Tensor};
 use train::data::{EvalSplit, TrainTensors};
-use train::{checkpoint, eval, Precision, TrainConfig, TrainError, TrainOptions};
+use train::shards::Team;
+use train::{
+    checkpoint, eval, AdamW, AdamWParams, Precision, TrainConfig, TrainError, TrainOptions,
+};
 
 /// libtorch's global RNG and thread count are process-wide: one training at a time.
 static LOCK: Mutex<()> = Mutex::new(());
@@ -493,12 +496,9 @@ fn tiny_dataset(root: &Path) -> tasks::Dataset {
     train::dataset::prepare(&mut cfg, &root.join("data"), true).unwrap()
 }
 
-#[test]
-fn loss_counts_only_the_answer_positions() {
-    let _g = lock();
-    let root = scratch("loss");
-    let ds = tiny_dataset(&root);
-    tch::manual_seed(1);
+/// The small model of the loss, evaluation and shard tests, initialised with `seed`.
+fn small_gpt(ds: &tasks::Dataset, seed: i64) -> (model::Gpt, tch::nn::VarStore) {
+    tch::manual_seed(seed);
     let gcfg = model::GptConfig {
         dropout: 0.0,
         d_mlp: 64,
@@ -506,6 +506,15 @@ fn loss_counts_only_the_answer_positions() {
     };
     let vs = tch::nn::VarStore::new(Device::Cpu);
     let gpt = model::Gpt::new(&vs.root(), &gcfg).unwrap();
+    (gpt, vs)
+}
+
+#[test]
+fn loss_counts_only_the_answer_positions() {
+    let _g = lock();
+    let root = scratch("loss");
+    let ds = tiny_dataset(&root);
+    let (gpt, _vs) = small_gpt(&ds, 1);
 
     let examples: Vec<tasks::Example> = ds.train.iter().take(16).cloned().collect();
     let data = TrainTensors::new(&examples, 0, Device::Cpu).unwrap();
@@ -581,14 +590,7 @@ fn evaluation_matches_a_direct_computation() {
     let _g = lock();
     let root = scratch("eval");
     let ds = tiny_dataset(&root);
-    tch::manual_seed(2);
-    let gcfg = model::GptConfig {
-        dropout: 0.0,
-        d_mlp: 64,
-        ..model::GptConfig::new(ds.vocab.len(), 8, 32, 2, 2)
-    };
-    let vs = tch::nn::VarStore::new(Device::Cpu);
-    let gpt = model::Gpt::new(&vs.root(), &gcfg).unwrap();
+    let (gpt, _vs) = small_gpt(&ds, 2);
     let splits = EvalSplit::all(&ds, Device::Cpu).unwrap();
     let names: Vec<&str> = splits.iter().map(|s| s.name.as_str()).collect();
     assert_eq!(
@@ -646,4 +648,58 @@ fn evaluation_matches_a_direct_computation() {
             .iter()
             .all(|pr| pr.gold_rank >= 1 && (0.0..=1.0).contains(&pr.gold_prob)));
     }
+}
+
+/// The data-parallel step's shards ([`train::shards::Team`]) add up to the whole batch.
+#[test]
+fn shard_gradients_add_up_to_the_whole_batch_gradients() {
+    let _g = lock();
+    let root = scratch("shard-gradients");
+    let ds = tiny_dataset(&root);
+    let (gpt, vs) = small_gpt(&ds, 3);
+    // 37 examples: uneven shards.
+    let examples: Vec<tasks::Example> = ds.train.iter().take(37).cloned().collect();
+    let data = TrainTensors::new(&examples, ds.vocab.pad_id(), Device::Cpu).unwrap();
+    let mut opt = AdamW::new(vs.variables(), model::is_decayed, AdamWParams::default());
+    let params = opt.params();
+    let batch = [&data.tokens, &data.positions, &data.targets];
+
+    let whole = train::answer_loss(&gpt, batch[0], batch[1], batch[2], Precision::Fp32).unwrap();
+    let expected = Tensor::run_backward(&[&whole], &params, false, false);
+    for threads in [2, 3, 5] {
+        let (loss, grads) = Team::new(threads, Device::Cpu)
+            .expect("libtorch runs on libgomp on Linux")
+            .answer_gradients(&gpt, &params, batch, Precision::Fp32)
+            .unwrap();
+        assert_eq!(grads.len(), threads);
+        let diff = (&loss - &whole).abs().double_value(&[]);
+        assert!(diff < 1e-6, "{threads} shards: loss {loss:?} vs {whole:?}");
+        for (i, want) in expected.iter().enumerate() {
+            let got = grads
+                .iter()
+                .map(|g| &g[i])
+                .filter(|g| g.defined())
+                .fold(want.zeros_like(), |acc, g| acc + g);
+            let scale = want.abs().max().double_value(&[]).max(1e-3);
+            let err = (&got - want).abs().max().double_value(&[]);
+            assert!(
+                err <= 1e-5 * scale,
+                "{threads} shards, parameter {i}: error {err}"
+            );
+        }
+        opt.set_grads(&grads).unwrap();
+        let norm = opt.grad_norm().double_value(&[]);
+        let want_norm = expected
+            .iter()
+            .map(|g| g.square().sum(Kind::Double).double_value(&[]))
+            .sum::<f64>()
+            .sqrt();
+        assert!(
+            (norm - want_norm).abs() <= 1e-5 * want_norm,
+            "{norm} vs {want_norm}"
+        );
+    }
+    let short: Vec<Vec<Tensor>> = vec![params[1..].iter().map(Tensor::zeros_like).collect()];
+    let err = opt.set_grads(&short).unwrap_err().to_string();
+    assert!(err.contains("gradients for"), "{err}");
 }
