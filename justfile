@@ -27,6 +27,11 @@ demo: build
 bench *args: build
     scripts/bench.sh {{args}}
 
+# The GPU check for a lent CUDA machine (docs/cuda.md): run there with the carried release binary;
+# `just gpu-check OUT --dry-run` tests its plumbing on the CPU.
+gpu-check out *args:
+    scripts/gpu-check.sh {{out}} {{args}}
+
 # Format the code.
 fmt:
     cargo fmt --all

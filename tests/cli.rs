@@ -53,10 +53,10 @@ fn doctor_runs_libtorch_on_cpu() {
     let out = run(&["--device", "cpu", "--threads", "2", "doctor"]);
     assert!(out.status.success(), "doctor failed: {}", stderr(&out));
     let text = stdout(&out);
-    assert!(text.contains("libtorch    2.11.0"), "{text}");
-    assert!(text.contains("device      cpu"), "{text}");
-    assert!(text.contains("threads     2"), "{text}");
-    assert!(text.contains("matmul      ok"), "{text}");
+    assert!(text.contains("libtorch     2.11.0\n"), "{text}");
+    assert!(text.contains("device       cpu\n"), "{text}");
+    assert!(text.contains("threads      2\n"), "{text}");
+    assert!(text.contains("matmul       ok"), "{text}");
 }
 
 #[test]

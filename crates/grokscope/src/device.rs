@@ -1,7 +1,8 @@
 //! Global options shared by every subcommand: device choice and thread count.
 
-use anyhow::{bail, Result};
+use anyhow::{anyhow, bail, Result};
 use clap::{Args, ValueEnum};
+use model::device::resolve_device;
 use tch::Device;
 
 /// Which device the tensors live on.
@@ -31,28 +32,29 @@ pub struct Ctx {
 }
 
 impl Global {
-    /// Sets the thread count and the allocator policy, and resolves the device.
+    /// Sets the thread count, resolves the device and sets the allocator policy for it.
     pub fn apply(&self) -> Result<Ctx> {
-        train::allocator::keep_freed_memory();
         if let Some(n) = self.threads {
             if n == 0 {
                 bail!("--threads must be at least 1");
             }
             tch::set_num_threads(n as i32);
         }
-        let device = match self.device {
-            DeviceChoice::Cpu => Device::Cpu,
-            DeviceChoice::Auto => Device::cuda_if_available(),
-            DeviceChoice::Cuda => {
-                if !tch::Cuda::is_available() {
-                    bail!("--device cuda requested but libtorch sees no CUDA device");
-                }
-                Device::Cuda(0)
-            }
-        };
+        let device = resolve_device(self.device.into()).map_err(|why| anyhow!(why))?;
+        train::allocator::set_policy_for(device);
         Ok(Ctx {
             device,
             threads: tch::get_num_threads() as usize,
         })
+    }
+}
+
+impl From<DeviceChoice> for model::device::DeviceChoice {
+    fn from(choice: DeviceChoice) -> Self {
+        match choice {
+            DeviceChoice::Auto => Self::Auto,
+            DeviceChoice::Cpu => Self::Cpu,
+            DeviceChoice::Cuda => Self::Cuda,
+        }
     }
 }

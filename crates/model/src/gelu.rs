@@ -15,7 +15,7 @@ use tch::{Device, Kind, Tensor};
 
 /// `gelu_new(x)` elementwise; any shape. Differentiable (first order) with respect to `x`.
 pub(crate) fn gelu_new(x: &Tensor) -> Tensor {
-    if x.device() != Device::Cpu || x.kind() != Kind::Float {
+    if !uses_host_kernel(x.device(), x.kind()) {
         return x.gelu("tanh");
     }
     let x = x.contiguous();
@@ -29,6 +29,12 @@ pub(crate) fn gelu_new(x: &Tensor) -> Tensor {
     let mut offset = Tensor::empty(x.size(), (Kind::Float, Device::Cpu));
     fill_slope_offset(input, cpu_f32_mut(&mut slope), cpu_f32_mut(&mut offset));
     offset.addcmul(&x, &slope)
+}
+
+/// Whether this module's kernel (which reads the tensor's host memory through `data_ptr`) computes
+/// the GELU of a tensor on `device` of `kind`: CPU `f32` only; CUDA, bf16 and f64 go to libtorch.
+fn uses_host_kernel(device: Device, kind: Kind) -> bool {
+    device == Device::Cpu && kind == Kind::Float
 }
 
 /// The elements of a contiguous CPU `f32` tensor.
@@ -258,6 +264,22 @@ mod tests {
         assert_close(&ones, &slope, 5e-7, "slope");
         let expected = slope * upstream.to_kind(Kind::Double);
         assert_close(&random, &expected, 1e-6, "upstream × slope");
+    }
+
+    #[test]
+    fn the_host_kernel_is_chosen_for_cpu_f32_only() {
+        assert!(uses_host_kernel(Device::Cpu, Kind::Float));
+        for (device, kind) in [
+            (Device::Cuda(0), Kind::Float),
+            (Device::Cuda(0), Kind::BFloat16),
+            (Device::Cpu, Kind::BFloat16),
+            (Device::Cpu, Kind::Double),
+        ] {
+            assert!(!uses_host_kernel(device, kind), "{device:?} {kind:?}");
+        }
+        let x = Tensor::randn([64], (Kind::Float, Device::Cpu)).to_kind(Kind::BFloat16);
+        assert_eq!(gelu_new(&x).kind(), Kind::BFloat16);
+        assert_eq!(max_abs_diff(&gelu_new(&x), &x.gelu("tanh")), 0.0);
     }
 
     #[test]

@@ -11,6 +11,7 @@ mod block;
 mod checkpoint;
 mod config;
 mod conv1d;
+pub mod device;
 mod embed;
 mod error;
 mod gelu;

@@ -7,6 +7,19 @@
 //! `examples/profile_step.rs` showed no difference: the gain depends on what else the process
 //! allocates (the trainer's evaluation sets, its batches), which is why it is set for the process.
 
+use tch::Device;
+
+/// Sets the process's allocator policy for work on `device`: [`keep_freed_memory`] when the
+/// tensors live in host memory (the CPU); nothing for CUDA, whose tensors live in libtorch's caching
+/// allocator on the GPU. Returns whether the policy changed.
+pub fn set_policy_for(device: Device) -> bool {
+    let host_tensors = device == Device::Cpu;
+    if host_tensors {
+        keep_freed_memory();
+    }
+    host_tensors
+}
+
 /// Keeps blocks up to 32 MiB in the heap and never trims it (the process keeps its peak heap
 /// until it exits). glibc on Linux only; a no-op elsewhere.
 pub fn keep_freed_memory() {
@@ -20,5 +33,16 @@ pub fn keep_freed_memory() {
             libc::mallopt(libc::M_TRIM_THRESHOLD, libc::c_int::MAX);
             libc::mallopt(libc::M_TOP_PAD, 64 << 20);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_host_allocator_policy_is_for_cpu_work_only() {
+        assert!(!set_policy_for(Device::Cuda(0)));
+        assert!(set_policy_for(Device::Cpu));
     }
 }
