@@ -18,7 +18,7 @@ if [[ ! -f "$ROOT/.libtorch/lib/libtorch_cpu.so" ]]; then
     ln -sfn "$TORCH_DIR" "$ROOT/.libtorch"
     echo "gpu-check: linked .libtorch -> $TORCH_DIR" >&2
 fi
-BIN="$ROOT/target/release/grokscope"
+BIN="${GROKSCOPE_BIN:-$ROOT/target/release/grokscope}"
 [[ -x "$BIN" ]] || { echo "gpu-check: $BIN missing: build it with 'just build' and carry it" >&2; exit 2; }
 echo "gpu-check: the binary's CUDA libraries: $(readelf -d "$BIN" | grep -o 'lib[a-z0-9_]*cuda[a-z0-9_]*\.so' | tr '\n' ' ')" >&2
 exec "$PY" "$ROOT/scripts/gpu_check.py" "$OUT" --bin "$BIN" --python "$PY" "$@"

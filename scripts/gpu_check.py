@@ -32,17 +32,18 @@ class Check:
     def __init__(self, args):
         self.args = args
         self.device = "cpu" if args.dry_run else "cuda"
-        self.out = os.path.abspath(args.out)
+        self.report = os.path.abspath(args.out)
+        self.work = os.path.abspath(args.work or args.out)
         self.bin = os.path.abspath(args.bin)
         self.rows = []
         self.failed = False
-        os.makedirs(os.path.join(self.out, "logs"), exist_ok=True)
+        os.makedirs(os.path.join(self.report, "logs"), exist_ok=True)
 
     def run(self, name, cmd, env=None):
         """Runs `cmd`, saves its output to logs/NAME.log, returns stdout (raises on failure)."""
         started = time.time()
         proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, env={**os.environ, **(env or {})})
-        with open(os.path.join(self.out, "logs", name + ".log"), "w") as log:
+        with open(os.path.join(self.report, "logs", name + ".log"), "w") as log:
             log.write("$ " + " ".join(cmd) + f"\n# {time.time() - started:.1f} s, exit {proc.returncode}\n")
             log.write(proc.stdout + "\n--- stderr ---\n" + proc.stderr)
         if proc.returncode != 0:
@@ -72,7 +73,9 @@ def doctor(c):
     backend = re.search(r"^cuda backend (.*)$", text, re.M)
     gpus = re.findall(r"^  gpu \d+\s+(.*)$", text, re.M)
     bf16 = "bf16 matmul  ok" in text
-    c.row("CUDA backend", backend.group(1) if backend else "missing from doctor", bool(backend) and "loaded" in backend.group(1))
+    loaded = bool(backend) and backend.group(1).startswith("loaded")
+    cpu_only = bool(backend) and "CPU-only" in backend.group(1)
+    c.row("CUDA backend", backend.group(1) if backend else "missing from doctor", "info" if c.args.dry_run and cpu_only else loaded)
     if not c.args.dry_run:
         c.row("GPU", "; ".join(gpus) or "none listed", bool(gpus))
         c.row("bf16 matmul on the GPU", "ok" if bf16 else "failed", bf16)
@@ -88,7 +91,7 @@ def paper_sets(c):
 
 def train_speed(c, name, precision):
     """Steps/s of `grokscope train` (first step excluded, as it reports)."""
-    args = ["train", "--preset", "paper-composition", "--data-root", os.path.join(c.out, "data"), "--out", os.path.join(c.out, name), "--quiet"]
+    args = ["train", "--preset", "paper-composition", "--data-root", os.path.join(c.work, "data"), "--out", os.path.join(c.work, name), "--quiet"]
     for s in paper_sets(c) + [f"precision={precision}"]:
         args += ["--set", s]
     text = c.grokscope(name, *args)
@@ -101,8 +104,8 @@ def train_speed(c, name, precision):
 
 def reference_speed(c, precision):
     """Steps/s of bench/train_ref.py on the same device and shape."""
-    config = json.load(open(os.path.join(c.out, "paper-fp32", "config.json")))
-    data = config.get("data_dir") or find_dataset(os.path.join(c.out, "data"))
+    config = json.load(open(os.path.join(c.work, "paper-fp32", "config.json")))
+    data = config.get("data_dir") or find_dataset(os.path.join(c.work, "data"))
     cmd = [c.args.python, os.path.join(ROOT, "bench", "train_ref.py"), "--data", data, "--device", c.device,
            "--steps", str(c.args.paper_steps), "--warmup", "5", "--batch", str(config["batch_size"]),
            "--n-layer", str(config["n_layer"]), "--d-model", str(config["d_model"]), "--n-head", str(config["n_head"]),
@@ -138,10 +141,10 @@ def paper_speed(c):
 
 def tiny_run(c):
     """Trains tiny-composition on the device; returns its run folder."""
-    run = os.path.join(c.out, "tiny")
-    args = ["train", "--preset", "tiny-composition", "--data-root", os.path.join(c.out, "data"), "--out", run, "--quiet"]
+    run = os.path.join(c.work, "tiny")
+    args = ["train", "--preset", "tiny-composition", "--data-root", os.path.join(c.work, "data"), "--out", run, "--quiet"]
     if c.args.dry_run:
-        args += ["--set", "steps=200", "--set", "checkpoints=steps:100,200"]
+        args += ["--set", "steps=60", "--set", "eval_every=30", "--set", "checkpoints=steps:30,60"]
     c.grokscope("tiny-train", *args)
     return run
 
@@ -170,7 +173,7 @@ def tiny_checks(c):
             f"test ID>=0.9 at {step('test_id')} (CPU: step {CPU_MILESTONES['test_id']})")
     c.row(f"tiny-composition on {c.device}: grokking milestones", text, "info" if c.args.dry_run else got["test_id"] is not None)
     ckpt = last_checkpoint(run)
-    data = json.load(open(os.path.join(run, "config.json"))).get("data_dir") or find_dataset(os.path.join(c.out, "data"))
+    data = json.load(open(os.path.join(run, "config.json"))).get("data_dir") or find_dataset(os.path.join(c.work, "data"))
     eval_on_cpu(c, ckpt, data)
     compare_analyses(c, ckpt, data)
 
@@ -218,19 +221,19 @@ def compare_analyses(c, ckpt, data):
     for command, csv_name in [("lens", "lens.csv"), ("patch", "patch.csv")]:
         csvs = []
         for side, device in [("device", c.device), ("cpu", "cpu")]:
-            out = os.path.join(c.out, f"{command}-on-{side}")
+            out = os.path.join(c.work, f"{command}-on-{side}")
             c.grokscope(f"{command}-on-{side}", command, "--checkpoint", ckpt, "--data", data, "--out", out, device=device)
             csvs.append(os.path.join(out, csv_name))
         worst, ranks_same = compare_csv(*csvs)
         ok = worst <= 1e-4 and ranks_same
-        c.row(f"{command} on {c.device} against cpu (fp32)", f"max |diff| {worst:.2e} (<= 1e-4), ranks {'identical' if ranks_same else 'DIFFER'}", ok)
+        c.row(f"{command} on {c.device} against cpu (fp32)", f"max abs diff {worst:.2e} (<= 1e-4), ranks {'identical' if ranks_same else 'DIFFER'}", ok)
 
 
 def write_table(c):
     lines = ["| check | result | ok |", "|---|---|---|"] + [f"| {a} | {b} | {ok} |" for a, b, ok in c.rows]
     head = f"GPU check ({'DRY RUN on cpu: plumbing only, numbers meaningless' if c.args.dry_run else 'cuda'}), {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}\n\n"
     table = head + "\n".join(lines) + "\n"
-    with open(os.path.join(c.out, "gpu-check.md"), "w") as f:
+    with open(os.path.join(c.report, "gpu-check.md"), "w") as f:
         f.write(table)
     print(table)
 
@@ -238,6 +241,7 @@ def write_table(c):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("out", help="output folder (the table goes to OUT/gpu-check.md, logs to OUT/logs)")
+    ap.add_argument("--work", help="folder for datasets, runs and analyses (default: OUT); keep it out of a folder that is copied back")
     ap.add_argument("--bin", default=os.path.join(ROOT, "target", "release", "grokscope"))
     ap.add_argument("--python", default=sys.executable, help="Python with torch for the eager reference")
     ap.add_argument("--dry-run", action="store_true", help="CPU, toy sizes: tests the plumbing only")

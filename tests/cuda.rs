@@ -134,3 +134,64 @@ fn doctor_lists_the_drivers_gpus_with_memory_and_bf16() {
     assert!(text(&none.stdout)
         .contains("  driver     none (libcuda-grokscope-absent.so.1 is not installed)\n"));
 }
+
+/// What `scripts/link-cuda.sh` hands the C compiler driver for `args` (`GROKSCOPE_LINK_CC=echo`).
+fn linker_command(args: &[&str]) -> String {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/link-cuda.sh");
+    let out = Command::new(script)
+        .args(args)
+        .env("GROKSCOPE_LINK_CC", "echo")
+        .output()
+        .expect("the linker wrapper runs");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    text(&out.stdout).trim().to_string()
+}
+
+#[test]
+fn the_linker_wrapper_keeps_cuda_libraries_needed_and_leaves_cpu_builds_alone() {
+    let cpu_only = [
+        "-Wl,--as-needed",
+        "-ltorch_cpu",
+        "-ltorch",
+        "-lc10",
+        "-o",
+        "bin",
+    ];
+    assert_eq!(linker_command(&cpu_only), cpu_only.join(" "));
+    let cuda = [
+        "-Wl,--as-needed",
+        "-ltorch_cuda",
+        "-ltorch_cpu",
+        "-o",
+        "bin",
+    ];
+    assert_eq!(
+        linker_command(&cuda),
+        "-Wl,--as-needed -Wl,--push-state,--no-as-needed -ltorch_cuda -lc10_cuda \
+         -Wl,--pop-state -ltorch_cpu -o bin"
+    );
+}
+
+#[test]
+fn the_gpu_check_dry_run_writes_its_table() {
+    let out_dir = scratch("gpu-check-dry");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/gpu-check.sh");
+    let out = Command::new(script)
+        .arg(&out_dir)
+        .arg("--dry-run")
+        .env("GROKSCOPE_BIN", env!("CARGO_BIN_EXE_grokscope"))
+        .output()
+        .expect("the gpu check runs");
+    let table = std::fs::read_to_string(out_dir.join("gpu-check.md")).unwrap_or_default();
+    assert!(out.status.success(), "{}\n{table}", text(&out.stderr));
+    for row in [
+        "| paper shape fp32: steps/s (grokscope / eager PyTorch) | ",
+        "| tiny-composition on cpu: grokking milestones | ",
+        "| checkpoint trained on cpu, evaluated on cpu | identical accuracy on every split | yes |",
+        "| lens on cpu against cpu (fp32) | max abs diff 0.00e+00 (<= 1e-4), ranks identical | yes |",
+        "| patch on cpu against cpu (fp32) | max abs diff 0.00e+00 (<= 1e-4), ranks identical | yes |",
+    ] {
+        assert!(table.contains(row), "missing {row:?} in:\n{table}");
+    }
+    assert!(!table.contains("| NO |"), "{table}");
+}

@@ -169,7 +169,10 @@ pub fn cuda_allocation_error() -> Option<String> {
         .map(str::trim)
         .find(|l| !l.is_empty())
         .unwrap_or("unknown error");
-    Some(line.trim_start_matches("Internal torch error: ").to_string())
+    Some(
+        line.trim_start_matches("Internal torch error: ")
+            .to_string(),
+    )
 }
 
 /// The CUDA driver API through `dlopen`: only the handful of C functions with plain signatures
@@ -184,14 +187,21 @@ mod driver_api {
     const CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR: c_int = 75;
     const CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR: c_int = 76;
 
+    type InitFn = unsafe extern "C" fn(c_uint) -> CuResult;
+    type OutIntFn = unsafe extern "C" fn(*mut c_int) -> CuResult;
+    type DeviceGetFn = unsafe extern "C" fn(*mut c_int, c_int) -> CuResult;
+    type DeviceNameFn = unsafe extern "C" fn(*mut c_char, c_int, c_int) -> CuResult;
+    type TotalMemFn = unsafe extern "C" fn(*mut usize, c_int) -> CuResult;
+    type AttributeFn = unsafe extern "C" fn(*mut c_int, c_int, c_int) -> CuResult;
+
     struct Api {
-        init: unsafe extern "C" fn(c_uint) -> CuResult,
-        driver_version: unsafe extern "C" fn(*mut c_int) -> CuResult,
-        device_count: unsafe extern "C" fn(*mut c_int) -> CuResult,
-        device_get: unsafe extern "C" fn(*mut c_int, c_int) -> CuResult,
-        device_name: unsafe extern "C" fn(*mut c_char, c_int, c_int) -> CuResult,
-        total_mem: unsafe extern "C" fn(*mut usize, c_int) -> CuResult,
-        attribute: unsafe extern "C" fn(*mut c_int, c_int, c_int) -> CuResult,
+        init: InitFn,
+        driver_version: OutIntFn,
+        device_count: OutIntFn,
+        device_get: DeviceGetFn,
+        device_name: DeviceNameFn,
+        total_mem: TotalMemFn,
+        attribute: AttributeFn,
     }
 
     /// Opens `library` and reads the driver version and every device.
@@ -216,7 +226,10 @@ mod driver_api {
             }
         }
         let devices = (0..count)
-            .map(|ordinal| gpu(&api, ordinal).map_err(|(what, code)| format!("{library}: {what} returned CUDA error {code}")))
+            .map(|ordinal| {
+                gpu(&api, ordinal)
+                    .map_err(|(what, code)| format!("{library}: {what} returned CUDA error {code}"))
+            })
             .collect::<Result<_, _>>()?;
         Ok(Driver {
             cuda_version: format!("{}.{}", version / 1000, (version % 1000) / 10),
@@ -232,13 +245,32 @@ mod driver_api {
         // SAFETY: as in `read`; `name` is a zeroed buffer of the length passed.
         unsafe {
             ok("cuDeviceGet", (api.device_get)(&mut device, ordinal))?;
-            ok("cuDeviceGetName", (api.device_name)(name.as_mut_ptr(), 255, device))?;
+            ok(
+                "cuDeviceGetName",
+                (api.device_name)(name.as_mut_ptr(), 255, device),
+            )?;
             ok("cuDeviceTotalMem", (api.total_mem)(&mut memory, device))?;
-            ok("cuDeviceGetAttribute", (api.attribute)(&mut major, CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR, device))?;
-            ok("cuDeviceGetAttribute", (api.attribute)(&mut minor, CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR, device))?;
+            ok(
+                "cuDeviceGetAttribute",
+                (api.attribute)(
+                    &mut major,
+                    CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR,
+                    device,
+                ),
+            )?;
+            ok(
+                "cuDeviceGetAttribute",
+                (api.attribute)(
+                    &mut minor,
+                    CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR,
+                    device,
+                ),
+            )?;
         }
         // SAFETY: the buffer is zeroed beyond what the driver wrote, so it ends in a NUL.
-        let name = unsafe { CStr::from_ptr(name.as_ptr()) }.to_string_lossy().into_owned();
+        let name = unsafe { CStr::from_ptr(name.as_ptr()) }
+            .to_string_lossy()
+            .into_owned();
         Ok(Gpu {
             name,
             memory_bytes: memory as u64,
@@ -268,13 +300,13 @@ mod driver_api {
         // field's type spells out (CUDA driver API, cuda.h; `_v2` names take size_t memory).
         unsafe {
             Ok(Api {
-                init: std::mem::transmute(symbol("cuInit")?),
-                driver_version: std::mem::transmute(symbol("cuDriverGetVersion")?),
-                device_count: std::mem::transmute(symbol("cuDeviceGetCount")?),
-                device_get: std::mem::transmute(symbol("cuDeviceGet")?),
-                device_name: std::mem::transmute(symbol("cuDeviceGetName")?),
-                total_mem: std::mem::transmute(symbol("cuDeviceTotalMem_v2")?),
-                attribute: std::mem::transmute(symbol("cuDeviceGetAttribute")?),
+                init: std::mem::transmute::<*mut libc::c_void, InitFn>(symbol("cuInit")?),
+                driver_version: std::mem::transmute::<*mut libc::c_void, OutIntFn>(symbol("cuDriverGetVersion")?),
+                device_count: std::mem::transmute::<*mut libc::c_void, OutIntFn>(symbol("cuDeviceGetCount")?),
+                device_get: std::mem::transmute::<*mut libc::c_void, DeviceGetFn>(symbol("cuDeviceGet")?),
+                device_name: std::mem::transmute::<*mut libc::c_void, DeviceNameFn>(symbol("cuDeviceGetName")?),
+                total_mem: std::mem::transmute::<*mut libc::c_void, TotalMemFn>(symbol("cuDeviceTotalMem_v2")?),
+                attribute: std::mem::transmute::<*mut libc::c_void, AttributeFn>(symbol("cuDeviceGetAttribute")?),
             })
         }
     }

@@ -17,10 +17,16 @@ pub fn run(ctx: &Ctx) -> Result<()> {
     let backend = CudaBackend::probe();
     println!("cuda backend {backend}");
     if backend.is_loaded() {
-        println!("  cudart     {}", cudart_version(tch::utils::version_cudart()));
+        println!(
+            "  cudart     {}",
+            cudart_version(tch::utils::version_cudart())
+        );
     }
     report_driver();
-    println!("  libtorch   {} device(s) visible", tch::Cuda::device_count());
+    println!(
+        "  libtorch   {} device(s) visible",
+        tch::Cuda::device_count()
+    );
     if let Some(err) = cuda_allocation_error() {
         println!("  cuda:0     unusable: {err}");
     }
@@ -40,7 +46,11 @@ fn report_driver() {
     match Driver::open() {
         Err(why) => println!("  driver     none ({why})"),
         Ok(driver) => {
-            println!("  driver     CUDA {} ({} GPU(s))", driver.cuda_version, driver.devices.len());
+            println!(
+                "  driver     CUDA {} ({} GPU(s))",
+                driver.cuda_version,
+                driver.devices.len()
+            );
             for (i, gpu) in driver.devices.iter().enumerate() {
                 let (major, minor) = gpu.compute_capability;
                 println!(
@@ -75,7 +85,10 @@ fn device_name(device: Device) -> String {
 fn matmul_check(device: Device, kind: Kind) -> Result<f64> {
     let n = 64i64;
     let a: Vec<f32> = (0..n * n).map(|k| ((k / n + k % n) % 7) as f32).collect();
-    let a = Tensor::from_slice(&a).view([n, n]).to_device(device).to_kind(kind);
+    let a = Tensor::from_slice(&a)
+        .view([n, n])
+        .to_device(device)
+        .to_kind(kind);
     let diag = a
         .f_matmul(&a.tr())?
         .diagonal(0, 0, 1)
