@@ -1,6 +1,7 @@
 //! Opening a checkpoint with its dataset, and listing the checkpoints of a run folder.
 
 use crate::error::{InterpError, Result};
+use model::token_map::{RankOver, TOKEN_ROWS_KEY};
 use std::fs;
 use std::path::{Path, PathBuf};
 
@@ -9,8 +10,11 @@ pub const MODEL_FILE: &str = "model.safetensors";
 
 /// A checkpoint with the dataset it is analysed on.
 pub struct Opened {
+    /// The checkpoint, its vocabulary fitted to the dataset's ([`load_fitted`]).
     pub checkpoint: model::Checkpoint,
     pub data: tasks::Dataset,
+    /// The rows ranks are taken over.
+    pub rank_over: RankOver,
     /// The checkpoint file.
     pub path: PathBuf,
     /// Training step: from the `step-N` folder name, else the `step` metadata entry, else 0.
@@ -64,14 +68,19 @@ pub fn checkpoint_step(path: &Path, metadata: &std::collections::BTreeMap<String
 }
 
 /// Checks that a checkpoint can read a dataset: its vocabulary has exactly the dataset's size
-/// (grokscope models use the task's own vocabulary) and its context holds `seq_len` tokens.
+/// (grokscope models use the task's own vocabulary), or more when a token map fitted its first
+/// rows to the dataset's tokens ([`load_fitted`] with [`RankOver::All`]), and its context holds
+/// `seq_len` tokens.
 pub fn check_compatible(
-    config: &model::GptConfig,
+    checkpoint: &model::Checkpoint,
     data: &tasks::Dataset,
     seq_len: usize,
 ) -> Result<()> {
+    let config = &checkpoint.config;
     let vocab = data.vocab.len();
-    if config.vocab_size != vocab {
+    let fitted_superset =
+        checkpoint.metadata.contains_key(TOKEN_ROWS_KEY) && config.vocab_size > vocab;
+    if config.vocab_size != vocab && !fitted_superset {
         return Err(InterpError::VocabMismatch {
             checkpoint: config.vocab_size,
             dataset: vocab,
@@ -87,19 +96,51 @@ pub fn check_compatible(
     Ok(())
 }
 
-/// Loads a checkpoint and its dataset (see [`resolve_data_dir`]) and checks the vocabulary.
-pub fn open(checkpoint: &Path, data: Option<&Path>, device: tch::Device) -> Result<Opened> {
-    let ckpt = model::Checkpoint::load(checkpoint, device)?;
+/// Loads the checkpoint at `path` onto `device` with its vocabulary fitted to `data`'s
+/// ([`model::Checkpoint::fit_vocabulary`]: the paper's 52k-row checkpoints re-rowed so that row `i`
+/// is the dataset's token `i`), and the rank universe used (`rank_over`, or the checkpoint's
+/// default); checks the vocabulary.
+pub fn load_fitted(
+    path: &Path,
+    data: &tasks::Dataset,
+    device: tch::Device,
+    rank_over: Option<RankOver>,
+) -> Result<(model::Checkpoint, RankOver)> {
+    let ckpt = model::Checkpoint::load(path, device)?;
+    let (ckpt, rank_over) = ckpt.fit_vocabulary(&data.vocab.tokens(), rank_over)?;
+    check_compatible(&ckpt, data, 0)?;
+    Ok((ckpt, rank_over))
+}
+
+/// Loads a checkpoint and its dataset (see [`resolve_data_dir`]), fitted as in [`load_fitted`].
+pub fn open(
+    checkpoint: &Path,
+    data: Option<&Path>,
+    device: tch::Device,
+    rank_over: Option<RankOver>,
+) -> Result<Opened> {
     let data_dir = resolve_data_dir(checkpoint, data)?;
     let data = tasks::Dataset::load(&data_dir)?;
-    check_compatible(&ckpt.config, &data, 0)?;
+    let (ckpt, rank_over) = load_fitted(checkpoint, &data, device, rank_over)?;
     let step = checkpoint_step(checkpoint, &ckpt.metadata);
     Ok(Opened {
         checkpoint: ckpt,
         data,
+        rank_over,
         path: checkpoint.to_path_buf(),
         step,
     })
+}
+
+/// One line saying which rows ranks are taken over, for a command's output.
+pub fn describe_rank_universe(checkpoint: &model::Checkpoint, rank_over: RankOver) -> String {
+    let rows = checkpoint.config.vocab_size;
+    match rank_over {
+        RankOver::All => {
+            format!("ranks over all {rows} rows of the checkpoint's vocabulary (--rank-over all)")
+        }
+        RankOver::Task => format!("ranks over the task's {rows} tokens (--rank-over task)"),
+    }
 }
 
 /// The checkpoints of a run folder: `(step, RUN/step-N/model.safetensors)` ascending by step.

@@ -13,7 +13,7 @@
 use crate::effect::state_effect;
 use crate::error::{InterpError, Result};
 use crate::lens::{default_targets, logit_lens, TargetSpec, ANSWER, LABELS};
-use crate::load::{check_compatible, list_checkpoints, resolve_data_dir};
+use crate::load::{check_compatible, list_checkpoints, load_fitted, resolve_data_dir};
 use crate::net::{LnMode, Net};
 use crate::output::{
     read_csv, write_csv, write_json, CircuitChangeRow, EffectRow, LensRow, PatchRow,
@@ -22,6 +22,7 @@ use crate::patch::{
     patch_sweep, ComponentKind, Direction, PositionChoice, SweepMode, SweepOptions,
 };
 use crate::probe::{default_corruptions, CorruptionSpec, ProbeSet, ProbeSpec};
+use model::token_map::RankOver;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
@@ -50,6 +51,8 @@ pub struct TraceOptions {
     pub device: tch::Device,
     /// Draw a progress bar on stderr.
     pub progress: bool,
+    /// Rows ranks are taken over (`None`: each checkpoint's default).
+    pub rank_over: Option<RankOver>,
 }
 
 impl Default for TraceOptions {
@@ -65,6 +68,7 @@ impl Default for TraceOptions {
             max_rows: 2048,
             device: tch::Device::Cpu,
             progress: true,
+            rank_over: None,
         }
     }
 }
@@ -326,8 +330,8 @@ pub fn trace(run: &Path, out: &Path, opts: &TraceOptions) -> Result<TraceSummary
     for (step, file) in &pending {
         bar.set_message(format!("step {step}"));
         let started = Instant::now();
-        let ckpt = model::Checkpoint::load(file, opts.device)?;
-        check_compatible(&ckpt.config, &data, probe.seq_len())?;
+        let (ckpt, _) = load_fitted(file, &data, opts.device, opts.rank_over)?;
+        check_compatible(&ckpt, &data, probe.seq_len())?;
         let net = Net::new(&ckpt.model);
         n_layer = Some(net.n_layer());
         let dir = steps_dir.join(format!("step-{step}"));

@@ -665,10 +665,10 @@ fn bad_input_gives_clear_errors() {
 
     for size in [ds.vocab.len() - 3, ds.vocab.len() + 3] {
         let other = tiny_model(size, 9);
-        let err = interp::load::check_compatible(&other.config, &ds, 3).unwrap_err();
+        let err = interp::load::check_compatible(&other, &ds, 3).unwrap_err();
         assert!(matches!(err, InterpError::VocabMismatch { .. }), "{err}");
     }
-    let err = interp::load::check_compatible(&ckpt.config, &ds, 9).unwrap_err();
+    let err = interp::load::check_compatible(&ckpt, &ds, 9).unwrap_err();
     assert!(matches!(err, InterpError::ContextTooShort { .. }), "{err}");
 
     let empty = tempdir("empty-run");

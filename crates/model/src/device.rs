@@ -301,12 +301,24 @@ mod driver_api {
         unsafe {
             Ok(Api {
                 init: std::mem::transmute::<*mut libc::c_void, InitFn>(symbol("cuInit")?),
-                driver_version: std::mem::transmute::<*mut libc::c_void, OutIntFn>(symbol("cuDriverGetVersion")?),
-                device_count: std::mem::transmute::<*mut libc::c_void, OutIntFn>(symbol("cuDeviceGetCount")?),
-                device_get: std::mem::transmute::<*mut libc::c_void, DeviceGetFn>(symbol("cuDeviceGet")?),
-                device_name: std::mem::transmute::<*mut libc::c_void, DeviceNameFn>(symbol("cuDeviceGetName")?),
-                total_mem: std::mem::transmute::<*mut libc::c_void, TotalMemFn>(symbol("cuDeviceTotalMem_v2")?),
-                attribute: std::mem::transmute::<*mut libc::c_void, AttributeFn>(symbol("cuDeviceGetAttribute")?),
+                driver_version: std::mem::transmute::<*mut libc::c_void, OutIntFn>(symbol(
+                    "cuDriverGetVersion",
+                )?),
+                device_count: std::mem::transmute::<*mut libc::c_void, OutIntFn>(symbol(
+                    "cuDeviceGetCount",
+                )?),
+                device_get: std::mem::transmute::<*mut libc::c_void, DeviceGetFn>(symbol(
+                    "cuDeviceGet",
+                )?),
+                device_name: std::mem::transmute::<*mut libc::c_void, DeviceNameFn>(symbol(
+                    "cuDeviceGetName",
+                )?),
+                total_mem: std::mem::transmute::<*mut libc::c_void, TotalMemFn>(symbol(
+                    "cuDeviceTotalMem_v2",
+                )?),
+                attribute: std::mem::transmute::<*mut libc::c_void, AttributeFn>(symbol(
+                    "cuDeviceGetAttribute",
+                )?),
             })
         }
     }

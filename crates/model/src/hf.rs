@@ -8,6 +8,7 @@ use crate::checkpoint::{
 };
 use crate::config::{shared_schedule, GptConfig};
 use crate::error::{ModelError, Result};
+use crate::token_map::{TokenMap, GPT2_BASE_VOCAB, GPT2_EOS, TOKEN_ROWS_KEY};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::fs;
@@ -30,9 +31,48 @@ pub fn python_path() -> PathBuf {
     home.join(".cache/grokscope/venv/bin/python")
 }
 
-/// The `config.json` of a Hugging Face `GPT2LMHeadModel` equivalent to `cfg` (plain schedules
-/// only). Token id 0 (grokscope's `<pad>`) is used as bos/eos/pad so the ids are inside the vocabulary.
-pub fn hf_config(cfg: &GptConfig) -> Result<Value> {
+/// How the rows of an exported embedding are laid out.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum HfLayout {
+    /// The checkpoint's own rows (the task's tokens, `<pad>` = 0 as bos/eos/pad).
+    Task,
+    /// The paper's: GPT-2's 50,257 rows, then the task's tokens (`tokens`, in the checkpoint's id
+    /// order with `<pad>` first) from row 50,257 on, padded to a multiple of 8; `<pad>` is GPT-2's
+    /// `<|endoftext|>` (50256). The BPE and padding rows are N(0, 0.02) draws (seed 0).
+    Paper { tokens: Vec<String> },
+}
+
+impl HfLayout {
+    /// Rows of the exported embedding, and the row of each of the checkpoint's token ids.
+    fn rows(&self, vocab_size: usize) -> Result<(i64, Vec<i64>)> {
+        match self {
+            HfLayout::Task => Ok((vocab_size as i64, (0..vocab_size as i64).collect())),
+            HfLayout::Paper { tokens } if tokens.len() != vocab_size || tokens.is_empty() => {
+                Err(ModelError::Export(format!(
+                    "the paper layout needs one token name per row: {} names for {vocab_size} rows",
+                    tokens.len()
+                )))
+            }
+            HfLayout::Paper { tokens } => {
+                let added = tokens.len() as i64 - 1;
+                let rows = std::iter::once(GPT2_EOS).chain((0..added).map(|k| GPT2_BASE_VOCAB + k));
+                Ok(((GPT2_BASE_VOCAB + added + 7) / 8 * 8, rows.collect()))
+            }
+        }
+    }
+
+    /// The id of bos, eos and pad.
+    fn special_id(&self) -> i64 {
+        match self {
+            HfLayout::Task => 0,
+            HfLayout::Paper { .. } => GPT2_EOS,
+        }
+    }
+}
+
+/// The `config.json` of a Hugging Face `GPT2LMHeadModel` equivalent to `cfg` with `vocab_size`
+/// rows and `special` as bos/eos/pad (plain schedules only).
+pub fn hf_config(cfg: &GptConfig, vocab_size: i64, special: i64) -> Result<Value> {
     if !cfg.is_plain() {
         return Err(ModelError::Export(format!(
             "the schedule {:?} over {} blocks is not plain 0..n: Hugging Face GPT-2 cannot express shared, \
@@ -44,7 +84,7 @@ pub fn hf_config(cfg: &GptConfig) -> Result<Value> {
     Ok(json!({
         "architectures": ["GPT2LMHeadModel"],
         "model_type": "gpt2",
-        "vocab_size": cfg.vocab_size,
+        "vocab_size": vocab_size,
         "n_positions": cfg.n_ctx,
         "n_embd": cfg.d_model,
         "n_layer": cfg.n_layer(),
@@ -61,30 +101,83 @@ pub fn hf_config(cfg: &GptConfig) -> Result<Value> {
         "reorder_and_upcast_attn": false,
         "tie_word_embeddings": true,
         "use_cache": true,
-        "bos_token_id": 0,
-        "eos_token_id": 0,
-        "pad_token_id": 0,
+        "bos_token_id": special,
+        "eos_token_id": special,
+        "pad_token_id": special,
         "torch_dtype": "float32",
     }))
 }
 
 /// Writes `dir/config.json` and `dir/model.safetensors` (HF names, Conv1D layout, `format = pt`,
 /// the grokscope config in the metadata; `lm_head.weight` is omitted because it is tied to
-/// `transformer.wte.weight`). Refuses non-plain schedules. Creates `dir`.
-pub fn export_hf(ckpt: &Checkpoint, dir: &Path) -> Result<()> {
-    let config = hf_config(&ckpt.config)?;
+/// `transformer.wte.weight`) with the embedding rows laid out as `layout` says; the paper layout
+/// adds its tokenizer files (`added_tokens.json`, `special_tokens_map.json`,
+/// `tokenizer_config.json`). Refuses non-plain schedules. Creates `dir`.
+pub fn export_hf(ckpt: &Checkpoint, dir: &Path, layout: &HfLayout) -> Result<()> {
+    let (vocab_size, rows) = layout.rows(ckpt.config.vocab_size)?;
+    let config = hf_config(&ckpt.config, vocab_size, layout.special_id())?;
     let text =
         serde_json::to_string_pretty(&config).map_err(|e| ModelError::Export(e.to_string()))?;
     write_atomic(&dir.join("config.json"), text.as_bytes())?;
-    let tensors: BTreeMap<String, Tensor> = ckpt.vs.variables().into_iter().collect();
+    let mut tensors: BTreeMap<String, Tensor> = ckpt.vs.variables().into_iter().collect();
+    if let HfLayout::Paper { tokens } = layout {
+        let wte = &tensors["transformer.wte.weight"];
+        tensors.insert(
+            "transformer.wte.weight".into(),
+            laid_out(wte, vocab_size, &rows)?,
+        );
+        write_paper_tokenizer(dir, tokens, &rows)?;
+    }
     let tensors: Vec<(String, Tensor)> = tensors.into_iter().collect();
+    let mut grokscope = ckpt.config.clone();
+    grokscope.vocab_size = vocab_size as usize;
     let grokscope =
-        serde_json::to_string(&ckpt.config).map_err(|e| ModelError::Export(e.to_string()))?;
+        serde_json::to_string(&grokscope).map_err(|e| ModelError::Export(e.to_string()))?;
     let metadata = BTreeMap::from([
         ("format".to_string(), "pt".to_string()),
         (CONFIG_KEY.to_string(), grokscope),
     ]);
     write_safetensors(&dir.join("model.safetensors"), &tensors, &metadata).map(|_| ())
+}
+
+/// An embedding of `vocab_size` rows holding `wte`'s row `i` at `rows[i]` and N(0, 0.02) draws
+/// (seed 0) everywhere else. Shapes: wte `[V, d]` → `[vocab_size, d]`.
+fn laid_out(wte: &Tensor, vocab_size: i64, rows: &[i64]) -> Result<Tensor> {
+    tch::manual_seed(0);
+    let d = wte.size()[1];
+    let filler = Tensor::randn([vocab_size, d], (wte.kind(), wte.device())) * crate::INIT_STD;
+    let index = Tensor::from_slice(rows).to_device(wte.device());
+    Ok(filler.f_index_copy(0, &index, &wte.detach())?)
+}
+
+/// The paper's tokenizer files for the task tokens `tokens` (`<pad>` first) at `rows`.
+fn write_paper_tokenizer(dir: &Path, tokens: &[String], rows: &[i64]) -> Result<()> {
+    let added: serde_json::Map<String, Value> = tokens
+        .iter()
+        .zip(rows)
+        .skip(1)
+        .map(|(t, &r)| (t.clone(), json!(r)))
+        .collect();
+    let eos = "<|endoftext|>";
+    let files = [
+        ("added_tokens.json", Value::Object(added)),
+        (
+            "special_tokens_map.json",
+            json!({"bos_token": eos, "eos_token": eos, "unk_token": eos, "pad_token": eos}),
+        ),
+        (
+            "tokenizer_config.json",
+            json!({"tokenizer_class": "GPT2Tokenizer", "model_max_length": 1024,
+                   "add_prefix_space": false, "bos_token": eos, "eos_token": eos,
+                   "unk_token": eos, "pad_token": eos}),
+        ),
+    ];
+    for (name, value) in files {
+        let text =
+            serde_json::to_string_pretty(&value).map_err(|e| ModelError::Export(e.to_string()))?;
+        write_atomic(&dir.join(name), text.as_bytes())?;
+    }
+    Ok(())
 }
 
 /// The grokscope config of an HF GPT-2 `config.json` (read from `path`). Accepts `gelu_new` and
@@ -93,6 +186,7 @@ pub fn export_hf(ckpt: &Checkpoint, dir: &Path) -> Result<()> {
 /// schedule. Dropout is `resid_pdrop`.
 pub fn config_from_hf(config: &Value, path: &Path) -> Result<GptConfig> {
     let bad = |msg: String| ModelError::checkpoint(path, msg);
+    check_known_keys(config, path)?;
     let size = |key: &str| -> Result<Option<usize>> {
         match config.get(key) {
             None | Some(Value::Null) => Ok(None),
@@ -156,18 +250,100 @@ pub fn config_from_hf(config: &Value, path: &Path) -> Result<GptConfig> {
     Ok(cfg)
 }
 
+/// `config.json` keys of `transformers`' `GPT2Config` and `PretrainedConfig` that grokscope reads
+/// or that do not change the computation of a GPT-2 forward pass.
+const KNOWN_HF_KEYS: &[&str] = &[
+    "_name_or_path",
+    "activation_function",
+    "architectures",
+    "attn_pdrop",
+    "bos_token_id",
+    "embd_pdrop",
+    "eos_token_id",
+    "gradient_checkpointing",
+    "initializer_range",
+    "layer_norm_epsilon",
+    "model_type",
+    "n_ctx",
+    "n_embd",
+    "n_head",
+    "n_inner",
+    "n_layer",
+    "n_positions",
+    "pad_token_id",
+    "reorder_and_upcast_attn",
+    "resid_pdrop",
+    "scale_attn_by_inverse_layer_idx",
+    "scale_attn_weights",
+    "summary_activation",
+    "summary_first_dropout",
+    "summary_proj_to_labels",
+    "summary_type",
+    "summary_use_proj",
+    "task_specific_params",
+    "tie_word_embeddings",
+    "torch_dtype",
+    "transformers_version",
+    "use_cache",
+    "vocab_size",
+    // The paper's fork: every block run `recur_step` times (default 2); `re_embed` must be off.
+    "add_recurrence",
+    "recur_step",
+    "re_embed",
+];
+
+/// An error naming the first `config.json` key grokscope does not know (it could change the
+/// computation), and a `re_embed` that is switched on.
+fn check_known_keys(config: &Value, path: &Path) -> Result<()> {
+    let Some(keys) = config.as_object() else {
+        return Err(ModelError::checkpoint(
+            path,
+            "config.json is not a JSON object",
+        ));
+    };
+    if let Some(key) = keys.keys().find(|k| !KNOWN_HF_KEYS.contains(&k.as_str())) {
+        return Err(ModelError::checkpoint(
+            path,
+            format!("unknown option `{key}`: grokscope cannot tell whether it changes the model, so it refuses to guess"),
+        ));
+    }
+    if keys.get("re_embed").and_then(Value::as_bool) == Some(true) {
+        return Err(ModelError::checkpoint(
+            path,
+            "re_embed = true is not supported",
+        ));
+    }
+    Ok(())
+}
+
 /// Reads a Hugging Face GPT-2 folder (`config.json` plus `model.safetensors` or
 /// `pytorch_model.bin`) onto `device`, e.g. the paper's released checkpoints with their 52k-row
 /// vocabulary. Names with or without the `transformer.` prefix are accepted; the attention mask
 /// buffers (`attn.bias`, `attn.masked_bias`) are ignored; `lm_head.weight`, if present, must equal
 /// `transformer.wte.weight` (tied). `pytorch_model.bin` is converted to safetensors by running
 /// [`python_path`] with torch, because libtorch cannot read Python pickles.
-pub fn import_hf(dir: &Path, device: Device) -> Result<Checkpoint> {
+///
+/// A folder with `added_tokens.json`, or one imported with `dataset_tokens` (the dataset's
+/// `vocab.json` order, without `<pad>`), gets a [`TokenMap`] in its metadata: the paper's layout of
+/// GPT-2 rows, then task tokens (see [`crate::token_map`]). A vocabulary of GPT-2's size or more
+/// without either is an error.
+pub fn import_hf(
+    dir: &Path,
+    device: Device,
+    dataset_tokens: Option<&[String]>,
+) -> Result<Checkpoint> {
     let config_path = dir.join("config.json");
     let text = fs::read_to_string(&config_path).map_err(|e| ModelError::io(&config_path, e))?;
     let json: Value = serde_json::from_str(&text)
         .map_err(|e| ModelError::checkpoint(&config_path, format!("invalid JSON: {e}")))?;
     let config = config_from_hf(&json, &config_path)?;
+    let has_added = dir.join("added_tokens.json").is_file();
+    let token_map =
+        if has_added || dataset_tokens.is_some() || config.vocab_size as i64 >= GPT2_BASE_VOCAB {
+            Some(TokenMap::from_hf_folder(dir, &json, dataset_tokens)?)
+        } else {
+            None
+        };
     let safetensors = dir.join("model.safetensors");
     let bin = dir.join("pytorch_model.bin");
     let (weights, _converted) = if safetensors.is_file() {
@@ -225,7 +401,10 @@ pub fn import_hf(dir: &Path, device: Device) -> Result<Checkpoint> {
             names: vec![name.to_string()],
         }),
     };
-    let metadata = BTreeMap::from([(IMPORTED_FROM_KEY.to_string(), dir.display().to_string())]);
+    let mut metadata = BTreeMap::from([(IMPORTED_FROM_KEY.to_string(), dir.display().to_string())]);
+    if let Some(map) = token_map {
+        metadata.insert(TOKEN_ROWS_KEY.to_string(), map.to_metadata());
+    }
     Checkpoint::from_source(config, &shapes, get, &weights, device, metadata)
 }
 

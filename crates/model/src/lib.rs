@@ -21,6 +21,7 @@ pub mod hooks;
 mod layer_norm;
 mod mlp;
 pub mod surgery;
+pub mod token_map;
 
 pub use attention::{Attention, KeyValues};
 pub use block::Block;
@@ -30,7 +31,7 @@ pub use conv1d::Conv1D;
 pub use embed::Embed;
 pub use error::{ModelError, Result};
 pub use gpt::{decayed_param_names, is_decayed, Gpt};
-pub use hf::{export_hf, import_hf};
+pub use hf::{export_hf, import_hf, HfLayout};
 pub use hooks::{glob_match, Edit, HookPoint, Intervention, LogitPositions, RunOutput, RunRequest};
 pub use layer_norm::LayerNorm;
 pub use mlp::Mlp;

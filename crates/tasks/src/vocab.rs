@@ -85,6 +85,11 @@ impl Vocab {
         self.ids.get(token).copied()
     }
 
+    /// Every token string in id order (`<pad>` first).
+    pub fn tokens(&self) -> Vec<&str> {
+        self.tokens.iter().map(String::as_str).collect()
+    }
+
     /// Token string of `id`. Panics if `id >= self.len()` (ids come from this vocabulary).
     pub fn token(&self, id: u32) -> &str {
         &self.tokens[id as usize]

@@ -17,6 +17,9 @@ pub struct CacheArgs {
     /// Dataset folder [default: data_dir of RUN/config.json when the checkpoint is RUN/step-N/…].
     #[arg(long)]
     pub data: Option<PathBuf>,
+    /// Rows ranks are taken over: all or task [default: all for checkpoints with a token map].
+    #[arg(long, value_name = "all|task")]
+    pub rank_over: Option<model::token_map::RankOver>,
     /// Hooks to export: TransformerLens names or glob patterns (`*` = any run of characters
     /// other than `.`), e.g. `blocks.*.hook_resid_post` `ln_final.hook_scale`.
     #[arg(long, num_args = 1.., required = true)]
@@ -40,7 +43,12 @@ pub struct CacheArgs {
 
 /// Runs `grokscope cache`: writes the safetensors file and prints its tensors.
 pub fn run(args: CacheArgs, ctx: &Ctx) -> Result<()> {
-    let opened = open(&args.checkpoint, args.data.as_deref(), ctx.device)?;
+    let opened = open(
+        &args.checkpoint,
+        args.data.as_deref(),
+        ctx.device,
+        args.rank_over,
+    )?;
     let net = Net::new(&opened.checkpoint.model);
     let hooks = resolve_hooks(&args.hooks, net.n_layer())?;
     let spec = ProbeSpec {
@@ -49,7 +57,7 @@ pub fn run(args: CacheArgs, ctx: &Ctx) -> Result<()> {
         seed: args.seed,
     };
     let probe = ProbeSet::build(&opened.data, &spec, &[])?;
-    check_compatible(&opened.checkpoint.config, &opened.data, probe.seq_len())?;
+    check_compatible(&opened.checkpoint, &opened.data, probe.seq_len())?;
     let metadata = BTreeMap::from([
         ("checkpoint".to_string(), opened.path.display().to_string()),
         ("step".to_string(), opened.step.to_string()),

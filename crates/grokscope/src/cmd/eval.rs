@@ -3,7 +3,8 @@
 use crate::device::Ctx;
 use anyhow::{bail, Context, Result};
 use clap::Args;
-use model::Checkpoint;
+use interp::load::{describe_rank_universe, load_fitted};
+use model::token_map::RankOver;
 use serde::Serialize;
 use std::io::{BufWriter, Write};
 use std::path::PathBuf;
@@ -29,6 +30,10 @@ pub struct EvalArgs {
     /// Examples per forward pass.
     #[arg(long, default_value_t = 1024)]
     pub batch_size: usize,
+    /// Rows the prediction is taken over: all or task [default: all for checkpoints with a token
+    /// map, such as the paper's].
+    #[arg(long, value_name = "all|task")]
+    pub rank_over: Option<RankOver>,
 }
 
 /// One line of the predictions file.
@@ -54,17 +59,9 @@ pub fn run(args: EvalArgs, ctx: &Ctx) -> Result<()> {
     } else {
         args.checkpoint.clone()
     };
-    let ckpt = Checkpoint::load(&path, ctx.device)?;
     let ds = Dataset::load(&args.data)?;
-    if ckpt.config.vocab_size != ds.vocab.len() {
-        bail!(
-            "{} has a vocabulary of {} tokens, the dataset {} has {}: not the dataset it was trained on",
-            path.display(),
-            ckpt.config.vocab_size,
-            args.data.display(),
-            ds.vocab.len()
-        );
-    }
+    let (ckpt, rank_over) = load_fitted(&path, &ds, ctx.device, args.rank_over)?;
+    println!("{}", describe_rank_universe(&ckpt, rank_over));
     let mut groups = ds.splits();
     if let Some(name) = &args.split {
         let known: Vec<String> = groups.iter().map(|(n, _)| n.clone()).collect();

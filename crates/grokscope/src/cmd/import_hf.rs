@@ -22,6 +22,10 @@ pub struct ImportHfArgs {
     /// Overwrite --out if it exists.
     #[arg(long)]
     pub force: bool,
+    /// The dataset the model was trained on: without added_tokens.json in DIR its vocab.json order
+    /// places the task tokens after GPT-2's 50,257 rows; with it, both must agree.
+    #[arg(long, value_name = "DATASET")]
+    pub data: Option<PathBuf>,
 }
 
 pub fn run(args: ImportHfArgs, _ctx: &Ctx) -> Result<()> {
@@ -35,7 +39,9 @@ pub fn run(args: ImportHfArgs, _ctx: &Ctx) -> Result<()> {
             out.display()
         );
     }
-    let ckpt = import_hf(&args.dir, Device::Cpu)?;
+    let data = args.data.as_deref().map(tasks::Dataset::load).transpose()?;
+    let tokens = data.as_ref().map(|d| d.vocab.file_tokens());
+    let ckpt = import_hf(&args.dir, Device::Cpu, tokens)?;
     ckpt.save_to(&out)?;
     let cfg = &ckpt.config;
     println!(
@@ -49,6 +55,9 @@ pub fn run(args: ImportHfArgs, _ctx: &Ctx) -> Result<()> {
         cfg.vocab_size,
         cfg.n_ctx
     );
+    if ckpt.metadata.contains_key(model::token_map::TOKEN_ROWS_KEY) {
+        println!("token map: the task tokens' rows recorded (from added_tokens.json or --data); analyses rank over all rows by default");
+    }
     println!("wrote {}", out.display());
     Ok(())
 }

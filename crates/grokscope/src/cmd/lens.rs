@@ -3,9 +3,10 @@
 use crate::device::Ctx;
 use anyhow::Result;
 use interp::lens::{all_targets, default_targets, logit_lens, TargetSpec};
-use interp::load::{check_compatible, open, Opened};
+use interp::load::{check_compatible, describe_rank_universe, open, Opened};
 use interp::output::write_csv;
 use interp::{LnMode, Net, ProbeSet, ProbeSpec};
+use model::token_map::RankOver;
 use std::path::PathBuf;
 use std::str::FromStr;
 
@@ -36,6 +37,11 @@ pub struct ProbeArgs {
     /// Largest batch of one forward pass (bounds memory).
     #[arg(long, default_value_t = 2048)]
     pub max_rows: usize,
+    /// Rows ranks are taken over: all (every row of the unembedding, the paper's scripts) or task
+    /// (the task's tokens) [default: all for checkpoints with a token map, such as the paper's;
+    /// grokscope's own have only the task's rows].
+    #[arg(long, value_name = "all|task")]
+    pub rank_over: Option<RankOver>,
 }
 
 impl ProbeArgs {
@@ -50,7 +56,17 @@ impl ProbeArgs {
 
     /// Loads the checkpoint and the dataset.
     pub fn open(&self, ctx: &Ctx) -> Result<Opened> {
-        Ok(open(&self.checkpoint, self.data.as_deref(), ctx.device)?)
+        let opened = open(
+            &self.checkpoint,
+            self.data.as_deref(),
+            ctx.device,
+            self.rank_over,
+        )?;
+        println!(
+            "{}",
+            describe_rank_universe(&opened.checkpoint, opened.rank_over)
+        );
+        Ok(opened)
     }
 
     /// Builds the probe set and checks that the checkpoint can read it.
@@ -60,7 +76,7 @@ impl ProbeArgs {
         corruptions: &[interp::CorruptionSpec],
     ) -> Result<ProbeSet> {
         let probe = ProbeSet::build(&opened.data, &self.spec(), corruptions)?;
-        check_compatible(&opened.checkpoint.config, &opened.data, probe.seq_len())?;
+        check_compatible(&opened.checkpoint, &opened.data, probe.seq_len())?;
         Ok(probe)
     }
 

@@ -4,9 +4,12 @@
 use crate::device::Ctx;
 use anyhow::Result;
 use interp::linear_probe::{default_probe_targets, linear_probes, FitOptions, LinearProbeOptions};
-use interp::load::{check_compatible, checkpoint_step, list_checkpoints, resolve_data_dir};
+use interp::load::{
+    check_compatible, checkpoint_step, list_checkpoints, load_fitted, resolve_data_dir,
+};
 use interp::output::{write_csv, write_json, LensRow};
 use interp::{InterpError, Net, ProbeSet, ProbeSpec};
+use model::token_map::RankOver;
 use serde_json::json;
 use std::path::{Path, PathBuf};
 
@@ -38,6 +41,9 @@ pub struct SourceArgs {
     /// Largest batch of one forward pass (bounds memory).
     #[arg(long, default_value_t = 2048)]
     pub max_rows: usize,
+    /// Rows ranks are taken over: all or task [default: all for checkpoints with a token map].
+    #[arg(long, value_name = "all|task")]
+    pub rank_over: Option<RankOver>,
 }
 
 /// The resolved checkpoints, dataset and output folder of [`SourceArgs`].
@@ -46,6 +52,8 @@ pub struct Source {
     pub checkpoints: Vec<PathBuf>,
     pub data: tasks::Dataset,
     pub out: PathBuf,
+    /// Rows ranks are taken over (`None`: each checkpoint's default).
+    pub rank_over: Option<RankOver>,
 }
 
 impl SourceArgs {
@@ -91,6 +99,7 @@ impl SourceArgs {
             checkpoints,
             data,
             out,
+            rank_over: self.rank_over,
         })
     }
 
@@ -125,8 +134,8 @@ pub fn for_each_checkpoint(
     mut f: impl FnMut(u64, &Path, &Net) -> Result<()>,
 ) -> Result<()> {
     for path in &source.checkpoints {
-        let ckpt = model::Checkpoint::load(path, ctx.device)?;
-        check_compatible(&ckpt.config, &source.data, probe.seq_len())?;
+        let (ckpt, _) = load_fitted(path, &source.data, ctx.device, source.rank_over)?;
+        check_compatible(&ckpt, &source.data, probe.seq_len())?;
         let step = checkpoint_step(path, &ckpt.metadata);
         f(step, path, &Net::new(&ckpt.model))?;
     }

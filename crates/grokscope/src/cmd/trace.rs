@@ -12,6 +12,9 @@ pub struct TraceArgs {
     /// Run folder holding step-N/model.safetensors (and config.json, metrics.csv).
     #[arg(long)]
     pub run: PathBuf,
+    /// Rows ranks are taken over: all or task [default: all for checkpoints with a token map].
+    #[arg(long, value_name = "all|task")]
+    pub rank_over: Option<model::token_map::RankOver>,
     /// Output folder [default: notebooks-out/<run name>/].
     #[arg(long)]
     pub out: Option<PathBuf>,
@@ -80,6 +83,7 @@ pub fn run(args: TraceArgs, ctx: &Ctx) -> Result<()> {
         max_rows: args.max_rows,
         device: ctx.device,
         progress: !args.quiet,
+        rank_over: args.rank_over,
     };
     let s = trace(&args.run, &out, &opts)?;
     println!(

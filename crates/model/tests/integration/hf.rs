@@ -1,7 +1,7 @@
 //! Hugging Face parity: export → transformers, pytorch_model.bin (52k vocabulary) → import.
 
 use crate::common::*;
-use model::{export_hf, hf, import_hf, HookPoint, RunRequest};
+use model::{export_hf, hf, import_hf, HfLayout, HookPoint, RunRequest};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -39,7 +39,7 @@ fn parity_script(args: &[&Path]) -> String {
 fn exported_model_matches_transformers() {
     let ckpt = random_model(tiny_config(), 61);
     let dir = temp_dir("hf-export");
-    export_hf(&ckpt, &dir.join("model")).unwrap();
+    export_hf(&ckpt, &dir.join("model"), &HfLayout::Task).unwrap();
     let toks = tokens(3, 9, 50, 62);
     let n = ckpt.config.n_layer();
     let mut req = RunRequest::capture((0..n).map(HookPoint::ResidPre));
@@ -81,7 +81,7 @@ fn paper_style_pytorch_bin_with_52k_vocabulary_imports_exactly() {
     let model_dir = dir.join("model");
     let expected_path = dir.join("expected.safetensors");
     parity_script(&[Path::new("make-bin"), &model_dir, &expected_path]);
-    let ckpt = import_hf(&model_dir, Device::Cpu).unwrap();
+    let ckpt = import_hf(&model_dir, Device::Cpu, None).unwrap();
     assert_eq!(ckpt.config.vocab_size, 52464);
     assert_eq!(
         (
@@ -125,8 +125,8 @@ fn paper_style_pytorch_bin_with_52k_vocabulary_imports_exactly() {
 fn export_then_import_is_exact() {
     let ckpt = random_model(tiny_config(), 63);
     let dir = temp_dir("hf-round-trip");
-    export_hf(&ckpt, &dir).unwrap();
-    let back = import_hf(&dir, Device::Cpu).unwrap();
+    export_hf(&ckpt, &dir, &HfLayout::Task).unwrap();
+    let back = import_hf(&dir, Device::Cpu, None).unwrap();
     assert_eq!(back.config, ckpt.config);
     let old = ckpt.vs.variables();
     for (name, value) in back.vs.variables() {
@@ -138,7 +138,7 @@ fn export_then_import_is_exact() {
 fn hf_errors_are_clear() {
     let shared = random_model(tiny_config().shared(3, 2), 65);
     let dir = temp_dir("hf-errors");
-    let err = export_hf(&shared, &dir.join("out"))
+    let err = export_hf(&shared, &dir.join("out"), &HfLayout::Task)
         .unwrap_err()
         .to_string();
     assert!(
@@ -147,34 +147,40 @@ fn hf_errors_are_clear() {
     );
     assert!(!dir.join("out/config.json").exists());
 
-    let err = import_hf(&dir.join("absent"), Device::Cpu)
+    let err = import_hf(&dir.join("absent"), Device::Cpu, None)
         .unwrap_err()
         .to_string();
     assert!(err.contains("absent/config.json"), "{err}");
 
     let ckpt = random_model(tiny_config(), 66);
     let folder = dir.join("llama");
-    export_hf(&ckpt, &folder).unwrap();
+    export_hf(&ckpt, &folder, &HfLayout::Task).unwrap();
     let config_path = folder.join("config.json");
     let mut config: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&config_path).unwrap()).unwrap();
     config["n_inner"] = serde_json::json!(128);
     std::fs::write(&config_path, config.to_string()).unwrap();
-    let err = import_hf(&folder, Device::Cpu).unwrap_err().to_string();
+    let err = import_hf(&folder, Device::Cpu, None)
+        .unwrap_err()
+        .to_string();
     assert!(
         err.contains("transformer.h.0.mlp.c_fc.bias") && err.contains("expected [128]"),
         "{err}"
     );
     config["model_type"] = serde_json::json!("llama");
     std::fs::write(&config_path, config.to_string()).unwrap();
-    let err = import_hf(&folder, Device::Cpu).unwrap_err().to_string();
+    let err = import_hf(&folder, Device::Cpu, None)
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("llama"), "{err}");
 
     std::fs::remove_file(folder.join("model.safetensors")).unwrap();
     config["model_type"] = serde_json::json!("gpt2");
     config["n_inner"] = serde_json::json!(64);
     std::fs::write(&config_path, config.to_string()).unwrap();
-    let err = import_hf(&folder, Device::Cpu).unwrap_err().to_string();
+    let err = import_hf(&folder, Device::Cpu, None)
+        .unwrap_err()
+        .to_string();
     assert!(
         err.contains("no model.safetensors or pytorch_model.bin"),
         "{err}"
