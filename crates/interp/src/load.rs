@@ -55,14 +55,14 @@ pub fn resolve_data_dir(checkpoint: &Path, data: Option<&Path>) -> Result<PathBu
     Ok(if from_run.exists() { from_run } else { dir })
 }
 
-/// The training step of a checkpoint file: the `N` of a `step-N` parent folder, else the `step`
-/// metadata entry, else 0.
+/// The training step of a checkpoint: the `N` of a `checkpoint-N` folder (the paper's runs) or of a
+/// `step-N` parent folder (grokscope's), else the `step` metadata entry, else 0.
 pub fn checkpoint_step(path: &Path, metadata: &std::collections::BTreeMap<String, String>) -> u64 {
-    path.parent()
-        .and_then(Path::file_name)
-        .and_then(|n| n.to_str())
-        .and_then(|n| n.strip_prefix("step-"))
-        .and_then(|n| n.parse().ok())
+    let number = |p: &Path, prefix: &str| -> Option<u64> {
+        p.file_name()?.to_str()?.strip_prefix(prefix)?.parse().ok()
+    };
+    number(path, "checkpoint-")
+        .or_else(|| path.parent().and_then(|p| number(p, "step-")))
         .or_else(|| metadata.get("step").and_then(|s| s.parse().ok()))
         .unwrap_or(0)
 }
@@ -106,10 +106,26 @@ pub fn load_fitted(
     device: tch::Device,
     rank_over: Option<RankOver>,
 ) -> Result<(model::Checkpoint, RankOver)> {
-    let ckpt = model::Checkpoint::load(path, device)?;
+    let ckpt = match hf_folder(path) {
+        Some(dir) => model::import_hf(dir, device, Some(data.vocab.file_tokens()))?,
+        None if path.is_dir() => model::Checkpoint::load(path.join(MODEL_FILE), device)?,
+        None => model::Checkpoint::load(path, device)?,
+    };
     let (ckpt, rank_over) = ckpt.fit_vocabulary(&data.vocab.tokens(), rank_over)?;
     check_compatible(&ckpt, data, 0)?;
     Ok((ckpt, rank_over))
+}
+
+/// The Hugging Face folder (one with `config.json`, such as the paper's `checkpoint-<step>`
+/// folders) that `path` is, or whose `model.safetensors` / `pytorch_model.bin` it is, if any.
+pub fn hf_folder(path: &Path) -> Option<&Path> {
+    let weights = ["model.safetensors", "pytorch_model.bin"];
+    let dir = match path.file_name().and_then(|n| n.to_str()) {
+        _ if path.is_dir() => path,
+        Some(name) if weights.contains(&name) => path.parent()?,
+        _ => return None,
+    };
+    dir.join("config.json").is_file().then_some(dir)
 }
 
 /// Loads a checkpoint and its dataset (see [`resolve_data_dir`]), fitted as in [`load_fitted`].
@@ -143,24 +159,25 @@ pub fn describe_rank_universe(checkpoint: &model::Checkpoint, rank_over: RankOve
     }
 }
 
-/// The checkpoints of a run folder: `(step, RUN/step-N/model.safetensors)` ascending by step.
-/// An error when there is none.
+/// The checkpoints of a run folder: `(step, RUN/step-N/model.safetensors)` of a grokscope run, or
+/// `(step, RUN/checkpoint-N)` of the paper's (Hugging Face folders with `config.json`), ascending
+/// by step. An error when there is none.
 pub fn list_checkpoints(run: &Path) -> Result<Vec<(u64, PathBuf)>> {
     let entries = fs::read_dir(run).map_err(|e| InterpError::io(run, e))?;
     let mut out = Vec::new();
     for entry in entries {
         let entry = entry.map_err(|e| InterpError::io(run, e))?;
         let name = entry.file_name();
-        let Some(step) = name
-            .to_str()
-            .and_then(|n| n.strip_prefix("step-"))
-            .and_then(|n| n.parse::<u64>().ok())
-        else {
-            continue;
-        };
-        let file = entry.path().join(MODEL_FILE);
-        if file.is_file() {
-            out.push((step, file));
+        let step_of = |prefix: &str| name.to_str()?.strip_prefix(prefix)?.parse::<u64>().ok();
+        if let Some(step) = step_of("step-") {
+            let file = entry.path().join(MODEL_FILE);
+            if file.is_file() {
+                out.push((step, file));
+            }
+        } else if let Some(step) = step_of("checkpoint-") {
+            if entry.path().join("config.json").is_file() {
+                out.push((step, entry.path()));
+            }
         }
     }
     if out.is_empty() {

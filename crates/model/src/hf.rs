@@ -324,9 +324,9 @@ fn check_known_keys(config: &Value, path: &Path) -> Result<()> {
 /// [`python_path`] with torch, because libtorch cannot read Python pickles.
 ///
 /// A folder with `added_tokens.json`, or one imported with `dataset_tokens` (the dataset's
-/// `vocab.json` order, without `<pad>`), gets a [`TokenMap`] in its metadata: the paper's layout of
-/// GPT-2 rows, then task tokens (see [`crate::token_map`]). A vocabulary of GPT-2's size or more
-/// without either is an error.
+/// `vocab.json` order, without `<pad>`) and a vocabulary of GPT-2's size or more, gets a
+/// [`TokenMap`] in its metadata: the paper's layout of GPT-2 rows, then task tokens (see
+/// [`crate::token_map`]).
 pub fn import_hf(
     dir: &Path,
     device: Device,
@@ -339,7 +339,7 @@ pub fn import_hf(
     let config = config_from_hf(&json, &config_path)?;
     let has_added = dir.join("added_tokens.json").is_file();
     let token_map =
-        if has_added || dataset_tokens.is_some() || config.vocab_size as i64 >= GPT2_BASE_VOCAB {
+        if has_added || (dataset_tokens.is_some() && config.vocab_size as i64 >= GPT2_BASE_VOCAB) {
             Some(TokenMap::from_hf_folder(dir, &json, dataset_tokens)?)
         } else {
             None

@@ -158,8 +158,17 @@ fn check_agreement(
     for (token, row) in by_row {
         match added.get(token) {
             Some(got) if got == row => {}
-            got => {
-                let got = got.map_or("absent".to_string(), |g| format!("id {g}"));
+            None => {
+                return Err(ModelError::checkpoint(
+                    dir.join("added_tokens.json"),
+                    format!(
+                        "the dataset token `{token}` is not in the checkpoint's vocabulary: not the \
+                         dataset this checkpoint was trained on"
+                    ),
+                ))
+            }
+            Some(got) => {
+                let got = format!("id {got}");
                 return Err(ModelError::checkpoint(
                     dir.join("added_tokens.json"),
                     format!(

@@ -54,11 +54,7 @@ pub fn run(args: EvalArgs, ctx: &Ctx) -> Result<()> {
     if args.batch_size == 0 {
         bail!("--batch-size must be at least 1");
     }
-    let path = if args.checkpoint.is_dir() {
-        args.checkpoint.join(train::checkpoint::MODEL_FILE)
-    } else {
-        args.checkpoint.clone()
-    };
+    let path = args.checkpoint.clone();
     let ds = Dataset::load(&args.data)?;
     let (ckpt, rank_over) = load_fitted(&path, &ds, ctx.device, args.rank_over)?;
     println!("{}", describe_rank_universe(&ckpt, rank_over));
