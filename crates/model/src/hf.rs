@@ -286,6 +286,28 @@ const KNOWN_HF_KEYS: &[&str] = &[
     "transformers_version",
     "use_cache",
     "vocab_size",
+    // PretrainedConfig's generic entries (saved by various transformers versions); none changes a
+    // forward pass, except `add_cross_attention` and `is_encoder_decoder`, which must be off.
+    "add_cross_attention",
+    "chunk_size_feed_forward",
+    "decoder_start_token_id",
+    "dtype",
+    "finetuning_task",
+    "id2label",
+    "is_decoder",
+    "is_encoder_decoder",
+    "label2id",
+    "output_attentions",
+    "output_hidden_states",
+    "prefix",
+    "problem_type",
+    "pruned_heads",
+    "return_dict",
+    "sep_token_id",
+    "tf_legacy_loss",
+    "tokenizer_class",
+    "torchscript",
+    "use_bfloat16",
     // The paper's fork: every block run `recur_step` times (default 2); `re_embed` must be off.
     "add_recurrence",
     "recur_step",
@@ -293,7 +315,7 @@ const KNOWN_HF_KEYS: &[&str] = &[
 ];
 
 /// An error naming the first `config.json` key grokscope does not know (it could change the
-/// computation), and a `re_embed` that is switched on.
+/// computation), and a `re_embed`, `add_cross_attention` or `is_encoder_decoder` switched on.
 fn check_known_keys(config: &Value, path: &Path) -> Result<()> {
     let Some(keys) = config.as_object() else {
         return Err(ModelError::checkpoint(
@@ -307,11 +329,13 @@ fn check_known_keys(config: &Value, path: &Path) -> Result<()> {
             format!("unknown option `{key}`: grokscope cannot tell whether it changes the model, so it refuses to guess"),
         ));
     }
-    if keys.get("re_embed").and_then(Value::as_bool) == Some(true) {
-        return Err(ModelError::checkpoint(
-            path,
-            "re_embed = true is not supported",
-        ));
+    for flag in ["re_embed", "add_cross_attention", "is_encoder_decoder"] {
+        if keys.get(flag).and_then(Value::as_bool) == Some(true) {
+            return Err(ModelError::checkpoint(
+                path,
+                format!("{flag} = true is not supported"),
+            ));
+        }
     }
     Ok(())
 }

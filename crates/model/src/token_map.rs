@@ -162,9 +162,9 @@ fn check_agreement(
                 return Err(ModelError::checkpoint(
                     dir.join("added_tokens.json"),
                     format!(
-                        "the dataset token `{token}` is not in the checkpoint's vocabulary: not the \
+                    "the dataset token `{token}` is not in the checkpoint's vocabulary: not the \
                          dataset this checkpoint was trained on"
-                    ),
+                ),
                 ))
             }
             Some(got) => {

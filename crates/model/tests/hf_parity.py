@@ -3,6 +3,10 @@
 check-export MODEL_DIR EXPECTED  loads MODEL_DIR with transformers.GPT2LMHeadModel (offline) and
                                  compares its logits and every hidden state with EXPECTED
                                  (safetensors: tokens, logits, hidden.0 .. hidden.L) within 1e-5.
+recurrence MODEL_DIR EXPECTED    writes to EXPECTED (tokens, logits) the logits of MODEL_DIR's GPT-2
+                                 with its blocks run twice, computed with explicit tensor code over
+                                 transformers' blocks (the paper's `add_recurrence`): embeddings once,
+                                 h[0..L-1] then h[0..L-1] again, ln_f once, the tied unembedding.
 make-bin MODEL_DIR EXPECTED      writes a random GPT-2 with a 52,464-token vocabulary as
                                  config.json + pytorch_model.bin (torch.save'd state dict with the
                                  tied lm_head and the old attention mask buffers) and its outputs.
@@ -84,12 +88,28 @@ def make_bin(model_dir, expected_path):
     return 0
 
 
+def recurrence(model_dir, expected_path):
+    logging.set_verbosity_error()
+    model = GPT2LMHeadModel.from_pretrained(model_dir).eval()
+    t = model.transformer
+    tokens = torch.tensor([[1, 5, 9, 2], [3, 3, 7, 11]], dtype=torch.int64)
+    with torch.no_grad():
+        x = t.wte(tokens) + t.wpe(torch.arange(tokens.shape[1]))[None]
+        for block in list(t.h) + list(t.h):
+            x = block(x)
+            x = x[0] if isinstance(x, tuple) else x
+        logits = t.ln_f(x) @ t.wte.weight.T
+    save_file({"tokens": tokens, "logits": logits.contiguous()}, expected_path)
+    return 0
+
+
 def main():
-    if len(sys.argv) != 4 or sys.argv[1] not in ("check-export", "make-bin"):
+    commands = {"check-export": check_export, "make-bin": make_bin, "recurrence": recurrence}
+    if len(sys.argv) != 4 or sys.argv[1] not in commands:
         print(__doc__)
         return 2
     command, model_dir, expected = sys.argv[1:]
-    return check_export(model_dir, expected) if command == "check-export" else make_bin(model_dir, expected)
+    return commands[command](model_dir, expected)
 
 
 if __name__ == "__main__":

@@ -198,3 +198,35 @@ fn paper_recurrence_flag_becomes_a_shared_schedule() {
     assert_eq!(cfg.schedule, vec![0, 1, 2, 3, 0, 1, 2, 3]);
     assert_eq!((cfg.n_blocks, cfg.d_mlp, cfg.vocab_size), (4, 3072, 52464));
 }
+
+#[test]
+fn add_recurrence_runs_every_block_twice_as_the_papers_fork_does() {
+    let ckpt = random_model(tiny_config(), 67);
+    let dir = temp_dir("hf-recurrence");
+    export_hf(&ckpt, &dir, &HfLayout::Task).unwrap();
+    let expected_path = dir.join("expected.safetensors");
+    parity_script(&[Path::new("recurrence"), &dir, &expected_path]);
+    let config_path = dir.join("config.json");
+    let mut config: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&config_path).unwrap()).unwrap();
+    config["add_recurrence"] = serde_json::json!(true);
+    std::fs::write(&config_path, config.to_string()).unwrap();
+    let looped = import_hf(&dir, Device::Cpu, None).unwrap();
+    let n = ckpt.config.n_layer();
+    let twice: Vec<usize> = (0..n).chain(0..n).collect();
+    assert_eq!(looped.config.schedule, twice);
+    let expected: BTreeMap<String, Tensor> = Tensor::read_safetensors(&expected_path)
+        .unwrap()
+        .into_iter()
+        .collect();
+    let out = looped
+        .model
+        .run(&expected["tokens"], &RunRequest::capture([]))
+        .unwrap();
+    assert_close(&out.logits, &expected["logits"], 1e-5, "logits");
+
+    config["rotary_dim"] = serde_json::json!(8);
+    std::fs::write(&config_path, config.to_string()).unwrap();
+    let err = import_hf(&dir, Device::Cpu, None).unwrap_err().to_string();
+    assert!(err.contains("unknown option `rotary_dim`"), "{err}");
+}
