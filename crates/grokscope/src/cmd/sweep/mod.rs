@@ -101,9 +101,13 @@ pub fn run(args: SweepArgs, ctx: &Ctx) -> Result<()> {
             Ok(())
         }
         SweepCommand::Run { dir, jobs } => {
+            if jobs == 0 {
+                anyhow::bail!("--jobs must be at least 1");
+            }
             let sweep = Sweep::open(&dir)?;
-            local::run_all(&sweep, jobs, ctx.threads, ctx.device)?;
-            collect_all(&sweep)
+            let ran = local::run_all(&sweep, jobs, ctx.threads, ctx.device);
+            collect_all(&sweep)?;
+            ran
         }
         SweepCommand::Slurm { dir, partition, time, max_parallel, gpus_per_task, cpus_per_task, submit } => {
             let opts = slurm::SlurmOptions { partition, time, max_parallel, gpus_per_task, cpus_per_task };
