@@ -131,7 +131,9 @@ fn slurm_cmd(dir: &std::path::Path, opts: &slurm::SlurmOptions, submit: bool) ->
         println!("submit with: bash {}/submit.sh", scripts.display());
         return Ok(());
     }
-    for (stage, id) in slurm::submit(&scripts)? {
+    let jobs = slurm::submit(&scripts)?;
+    for stage in slurm::stage_names() {
+        let id = jobs.get(stage).map_or("?", String::as_str);
         println!("submitted {stage}: job {id}");
     }
     Ok(())

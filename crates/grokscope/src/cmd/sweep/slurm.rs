@@ -28,6 +28,11 @@ const STAGES: [(&str, bool, &str); 4] = [
     ("collect", false, "afterany"),
 ];
 
+/// The stage names in submission order.
+pub fn stage_names() -> impl Iterator<Item = &'static str> {
+    STAGES.iter().map(|(name, _, _)| *name)
+}
+
 /// Writes `slurm/{data,train,trace,collect}.sbatch` and `slurm/submit.sh`; returns the folder.
 pub fn write_scripts(sweep: &Sweep, opts: &SlurmOptions) -> Result<PathBuf> {
     if opts.max_parallel == 0 || opts.cpus_per_task == 0 {
