@@ -300,3 +300,112 @@ fn local_run_resumes_isolates_failures_and_collects() {
     assert!(stdout.lines().any(|l| l.starts_with("[p003]") && l.contains("trained, traced")), "{stdout}");
     assert!(ok(&["sweep", "status", s(&sw)]).contains("4 points: 4 done"));
 }
+
+/// Why the Slurm test cannot run here, or `None` when a cluster answers with a usable node.
+fn no_cluster() -> Option<String> {
+    let out = Command::new("sinfo").args(["-h", "-o", "%T"]).output();
+    match out {
+        Err(e) => Some(format!("sinfo cannot run ({e})")),
+        Ok(o) if !o.status.success() => Some(format!("sinfo failed: {}", text(&o.stderr).trim())),
+        Ok(o) => {
+            let states = text(&o.stdout);
+            let usable = states.lines().any(|l| ["idle", "mixed", "allocated"].iter().any(|s| l.starts_with(s)));
+            (!usable).then(|| format!("no usable node (sinfo says {:?})", states.trim()))
+        }
+    }
+}
+
+/// The job ids `sweep slurm --submit` recorded, by stage.
+fn jobs(sweep: &Path) -> Vec<(String, String)> {
+    std::fs::read_to_string(sweep.join("slurm/jobs.env"))
+        .unwrap()
+        .lines()
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+/// `squeue` lines `ID STATE` of the given jobs, array tasks one per line.
+fn queued(ids: &str) -> Vec<(String, String)> {
+    let out = Command::new("squeue").args(["-h", "-r", "-o", "%i %T", "-j", ids]).output().unwrap();
+    text(&out.stdout)
+        .lines()
+        .filter_map(|l| l.split_once(' '))
+        .map(|(a, b)| (a.to_string(), b.to_string()))
+        .collect()
+}
+
+/// Cancels the test's jobs if it ends early.
+struct CancelOnDrop(String);
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        let _ = Command::new("scancel").args(self.0.split(',')).status();
+    }
+}
+
+/// Waits for a training task to be mid-run, sends its batch shell (grokscope itself) SIGTERM as
+/// a preemption would, and makes the requeued task eligible at once (Slurm delays requeued jobs
+/// by about two minutes). Returns the task's point index.
+fn preempt_one_task(sw: &Path, train: &str) -> usize {
+    let start = Instant::now();
+    let index = loop {
+        assert!(start.elapsed() < Duration::from_secs(300), "no training task ever ran");
+        let mid_run = (0..4).find(|i| {
+            let run = sw.join(format!("points/p{i:03}/run"));
+            eval_rows(&run) >= 2 && !run.join("step-400").exists()
+        });
+        if let Some(i) = mid_run {
+            break i;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let task = format!("{train}_{index}");
+    // scancel keeps retrying while the job it signalled is being requeued: do not wait for it.
+    let _ = Command::new("timeout").args(["10", "scancel", "--batch", "--signal=TERM", &task]).spawn();
+    let start = Instant::now();
+    loop {
+        assert!(start.elapsed() < Duration::from_secs(60), "task {task} was never requeued");
+        if queued(train).iter().any(|(id, state)| *id == task && state == "PENDING") {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let status = Command::new("scontrol").args(["update", &format!("JobId={task}"), "StartTime=now"]).status().unwrap();
+    assert!(status.success());
+    index
+}
+
+#[test]
+fn slurm_sweep_end_to_end_matches_the_local_run() {
+    if let Some(why) = no_cluster() {
+        eprintln!("SKIP slurm_sweep_end_to_end_matches_the_local_run: {why}; `just slurm-up` starts a one-node cluster");
+        return;
+    }
+    let dir = scratch("sweep_slurm");
+    let sw = plan_smoke(&dir, "slurm");
+    ok(&["sweep", "slurm", s(&sw), "--max-parallel", "2", "--time", "0:20:00", "--submit"]);
+    let jobs = jobs(&sw);
+    let ids = jobs.iter().map(|(_, id)| id.clone()).collect::<Vec<_>>().join(",");
+    let _cancel = CancelOnDrop(ids.clone());
+    let train = &jobs.iter().find(|(k, _)| k == "train").unwrap().1;
+    let preempted = preempt_one_task(&sw, train);
+    let start = Instant::now();
+    while !queued(&ids).is_empty() {
+        assert!(start.elapsed() < Duration::from_secs(600), "jobs still queued: {:?}", queued(&ids));
+        std::thread::sleep(Duration::from_secs(1));
+    }
+    let log = std::fs::read_to_string(sw.join(format!("slurm/logs/train-{train}_{preempted}.out"))).unwrap();
+    assert!(log.contains("interrupted at step") && log.contains("requeued"), "{log}");
+    assert!(log.contains("resuming from"), "{log}");
+    assert!(ok(&["sweep", "status", s(&sw)]).contains("4 points: 4 done"));
+
+    let local = plan_smoke(&dir, "local");
+    ok(&["sweep", "run", s(&local), "--jobs", "2"]);
+    let slurm_csv = std::fs::read_to_string(sw.join("sweep.csv")).unwrap();
+    assert_eq!(slurm_csv, std::fs::read_to_string(local.join("sweep.csv")).unwrap());
+    for i in 0..4 {
+        let weights = |root: &Path| std::fs::read(root.join(format!("points/p{i:03}/run/step-400/model.safetensors"))).unwrap();
+        assert!(weights(&sw) == weights(&local), "p{i:03}: Slurm and local weights differ");
+    }
+}
