@@ -27,6 +27,14 @@ demo: build
 bench *args: build
     scripts/bench.sh {{args}}
 
+# Start a one-node Slurm cluster on this machine (root; installs slurm-wlm and munge if missing).
+slurm-up:
+    scripts/slurm-up.sh
+
+# Stop the cluster of slurm-up and remove its state.
+slurm-down:
+    scripts/slurm-down.sh
+
 # Format the code.
 fmt:
     cargo fmt --all

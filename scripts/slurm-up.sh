@@ -50,7 +50,7 @@ mkdir -p "$STATE/ctld" "$STATE/spool" /etc/slurm
 cat > "$CONF" <<CONF
 $MARK
 ClusterName=grokscope
-SlurmctldHost=$host
+SlurmctldHost=$host(127.0.0.1)
 SlurmUser=root
 SlurmdUser=root
 AuthType=auth/munge
