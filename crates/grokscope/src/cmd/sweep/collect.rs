@@ -2,7 +2,7 @@
 //! `index.html` that links every run's report.
 
 use super::plan::{PointEntry, Sweep};
-use super::point::{is_trained, is_traced, last_error};
+use super::point::{is_traced, is_trained, last_error};
 use super::spec::value_text;
 use anyhow::{Context, Result};
 use interp::TraceSummary;
@@ -57,7 +57,12 @@ pub fn gather(sweep: &Sweep) -> Vec<Collected> {
 
 /// The header and rows of `sweep.csv`.
 pub fn table(sweep: &Sweep, points: &[Collected]) -> (Vec<String>, Vec<Vec<String>>) {
-    let axis_keys: Vec<String> = sweep.manifest.axes.iter().flat_map(|a| a.keys.clone()).collect();
+    let axis_keys: Vec<String> = sweep
+        .manifest
+        .axes
+        .iter()
+        .flat_map(|a| a.keys.clone())
+        .collect();
     let mut extra: Vec<String> = Vec::new();
     for c in points {
         for (name, _) in trace_cells(c.trace.as_ref()) {
@@ -75,12 +80,20 @@ pub fn table(sweep: &Sweep, points: &[Collected]) -> (Vec<String>, Vec<Vec<Strin
         .iter()
         .map(|c| {
             let mut row = vec![c.entry.name.clone()];
-            row.extend(axis_keys.iter().map(|k| c.entry.values.get(k).map(value_text).unwrap_or_default()));
+            row.extend(
+                axis_keys
+                    .iter()
+                    .map(|k| c.entry.values.get(k).map(value_text).unwrap_or_default()),
+            );
             row.push(c.status.to_string());
             row.extend(metric_cells(c.metrics.as_ref()));
             let cells = trace_cells(c.trace.as_ref());
             row.extend(extra.iter().map(|name| {
-                cells.iter().find(|(n, _)| n == name).map(|(_, v)| fmt(*v)).unwrap_or_default()
+                cells
+                    .iter()
+                    .find(|(n, _)| n == name)
+                    .map(|(_, v)| fmt(*v))
+                    .unwrap_or_default()
             }));
             row.push(c.error.clone().unwrap_or_default());
             row
@@ -107,14 +120,25 @@ fn metric_cells(metrics: Option<&Metrics>) -> Vec<String> {
     let Some(m) = metrics else {
         return vec![String::new(); METRIC_COLUMNS.len() - 1];
     };
-    let train = m.train_split().map(|s| format!("{s}_acc")).unwrap_or_default();
+    let train = m
+        .train_split()
+        .map(|s| format!("{s}_acc"))
+        .unwrap_or_default();
     let (id, ood) = (format!("{ID_SPLIT}_acc"), format!("{OOD_SPLIT}_acc"));
     let last = |col: &str| m.last_value(col).map(|(_, v)| fmt(v)).unwrap_or_default();
-    let first = |col: &str| m.first_step_at_least(col, MILESTONE).map(|s| s.to_string()).unwrap_or_default();
-    let best = m.points(&ood).into_iter().filter(|(_, v)| !v.is_nan()).fold(None, |best: Option<(f64, f64)>, (s, v)| match best {
-        Some((_, b)) if b >= v => best,
-        _ => Some((s, v)),
-    });
+    let first = |col: &str| {
+        m.first_step_at_least(col, MILESTONE)
+            .map(|s| s.to_string())
+            .unwrap_or_default()
+    };
+    let best = m
+        .points(&ood)
+        .into_iter()
+        .filter(|(_, v)| !v.is_nan())
+        .fold(None, |best: Option<(f64, f64)>, (s, v)| match best {
+            Some((_, b)) if b >= v => best,
+            _ => Some((s, v)),
+        });
     vec![
         m.steps.last().map(|s| s.to_string()).unwrap_or_default(),
         last(&train),
@@ -123,7 +147,8 @@ fn metric_cells(metrics: Option<&Metrics>) -> Vec<String> {
         first(&train),
         first(&id),
         best.map(|(_, v)| fmt(v)).unwrap_or_default(),
-        best.map(|(s, _)| (s as u64).to_string()).unwrap_or_default(),
+        best.map(|(s, _)| (s as u64).to_string())
+            .unwrap_or_default(),
     ]
 }
 
@@ -136,12 +161,18 @@ fn trace_cells(trace: Option<&TraceSummary>) -> Vec<(String, f64)> {
     let mut cells = vec![("saturation_step".to_string(), t.saturation.step as f64)];
     for k in &t.lens {
         if let Some((_, v)) = k.values.last() {
-            cells.push((format!("lens_{}@{}_L{}_{}", k.target, k.position, k.layer, k.metric), *v));
+            cells.push((
+                format!("lens_{}@{}_L{}_{}", k.target, k.position, k.layer, k.metric),
+                *v,
+            ));
         }
     }
     for c in &t.causal {
         if let Some(v) = c.end {
-            cells.push((format!("causal_{}@{}_L{}", c.corruption, c.position, c.layer), v));
+            cells.push((
+                format!("causal_{}@{}_L{}", c.corruption, c.position, c.layer),
+                v,
+            ));
         }
     }
     cells
@@ -154,7 +185,8 @@ fn fmt(v: f64) -> String {
 
 /// Writes `sweep.csv`.
 pub fn write_csv(path: &Path, header: &[String], rows: &[Vec<String>]) -> Result<()> {
-    let mut w = csv::Writer::from_path(path).with_context(|| format!("cannot write {}", path.display()))?;
+    let mut w =
+        csv::Writer::from_path(path).with_context(|| format!("cannot write {}", path.display()))?;
     w.write_record(header)?;
     for row in rows {
         w.write_record(row)?;

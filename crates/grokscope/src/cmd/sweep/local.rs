@@ -8,7 +8,7 @@
 //! (docs/sweeps.md).
 
 use super::plan::{PointEntry, Sweep};
-use super::point::{self, clear_failure, is_trained, is_traced, last_error, record_failure};
+use super::point::{self, clear_failure, is_traced, is_trained, last_error, record_failure};
 use anyhow::{bail, Context, Result};
 use std::fs::File;
 use std::os::unix::process::CommandExt;
@@ -30,7 +30,12 @@ pub fn run_all(sweep: &Sweep, jobs: usize, threads: usize, device: Device) -> Re
         sweep.dir.display(),
         points.len()
     );
-    let runner = Runner { sweep, threads: per_run, device, stop: &stop };
+    let runner = Runner {
+        sweep,
+        threads: per_run,
+        device,
+        stop: &stop,
+    };
     let next = AtomicUsize::new(0);
     let failed = Mutex::new(Vec::new());
     std::thread::scope(|scope| {
@@ -41,7 +46,10 @@ pub fn run_all(sweep: &Sweep, jobs: usize, threads: usize, device: Device) -> Re
                     break;
                 }
                 if !runner.turn(&points[i]) {
-                    failed.lock().unwrap_or_else(|e| e.into_inner()).push(points[i].name.clone());
+                    failed
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .push(points[i].name.clone());
                 }
             });
         }
@@ -76,7 +84,10 @@ impl Runner<'_> {
         let start = Instant::now();
         let mut done = Vec::new();
         let result = (|| -> Result<bool> {
-            for (stage, finished) in [("train", is_trained as fn(&Sweep, &PointEntry) -> bool), ("trace", is_traced)] {
+            for (stage, finished) in [
+                ("train", is_trained as fn(&Sweep, &PointEntry) -> bool),
+                ("trace", is_traced),
+            ] {
                 if finished(self.sweep, p) {
                     continue;
                 }
@@ -84,14 +95,22 @@ impl Runner<'_> {
                 if !finished(self.sweep, p) {
                     return Ok(false);
                 }
-                done.push(if stage == "train" { "trained" } else { "traced" });
+                done.push(if stage == "train" {
+                    "trained"
+                } else {
+                    "traced"
+                });
             }
             Ok(true)
         })();
         let label = format!("[{}] {}", p.name, p.label());
         match result {
             Ok(true) if done.is_empty() => println!("{label}: already done"),
-            Ok(true) => println!("{label}: {} ({:.1} s)", done.join(", "), start.elapsed().as_secs_f64()),
+            Ok(true) => println!(
+                "{label}: {} ({:.1} s)",
+                done.join(", "),
+                start.elapsed().as_secs_f64()
+            ),
             Ok(false) => println!("{label}: interrupted (checkpoint written; run again to resume)"),
             Err(err) => {
                 println!("{label}: failed: {err:#}");
@@ -110,7 +129,14 @@ impl Runner<'_> {
         let exe = std::env::current_exe().context("cannot locate the grokscope binary")?;
         let device = if self.device.is_cuda() { "cuda" } else { "cpu" };
         let mut child = Command::new(exe)
-            .args(["--device", device, "--threads", &self.threads.to_string(), "sweep", "task"])
+            .args([
+                "--device",
+                device,
+                "--threads",
+                &self.threads.to_string(),
+                "sweep",
+                "task",
+            ])
             .arg(&self.sweep.dir)
             .args(["--stage", stage, "--index", &p.index.to_string()])
             .stdout(log.try_clone()?)
@@ -123,7 +149,10 @@ impl Runner<'_> {
             return Ok(());
         }
         let message = last_error(self.sweep, p).unwrap_or_else(|| {
-            let message = format!("{stage} task exited with {status}; see {}", log_path.display());
+            let message = format!(
+                "{stage} task exited with {status}; see {}",
+                log_path.display()
+            );
             record_failure(self.sweep, p, &message);
             message
         });
@@ -139,7 +168,9 @@ fn wait_forwarding(child: &mut std::process::Child, stop: &AtomicBool) -> Result
             return Ok(status);
         }
         if stop.load(Ordering::SeqCst) && !forwarded {
-            let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+            let _ = Command::new("kill")
+                .args(["-TERM", &child.id().to_string()])
+                .status();
             forwarded = true;
         }
         std::thread::sleep(Duration::from_millis(100));

@@ -109,8 +109,22 @@ pub fn run(args: SweepArgs, ctx: &Ctx) -> Result<()> {
             collect_all(&sweep)?;
             ran
         }
-        SweepCommand::Slurm { dir, partition, time, max_parallel, gpus_per_task, cpus_per_task, submit } => {
-            let opts = slurm::SlurmOptions { partition, time, max_parallel, gpus_per_task, cpus_per_task };
+        SweepCommand::Slurm {
+            dir,
+            partition,
+            time,
+            max_parallel,
+            gpus_per_task,
+            cpus_per_task,
+            submit,
+        } => {
+            let opts = slurm::SlurmOptions {
+                partition,
+                time,
+                max_parallel,
+                gpus_per_task,
+                cpus_per_task,
+            };
             slurm_cmd(&dir, &opts, submit)
         }
         SweepCommand::Status { dir } => status(&Sweep::open(&dir)?),
@@ -126,7 +140,10 @@ fn slurm_cmd(dir: &std::path::Path, opts: &slurm::SlurmOptions, submit: bool) ->
         slurm::require_sbatch()?;
     }
     let scripts = slurm::write_scripts(&sweep, opts)?;
-    println!("wrote {}/{{data,train,trace,collect}}.sbatch and submit.sh", scripts.display());
+    println!(
+        "wrote {}/{{data,train,trace,collect}}.sbatch and submit.sh",
+        scripts.display()
+    );
     if !submit {
         println!("submit with: bash {}/submit.sh", scripts.display());
         return Ok(());
@@ -146,12 +163,20 @@ fn status(sweep: &Sweep) -> Result<()> {
     let mut counts = std::collections::BTreeMap::<String, usize>::new();
     for p in &sweep.manifest.points {
         let state = slurm::point_state(sweep, p, &jobs, &states);
-        let word = state.split([':', ' ']).next().unwrap_or_default().to_string();
+        let word = state
+            .split([':', ' '])
+            .next()
+            .unwrap_or_default()
+            .to_string();
         *counts.entry(word).or_default() += 1;
         println!("{}  {:<40}  {state}", p.name, p.label());
     }
     let summary: Vec<String> = counts.iter().map(|(k, n)| format!("{n} {k}")).collect();
-    println!("{} points: {}", sweep.manifest.points.len(), summary.join(", "));
+    println!(
+        "{} points: {}",
+        sweep.manifest.points.len(),
+        summary.join(", ")
+    );
     Ok(())
 }
 
@@ -163,8 +188,17 @@ fn collect_all(sweep: &Sweep) -> Result<()> {
     let figures = figures::draw(sweep, &points, &header, &rows, &sweep.dir.join("figures"))?;
     let index = figures::write_index(sweep, &figures, &header, &rows)?;
     for c in points.iter().filter(|c| c.status != "done") {
-        let why = c.error.as_deref().map(|e| format!(": {e}")).unwrap_or_default();
-        println!("{} ({}) is {}{why}", c.entry.name, c.entry.label(), c.status);
+        let why = c
+            .error
+            .as_deref()
+            .map(|e| format!(": {e}"))
+            .unwrap_or_default();
+        println!(
+            "{} ({}) is {}{why}",
+            c.entry.name,
+            c.entry.label(),
+            c.status
+        );
     }
     println!(
         "wrote {} ({} rows), {} figures, {}",
@@ -201,9 +235,15 @@ fn train_task(sweep: &Sweep, p: &plan::PointEntry, ctx: &Ctx) -> Result<()> {
     }
     let summary = point::train_point(sweep, p, ctx.device, train::stop_on_signals()?)?;
     if summary.interrupted {
-        println!("{}: interrupted at step {} (checkpoint written)", p.name, summary.step);
+        println!(
+            "{}: interrupted at step {} (checkpoint written)",
+            p.name, summary.step
+        );
         if slurm::requeue_self()? {
-            println!("{}: requeued; the next run resumes from step {}", p.name, summary.step);
+            println!(
+                "{}: requeued; the next run resumes from step {}",
+                p.name, summary.step
+            );
         }
     } else {
         println!("{}: trained to step {}", p.name, summary.step);

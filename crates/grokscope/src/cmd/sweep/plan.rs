@@ -81,7 +81,11 @@ impl Sweep {
         let manifest: Manifest = serde_json::from_slice(&bytes)
             .with_context(|| format!("{}: not a sweep manifest", path.display()))?;
         if manifest.version != VERSION {
-            bail!("{}: manifest version {} (this grokscope reads {VERSION})", path.display(), manifest.version);
+            bail!(
+                "{}: manifest version {} (this grokscope reads {VERSION})",
+                path.display(),
+                manifest.version
+            );
         }
         let dir = std::path::absolute(dir)?;
         Ok(Sweep { dir, manifest })
@@ -105,7 +109,10 @@ impl Sweep {
     /// The point with array index `index`.
     pub fn point(&self, index: usize) -> Result<&PointEntry> {
         self.manifest.points.get(index).with_context(|| {
-            format!("no point {index}: the sweep has {} points", self.manifest.points.len())
+            format!(
+                "no point {index}: the sweep has {} points",
+                self.manifest.points.len()
+            )
         })
     }
 }
@@ -122,7 +129,11 @@ pub fn plan(file: &Path, out: &Path) -> Result<Sweep> {
     let mut entries = Vec::new();
     let mut files = Vec::new();
     for (index, point) in points.iter().enumerate() {
-        let spec = point.config.dataset.clone().expect("points() checks the dataset");
+        let spec = point
+            .config
+            .dataset
+            .clone()
+            .expect("points() checks the dataset");
         let data = format!("data/{}", data_folder(&spec));
         if !datasets.iter().any(|d| d.folder == data) {
             datasets.push(DataEntry {
@@ -160,7 +171,10 @@ fn check_out_folder(out: &Path, source_hash: &str) -> Result<()> {
     }
     if !out.join("sweep.json").is_file() {
         if std::fs::read_dir(out)?.next().is_some() {
-            bail!("{} exists and is not a sweep folder; plan into a new folder", out.display());
+            bail!(
+                "{} exists and is not a sweep folder; plan into a new folder",
+                out.display()
+            );
         }
         return Ok(());
     }

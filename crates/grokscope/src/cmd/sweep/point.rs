@@ -24,7 +24,11 @@ pub fn ensure_datasets(sweep: &Sweep) -> Result<()> {
             .with_context(|| format!("generating {}", entry.folder))?;
         ds.write(&dir)
             .with_context(|| format!("writing {}", dir.display()))?;
-        println!("generated {} ({} train examples)", entry.folder, ds.train.len());
+        println!(
+            "generated {} ({} train examples)",
+            entry.folder,
+            ds.train.len()
+        );
     }
     Ok(())
 }
@@ -120,5 +124,8 @@ pub fn clear_failure(sweep: &Sweep, p: &PointEntry) {
 /// The last line of the point's recorded failure, if any.
 pub fn last_error(sweep: &Sweep, p: &PointEntry) -> Option<String> {
     let text = std::fs::read_to_string(sweep.point_dir(p).join(ERROR_FILE)).ok()?;
-    text.lines().rev().find(|l| !l.trim().is_empty()).map(str::to_string)
+    text.lines()
+        .rev()
+        .find(|l| !l.trim().is_empty())
+        .map(str::to_string)
 }

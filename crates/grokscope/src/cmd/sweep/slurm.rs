@@ -3,7 +3,7 @@
 //! and the state of every point from `squeue`/`sacct` and the run folders.
 
 use super::plan::{PointEntry, Sweep};
-use super::point::{is_trained, is_traced, last_error};
+use super::point::{is_traced, is_trained, last_error};
 use anyhow::{bail, Context, Result};
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -52,14 +52,20 @@ pub fn write_scripts(sweep: &Sweep, opts: &SlurmOptions) -> Result<PathBuf> {
 /// One stage's batch script.
 fn script(sweep: &Sweep, opts: &SlurmOptions, exe: &Path, stage: &str, array: bool) -> String {
     let n = sweep.manifest.points.len();
-    let name = sweep.dir.file_name().map_or("sweep".into(), |n| n.to_string_lossy().into_owned());
+    let name = sweep
+        .dir
+        .file_name()
+        .map_or("sweep".into(), |n| n.to_string_lossy().into_owned());
     let log = if array { "%A_%a" } else { "%j" };
     let mut s = String::from("#!/bin/bash\n");
     let mut sb = |line: String| {
         let _ = writeln!(s, "#SBATCH {line}");
     };
     sb(format!("--job-name=gs-{name}-{stage}"));
-    sb(format!("--output={}/slurm/logs/{stage}-{log}.out", sweep.dir.display()));
+    sb(format!(
+        "--output={}/slurm/logs/{stage}-{log}.out",
+        sweep.dir.display()
+    ));
     sb("--open-mode=append".into());
     sb("--kill-on-invalid-dep=yes".into());
     sb(format!("--cpus-per-task={}", opts.cpus_per_task));
@@ -70,7 +76,11 @@ fn script(sweep: &Sweep, opts: &SlurmOptions, exe: &Path, stage: &str, array: bo
         sb(format!("--time={t}"));
     }
     if array {
-        sb(format!("--array=0-{}%{}", n.saturating_sub(1), opts.max_parallel));
+        sb(format!(
+            "--array=0-{}%{}",
+            n.saturating_sub(1),
+            opts.max_parallel
+        ));
         if opts.gpus_per_task > 0 {
             sb(format!("--gpus-per-task={}", opts.gpus_per_task));
         }
@@ -103,7 +113,11 @@ fn submit_script(dir: &Path) -> String {
         shell_quote(&dir.display().to_string())
     );
     for (stage, _, dep) in STAGES {
-        let dependency = if dep.is_empty() { String::new() } else { format!("--dependency={dep}:$prev ") };
+        let dependency = if dep.is_empty() {
+            String::new()
+        } else {
+            format!("--dependency={dep}:$prev ")
+        };
         let _ = writeln!(s, "prev=$(sbatch --parsable {dependency}{stage}.sbatch | cut -d';' -f1)\necho \"{stage}=$prev\" >> jobs.env");
     }
     s.push_str("cat jobs.env\n");
@@ -125,10 +139,16 @@ pub fn require_sbatch() -> Result<()> {
 
 /// Runs `submit.sh`; returns the job ids by stage.
 pub fn submit(dir: &Path) -> Result<BTreeMap<String, String>> {
-    let out = Command::new("bash").arg(dir.join("submit.sh")).output().context("cannot run bash")?;
+    let out = Command::new("bash")
+        .arg(dir.join("submit.sh"))
+        .output()
+        .context("cannot run bash")?;
     if !out.status.success() {
         let err = String::from_utf8_lossy(&out.stderr);
-        bail!("sbatch failed: {}", err.lines().last().unwrap_or("(no message)"));
+        bail!(
+            "sbatch failed: {}",
+            err.lines().last().unwrap_or("(no message)")
+        );
     }
     read_jobs(dir)
 }
@@ -153,9 +173,17 @@ pub fn job_states(jobs: &BTreeMap<String, String>) -> BTreeMap<String, String> {
         return states;
     }
     let ids = jobs.values().cloned().collect::<Vec<_>>().join(",");
-    let sacct = Command::new("sacct").args(["-n", "-P", "-X", "-o", "JobID,State", "-j", &ids]).output();
-    let squeue = Command::new("squeue").args(["-h", "-r", "-o", "%i|%T", "-j", &ids]).output();
-    for out in [sacct, squeue].into_iter().flatten().filter(|o| o.status.success()) {
+    let sacct = Command::new("sacct")
+        .args(["-n", "-P", "-X", "-o", "JobID,State", "-j", &ids])
+        .output();
+    let squeue = Command::new("squeue")
+        .args(["-h", "-r", "-o", "%i|%T", "-j", &ids])
+        .output();
+    for out in [sacct, squeue]
+        .into_iter()
+        .flatten()
+        .filter(|o| o.status.success())
+    {
         for line in String::from_utf8_lossy(&out.stdout).lines() {
             if let Some((id, state)) = line.split_once('|') {
                 let state = state.split_whitespace().next().unwrap_or_default();
@@ -168,12 +196,19 @@ pub fn job_states(jobs: &BTreeMap<String, String>) -> BTreeMap<String, String> {
 
 /// One point's state for `sweep status`: `done`, `failed: LINE`, `running (STAGE)`, `trained`
 /// (waiting for its trace) or `pending`.
-pub fn point_state(sweep: &Sweep, p: &PointEntry, jobs: &BTreeMap<String, String>, states: &BTreeMap<String, String>) -> String {
+pub fn point_state(
+    sweep: &Sweep,
+    p: &PointEntry,
+    jobs: &BTreeMap<String, String>,
+    states: &BTreeMap<String, String>,
+) -> String {
     if is_trained(sweep, p) && is_traced(sweep, p) {
         return "done".into();
     }
     let task_state = |stage: &str| {
-        jobs.get(stage).and_then(|id| states.get(&format!("{id}_{}", p.index))).cloned()
+        jobs.get(stage)
+            .and_then(|id| states.get(&format!("{id}_{}", p.index)))
+            .cloned()
     };
     for stage in ["trace", "train"] {
         if task_state(stage).as_deref() == Some("RUNNING") {
@@ -184,8 +219,20 @@ pub fn point_state(sweep: &Sweep, p: &PointEntry, jobs: &BTreeMap<String, String
         return format!("failed: {err}");
     }
     for stage in ["train", "trace"] {
-        if let Some(s) = task_state(stage).filter(|s| ["FAILED", "TIMEOUT", "OUT_OF_MEMORY", "NODE_FAIL", "CANCELLED"].contains(&s.as_str())) {
-            return format!("failed: {stage} task {s}{}", log_tail(sweep, stage, &jobs[stage], p.index));
+        if let Some(s) = task_state(stage).filter(|s| {
+            [
+                "FAILED",
+                "TIMEOUT",
+                "OUT_OF_MEMORY",
+                "NODE_FAIL",
+                "CANCELLED",
+            ]
+            .contains(&s.as_str())
+        }) {
+            return format!(
+                "failed: {stage} task {s}{}",
+                log_tail(sweep, stage, &jobs[stage], p.index)
+            );
         }
     }
     if is_trained(sweep, p) {
@@ -196,10 +243,18 @@ pub fn point_state(sweep: &Sweep, p: &PointEntry, jobs: &BTreeMap<String, String
 
 /// `; last log line: …` of a task's Slurm log, when it has one.
 fn log_tail(sweep: &Sweep, stage: &str, job: &str, index: usize) -> String {
-    let path = sweep.dir.join("slurm/logs").join(format!("{stage}-{job}_{index}.out"));
+    let path = sweep
+        .dir
+        .join("slurm/logs")
+        .join(format!("{stage}-{job}_{index}.out"));
     std::fs::read_to_string(path)
         .ok()
-        .and_then(|t| t.lines().rev().find(|l| !l.trim().is_empty()).map(|l| format!("; last log line: {l}")))
+        .and_then(|t| {
+            t.lines()
+                .rev()
+                .find(|l| !l.trim().is_empty())
+                .map(|l| format!("; last log line: {l}"))
+        })
         .unwrap_or_default()
 }
 
@@ -208,11 +263,17 @@ pub fn requeue_self() -> Result<bool> {
     let Ok(job) = std::env::var("SLURM_JOB_ID") else {
         return Ok(false);
     };
-    let id = match (std::env::var("SLURM_ARRAY_JOB_ID"), std::env::var("SLURM_ARRAY_TASK_ID")) {
+    let id = match (
+        std::env::var("SLURM_ARRAY_JOB_ID"),
+        std::env::var("SLURM_ARRAY_TASK_ID"),
+    ) {
         (Ok(array), Ok(task)) => format!("{array}_{task}"),
         _ => job,
     };
-    let status = Command::new("scontrol").args(["requeue", &id]).status().context("cannot run scontrol")?;
+    let status = Command::new("scontrol")
+        .args(["requeue", &id])
+        .status()
+        .context("cannot run scontrol")?;
     if !status.success() {
         bail!("scontrol requeue {id} failed ({status})");
     }

@@ -141,9 +141,9 @@ impl SweepFile {
             let values: Vec<(String, Value)> = combo;
             let overrides: Vec<String> = values.iter().map(|(k, v)| set_arg(k, v)).collect();
             let mut config = base.clone();
-            config.apply_overrides(&overrides).with_context(|| {
-                format!("sweep point {}", describe(&values))
-            })?;
+            config
+                .apply_overrides(&overrides)
+                .with_context(|| format!("sweep point {}", describe(&values)))?;
             if config.dataset.is_none() {
                 bail!("the base has no dataset generator: a sweep needs a preset or config with a `dataset` table");
             }
@@ -269,5 +269,9 @@ pub fn value_text(v: &Value) -> String {
 /// the whole spec, so that equal specs share one folder and different ones never collide.
 pub fn data_folder(spec: &DatasetSpec) -> String {
     let json = serde_json::to_string(spec).unwrap_or_default();
-    format!("{}-{:08x}", spec.name(), train::fnv1a(json.as_bytes()) as u32)
+    format!(
+        "{}-{:08x}",
+        spec.name(),
+        train::fnv1a(json.as_bytes()) as u32
+    )
 }
