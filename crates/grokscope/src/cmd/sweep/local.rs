@@ -160,6 +160,16 @@ impl Runner<'_> {
     }
 }
 
+/// Sends SIGTERM to process `pid`.
+fn terminate(pid: u32) {
+    if let Ok(pid) = libc::pid_t::try_from(pid) {
+        // SAFETY: kill(2) only sends a signal; the pid is our child's, which we have not reaped.
+        unsafe {
+            libc::kill(pid, libc::SIGTERM);
+        }
+    }
+}
+
 /// Waits for `child`, sending it one SIGTERM (checkpoint and stop) once `stop` is set.
 fn wait_forwarding(child: &mut std::process::Child, stop: &AtomicBool) -> Result<ExitStatus> {
     let mut forwarded = false;
@@ -168,9 +178,7 @@ fn wait_forwarding(child: &mut std::process::Child, stop: &AtomicBool) -> Result
             return Ok(status);
         }
         if stop.load(Ordering::SeqCst) && !forwarded {
-            let _ = Command::new("kill")
-                .args(["-TERM", &child.id().to_string()])
-                .status();
+            terminate(child.id());
             forwarded = true;
         }
         std::thread::sleep(Duration::from_millis(100));
