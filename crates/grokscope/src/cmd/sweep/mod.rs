@@ -45,30 +45,28 @@ pub enum SweepCommand {
     /// Write Slurm batch scripts (data job, training and trace arrays, collect job); --submit
     /// submits them with sbatch.
     Slurm {
+        /// A planned sweep folder.
         dir: PathBuf,
-        #[arg(long)]
-        partition: Option<String>,
-        /// Time limit per task, in Slurm's format (e.g. 2:00:00).
-        #[arg(long)]
-        time: Option<String>,
-        /// Array tasks running at once.
-        #[arg(long, default_value_t = 8)]
-        max_parallel: usize,
-        #[arg(long, default_value_t = 0)]
-        gpus_per_task: usize,
-        /// CPUs (and libtorch threads) per task.
-        #[arg(long, default_value_t = 1)]
-        cpus_per_task: usize,
+        #[command(flatten)]
+        opts: slurm::SlurmOptions,
+        /// Submit the scripts with sbatch (otherwise only write them).
         #[arg(long)]
         submit: bool,
     },
     /// Each point's state: done, running, failed (with the last error line) or pending.
-    Status { dir: PathBuf },
+    Status {
+        /// A planned sweep folder.
+        dir: PathBuf,
+    },
     /// Write sweep.csv, the sweep's figures and index.html.
-    Collect { dir: PathBuf },
+    Collect {
+        /// A planned sweep folder.
+        dir: PathBuf,
+    },
     /// One stage of one point, as a Slurm task runs it.
     #[command(hide = true)]
     Task {
+        /// A planned sweep folder.
         dir: PathBuf,
         #[arg(long, value_enum)]
         stage: Stage,
@@ -109,24 +107,7 @@ pub fn run(args: SweepArgs, ctx: &Ctx) -> Result<()> {
             collect_all(&sweep)?;
             ran
         }
-        SweepCommand::Slurm {
-            dir,
-            partition,
-            time,
-            max_parallel,
-            gpus_per_task,
-            cpus_per_task,
-            submit,
-        } => {
-            let opts = slurm::SlurmOptions {
-                partition,
-                time,
-                max_parallel,
-                gpus_per_task,
-                cpus_per_task,
-            };
-            slurm_cmd(&dir, &opts, submit)
-        }
+        SweepCommand::Slurm { dir, opts, submit } => slurm_cmd(&dir, &opts, submit),
         SweepCommand::Status { dir } => status(&Sweep::open(&dir)?),
         SweepCommand::Collect { dir } => collect_all(&Sweep::open(&dir)?),
         SweepCommand::Task { dir, stage, index } => task(&Sweep::open(&dir)?, stage, index, ctx),
@@ -222,7 +203,12 @@ fn task(sweep: &Sweep, stage: Stage, index: usize, ctx: &Ctx) -> Result<()> {
         _ => point::trace_point(sweep, p, ctx.device),
     };
     if let Err(err) = &result {
-        point::record_failure(sweep, p, &format!("{stage:?} task: {err:#}").to_lowercase());
+        let name = if stage == Stage::Train {
+            "train"
+        } else {
+            "trace"
+        };
+        point::record_failure(sweep, p, &format!("{name} task: {err:#}"));
     }
     result
 }

@@ -11,12 +11,22 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 /// Options of the generated scripts.
-#[derive(Clone, Debug)]
+#[derive(clap::Args, Clone, Debug)]
 pub struct SlurmOptions {
+    /// Partition (default: the cluster's default partition).
+    #[arg(long)]
     pub partition: Option<String>,
+    /// Time limit per task, in Slurm's format (e.g. 2:00:00).
+    #[arg(long)]
     pub time: Option<String>,
+    /// Array tasks running at once.
+    #[arg(long, default_value_t = 8)]
     pub max_parallel: usize,
+    /// GPUs per training and trace task.
+    #[arg(long, default_value_t = 0)]
     pub gpus_per_task: usize,
+    /// CPUs (and libtorch threads) per task.
+    #[arg(long, default_value_t = 1)]
     pub cpus_per_task: usize,
 }
 
