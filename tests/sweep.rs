@@ -497,7 +497,8 @@ impl Drop for CancelOnDrop {
     }
 }
 
-/// Waits for a training task to be mid-run, sends its batch shell (grokscope itself) SIGTERM as
+/// Waits for a training task to be mid-run (between its 2nd and 5th evaluation, steps 100–250 of
+/// 400, so that it cannot finish before the signal lands), sends its batch shell (grokscope itself) SIGTERM as
 /// a preemption would, and makes the requeued task eligible at once (Slurm delays requeued jobs
 /// by about two minutes). Returns the task's point index.
 fn preempt_one_task(sw: &Path, train: &str) -> usize {
@@ -509,7 +510,7 @@ fn preempt_one_task(sw: &Path, train: &str) -> usize {
         );
         let mid_run = (0..4).find(|i| {
             let run = sw.join(format!("points/p{i:03}/run"));
-            eval_rows(&run) >= 2 && !run.join("step-400").exists()
+            (2..=5).contains(&eval_rows(&run)) && !run.join("step-400").exists()
         });
         if let Some(i) = mid_run {
             break i;
