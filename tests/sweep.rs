@@ -452,7 +452,10 @@ fn no_cluster() -> Option<String> {
     let out = Command::new("sinfo").args(["-h", "-o", "%T"]).output();
     match out {
         Err(e) => Some(format!("sinfo cannot run ({e})")),
-        Ok(o) if !o.status.success() => Some(format!("sinfo failed: {}", text(&o.stderr).trim())),
+        Ok(o) if !o.status.success() => Some(format!(
+            "sinfo failed ({})",
+            text(&o.stderr).trim().lines().last().unwrap_or_default()
+        )),
         Ok(o) => {
             let states = text(&o.stdout);
             let usable = states.lines().any(|l| {
