@@ -32,6 +32,14 @@ bench *args: build
 gpu-check out *args:
     scripts/gpu-check.sh {{out}} {{args}}
 
+# Start a one-node Slurm cluster on this machine (root; installs slurm-wlm and munge if missing).
+slurm-up:
+    scripts/slurm-up.sh
+
+# Stop the cluster of slurm-up and remove its state.
+slurm-down:
+    scripts/slurm-down.sh
+
 # Format the code.
 fmt:
     cargo fmt --all

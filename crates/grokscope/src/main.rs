@@ -51,6 +51,8 @@ enum Command {
     Plot(cmd::plot::PlotArgs),
     /// Write an HTML report of a run
     Report(cmd::report::ReportArgs),
+    /// Many runs from one sweep file: plan, run here or on Slurm, status, collect.
+    Sweep(cmd::sweep::SweepArgs),
     /// The paper's story end to end: train both tiny presets, trace, draw, report, check.
     Demo(cmd::demo::DemoArgs),
 }
@@ -75,6 +77,7 @@ fn main() {
         Command::Plot(a) => cmd::plot::run(&a),
         Command::Report(a) => cmd::report::run(&a),
         Command::Demo(a) => cmd::demo::run(&a, &ctx),
+        Command::Sweep(a) => cmd::sweep::run(a, &ctx),
     });
     if let Err(err) = result {
         eprintln!("error: {err:#}");

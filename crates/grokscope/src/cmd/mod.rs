@@ -15,6 +15,7 @@ pub mod plot;
 pub mod probe;
 pub mod report;
 pub mod surgery;
+pub mod sweep;
 pub mod trace;
 pub mod train;
 
