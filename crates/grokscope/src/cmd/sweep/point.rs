@@ -90,6 +90,7 @@ pub fn trace_point(sweep: &Sweep, p: &PointEntry, device: Device) -> Result<()> 
         max_rows: 2048,
         device,
         progress: false,
+        rank_over: None,
     };
     let run = sweep.run_dir(p);
     interp::trace(&run, &out, &opts).with_context(|| format!("tracing {}", run.display()))?;
