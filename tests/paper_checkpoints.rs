@@ -302,3 +302,53 @@ fn bad_tokenizer_files_and_configs_are_one_line_errors() {
     );
     assert!(!dir.join("lens-out").exists(), "a failed lens wrote output");
 }
+
+#[test]
+fn an_examples_file_fixes_the_probe_set() {
+    let dir = scratch("examples-file");
+    let (data, ckpt) = tiny_run(&dir, "40");
+    let list = dir.join("examples.json");
+    std::fs::write(&list, "[5, 2, 9]\n").unwrap();
+    let out = dir.join("lens");
+    let base = [
+        "lens",
+        "--checkpoint",
+        s(&ckpt),
+        "--data",
+        s(&data),
+        "--out",
+        s(&out),
+    ];
+    run_ok(&[&base[..], &["--examples", s(&list)]].concat());
+    let chosen: Vec<u64> = read(&out.join("examples.jsonl"))
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["index"]
+                .as_u64()
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(chosen, vec![5, 2, 9]);
+
+    let other = dir.join("lens-bad");
+    let bad = [
+        "lens",
+        "--checkpoint",
+        s(&ckpt),
+        "--data",
+        s(&data),
+        "--out",
+        s(&other),
+    ];
+    for (text, expected) in [
+        ("[5, 100000]", "split `train_inferred` has"),
+        ("[5, 5]", "listed twice"),
+        ("five", "`five` is not an example index"),
+        ("", "no example index"),
+    ] {
+        std::fs::write(&list, text).unwrap();
+        let err = run_err(&[&bad[..], &["--examples", s(&list)]].concat());
+        assert!(err.contains(expected), "{text:?}: {err}");
+    }
+    assert!(!other.exists(), "a refused lens wrote output");
+}

@@ -55,6 +55,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 split: "train_inferred".into(),
                 size: Some(size),
                 seed: 0,
+                indices: None,
             },
             &corruptions,
         )

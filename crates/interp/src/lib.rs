@@ -35,5 +35,5 @@ pub use net::{LnMode, Net};
 pub use patch::{
     patch_sweep, ComponentKind, Direction, PatchResult, PositionChoice, SweepMode, SweepOptions,
 };
-pub use probe::{default_corruptions, CorruptionSpec, ProbeSet, ProbeSpec};
+pub use probe::{default_corruptions, read_example_indices, CorruptionSpec, ProbeSet, ProbeSpec};
 pub use trace::{trace, TraceOptions, TraceSummary};

@@ -22,8 +22,63 @@ use tasks::{Dataset, Example, TaskKind};
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ProbeSpec {
     pub split: String,
+    /// Number of examples drawn at random (`None`: the whole split).
     pub size: Option<usize>,
     pub seed: u64,
+    /// These examples of the split (0-based indices into its list, in this order) instead of a
+    /// random draw, e.g. the 300 the paper's scripts chose with `np.random.seed(0)`.
+    pub indices: Option<Vec<usize>>,
+}
+
+/// Example indices from a file: a JSON array of integers (`[3, 17, …]`, as `json.dump` writes the
+/// paper's `np.random.choice` draw) or integers separated by white space or commas.
+pub fn read_example_indices(path: &std::path::Path) -> Result<Vec<usize>> {
+    let text = std::fs::read_to_string(path).map_err(|e| InterpError::io(path, e))?;
+    let bad = |reason: String| InterpError::BadFile {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let body = text.trim();
+    let body = match (body.strip_prefix('['), body.strip_suffix(']')) {
+        (Some(_), Some(_)) => &body[1..body.len() - 1],
+        _ => body,
+    };
+    let indices = body
+        .split(|c: char| c == ',' || c.is_whitespace())
+        .filter(|t| !t.is_empty())
+        .map(|t| {
+            t.parse::<usize>().map_err(|_| {
+                bad(format!(
+                    "`{t}` is not an example index (a whole number ≥ 0)"
+                ))
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    if indices.is_empty() {
+        return Err(bad("no example index in the file".into()));
+    }
+    Ok(indices)
+}
+
+/// `indices` when each is below `len` (the split's size) and none repeats.
+fn checked_indices(indices: &[usize], len: usize, split: &str) -> Result<Vec<usize>> {
+    let mut seen = vec![false; len];
+    for &i in indices {
+        let bad = |reason: String| InterpError::BadSpec {
+            what: "example index",
+            value: i.to_string(),
+            reason,
+        };
+        if i >= len {
+            return Err(bad(format!(
+                "split `{split}` has {len} examples (0..{len})"
+            )));
+        }
+        if std::mem::replace(&mut seen[i], true) {
+            return Err(bad("it is listed twice".into()));
+        }
+    }
+    Ok(indices.to_vec())
 }
 
 impl Default for ProbeSpec {
@@ -33,6 +88,7 @@ impl Default for ProbeSpec {
             split: "train_inferred".into(),
             size: Some(300),
             seed: 0,
+            indices: None,
         }
     }
 }
@@ -212,14 +268,15 @@ impl ProbeSet {
                     .join(", "),
             });
         };
-        let chosen: Vec<usize> = match spec.size {
-            Some(size) if size < pool.len() => {
+        let chosen: Vec<usize> = match (&spec.indices, spec.size) {
+            (Some(indices), _) => checked_indices(indices, pool.len(), &spec.split)?,
+            (None, Some(size)) if size < pool.len() => {
                 let mut rng = ChaCha8Rng::seed_from_u64(spec.seed);
                 let mut idx = rand::seq::index::sample(&mut rng, pool.len(), size).into_vec();
                 idx.sort_unstable();
                 idx
             }
-            _ => (0..pool.len()).collect(),
+            (None, _) => (0..pool.len()).collect(),
         };
         if chosen.is_empty() {
             return Err(InterpError::EmptyProbeSet {

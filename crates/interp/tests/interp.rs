@@ -70,6 +70,7 @@ fn probe(ds: &Dataset, corruptions: &[&str], size: usize) -> ProbeSet {
         split: "train_inferred".into(),
         size: Some(size),
         seed: 7,
+        indices: None,
     };
     ProbeSet::build(ds, &spec, &specs).unwrap()
 }
@@ -503,6 +504,7 @@ fn three_hops_and_complex_tasks_have_their_targets_and_corruptions() {
             split: "train_inferred".into(),
             size: Some(10),
             seed: 0,
+            indices: None,
         },
         &interp::default_corruptions(ds.kind),
     )
@@ -539,6 +541,7 @@ fn three_hops_and_complex_tasks_have_their_targets_and_corruptions() {
             split: "train_inferred_topleft".into(),
             size: Some(10),
             seed: 0,
+            indices: None,
         },
         &interp::default_corruptions(ds.kind),
     )
@@ -619,6 +622,7 @@ fn bad_input_gives_clear_errors() {
         split: split.into(),
         size: Some(5),
         seed: 0,
+        indices: None,
     };
     let err = ProbeSet::build(&ds, &spec("nope"), &[]).unwrap_err();
     assert!(matches!(err, InterpError::UnknownSplit { .. }), "{err}");
@@ -719,6 +723,7 @@ fn trace_over_a_run_skips_done_checkpoints() {
             split: "train_inferred".into(),
             size: Some(8),
             seed: 1,
+            indices: None,
         },
         progress: false,
         ..interp::TraceOptions::default()

@@ -80,6 +80,7 @@ fn probe_set(ds: &Dataset, size: Option<usize>) -> ProbeSet {
         split: "train_inferred".into(),
         size,
         seed: 7,
+        indices: None,
     };
     ProbeSet::build(ds, &spec, &[]).unwrap()
 }

@@ -55,6 +55,7 @@ pub fn run(args: CacheArgs, ctx: &Ctx) -> Result<()> {
         split: args.split.clone(),
         size: (args.limit > 0).then_some(args.limit),
         seed: args.seed,
+        indices: None,
     };
     let probe = ProbeSet::build(&opened.data, &spec, &[])?;
     check_compatible(&opened.checkpoint, &opened.data, probe.seq_len())?;

@@ -28,6 +28,10 @@ pub struct ProbeArgs {
     /// Number of probe examples drawn at random from the split (0 = the whole split).
     #[arg(long, default_value_t = 300)]
     pub size: usize,
+    /// File of example indices into the split (a JSON array or whitespace-separated), used
+    /// instead of a random draw: e.g. the paper's scripts' 300 (README).
+    #[arg(long, value_name = "FILE", conflicts_with = "size")]
+    pub examples: Option<PathBuf>,
     /// Seed of the probe sample, the corruptions and the noise.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
@@ -44,14 +48,20 @@ pub struct ProbeArgs {
     pub rank_over: Option<RankOver>,
 }
 
+/// The indices of an `--examples` file, if one is given.
+pub fn example_indices(file: Option<&std::path::Path>) -> Result<Option<Vec<usize>>> {
+    Ok(file.map(interp::read_example_indices).transpose()?)
+}
+
 impl ProbeArgs {
     /// The probe specification.
-    pub fn spec(&self) -> ProbeSpec {
-        ProbeSpec {
+    pub fn spec(&self) -> Result<ProbeSpec> {
+        Ok(ProbeSpec {
             split: self.split.clone(),
             size: (self.size > 0).then_some(self.size),
             seed: self.seed,
-        }
+            indices: example_indices(self.examples.as_deref())?,
+        })
     }
 
     /// Loads the checkpoint and the dataset.
@@ -75,7 +85,7 @@ impl ProbeArgs {
         opened: &Opened,
         corruptions: &[interp::CorruptionSpec],
     ) -> Result<ProbeSet> {
-        let probe = ProbeSet::build(&opened.data, &self.spec(), corruptions)?;
+        let probe = ProbeSet::build(&opened.data, &self.spec()?, corruptions)?;
         check_compatible(&opened.checkpoint, &opened.data, probe.seq_len())?;
         Ok(probe)
     }

@@ -109,6 +109,7 @@ impl SourceArgs {
             split: self.split.clone(),
             size: (size > 0).then_some(size),
             seed: self.seed,
+            indices: None,
         };
         Ok(ProbeSet::build(data, &spec, &[])?)
     }

@@ -31,6 +31,10 @@ pub struct TraceArgs {
     /// Number of probe examples (0 = the whole split).
     #[arg(long, default_value_t = 300)]
     pub size: usize,
+    /// File of example indices into the split (a JSON array or whitespace-separated), used
+    /// instead of a random draw: e.g. the paper's scripts' 300 (README).
+    #[arg(long, value_name = "FILE", conflicts_with = "size")]
+    pub examples: Option<PathBuf>,
     /// Seed of the probe sample, the corruptions and the noise.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
@@ -73,6 +77,7 @@ pub fn run(args: TraceArgs, ctx: &Ctx) -> Result<()> {
             split: args.split.clone(),
             size: (args.size > 0).then_some(args.size),
             seed: args.seed,
+            indices: crate::cmd::lens::example_indices(args.examples.as_deref())?,
         },
         steps: args.steps.clone(),
         corruptions: (!corruptions.is_empty()).then_some(corruptions),

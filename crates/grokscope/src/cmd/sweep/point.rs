@@ -80,6 +80,7 @@ pub fn trace_point(sweep: &Sweep, p: &PointEntry, device: Device) -> Result<()> 
             split: settings.split.clone(),
             size: (settings.size > 0).then_some(settings.size),
             seed: settings.seed,
+            indices: None,
         },
         steps: None,
         corruptions: None,
