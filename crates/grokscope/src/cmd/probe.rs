@@ -5,7 +5,8 @@ use crate::device::Ctx;
 use anyhow::Result;
 use interp::linear_probe::{default_probe_targets, linear_probes, FitOptions, LinearProbeOptions};
 use interp::load::{
-    check_compatible, checkpoint_step, list_checkpoints, load_fitted, resolve_data_dir,
+    check_compatible, checkpoint_step, describe_rank_universe, list_checkpoints, load_fitted,
+    resolve_data_dir,
 };
 use interp::output::{write_csv, write_json, LensRow};
 use interp::{InterpError, Net, ProbeSet, ProbeSpec};
@@ -127,15 +128,18 @@ fn default_out(run: &Path) -> PathBuf {
 }
 
 /// Loads each checkpoint of `source` in turn, checks it against the probe set and calls
-/// `f(step, checkpoint file, model)`.
+/// `f(step, checkpoint file, model)`; prints the rank universe of the first.
 pub fn for_each_checkpoint(
     source: &Source,
     probe: &ProbeSet,
     ctx: &Ctx,
     mut f: impl FnMut(u64, &Path, &Net) -> Result<()>,
 ) -> Result<()> {
-    for path in &source.checkpoints {
-        let (ckpt, _) = load_fitted(path, &source.data, ctx.device, source.rank_over)?;
+    for (i, path) in source.checkpoints.iter().enumerate() {
+        let (ckpt, rank_over) = load_fitted(path, &source.data, ctx.device, source.rank_over)?;
+        if i == 0 {
+            println!("{}", describe_rank_universe(&ckpt, rank_over));
+        }
         check_compatible(&ckpt, &source.data, probe.seq_len())?;
         let step = checkpoint_step(path, &ckpt.metadata);
         f(step, path, &Net::new(&ckpt.model))?;

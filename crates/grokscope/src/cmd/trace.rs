@@ -90,6 +90,13 @@ pub fn run(args: TraceArgs, ctx: &Ctx) -> Result<()> {
         progress: !args.quiet,
         rank_over: args.rank_over,
     };
+    match args.rank_over {
+        Some(universe) => println!("ranks over: {universe} (--rank-over)"),
+        None => println!(
+            "ranks over: each checkpoint's default (all rows for checkpoints with a token map, such \
+             as the paper's; the task's tokens otherwise)"
+        ),
+    }
     let s = trace(&args.run, &out, &opts)?;
     println!(
         "traced {} checkpoints of {} ({} computed now{}) on {} {} examples",
