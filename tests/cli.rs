@@ -228,6 +228,7 @@ fn miniature_pipeline_end_to_end() {
     let ckpt = run_dir.join("step-60/model.safetensors");
     let ckpt_s = ckpt.to_str().unwrap();
     probes_dla_and_cache(&dir, run_s, ckpt_s, an_s);
+    tuned_lens(&dir, ckpt_s);
 
     run_ok(&["report", "--run", run_s, "--out", an_s]);
     let html = std::fs::read_to_string(analysis.join("index.html")).unwrap();
@@ -364,4 +365,67 @@ fn probes_dla_and_cache(dir: &std::path::Path, run_s: &str, ckpt_s: &str, an_s: 
         assert!(err.starts_with("error"), "{args:?}: {err}");
         assert!(!err.contains("panicked"), "{args:?}: {err}");
     }
+}
+
+/// `tuned-lens` on the miniature run's last checkpoint: the translators lower the KL from the
+/// final distribution at every layer, `lens --tuned-lens` reads them back to the same numbers, and
+/// the comparison figure is drawn.
+fn tuned_lens(dir: &std::path::Path, ckpt_s: &str) {
+    let out = dir.join("tuned");
+    let out_s = out.to_str().unwrap();
+    let base = [
+        "--threads",
+        "2",
+        "tuned-lens",
+        "--checkpoint",
+        ckpt_s,
+        "--out",
+        out_s,
+    ];
+    run_ok(
+        &[
+            &base[..],
+            &["--size", "20", "--fit-size", "200", "--steps", "150"],
+        ]
+        .concat(),
+    );
+    let fit = std::fs::read_to_string(out.join("tuned_lens_fit.csv")).unwrap();
+    assert!(
+        fit.starts_with("layer,kl_logit_lens,kl_tuned_lens"),
+        "{fit}"
+    );
+    for line in fit.lines().skip(1) {
+        let kl: Vec<f64> = line
+            .split(',')
+            .skip(1)
+            .map(|v| v.parse().unwrap())
+            .collect();
+        assert!(kl[1] < kl[0], "the tuned lens did not lower the KL: {line}");
+    }
+    assert_nonempty(&out.join("lens_vs_tuned_b1.png"));
+    let again = dir.join("tuned-again");
+    let lens_args = [
+        "--threads",
+        "2",
+        "lens",
+        "--checkpoint",
+        ckpt_s,
+        "--size",
+        "20",
+    ];
+    let file = out.join("tuned_lens.safetensors");
+    let extra = [
+        "--out",
+        again.to_str().unwrap(),
+        "--tuned-lens",
+        file.to_str().unwrap(),
+    ];
+    run_ok(&[&lens_args[..], &extra[..]].concat());
+    assert_eq!(
+        std::fs::read_to_string(again.join("lens.csv")).unwrap(),
+        std::fs::read_to_string(out.join("tuned_lens.csv")).unwrap()
+    );
+    let bad = [&base[..], &["--steps", "0"]].concat();
+    let out_bad = run(&bad);
+    assert_eq!(out_bad.status.code(), Some(2));
 }

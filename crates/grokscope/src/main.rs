@@ -39,6 +39,8 @@ enum Command {
     Patch(cmd::patch::PatchArgs),
     /// Attribution patching of a checkpoint, with its rank correlation against exact patching.
     Attribute(cmd::attribute::AttributeArgs),
+    /// Train the tuned lens (an affine translator per layer) on a checkpoint; compare with the logit lens.
+    TunedLens(cmd::tuned_lens::TunedLensArgs),
     /// Lens and causal tracing over every checkpoint of a run, and the circuit change.
     Trace(cmd::trace::TraceArgs),
     /// Export activations of chosen hooks on a probe set to a safetensors file (for Python).
@@ -71,6 +73,7 @@ fn main() {
         Command::Patch(a) => cmd::patch::run(a, &ctx),
         Command::Attribute(a) => cmd::attribute::run(a, &ctx),
         Command::Trace(a) => cmd::trace::run(a, &ctx),
+        Command::TunedLens(a) => cmd::tuned_lens::run(a, &ctx),
         Command::Cache(a) => cmd::cache::run(a, &ctx),
         Command::Probe(a) => cmd::probe::run(a, &ctx),
         Command::Dla(a) => cmd::dla::run(a, &ctx),

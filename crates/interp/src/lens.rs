@@ -10,6 +10,7 @@ use crate::output::LensRow;
 use crate::probe::ProbeSet;
 use crate::states::{tokens_tensor, States};
 use crate::stats::{mean, mrr, to_f64, to_i64};
+use crate::tuned_lens::TunedLens;
 use ndarray::Array2;
 use std::fmt;
 use std::str::FromStr;
@@ -233,7 +234,8 @@ fn target_tokens(probe: &ProbeSet, spec: &TargetSpec) -> Result<Vec<i64>> {
 }
 
 /// The logit lens of `targets` on the probe set's clean inputs at `layers` (`None`: `0..=L`),
-/// in chunks of at most `max_rows` examples.
+/// in chunks of at most `max_rows` examples; with `tuned`, the tuned lens (each state translated
+/// by its layer's translator before the readout).
 pub fn logit_lens(
     net: &Net,
     probe: &ProbeSet,
@@ -241,6 +243,7 @@ pub fn logit_lens(
     ln_mode: LnMode,
     layers: Option<&[usize]>,
     max_rows: usize,
+    tuned: Option<&TunedLens>,
 ) -> Result<LensResult> {
     let layers = net.layers_or_all(layers)?;
     let device = net.device();
@@ -282,6 +285,7 @@ pub fn logit_lens(
                         Some((_, lg)) => lg.shallow_clone(),
                         None => {
                             let x = resid.select(1, *pos as i64);
+                            let x = tuned.map_or(x.shallow_clone(), |t| t.translate(layer, &x));
                             let scale = (ln_mode == LnMode::CachedScale)
                                 .then(|| net.ln_scale(&finals.select(1, *pos as i64)));
                             let lg = net.readout(&x, scale.as_ref()).to_kind(Kind::Float);

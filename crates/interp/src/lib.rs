@@ -23,6 +23,7 @@ pub mod probe;
 pub mod states;
 pub mod stats;
 pub mod trace;
+pub mod tuned_lens;
 
 pub use attribution::{attribution_patching, AttributionOptions, AttributionResult};
 pub use dla::{direct_logit_attribution, DlaComponent, DlaResult};

@@ -342,6 +342,7 @@ pub fn trace(run: &Path, out: &Path, opts: &TraceOptions) -> Result<TraceSummary
             LnMode::Recompute,
             None,
             opts.max_rows,
+            None,
         )?;
         write_csv(&dir.join("lens.csv"), &lens.rows(*step))?;
         let patch = patch_sweep(&net, &probe, &sweep)?;

@@ -231,7 +231,7 @@ fn lens_at_the_last_layer_is_the_model_prediction() {
         position: "last".into(),
     }];
     for mode in [LnMode::Recompute, LnMode::CachedScale] {
-        let lens = logit_lens(&net, &p, &targets, mode, None, 7).unwrap();
+        let lens = logit_lens(&net, &p, &targets, mode, None, 7, None).unwrap();
         let t = &lens.targets[0];
         let tokens = Tensor::from_slice(
             &p.examples
@@ -326,7 +326,7 @@ fn lens_ranks_agree_with_explicit_tensor_code() {
     );
     let l_final = states.len() - 1;
     for mode in [LnMode::Recompute, LnMode::CachedScale] {
-        let lens = logit_lens(&net, &p, &targets, mode, None, 11).unwrap();
+        let lens = logit_lens(&net, &p, &targets, mode, None, 11, None).unwrap();
         for t in &lens.targets {
             for (li, &layer) in t.layers.iter().enumerate() {
                 let x = states[layer].select(1, t.pos as i64);
@@ -462,7 +462,16 @@ fn comparison_targets_corruptions_and_sweep() {
         assert_eq!(e.corruptions["e1"].positions, vec![2, 3]);
         assert_eq!(e.corruptions["a"].positions, vec![0, 1]);
     }
-    let lens = logit_lens(&net, &p, &default_targets(&p), LnMode::Recompute, None, 64).unwrap();
+    let lens = logit_lens(
+        &net,
+        &p,
+        &default_targets(&p),
+        LnMode::Recompute,
+        None,
+        64,
+        None,
+    )
+    .unwrap();
     let rows = lens.rows(9);
     assert!(rows
         .iter()
@@ -549,7 +558,16 @@ fn three_hops_and_complex_tasks_have_their_targets_and_corruptions() {
     assert_eq!(p.positions, ["a", "q", "e1", "mask", "e2", "q_end", "open"]);
     let ckpt = tiny_model(ds.vocab.len(), 13);
     let net = Net::new(&ckpt.model);
-    let lens = logit_lens(&net, &p, &default_targets(&p), LnMode::Recompute, None, 64).unwrap();
+    let lens = logit_lens(
+        &net,
+        &p,
+        &default_targets(&p),
+        LnMode::Recompute,
+        None,
+        64,
+        None,
+    )
+    .unwrap();
     assert!(lens.get("v1", "e1").is_some() && lens.get(ANSWER, "open").is_some());
     assert!(patch_sweep(&net, &p, &opts).is_ok());
 }
@@ -639,10 +657,10 @@ fn bad_input_gives_clear_errors() {
     let ckpt = tiny_model(ds.vocab.len(), 9);
     let net = Net::new(&ckpt.model);
     let bad_role = vec!["zz@r1".parse::<TargetSpec>().unwrap()];
-    let err = logit_lens(&net, &p, &bad_role, LnMode::Recompute, None, 8).unwrap_err();
+    let err = logit_lens(&net, &p, &bad_role, LnMode::Recompute, None, 8, None).unwrap_err();
     assert!(matches!(err, InterpError::UnknownRole { .. }), "{err}");
     let bad_pos = vec!["b1@e2".parse::<TargetSpec>().unwrap()];
-    let err = logit_lens(&net, &p, &bad_pos, LnMode::Recompute, None, 8).unwrap_err();
+    let err = logit_lens(&net, &p, &bad_pos, LnMode::Recompute, None, 8, None).unwrap_err();
     assert!(matches!(err, InterpError::UnknownPosition { .. }), "{err}");
     let err = logit_lens(
         &net,
@@ -651,6 +669,7 @@ fn bad_input_gives_clear_errors() {
         LnMode::Recompute,
         Some(&[4]),
         8,
+        None,
     )
     .unwrap_err();
     assert!(
@@ -831,4 +850,46 @@ fn corrupted_run_from_the_first_changed_position_equals_the_full_run() {
             );
         }
     });
+}
+
+#[test]
+fn tuned_lens_with_identity_translators_is_the_logit_lens_and_training_lowers_kl() {
+    use interp::tuned_lens::{train_tuned_lens, TunedLens, TunedLensOptions};
+    let ds = composition();
+    let ckpt = tiny_model(ds.vocab.len(), 4);
+    let net = Net::new(&ckpt.model);
+    let p = probe(&ds, &[], 30);
+    let targets = default_targets(&p);
+    let identity = TunedLens::identity(net.n_layer(), net.d_model(), net.device());
+    for mode in [LnMode::Recompute, LnMode::CachedScale] {
+        let plain = logit_lens(&net, &p, &targets, mode, None, 16, None).unwrap();
+        let tuned = logit_lens(&net, &p, &targets, mode, None, 16, Some(&identity)).unwrap();
+        assert_eq!(plain.rows(0), tuned.rows(0), "{mode:?}");
+    }
+
+    let tokens =
+        interp::states::tokens_tensor(p.examples.iter().map(|e| e.tokens.as_slice()), net.device());
+    let opts = TunedLensOptions {
+        steps: 150,
+        lr: 3e-3,
+        batch: 64,
+        seed: 1,
+    };
+    let (lens, report) = train_tuned_lens(&net, &tokens, &opts).unwrap();
+    assert_eq!(report.kl_before.len(), net.n_layer());
+    for (l, (before, after)) in report.kl_before.iter().zip(&report.kl_after).enumerate() {
+        assert!(after < before, "layer {l}: KL {before} → {after}");
+    }
+    let dir = tempdir("tuned-lens");
+    let path = dir.join("tuned_lens.safetensors");
+    lens.save(&path).unwrap();
+    let back = TunedLens::load(&path, net.n_layer(), net.d_model(), net.device()).unwrap();
+    let x = Tensor::randn([5, net.d_model()], (tch::Kind::Float, net.device()));
+    for l in 0..=net.n_layer() {
+        assert_eq!(lens.translate(l, &x), back.translate(l, &x), "layer {l}");
+    }
+    let err = TunedLens::load(&path, net.n_layer() + 1, net.d_model(), net.device());
+    assert!(err.is_err(), "a lens for another depth must be refused");
+    let bad = TunedLensOptions { steps: 0, ..opts };
+    assert!(train_tuned_lens(&net, &tokens, &bad).is_err());
 }

@@ -5,6 +5,7 @@ use anyhow::Result;
 use interp::lens::{all_targets, default_targets, logit_lens, TargetSpec};
 use interp::load::{check_compatible, describe_rank_universe, open, Opened};
 use interp::output::write_csv;
+use interp::tuned_lens::TunedLens;
 use interp::{LnMode, Net, ProbeSet, ProbeSpec};
 use model::token_map::RankOver;
 use std::path::PathBuf;
@@ -137,6 +138,10 @@ pub struct LensArgs {
     /// cached-scale (the final stream's scale, no recentring of early layers' norm).
     #[arg(long, default_value = "recompute")]
     pub ln_mode: String,
+    /// Translators written by `grokscope tuned-lens` (tuned_lens.safetensors): read the tuned
+    /// lens instead of the logit lens.
+    #[arg(long, value_name = "FILE")]
+    pub tuned_lens: Option<std::path::PathBuf>,
 }
 
 /// Runs `grokscope lens`: writes `lens.csv` and `examples.jsonl` to `--out` and prints the MRR of
@@ -155,6 +160,15 @@ pub fn run(args: LensArgs, ctx: &Ctx) -> Result<()> {
     };
     let net = Net::new(&opened.checkpoint.model);
     args.probe.check_layers(&net)?;
+    let tuned = match &args.tuned_lens {
+        Some(path) => Some(TunedLens::load(
+            path,
+            net.n_layer(),
+            net.d_model(),
+            net.device(),
+        )?),
+        None => None,
+    };
     let started = std::time::Instant::now();
     let lens = logit_lens(
         &net,
@@ -163,6 +177,7 @@ pub fn run(args: LensArgs, ctx: &Ctx) -> Result<()> {
         ln_mode,
         args.probe.layers.as_deref(),
         args.probe.max_rows,
+        tuned.as_ref(),
     )?;
     let seconds = started.elapsed().as_secs_f64();
     let out = &args.probe.out;

@@ -18,6 +18,7 @@ pub mod surgery;
 pub mod sweep;
 pub mod trace;
 pub mod train;
+pub mod tuned_lens;
 
 /// Process exit code for an error: 2 for bad input and every other failure the user can fix.
 pub fn exit_code(_err: &anyhow::Error) -> i32 {

@@ -323,3 +323,48 @@ fn home_positions(target: &str, positions: &[String]) -> Vec<String> {
         None => positions.to_vec(),
     }
 }
+
+/// Figures comparing the logit lens (`logit_csv`) with the tuned lens (`tuned_csv`, the same
+/// layout) at the last step: per target, its MRR at its position against the layer, one line per
+/// lens: `lens_vs_tuned_<target>.png`.
+pub fn lens_comparison(logit_csv: &Path, tuned_csv: &Path, out_dir: &Path) -> Result<Vec<Figure>> {
+    let (logit, tuned) = (read_lens(logit_csv)?, read_lens(tuned_csv)?);
+    let mut figures = Vec::new();
+    for target in distinct(logit.iter().map(|r| r.target.as_str())) {
+        let by_layer = |rows: &[LensRow]| -> Vec<(f64, f64)> {
+            let last = rows.iter().map(|r| r.step).max().unwrap_or(0);
+            rows.iter()
+                .filter(|r| r.target == target && r.metric == "mrr" && r.step == last)
+                .map(|r| (r.layer as f64, r.value))
+                .collect()
+        };
+        let (a, b) = (by_layer(&logit), by_layer(&tuned));
+        if a.is_empty() || b.is_empty() {
+            continue;
+        }
+        let position = logit
+            .iter()
+            .find(|r| r.target == target)
+            .map_or("", |r| r.position.as_str());
+        let chart = LineChart::new(
+            format!("MRR of {target} at position {position}: logit lens and tuned lens"),
+            LAYER_AXIS,
+            metric_label("mrr"),
+        )
+        .y_range(-0.02, 1.02)
+        .legend_title("lens")
+        .series(Series::new("logit lens", a, ColorMap::Sequential.at(0.3)))
+        .series(Series::new("tuned lens", b, ColorMap::Sequential.at(0.8)).dashed());
+        let path = out_dir.join(format!("lens_vs_tuned_{}.png", slug(&target)));
+        chart.save(&path, chart.default_size())?;
+        figures.push(Figure {
+            path,
+            caption: format!(
+                "MRR of {target} at position {position} per layer, read by the logit lens (ln_f and \
+                 the unembedding) and by the tuned lens (a trained affine translator per layer first)."
+            ),
+            section: Section::LogitLens,
+        });
+    }
+    Ok(figures)
+}

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 
 pub use attention::attention_patterns;
 pub use dla::direct_logit_attribution;
-pub use lens::{logit_lens, probes};
+pub use lens::{lens_comparison, logit_lens, probes};
 pub use patch::{attribution_patching, causal_tracing};
 pub use training::training_curves;
 
