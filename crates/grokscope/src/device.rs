@@ -35,9 +35,7 @@ impl Global {
     pub fn apply(&self) -> Result<Ctx> {
         train::allocator::keep_freed_memory();
         if let Some(n) = self.threads {
-            if n == 0 {
-                bail!("--threads must be at least 1");
-            }
+            check_threads(n)?;
             tch::set_num_threads(n as i32);
         }
         let device = match self.device {
@@ -55,4 +53,20 @@ impl Global {
             threads: tch::get_num_threads() as usize,
         })
     }
+}
+
+/// Checks `--threads n`: 1 ≤ n ≤ 4 × the logical CPUs this process may use (more threads only
+/// oversubscribe the CPUs, and libtorch takes minutes to start a hundred thousand).
+fn check_threads(n: usize) -> Result<()> {
+    let cpus = std::thread::available_parallelism().map_or(1, |c| c.get());
+    if n == 0 {
+        bail!("--threads must be at least 1");
+    }
+    if n > 4 * cpus {
+        bail!(
+            "--threads {n} is too many: this machine has {cpus} logical CPUs, use at most {}",
+            4 * cpus
+        );
+    }
+    Ok(())
 }

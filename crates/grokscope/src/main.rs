@@ -51,6 +51,8 @@ enum Command {
     Plot(cmd::plot::PlotArgs),
     /// Write an HTML report of a run
     Report(cmd::report::ReportArgs),
+    /// Check a run's checkpoints (files, content hashes, finite weights) and say how to repair.
+    Verify(cmd::verify::VerifyArgs),
     /// The paper's story end to end: train both tiny presets, trace, draw, report, check.
     Demo(cmd::demo::DemoArgs),
 }
@@ -74,10 +76,11 @@ fn main() {
         Command::Dla(a) => cmd::dla::run(a, &ctx),
         Command::Plot(a) => cmd::plot::run(&a),
         Command::Report(a) => cmd::report::run(&a),
+        Command::Verify(a) => cmd::verify::run(&a),
         Command::Demo(a) => cmd::demo::run(&a, &ctx),
     });
     if let Err(err) = result {
-        eprintln!("error: {err:#}");
+        eprintln!("error: {}", cmd::one_line(&err));
         std::process::exit(cmd::exit_code(&err));
     }
 }

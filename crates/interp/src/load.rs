@@ -87,12 +87,67 @@ pub fn check_compatible(
     Ok(())
 }
 
-/// Loads a checkpoint and its dataset (see [`resolve_data_dir`]) and checks the vocabulary.
-pub fn open(checkpoint: &Path, data: Option<&Path>, device: tch::Device) -> Result<Opened> {
+/// The fingerprint of the data a checkpoint file was trained on: its
+/// [`model::DATA_FINGERPRINT_KEY`] metadata entry, else the `data_fingerprint` of the
+/// `state.json` beside it (checkpoints written before the model file recorded it); `None` when
+/// neither exists (imported or hand-made checkpoints).
+pub fn recorded_fingerprint(
+    checkpoint: &Path,
+    metadata: &std::collections::BTreeMap<String, String>,
+) -> Option<String> {
+    if let Some(fp) = metadata.get(model::DATA_FINGERPRINT_KEY) {
+        return Some(fp.clone());
+    }
+    let state = checkpoint.parent()?.join("state.json");
+    let value: serde_json::Value = serde_json::from_str(&fs::read_to_string(state).ok()?).ok()?;
+    Some(value.get("data_fingerprint")?.as_str()?.to_string())
+}
+
+/// Checks that `data` (whose [`tasks::Dataset::fingerprint`] is `fingerprint`) is the dataset
+/// the checkpoint file was trained on, by [`recorded_fingerprint`]; a checkpoint that records no
+/// fingerprint passes. With `allow_other` a mismatch passes too (a deliberate transfer
+/// experiment).
+pub fn check_trained_on(
+    checkpoint: &Path,
+    metadata: &std::collections::BTreeMap<String, String>,
+    data: &tasks::Dataset,
+    fingerprint: &str,
+    allow_other: bool,
+) -> Result<()> {
+    match recorded_fingerprint(checkpoint, metadata) {
+        Some(recorded) if recorded != fingerprint && !allow_other => {
+            Err(InterpError::DataMismatch {
+                checkpoint: checkpoint.to_path_buf(),
+                dataset_dir: data.dir.clone(),
+                recorded,
+                actual: fingerprint.to_string(),
+            })
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Loads a checkpoint and its dataset (see [`resolve_data_dir`]) and checks that the checkpoint
+/// was trained on that data ([`check_trained_on`]; `allow_other_data` accepts other data with the
+/// same vocabulary size).
+pub fn open(
+    checkpoint: &Path,
+    data: Option<&Path>,
+    allow_other_data: bool,
+    device: tch::Device,
+) -> Result<Opened> {
     let ckpt = model::Checkpoint::load(checkpoint, device)?;
     let data_dir = resolve_data_dir(checkpoint, data)?;
     let data = tasks::Dataset::load(&data_dir)?;
     check_compatible(&ckpt.config, &data, 0)?;
+    let fingerprint = data.fingerprint();
+    check_trained_on(
+        checkpoint,
+        &ckpt.metadata,
+        &data,
+        &fingerprint,
+        allow_other_data,
+    )?;
     let step = checkpoint_step(checkpoint, &ckpt.metadata);
     Ok(Opened {
         checkpoint: ckpt,

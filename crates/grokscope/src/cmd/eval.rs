@@ -29,6 +29,10 @@ pub struct EvalArgs {
     /// Examples per forward pass.
     #[arg(long, default_value_t = 1024)]
     pub batch_size: usize,
+    /// Evaluate on a dataset other than the one the checkpoint was trained on (a transfer
+    /// experiment; the vocabulary size must still match).
+    #[arg(long)]
+    pub allow_other_data: bool,
 }
 
 /// One line of the predictions file.
@@ -65,6 +69,13 @@ pub fn run(args: EvalArgs, ctx: &Ctx) -> Result<()> {
             ds.vocab.len()
         );
     }
+    interp::load::check_trained_on(
+        &path,
+        &ckpt.metadata,
+        &ds,
+        &ds.fingerprint(),
+        args.allow_other_data,
+    )?;
     let mut groups = ds.splits();
     if let Some(name) = &args.split {
         let known: Vec<String> = groups.iter().map(|(n, _)| n.clone()).collect();

@@ -36,6 +36,10 @@ pub struct ProbeArgs {
     /// Largest batch of one forward pass (bounds memory).
     #[arg(long, default_value_t = 2048)]
     pub max_rows: usize,
+    /// Analyse on a dataset other than the one the checkpoint was trained on (a transfer
+    /// experiment; the vocabulary size must still match).
+    #[arg(long)]
+    pub allow_other_data: bool,
 }
 
 impl ProbeArgs {
@@ -48,9 +52,16 @@ impl ProbeArgs {
         }
     }
 
-    /// Loads the checkpoint and the dataset.
+    /// Checks the options, loads the checkpoint and the dataset, and checks that the checkpoint
+    /// was trained on that dataset (unless `--allow-other-data`).
     pub fn open(&self, ctx: &Ctx) -> Result<Opened> {
-        Ok(open(&self.checkpoint, self.data.as_deref(), ctx.device)?)
+        crate::cmd::check_positive("--max-rows", self.max_rows)?;
+        Ok(open(
+            &self.checkpoint,
+            self.data.as_deref(),
+            self.allow_other_data,
+            ctx.device,
+        )?)
     }
 
     /// Builds the probe set and checks that the checkpoint can read it.

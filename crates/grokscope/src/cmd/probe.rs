@@ -4,7 +4,9 @@
 use crate::device::Ctx;
 use anyhow::Result;
 use interp::linear_probe::{default_probe_targets, linear_probes, FitOptions, LinearProbeOptions};
-use interp::load::{check_compatible, checkpoint_step, list_checkpoints, resolve_data_dir};
+use interp::load::{
+    check_compatible, check_trained_on, checkpoint_step, list_checkpoints, resolve_data_dir,
+};
 use interp::output::{write_csv, write_json, LensRow};
 use interp::{InterpError, Net, ProbeSet, ProbeSpec};
 use serde_json::json;
@@ -38,6 +40,10 @@ pub struct SourceArgs {
     /// Largest batch of one forward pass (bounds memory).
     #[arg(long, default_value_t = 2048)]
     pub max_rows: usize,
+    /// Analyse on a dataset other than the one the checkpoints were trained on (a transfer
+    /// experiment; the vocabulary size must still match).
+    #[arg(long)]
+    pub allow_other_data: bool,
 }
 
 /// The resolved checkpoints, dataset and output folder of [`SourceArgs`].
@@ -45,12 +51,16 @@ pub struct Source {
     /// Checkpoint files in step order.
     pub checkpoints: Vec<PathBuf>,
     pub data: tasks::Dataset,
+    /// `data`'s fingerprint, checked against each checkpoint's.
+    pub fingerprint: String,
+    pub allow_other_data: bool,
     pub out: PathBuf,
 }
 
 impl SourceArgs {
-    /// Lists the checkpoints, loads the dataset and picks the output folder.
+    /// Checks the options, lists the checkpoints, loads the dataset and picks the output folder.
     pub fn resolve(&self) -> Result<Source> {
+        crate::cmd::check_positive("--max-rows", self.max_rows)?;
         let (checkpoints, out) = match (&self.checkpoint, &self.run) {
             (Some(file), _) => (vec![file.clone()], self.out.clone()),
             (None, Some(run)) => {
@@ -89,7 +99,9 @@ impl SourceArgs {
         let data = tasks::Dataset::load(&resolve_data_dir(first, self.data.as_deref())?)?;
         Ok(Source {
             checkpoints,
+            fingerprint: data.fingerprint(),
             data,
+            allow_other_data: self.allow_other_data,
             out,
         })
     }
@@ -116,8 +128,8 @@ fn default_out(run: &Path) -> PathBuf {
     PathBuf::from("notebooks-out").join(name)
 }
 
-/// Loads each checkpoint of `source` in turn, checks it against the probe set and calls
-/// `f(step, checkpoint file, model)`.
+/// Loads each checkpoint of `source` in turn, checks it against the probe set and the data it
+/// was trained on, and calls `f(step, checkpoint file, model)`.
 pub fn for_each_checkpoint(
     source: &Source,
     probe: &ProbeSet,
@@ -127,6 +139,13 @@ pub fn for_each_checkpoint(
     for path in &source.checkpoints {
         let ckpt = model::Checkpoint::load(path, ctx.device)?;
         check_compatible(&ckpt.config, &source.data, probe.seq_len())?;
+        check_trained_on(
+            path,
+            &ckpt.metadata,
+            &source.data,
+            &source.fingerprint,
+            source.allow_other_data,
+        )?;
         let step = checkpoint_step(path, &ckpt.metadata);
         f(step, path, &Net::new(&ckpt.model))?;
     }
@@ -168,9 +187,28 @@ pub struct ProbeCmdArgs {
     pub l2: f64,
 }
 
+/// Checks the fitting options: a positive, finite learning rate, a non-negative finite L2
+/// penalty, at least one iteration, a held-out fraction strictly between 0 and 1.
+fn check_fit_options(args: &ProbeCmdArgs) -> Result<()> {
+    if !(args.lr.is_finite() && args.lr > 0.0) {
+        anyhow::bail!("--lr must be a positive number, got {}", args.lr);
+    }
+    if !(args.l2.is_finite() && args.l2 >= 0.0) {
+        anyhow::bail!("--l2 must be zero or a positive number, got {}", args.l2);
+    }
+    if !(args.holdout > 0.0 && args.holdout < 1.0) {
+        anyhow::bail!(
+            "--holdout must be a fraction strictly between 0 and 1, got {}",
+            args.holdout
+        );
+    }
+    crate::cmd::check_positive("--iterations", args.iterations)
+}
+
 /// Runs `grokscope probe`: writes `probe.csv`, `probe_summary.json` and `examples.jsonl` and
 /// prints the held-out accuracy per layer and position.
 pub fn run(args: ProbeCmdArgs, ctx: &Ctx) -> Result<()> {
+    check_fit_options(&args)?;
     let source = args.source.resolve()?;
     let probe = args.source.probe(&source.data, args.size)?;
     let targets = if args.targets.is_empty() {
@@ -198,7 +236,7 @@ pub fn run(args: ProbeCmdArgs, ctx: &Ctx) -> Result<()> {
         max_rows: args.source.max_rows,
     };
     let out = &source.out;
-    probe.write_jsonl(&out.join("examples.jsonl"), &source.data.vocab)?;
+    let _lock = crate::cmd::lock_output(out)?;
     let mut rows: Vec<LensRow> = Vec::new();
     let mut steps = Vec::new();
     let mut target_info = Vec::new();
@@ -267,6 +305,7 @@ pub fn run(args: ProbeCmdArgs, ctx: &Ctx) -> Result<()> {
         write_csv(&out.join("probe.csv"), &rows)?;
         Ok(())
     })?;
+    probe.write_jsonl(&out.join("examples.jsonl"), &source.data.vocab)?;
     write_json(
         &out.join("probe_summary.json"),
         &json!({

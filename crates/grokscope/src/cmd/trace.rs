@@ -46,6 +46,10 @@ pub struct TraceArgs {
     /// Largest batch of one forward pass (bounds memory).
     #[arg(long, default_value_t = 2048)]
     pub max_rows: usize,
+    /// Trace on a dataset other than the one the checkpoints were trained on (a transfer
+    /// experiment; the vocabulary size must still match).
+    #[arg(long)]
+    pub allow_other_data: bool,
     /// No progress bar.
     #[arg(long)]
     pub quiet: bool,
@@ -55,6 +59,7 @@ pub struct TraceArgs {
 pub fn run(args: TraceArgs, ctx: &Ctx) -> Result<()> {
     let corruptions: Vec<CorruptionSpec> = parse_all(&args.corruptions)?;
     let positions: Vec<PositionChoice> = parse_all(&args.positions)?;
+    crate::cmd::check_positive("--max-rows", args.max_rows)?;
     let out = args.out.clone().unwrap_or_else(|| {
         let name = args
             .run
@@ -77,10 +82,12 @@ pub fn run(args: TraceArgs, ctx: &Ctx) -> Result<()> {
         data: args.data.clone(),
         key_layer: args.key_layer,
         force: args.force,
+        allow_other_data: args.allow_other_data,
         max_rows: args.max_rows,
         device: ctx.device,
         progress: !args.quiet,
     };
+    let _lock = crate::cmd::lock_output(&out)?;
     let s = trace(&args.run, &out, &opts)?;
     println!(
         "traced {} checkpoints of {} ({} computed now{}) on {} {} examples",
