@@ -163,11 +163,13 @@ fn files_with_ext(dir: &Path, ext: &str) -> Vec<String> {
 
 /// Two `grokscope train` processes on one run folder at once, three times: one trains, the other
 /// stops at once with an error naming the first's pid (or, started after the first finished,
-/// finds the run complete); the run folder is complete and consistent every time.
+/// finds the run complete); the run folder is complete and consistent every time, and the two
+/// really did collide at least once.
 #[test]
 fn concurrent_trains_on_one_run_folder_never_corrupt_it() {
     let f = fixture();
     let dir = scratch("concurrent");
+    let mut collisions = 0;
     for attempt in 0..3 {
         let out = dir.join(format!("run-{attempt}"));
         let args = train_args(&f.data, &out, 200);
@@ -193,6 +195,7 @@ fn concurrent_trains_on_one_run_folder_never_corrupt_it() {
             let holder = format!("is in use by grokscope process {}", pids[1 - i]);
             assert!(err.contains(&holder), "attempt {attempt}: {err}");
             assert_eq!(err.trim().lines().count(), 1, "{err}");
+            collisions += 1;
         }
         assert!(trained >= 1, "attempt {attempt}: neither process trained");
         let metrics = std::fs::read_to_string(out.join("metrics.csv")).unwrap();
@@ -204,6 +207,10 @@ fn concurrent_trains_on_one_run_folder_never_corrupt_it() {
             "the lock file stayed"
         );
     }
+    assert!(
+        collisions >= 1,
+        "the two processes never ran at the same time"
+    );
 }
 
 /// A lock file left by a dead process does not block; a live holder blocks `trace` with its pid
@@ -556,6 +563,9 @@ fn errors_state_their_cause_once() {
     ]);
     assert_eq!(err.matches("os error 2").count(), 1, "{err}");
     assert!(err.contains("/nonexistent/model.safetensors"), "{err}");
+    let err = run_bad(&["train", "--config", "/nonexistent/run.toml"]);
+    assert_eq!(err.matches("os error 2").count(), 1, "{err}");
+    assert!(err.contains("/nonexistent/run.toml"), "{err}");
 
     let ckpt = f.run.join("step-40/model.safetensors");
     let out = run(&[

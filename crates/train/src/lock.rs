@@ -113,9 +113,9 @@ fn process_alive(pid: u32) -> bool {
 }
 
 /// Removes the files and folders in `dir` named `.{prefix}….tmp-PID` (the temporaries of atomic
-/// writes) whose process PID no longer runs, looking into subfolders too when `recursive`, and
-/// returns how many it removed. A missing `dir` holds none.
-pub fn remove_stale_temps(dir: &Path, prefix: &str, recursive: bool) -> Result<usize> {
+/// writes) whose process PID no longer runs, and returns how many it removed. A missing `dir`
+/// holds none.
+pub fn remove_stale_temps(dir: &Path, prefix: &str) -> Result<usize> {
     let entries = match fs::read_dir(dir) {
         Ok(e) => e,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
@@ -124,18 +124,14 @@ pub fn remove_stale_temps(dir: &Path, prefix: &str, recursive: bool) -> Result<u
     let mut removed = 0;
     for entry in entries {
         let entry = entry.map_err(io_err(dir))?;
-        let path = entry.path();
-        let is_dir = entry.file_type().map_err(io_err(&path))?.is_dir();
         let Some(pid) = temp_owner(&entry.file_name().to_string_lossy(), prefix) else {
-            if recursive && is_dir {
-                removed += remove_stale_temps(&path, prefix, true)?;
-            }
             continue;
         };
         if process_alive(pid) {
             continue;
         }
-        let result = if is_dir {
+        let path = entry.path();
+        let result = if entry.file_type().map_err(io_err(&path))?.is_dir() {
             fs::remove_dir_all(&path)
         } else {
             fs::remove_file(&path)

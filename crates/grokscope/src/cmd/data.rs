@@ -180,7 +180,7 @@ fn remove_stale_staging(out: &std::path::Path) -> Result<()> {
         parent
     };
     let prefix = format!("{}.", name.to_string_lossy());
-    train::lock::remove_stale_temps(parent, &prefix, false)?;
+    train::lock::remove_stale_temps(parent, &prefix)?;
     Ok(())
 }
 

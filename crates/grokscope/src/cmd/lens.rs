@@ -151,6 +151,7 @@ pub fn run(args: LensArgs, ctx: &Ctx) -> Result<()> {
     )?;
     let seconds = started.elapsed().as_secs_f64();
     let out = &args.probe.out;
+    let _lock = crate::cmd::lock_output(out)?;
     probe.write_jsonl(&out.join("examples.jsonl"), &opened.data.vocab)?;
     write_csv(&out.join("lens.csv"), &lens.rows(opened.step))?;
     println!(

@@ -42,11 +42,11 @@ pub fn one_line(err: &anyhow::Error) -> String {
 }
 
 /// Takes the lock of the output folder `dir` (creating it) for a command that writes several
-/// files there, and removes the temporary files that killed runs left in it (subfolders too).
-/// The lock is held until the returned value is dropped.
+/// files there, and removes the temporary files that killed runs left in it. The lock is held
+/// until the returned value is dropped.
 pub fn lock_output(dir: &std::path::Path) -> anyhow::Result<::train::lock::FolderLock> {
     let lock = ::train::lock::FolderLock::acquire(dir)?;
-    ::train::lock::remove_stale_temps(dir, "", true)?;
+    ::train::lock::remove_stale_temps(dir, "")?;
     Ok(lock)
 }
 

@@ -55,6 +55,17 @@ pub struct TraceArgs {
     pub quiet: bool,
 }
 
+/// Removes the temporaries that killed runs left in the per-checkpoint folders `out/steps/*/`.
+fn remove_stale_step_temps(out: &std::path::Path) -> Result<()> {
+    let Ok(entries) = std::fs::read_dir(out.join("steps")) else {
+        return Ok(());
+    };
+    for dir in entries.flatten().map(|e| e.path()).filter(|p| p.is_dir()) {
+        train::lock::remove_stale_temps(&dir, "")?;
+    }
+    Ok(())
+}
+
 /// Runs `grokscope trace` and prints the key numbers of `trace.json`.
 pub fn run(args: TraceArgs, ctx: &Ctx) -> Result<()> {
     let corruptions: Vec<CorruptionSpec> = parse_all(&args.corruptions)?;
@@ -88,6 +99,7 @@ pub fn run(args: TraceArgs, ctx: &Ctx) -> Result<()> {
         progress: !args.quiet,
     };
     let _lock = crate::cmd::lock_output(&out)?;
+    remove_stale_step_temps(&out)?;
     let s = trace(&args.run, &out, &opts)?;
     println!(
         "traced {} checkpoints of {} ({} computed now{}) on {} {} examples",
