@@ -494,6 +494,33 @@ fn damaged_checkpoints_are_detected() {
     assert!(err.contains("holds NaN or infinite values"), "{err}");
 }
 
+/// A `metrics.csv` cut short (as two writers used to leave it) is found by `verify`, and doing
+/// what it says (delete the step folders it names, run the same `train` again) repairs the run.
+#[test]
+fn a_cut_short_log_is_found_and_repaired_as_verify_says() {
+    let dir = scratch("cut-short");
+    let run_dir = copy_run(&dir);
+    let metrics = run_dir.join("metrics.csv");
+    let text = std::fs::read_to_string(&metrics).unwrap();
+    let kept: Vec<&str> = text.lines().filter(|l| !l.starts_with("40,")).collect();
+    std::fs::write(&metrics, kept.join("\n") + "\n").unwrap();
+    let out = run(&["verify", s(&run_dir)]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        line_of(&stdout(&out), "step-40 ").contains("BAD: metrics.csv has no row"),
+        "{}",
+        stdout(&out)
+    );
+    assert!(stderr(&out).contains("delete step-40"), "{}", stderr(&out));
+
+    std::fs::remove_dir_all(run_dir.join("step-40")).unwrap();
+    let args = train_args(&fixture().data, &run_dir, 40);
+    run_ok(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    let printed = run_ok(&["verify", s(&run_dir)]);
+    assert!(printed.contains("2 checkpoints, all good"), "{printed}");
+    assert_eq!(std::fs::read_to_string(&metrics).unwrap(), text);
+}
+
 /// Temporaries of killed `data` and `trace` runs are removed by the next run of the command.
 #[test]
 fn temporaries_of_killed_runs_are_removed_by_the_next_run() {

@@ -5,7 +5,7 @@
 //! holder's pid (for the error a second writer gets) and is removed when the holder drops it,
 //! with the folder itself when the lock created it and nothing was written there.
 //! [`remove_stale_temps`] deletes the `.NAME.tmp-PID` files and folders of atomic writes whose
-//! process is gone.
+//! process is gone. Unix only (`flock(2)`, `kill(2)`).
 
 use crate::error::{io_err, Result, TrainError};
 use std::fs::{self, File, OpenOptions};
@@ -77,7 +77,6 @@ impl Drop for FolderLock {
 }
 
 /// `flock(LOCK_EX | LOCK_NB)`: true when taken, false when another open file holds it.
-#[cfg(unix)]
 fn try_flock(file: &File) -> std::io::Result<bool> {
     use std::os::unix::io::AsRawFd;
     // SAFETY: flock only reads the descriptor, which `file` keeps open for the call.
@@ -92,7 +91,6 @@ fn try_flock(file: &File) -> std::io::Result<bool> {
 }
 
 /// Whether `path` still names the open `file` (same device and inode).
-#[cfg(unix)]
 fn same_file(file: &File, path: &Path) -> bool {
     use std::os::unix::fs::MetadataExt;
     match (file.metadata(), fs::metadata(path)) {
@@ -102,7 +100,6 @@ fn same_file(file: &File, path: &Path) -> bool {
 }
 
 /// Whether a process with this pid exists (`kill(pid, 0)` does not fail with ESRCH).
-#[cfg(unix)]
 fn process_alive(pid: u32) -> bool {
     let Ok(pid) = libc::pid_t::try_from(pid) else {
         return false;
