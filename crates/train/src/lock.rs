@@ -139,6 +139,19 @@ pub fn remove_stale_temps(dir: &Path, prefix: &str) -> Result<usize> {
     Ok(removed)
 }
 
+/// Removes the staging folders `.NAME.tmp-PID` that killed writes of the folder `dir` (named
+/// NAME) left beside it, as [`remove_stale_temps`] does.
+pub fn remove_stale_staging(dir: &Path) -> Result<usize> {
+    let Some(name) = dir.file_name() else {
+        return Ok(0);
+    };
+    let parent = match dir.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    remove_stale_temps(parent, &format!("{}.", name.to_string_lossy()))
+}
+
 /// The PID of a temporary named `.{prefix}….tmp-PID`, `None` for any other name.
 fn temp_owner(name: &str, prefix: &str) -> Option<u32> {
     let (_, pid) = name

@@ -736,3 +736,20 @@ fn shard_gradients_add_up_to_the_whole_batch_gradients() {
     let err = opt.set_grads(&short).unwrap_err().to_string();
     assert!(err.contains("gradients for"), "{err}");
 }
+
+/// The staging folder of a preset dataset whose generation was killed (`.NAME.tmp-PID`, PID
+/// gone) is removed when the next training run generates that dataset.
+#[test]
+fn a_killed_dataset_generation_leaves_nothing_behind() {
+    let _g = lock();
+    let root = scratch("stale-staging");
+    let data = root.join("data");
+    let cfg = tiny_cfg(&["steps=20"]);
+    let name = cfg.dataset.as_ref().unwrap().name();
+    // Above Linux's largest pid (2^22): no process has it.
+    let staging = data.join(format!(".{name}.tmp-2000000000"));
+    std::fs::create_dir_all(staging.join("partial")).unwrap();
+    train::train(cfg, &root.join("run"), &opts(&data)).unwrap();
+    assert!(!staging.exists(), "{} stayed", staging.display());
+    assert!(data.join(&name).join("train.json").is_file());
+}

@@ -169,21 +169,6 @@ impl DataTask {
     }
 }
 
-/// Removes the staging folders `.NAME.tmp-PID` that killed `data` runs left beside `out`.
-fn remove_stale_staging(out: &std::path::Path) -> Result<()> {
-    let (Some(parent), Some(name)) = (out.parent(), out.file_name()) else {
-        return Ok(());
-    };
-    let parent = if parent.as_os_str().is_empty() {
-        std::path::Path::new(".")
-    } else {
-        parent
-    };
-    let prefix = format!("{}.", name.to_string_lossy());
-    train::lock::remove_stale_temps(parent, &prefix)?;
-    Ok(())
-}
-
 /// Generates the dataset and writes it atomically; prints one summary line.
 pub fn run(args: &DataArgs) -> Result<()> {
     let start = Instant::now();
@@ -193,7 +178,7 @@ pub fn run(args: &DataArgs) -> Result<()> {
         .clone()
         .unwrap_or_else(|| PathBuf::from("data").join(spec.name()));
     let dataset = Dataset::generate(&spec, output.seed)?;
-    remove_stale_staging(&out)?;
+    train::lock::remove_stale_staging(&out)?;
     dataset.write(&out)?;
     println!(
         "wrote {}: {} train, {} valid, {} test examples, {} token ids ({:.1} s)",
