@@ -158,9 +158,12 @@ pub fn open(
 }
 
 /// The checkpoints of a run folder: `(step, RUN/step-N/model.safetensors)` ascending by step.
-/// An error when there is none.
+/// An error when there is none (or no such folder).
 pub fn list_checkpoints(run: &Path) -> Result<Vec<(u64, PathBuf)>> {
-    let entries = fs::read_dir(run).map_err(|e| InterpError::io(run, e))?;
+    let entries = fs::read_dir(run).map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => InterpError::NoCheckpoints(run.to_path_buf()),
+        _ => InterpError::io(run, e),
+    })?;
     let mut out = Vec::new();
     for entry in entries {
         let entry = entry.map_err(|e| InterpError::io(run, e))?;
