@@ -35,9 +35,7 @@ impl Global {
     /// Sets the thread count, resolves the device and sets the allocator policy for it.
     pub fn apply(&self) -> Result<Ctx> {
         if let Some(n) = self.threads {
-            if n == 0 {
-                bail!("--threads must be at least 1");
-            }
+            check_threads(n)?;
             tch::set_num_threads(n as i32);
         }
         let device = resolve_device(self.device.into()).map_err(|why| anyhow!(why))?;
@@ -57,4 +55,20 @@ impl From<DeviceChoice> for model::device::DeviceChoice {
             DeviceChoice::Cuda => Self::Cuda,
         }
     }
+}
+
+/// Checks `--threads n`: 1 ≤ n ≤ 4 × the logical CPUs this process may use (more threads only
+/// oversubscribe the CPUs, and libtorch takes minutes to start a hundred thousand).
+fn check_threads(n: usize) -> Result<()> {
+    let cpus = std::thread::available_parallelism().map_or(1, |c| c.get());
+    if n == 0 {
+        bail!("--threads must be at least 1");
+    }
+    if n > 4 * cpus {
+        bail!(
+            "--threads {n} is too many: this machine has {cpus} logical CPUs, use at most {}",
+            4 * cpus
+        );
+    }
+    Ok(())
 }

@@ -55,6 +55,8 @@ enum Command {
     Report(cmd::report::ReportArgs),
     /// Many runs from one sweep file: plan, run here or on Slurm, status, collect.
     Sweep(cmd::sweep::SweepArgs),
+    /// Check a run's checkpoints (files, content hashes, finite weights) and say how to repair.
+    Verify(cmd::verify::VerifyArgs),
     /// The paper's story end to end: train both tiny presets, trace, draw, report, check.
     Demo(cmd::demo::DemoArgs),
 }
@@ -79,11 +81,12 @@ fn main() {
         Command::Dla(a) => cmd::dla::run(a, &ctx),
         Command::Plot(a) => cmd::plot::run(&a),
         Command::Report(a) => cmd::report::run(&a),
+        Command::Verify(a) => cmd::verify::run(&a),
         Command::Demo(a) => cmd::demo::run(&a, &ctx),
         Command::Sweep(a) => cmd::sweep::run(a, &ctx),
     });
     if let Err(err) = result {
-        eprintln!("error: {err:#}");
+        eprintln!("error: {}", cmd::one_line(&err));
         std::process::exit(cmd::exit_code(&err));
     }
 }

@@ -16,6 +16,20 @@ pub enum InterpError {
         dataset: usize,
         dataset_dir: PathBuf,
     },
+    /// The checkpoint records a data fingerprint other than the dataset's.
+    #[error(
+        "{} was trained on other data than {} (data fingerprint {recorded}, this dataset's is \
+         {actual}): pass the dataset it was trained on with --data, or --allow-other-data for a \
+         deliberate transfer experiment",
+        checkpoint.display(),
+        dataset_dir.display()
+    )]
+    DataMismatch {
+        checkpoint: PathBuf,
+        dataset_dir: PathBuf,
+        recorded: String,
+        actual: String,
+    },
     /// The probe prompts are longer than the model's context.
     #[error("probe prompts have {len} tokens but the checkpoint's context is only {n_ctx}")]
     ContextTooShort { len: usize, n_ctx: usize },

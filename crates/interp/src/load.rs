@@ -128,16 +128,28 @@ pub fn hf_folder(path: &Path) -> Option<&Path> {
     dir.join("config.json").is_file().then_some(dir)
 }
 
-/// Loads a checkpoint and its dataset (see [`resolve_data_dir`]), fitted as in [`load_fitted`].
+/// Loads a checkpoint and its dataset (see [`resolve_data_dir`]), fitted as in [`load_fitted`],
+/// and checks that the checkpoint was trained on that data ([`check_trained_on`];
+/// `allow_other_data` accepts other data whose tokens the checkpoint has).
 pub fn open(
     checkpoint: &Path,
     data: Option<&Path>,
+    allow_other_data: bool,
     device: tch::Device,
     rank_over: Option<RankOver>,
 ) -> Result<Opened> {
     let data_dir = resolve_data_dir(checkpoint, data)?;
     let data = tasks::Dataset::load(&data_dir)?;
     let (ckpt, rank_over) = load_fitted(checkpoint, &data, device, rank_over)?;
+    let fingerprint = data.fingerprint();
+    check_trained_on(
+        checkpoint,
+        &ckpt.metadata,
+        &data,
+        &fingerprint,
+        allow_other_data,
+    )?;
+
     let step = checkpoint_step(checkpoint, &ckpt.metadata);
     Ok(Opened {
         checkpoint: ckpt,
@@ -146,6 +158,46 @@ pub fn open(
         path: checkpoint.to_path_buf(),
         step,
     })
+}
+
+/// The fingerprint of the data a checkpoint file was trained on: its
+/// [`model::DATA_FINGERPRINT_KEY`] metadata entry, else the `data_fingerprint` of the
+/// `state.json` beside it (checkpoints written before the model file recorded it); `None` when
+/// neither exists (imported or hand-made checkpoints).
+pub fn recorded_fingerprint(
+    checkpoint: &Path,
+    metadata: &std::collections::BTreeMap<String, String>,
+) -> Option<String> {
+    if let Some(fp) = metadata.get(model::DATA_FINGERPRINT_KEY) {
+        return Some(fp.clone());
+    }
+    let state = checkpoint.parent()?.join("state.json");
+    let value: serde_json::Value = serde_json::from_str(&fs::read_to_string(state).ok()?).ok()?;
+    Some(value.get("data_fingerprint")?.as_str()?.to_string())
+}
+
+/// Checks that `data` (whose [`tasks::Dataset::fingerprint`] is `fingerprint`) is the dataset
+/// the checkpoint file was trained on, by [`recorded_fingerprint`]; a checkpoint that records no
+/// fingerprint passes. With `allow_other` a mismatch passes too (a deliberate transfer
+/// experiment).
+pub fn check_trained_on(
+    checkpoint: &Path,
+    metadata: &std::collections::BTreeMap<String, String>,
+    data: &tasks::Dataset,
+    fingerprint: &str,
+    allow_other: bool,
+) -> Result<()> {
+    match recorded_fingerprint(checkpoint, metadata) {
+        Some(recorded) if recorded != fingerprint && !allow_other => {
+            Err(InterpError::DataMismatch {
+                checkpoint: checkpoint.to_path_buf(),
+                dataset_dir: data.dir.clone(),
+                recorded,
+                actual: fingerprint.to_string(),
+            })
+        }
+        _ => Ok(()),
+    }
 }
 
 /// One line saying which rows ranks are taken over, for a command's output.
@@ -163,7 +215,10 @@ pub fn describe_rank_universe(checkpoint: &model::Checkpoint, rank_over: RankOve
 /// `(step, RUN/checkpoint-N)` of the paper's (Hugging Face folders with `config.json`), ascending
 /// by step. An error when there is none.
 pub fn list_checkpoints(run: &Path) -> Result<Vec<(u64, PathBuf)>> {
-    let entries = fs::read_dir(run).map_err(|e| InterpError::io(run, e))?;
+    let entries = fs::read_dir(run).map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => InterpError::NoCheckpoints(run.to_path_buf()),
+        _ => InterpError::io(run, e),
+    })?;
     let mut out = Vec::new();
     for entry in entries {
         let entry = entry.map_err(|e| InterpError::io(run, e))?;

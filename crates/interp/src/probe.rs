@@ -220,11 +220,9 @@ pub fn mix_seed(seed: u64, parts: &[u64]) -> u64 {
     x
 }
 
-/// A stable 64-bit hash of a string (FNV-1a), used to derive per-corruption seeds.
+/// A stable 64-bit hash of a string ([`tasks::fnv1a`]), used to derive per-corruption seeds.
 fn str_hash(s: &str) -> u64 {
-    s.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
-    })
+    tasks::fnv1a(s.as_bytes())
 }
 
 /// Standard-normal values (`n` of them) from a ChaCha8 stream seeded with `seed`, by the

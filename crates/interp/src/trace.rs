@@ -13,7 +13,9 @@
 use crate::effect::state_effect;
 use crate::error::{InterpError, Result};
 use crate::lens::{default_targets, logit_lens, TargetSpec, ANSWER, LABELS};
-use crate::load::{check_compatible, list_checkpoints, load_fitted, resolve_data_dir};
+use crate::load::{
+    check_compatible, check_trained_on, list_checkpoints, load_fitted, resolve_data_dir,
+};
 use crate::net::{LnMode, Net};
 use crate::output::{
     read_csv, write_csv, write_json, CircuitChangeRow, EffectRow, LensRow, PatchRow,
@@ -47,6 +49,8 @@ pub struct TraceOptions {
     pub key_layer: Option<usize>,
     /// Recompute every checkpoint even if done.
     pub force: bool,
+    /// Trace checkpoints on data other than the data they were trained on (same vocabulary size).
+    pub allow_other_data: bool,
     pub max_rows: usize,
     pub device: tch::Device,
     /// Draw a progress bar on stderr.
@@ -65,6 +69,7 @@ impl Default for TraceOptions {
             data: None,
             key_layer: None,
             force: false,
+            allow_other_data: false,
             max_rows: 2048,
             device: tch::Device::Cpu,
             progress: true,
@@ -229,6 +234,35 @@ pub fn saturation(run: &Path, checkpoint_steps: &[u64]) -> Result<Saturation> {
     })
 }
 
+/// Checks, before any work or output, what can fail late: the `checkpoint` (the run's last) reads
+/// the probe set, was trained on `data` (unless allowed otherwise) and has the requested key
+/// layer.
+fn preflight(
+    checkpoint: &Path,
+    data: &tasks::Dataset,
+    fingerprint: &str,
+    probe: &ProbeSet,
+    opts: &TraceOptions,
+) -> Result<()> {
+    let (ckpt, _) = load_fitted(checkpoint, data, tch::Device::Cpu, opts.rank_over)?;
+    check_compatible(&ckpt, data, probe.seq_len())?;
+    check_trained_on(
+        checkpoint,
+        &ckpt.metadata,
+        data,
+        fingerprint,
+        opts.allow_other_data,
+    )?;
+    let n_layer = ckpt.config.n_layer();
+    match opts.key_layer {
+        Some(layer) if layer > n_layer => Err(InterpError::LayerOutOfRange {
+            layer,
+            max: n_layer,
+        }),
+        _ => Ok(()),
+    }
+}
+
 /// Runs the logit lens (recompute mode, the paper's targets) and residual noising patching on
 /// checkpoints of `run`, writes the files listed in the module docs to `out`, and returns the
 /// summary.
@@ -266,6 +300,9 @@ pub fn trace(run: &Path, out: &Path, opts: &TraceOptions) -> Result<TraceSummary
         .clone()
         .unwrap_or_else(|| default_corruptions(data.kind));
     let probe = ProbeSet::build(&data, &opts.probe, &corruptions)?;
+    let data_fingerprint = data.fingerprint();
+    let last = &checkpoints[checkpoints.len() - 1].1;
+    preflight(last, &data, &data_fingerprint, &probe, opts)?;
     probe.write_jsonl(&out.join("examples.jsonl"), &data.vocab)?;
     let targets = default_targets(&probe);
     let sweep = SweepOptions {
@@ -332,6 +369,13 @@ pub fn trace(run: &Path, out: &Path, opts: &TraceOptions) -> Result<TraceSummary
         let started = Instant::now();
         let (ckpt, _) = load_fitted(file, &data, opts.device, opts.rank_over)?;
         check_compatible(&ckpt, &data, probe.seq_len())?;
+        check_trained_on(
+            file,
+            &ckpt.metadata,
+            &data,
+            &data_fingerprint,
+            opts.allow_other_data,
+        )?;
         let net = Net::new(&ckpt.model);
         n_layer = Some(net.n_layer());
         let dir = steps_dir.join(format!("step-{step}"));

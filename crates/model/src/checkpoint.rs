@@ -15,6 +15,10 @@ use tch::{Device, Kind, Tensor};
 /// Metadata key holding the grokscope [`GptConfig`] as JSON.
 pub const CONFIG_KEY: &str = "grokscope_config";
 
+/// Metadata key holding the fingerprint of the data a checkpoint was trained on (16 hex digits,
+/// `tasks::Dataset::fingerprint`), so that a lone model file still names its data.
+pub const DATA_FINGERPRINT_KEY: &str = "data_fingerprint";
+
 /// A model loaded from (or ready to be saved to) a checkpoint.
 #[derive(Debug)]
 pub struct Checkpoint {
@@ -71,12 +75,13 @@ impl Checkpoint {
     }
 
     /// Reads a checkpoint written by [`Checkpoint::save`] onto `device`. Errors name the file and
-    /// every missing, unexpected or mis-shaped tensor; float16/bfloat16/float64 tensors are
-    /// converted to the model's float32.
+    /// every missing, unexpected, mis-shaped or non-finite tensor; float16/bfloat16/float64
+    /// tensors are converted to the model's float32.
     pub fn load(path: impl AsRef<Path>, device: Device) -> Result<Checkpoint> {
         let path = path.as_ref();
         let bytes = fs::read(path).map_err(|e| ModelError::io(path, e))?;
         let (tensors, mut metadata) = parse_safetensors(&bytes, path)?;
+        check_finite(&tensors, path)?;
         let json = metadata.remove(CONFIG_KEY).ok_or_else(|| {
             ModelError::checkpoint(
                 path,
@@ -225,6 +230,50 @@ pub(crate) fn parse_safetensors<'a>(bytes: &'a [u8], path: &Path) -> Result<Pars
     let file = SafeTensors::deserialize(bytes).map_err(bad)?;
     let tensors = file.tensors().into_iter().collect();
     Ok((tensors, metadata))
+}
+
+/// Checks that every floating-point tensor of a safetensors file holds only finite values (no NaN,
+/// no ±inf); an error names the file and the first bad tensor.
+pub fn check_finite_file(path: &Path) -> Result<()> {
+    let bytes = fs::read(path).map_err(|e| ModelError::io(path, e))?;
+    let (tensors, _) = parse_safetensors(&bytes, path)?;
+    check_finite(&tensors, path)
+}
+
+/// [`check_finite_file`] on parsed views.
+fn check_finite(
+    tensors: &BTreeMap<String, safetensors::tensor::TensorView<'_>>,
+    path: &Path,
+) -> Result<()> {
+    let bad = tensors.iter().find(|(_, view)| {
+        let data = view.data();
+        match view.dtype() {
+            Dtype::F32 => data
+                .chunks_exact(4)
+                .any(|b| !f32::from_le_bytes([b[0], b[1], b[2], b[3]]).is_finite()),
+            Dtype::F64 => data
+                .chunks_exact(8)
+                .any(|b| !f64::from_le_bytes(b.try_into().unwrap_or([0; 8])).is_finite()),
+            // Exponent bits all ones: inf or NaN.
+            Dtype::F16 => data
+                .chunks_exact(2)
+                .any(|b| u16::from_le_bytes([b[0], b[1]]) & 0x7c00 == 0x7c00),
+            Dtype::BF16 => data
+                .chunks_exact(2)
+                .any(|b| u16::from_le_bytes([b[0], b[1]]) & 0x7f80 == 0x7f80),
+            _ => false,
+        }
+    });
+    match bad {
+        Some((name, _)) => Err(ModelError::checkpoint(
+            path,
+            format!(
+                "tensor `{name}` holds NaN or infinite values; the file is damaged or training \
+                 diverged: use an earlier checkpoint (`grokscope verify RUN` lists the good ones)"
+            ),
+        )),
+        None => Ok(()),
+    }
 }
 
 /// The shape of a safetensors view as i64.

@@ -25,7 +25,10 @@ pub mod token_map;
 
 pub use attention::{Attention, KeyValues};
 pub use block::Block;
-pub use checkpoint::{param_shapes, write_safetensors, Checkpoint, CONFIG_KEY};
+pub use checkpoint::{
+    check_finite_file, param_shapes, write_safetensors, Checkpoint, CONFIG_KEY,
+    DATA_FINGERPRINT_KEY,
+};
 pub use config::{looped_schedule, plain_schedule, shared_schedule, GptConfig};
 pub use conv1d::Conv1D;
 pub use embed::Embed;

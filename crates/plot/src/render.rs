@@ -4,6 +4,7 @@ use std::path::Path;
 
 use plotters::coord::Shift;
 use plotters::prelude::*;
+use plotters_backend::DrawingErrorKind;
 
 use crate::error::{draw_error, PlotError, Result};
 use crate::font;
@@ -37,6 +38,22 @@ pub(crate) fn render_png(
     draw(&root)?;
     root.present().map_err(|e| PlotError::WritePng {
         path: path.to_path_buf(),
-        message: e.to_string(),
+        message: present_error_text(e),
     })
+}
+
+/// The bitmap backend's error type (plotters does not export its name).
+type BitmapError = <BitMapBackend<'static> as DrawingBackend>::ErrorType;
+
+/// The cause of a failed PNG write in words: the I/O or encoder error's own text (the backend's
+/// `Display` is its `Debug` form, e.g. `IOError(Os { code: 28, .. })`).
+fn present_error_text(err: DrawingAreaErrorKind<BitmapError>) -> String {
+    match err {
+        DrawingAreaErrorKind::BackendError(DrawingErrorKind::DrawingError(e)) => match e {
+            BitmapError::IOError(io) => io.to_string(),
+            BitmapError::ImageError(image) => image.to_string(),
+            other => other.to_string(),
+        },
+        other => other.to_string(),
+    }
 }

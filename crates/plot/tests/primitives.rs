@@ -248,3 +248,22 @@ fn bar_chart_is_a_valid_png() {
     chart.save(&path, size).unwrap();
     assert_valid_png(&path, size);
 }
+
+/// A PNG that cannot be written for lack of space fails with the operating system's words, not
+/// the bitmap backend's debug form (`IoError(Os { code: 28, … })`). `/dev/full` (Linux) refuses
+/// every write with ENOSPC; the figure goes there through a `.png` symlink.
+#[cfg(target_os = "linux")]
+#[test]
+fn a_full_disk_is_reported_in_words() {
+    let path = scratch_dir("full_disk").join("full.png");
+    std::os::unix::fs::symlink("/dev/full", &path).unwrap();
+    let heatmap = layer_by_role(vec![vec![0.1, 0.5, 0.9]; 3]);
+    let err = heatmap.save(&path, heatmap.default_size()).unwrap_err();
+    let text = err.to_string();
+    assert!(matches!(err, PlotError::WritePng { .. }), "{text}");
+    assert!(text.contains("No space left on device"), "{text}");
+    assert!(
+        !text.contains("IoError") && !text.contains("Os {"),
+        "{text}"
+    );
+}

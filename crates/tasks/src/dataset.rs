@@ -207,6 +207,28 @@ impl Dataset {
             .collect()
     }
 
+    /// Hash of what training sees: vocabulary tokens, every training example's tokens and loss
+    /// positions, in order ([`crate::fnv1a`], 16 hex digits). Checkpoints record it, so that a
+    /// checkpoint can be matched with the data it was trained on.
+    pub fn fingerprint(&self) -> String {
+        let mut bytes = Vec::new();
+        for id in 0..self.vocab.len() as u32 {
+            bytes.extend_from_slice(self.vocab.token(id).as_bytes());
+            bytes.push(0);
+        }
+        for ex in &self.train {
+            for &t in &ex.tokens {
+                bytes.extend_from_slice(&t.to_le_bytes());
+            }
+            bytes.push(0xff);
+            for &p in &ex.loss_positions {
+                bytes.extend_from_slice(&(p as u32).to_le_bytes());
+            }
+            bytes.push(0xfe);
+        }
+        format!("{:016x}", crate::fnv1a(&bytes))
+    }
+
     /// Writes the paper's files (and dataset.json when there is a manifest) into `dir`, all or
     /// nothing: into a temporary folder next to it, then renamed. An existing `dir` must be
     /// empty or hold the same dataset (same generator, parameters and seed), which is replaced.

@@ -2,12 +2,14 @@
 //!
 //! A checkpoint folder holds `model.safetensors` (the model crate's format, HF GPT-2 names),
 //! `optimizer.safetensors` (AdamW moments `m.<param>`, `v.<param>` and the running training
-//! sums `acc.*`) and `state.json` ([`RunState`]). It is written under a temporary name, every file
-//! is fsynced, and the folder is renamed into place, so a folder named `step-<step>` is always
-//! complete.
+//! sums `acc.*`) and `state.json` ([`RunState`], with the data fingerprint and a hash of each
+//! tensor file). It is written under a temporary name, every file is fsynced, and the folder is
+//! renamed into place, so a folder named `step-<step>` is always complete. [`verify_step`] checks
+//! a folder afterwards.
 
 use crate::error::{io_err, Result, TrainError};
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use std::fs::{self, File};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -16,6 +18,8 @@ use std::path::{Path, PathBuf};
 pub const MODEL_FILE: &str = "model.safetensors";
 pub const OPTIMIZER_FILE: &str = "optimizer.safetensors";
 pub const STATE_FILE: &str = "state.json";
+/// The tensor files whose hashes `state.json` records.
+pub const HASHED_FILES: [&str; 2] = [MODEL_FILE, OPTIMIZER_FILE];
 
 /// Everything besides tensors needed to continue a run exactly.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -38,6 +42,10 @@ pub struct RunState {
     pub threads: usize,
     /// Device the run used, e.g. `cpu` or `cuda:0`.
     pub device: String,
+    /// [`file_hash`] of each of [`HASHED_FILES`], by file name; filled in by [`write`]. Empty in
+    /// checkpoints written before hashes were recorded.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub hashes: BTreeMap<String, String>,
 }
 
 /// The seeds of the loop's random draws: the epoch permutation is a ChaCha8 shuffle seeded with
@@ -96,9 +104,10 @@ pub fn remove_partial(run_dir: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Writes a checkpoint folder atomically: `fill(tmp_dir)` writes the files into a temporary
-/// folder, then every file and the folder are fsynced and the folder is renamed to
-/// `step-<state.step>`. An existing complete folder for that step is left as it is.
+/// Writes a checkpoint folder atomically: `fill(tmp_dir)` writes the tensor files into a temporary
+/// folder, their hashes go into `state.json`, then every file and the folder are fsynced and the
+/// folder is renamed to `step-<state.step>`. An existing complete folder for that step is left as
+/// it is.
 pub fn write(
     run_dir: &Path,
     state: &RunState,
@@ -114,7 +123,13 @@ pub fn write(
     }
     fs::create_dir_all(&tmp).map_err(io_err(&tmp))?;
     fill(&tmp)?;
-    let json = serde_json::to_string_pretty(state).map_err(|e| TrainError::Parse {
+    let mut state = state.clone();
+    for file in HASHED_FILES {
+        state
+            .hashes
+            .insert(file.to_string(), file_hash(&tmp.join(file))?);
+    }
+    let json = serde_json::to_string_pretty(&state).map_err(|e| TrainError::Parse {
         path: tmp.join(STATE_FILE),
         msg: e.to_string(),
     })?;
@@ -144,6 +159,12 @@ pub fn read_state(dir: &Path) -> Result<RunState> {
     })
 }
 
+/// FNV-1a 64 ([`crate::fnv1a`]) of a file's bytes, as 16 hex digits.
+pub fn file_hash(path: &Path) -> Result<String> {
+    let bytes = fs::read(path).map_err(io_err(path))?;
+    Ok(format!("{:016x}", crate::fnv1a(&bytes)))
+}
+
 /// Writes `bytes` to `path` atomically (temporary file in the same folder, fsync, rename).
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
@@ -163,4 +184,54 @@ fn sync_dir(dir: &Path) -> Result<()> {
     File::open(dir)
         .and_then(|f| f.sync_all())
         .map_err(io_err(dir))
+}
+
+/// What [`verify_step`] found in one checkpoint folder.
+#[derive(Clone, Debug, PartialEq)]
+pub enum StepCheck {
+    /// Complete, readable and finite; `hashed` when its tensor files matched recorded hashes
+    /// (false for checkpoints written before hashes were recorded).
+    Good { hashed: bool },
+    /// The first problem found, in words.
+    Bad(String),
+}
+
+/// Checks the checkpoint folder `dir` of `step`: all three files present, `state.json` readable
+/// and for `step`, each tensor file's bytes matching its recorded hash (when one is recorded),
+/// every floating-point tensor finite.
+pub fn verify_step(dir: &Path, step: u64) -> StepCheck {
+    match check_step(dir, step) {
+        Ok(hashed) => StepCheck::Good { hashed },
+        Err(problem) => StepCheck::Bad(problem),
+    }
+}
+
+/// [`verify_step`]'s checks; `Ok(hashed)` or the problem.
+fn check_step(dir: &Path, step: u64) -> std::result::Result<bool, String> {
+    let absent: Vec<&str> = [MODEL_FILE, OPTIMIZER_FILE, STATE_FILE]
+        .into_iter()
+        .filter(|f| !dir.join(f).is_file())
+        .collect();
+    if !absent.is_empty() {
+        return Err(format!("incomplete: no {}", absent.join(", no ")));
+    }
+    let state = read_state(dir).map_err(|e| e.to_string())?;
+    if state.step != step {
+        return Err(format!("{STATE_FILE} says step {}", state.step));
+    }
+    for file in HASHED_FILES {
+        let Some(recorded) = state.hashes.get(file) else {
+            continue;
+        };
+        let actual = file_hash(&dir.join(file)).map_err(|e| e.to_string())?;
+        if &actual != recorded {
+            return Err(format!(
+                "{file} has changed since it was written (hash {actual}, recorded {recorded})"
+            ));
+        }
+    }
+    for file in HASHED_FILES {
+        model::check_finite_file(&dir.join(file)).map_err(|e| e.to_string())?;
+    }
+    Ok(HASHED_FILES.iter().all(|f| state.hashes.contains_key(*f)))
 }

@@ -332,6 +332,15 @@ impl TrainConfig {
                 return fail(format!("{key} = 0: must be at least 1"));
             }
         }
+        if let CheckpointSchedule::Log(n) = self.checkpoints {
+            if n > self.steps {
+                return fail(format!(
+                    "checkpoints = log:{n} asks for more checkpoints than the run's {} steps; \
+                     use at most log:{}",
+                    self.steps, self.steps
+                ));
+            }
+        }
         if !self.d_model.is_multiple_of(self.n_head) {
             return fail(format!(
                 "d_model = {} is not a multiple of n_head = {}",

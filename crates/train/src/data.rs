@@ -130,27 +130,6 @@ impl EvalSplit {
     }
 }
 
-/// Hash of what training sees: vocabulary tokens, every training example's tokens and loss
-/// positions, in order (16 hex digits).
-pub fn fingerprint(ds: &Dataset) -> String {
-    let mut bytes = Vec::new();
-    for id in 0..ds.vocab.len() as u32 {
-        bytes.extend_from_slice(ds.vocab.token(id).as_bytes());
-        bytes.push(0);
-    }
-    for ex in &ds.train {
-        for &t in &ex.tokens {
-            bytes.extend_from_slice(&t.to_le_bytes());
-        }
-        bytes.push(0xff);
-        for &p in &ex.loss_positions {
-            bytes.extend_from_slice(&(p as u32).to_le_bytes());
-        }
-        bytes.push(0xfe);
-    }
-    format!("{:016x}", crate::fnv1a(&bytes))
-}
-
 /// Number of batches in an epoch of `n` examples: `ceil(n / batch)` (the last one may be short,
 /// as with PyTorch's `DataLoader`).
 pub fn steps_per_epoch(n: usize, batch: usize) -> u64 {

@@ -142,6 +142,7 @@ fn ensure_generated(spec: &DatasetSpec, dir: &Path, quiet: bool) -> Result<()> {
     if !quiet {
         eprintln!("generating {} into {}", spec.name(), dir.display());
     }
+    crate::lock::remove_stale_staging(dir)?;
     Dataset::generate(&spec.task, spec.seed)?.write(dir)?;
     Ok(())
 }

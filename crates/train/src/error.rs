@@ -36,15 +36,29 @@ pub enum TrainError {
     Mismatch(String),
     /// The training loss became NaN or infinite.
     #[error(
-        "training loss became {value} between steps {after} and {at}; stopped without saving \
-         (the last good checkpoint is step {last_good})"
+        "training loss became {value} between steps {after} and {at}; stopped without saving ({})",
+        match last_good {
+            Some(step) => format!("the last good checkpoint is step {step}"),
+            None => "there is no good checkpoint yet; lower lr and start again".to_string(),
+        }
     )]
     NonFinite {
         value: f64,
         after: u64,
         at: u64,
-        last_good: u64,
+        /// Step of the latest checkpoint written before the loss went bad, if any.
+        last_good: Option<u64>,
     },
+    /// Another live process holds the folder's lock ([`crate::lock::FolderLock`]).
+    #[error(
+        "{} is in use by {}; wait for it to finish or stop it, or choose another folder",
+        dir.display(),
+        match pid {
+            Some(pid) => format!("grokscope process {pid}"),
+            None => "another grokscope process".to_string(),
+        }
+    )]
+    Locked { dir: PathBuf, pid: Option<u32> },
 }
 
 /// Result alias for the train crate.

@@ -13,6 +13,7 @@ pub mod data;
 pub mod dataset;
 pub mod error;
 pub mod eval;
+pub mod lock;
 pub mod metrics;
 pub mod optim;
 pub mod progress;
@@ -41,13 +42,7 @@ pub fn mix(a: u64, b: u64) -> u64 {
     z ^ (z >> 31)
 }
 
-/// 64-bit FNV-1a hash: stable across Rust versions and platforms, for config and data
-/// fingerprints.
-pub fn fnv1a(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
-    })
-}
+pub use tasks::fnv1a;
 
 /// A flag set by Ctrl-C or SIGTERM, for [`TrainOptions::stop`]: the run then writes a checkpoint
 /// and returns. A second signal exits the process at once (status 130). Installed once per

@@ -14,6 +14,7 @@ use crate::config::TrainConfig;
 use crate::data::{self, EvalSplit, TrainTensors, IGNORE};
 use crate::error::{io_err, Result, TrainError};
 use crate::eval::{self, SplitMetrics};
+use crate::lock::{FolderLock, LOCK_FILE};
 use crate::metrics::{fmt_value, CsvLog};
 use crate::optim::AdamW;
 use crate::progress::Progress;
@@ -157,6 +158,8 @@ struct Trainer {
     /// dropout (libtorch's one generator, drawn from by every thread, would make the masks depend
     /// on the threads' timing).
     sharding: Option<Sharding>,
+    /// The run folder's lock, held while the trainer lives: one writer per run.
+    _lock: FolderLock,
 }
 
 /// A [`Team`] and the parameters its shards differentiate, in [`AdamW::set_grads`] order.
@@ -206,10 +209,10 @@ impl Trainer {
         opts: &TrainOptions,
     ) -> Result<Trainer> {
         let device = opts.device;
-        let data_fingerprint = data::fingerprint(&ds);
+        let data_fingerprint = ds.fingerprint();
         let gpt_cfg = cfg.gpt_config(&ds);
         gpt_cfg.validate()?;
-        let resume = open_run_dir(run_dir, &mut cfg, &data_fingerprint)?;
+        let (lock, resume) = open_run_dir(run_dir, &mut cfg, &data_fingerprint)?;
 
         tch::manual_seed(cfg.seed as i64);
         let vs = nn::VarStore::new(device);
@@ -277,6 +280,7 @@ impl Trainer {
             progress,
             components,
             sharding,
+            _lock: lock,
         };
         trainer.announce(&ds);
         if let Some(step) = resume {
@@ -292,7 +296,8 @@ impl Trainer {
         let checkpoints: BTreeSet<u64> = self.cfg.checkpoints.steps(total).into_iter().collect();
         let start_step = self.opt.step_count();
         let mut step = start_step;
-        let mut last_checkpoint = step;
+        // A resumed run starts from a checkpoint; a fresh one has none yet.
+        let mut last_checkpoint = (step > 0).then_some(step);
         let mut last_log = step;
         let mut train_secs = 0.0;
         let mut first_secs = 0.0;
@@ -344,7 +349,7 @@ impl Trainer {
             }
             if is_checkpoint {
                 self.save_checkpoint(step)?;
-                last_checkpoint = step;
+                last_checkpoint = Some(step);
             }
         }
         Ok((step, false, [first_secs, train_secs], last_eval))
@@ -399,7 +404,7 @@ impl Trainer {
         learning_rate(c.lr, c.lr_schedule, c.warmup_steps, c.steps, step)
     }
 
-    fn check_finite(&self, value: f64, after: u64, at: u64, last_good: u64) -> Result<()> {
+    fn check_finite(&self, value: f64, after: u64, at: u64, last_good: Option<u64>) -> Result<()> {
         if value.is_finite() {
             Ok(())
         } else {
@@ -418,7 +423,7 @@ impl Trainer {
         &mut self,
         step: u64,
         lr: f64,
-        last_checkpoint: u64,
+        last_checkpoint: Option<u64>,
         checkpoint: bool,
     ) -> Result<Vec<SplitMetrics>> {
         let (train_loss, grad_norm) = self.running.means()?;
@@ -478,8 +483,15 @@ impl Trainer {
             data_fingerprint: self.data_fingerprint.clone(),
             threads: tch::get_num_threads().max(1) as usize,
             device: device_name(self.opts.device),
+            hashes: BTreeMap::new(),
         };
-        let metadata = BTreeMap::from([("step".to_string(), step.to_string())]);
+        let metadata = BTreeMap::from([
+            ("step".to_string(), step.to_string()),
+            (
+                model::DATA_FINGERPRINT_KEY.to_string(),
+                self.data_fingerprint.clone(),
+            ),
+        ]);
         checkpoint::write(&self.run_dir, &state, |dir| {
             Checkpoint::save(
                 dir.join(checkpoint::MODEL_FILE),
@@ -490,11 +502,7 @@ impl Trainer {
             let mut tensors = self.opt.state_tensors();
             tensors.extend(self.running.tensors());
             let path = dir.join(checkpoint::OPTIMIZER_FILE);
-            let host: Vec<(String, Tensor)> = tensors
-                .into_iter()
-                .map(|(n, t)| (n, t.to_device(Device::Cpu)))
-                .collect();
-            Tensor::write_safetensors(&host, &path)?;
+            model::write_safetensors(&path, &tensors, &BTreeMap::new())?;
             Ok(())
         })?;
         Ok(())
@@ -622,21 +630,25 @@ pub(crate) fn answer_cross_entropy(
         .f_cross_entropy_loss::<Tensor>(&targets.view([-1]), None, reduction, IGNORE, 0.0)?)
 }
 
-/// Checks or creates the run folder. Returns the step of the latest complete checkpoint to resume
-/// from (`None` for a fresh run). Writes the resolved config to `config.json`.
-fn open_run_dir(run_dir: &Path, cfg: &mut TrainConfig, fingerprint: &str) -> Result<Option<u64>> {
+/// Checks or creates the run folder and takes its lock. Returns the lock and the step of the
+/// latest complete checkpoint to resume from (`None` for a fresh run). Writes the resolved config
+/// to `config.json`.
+fn open_run_dir(
+    run_dir: &Path,
+    cfg: &mut TrainConfig,
+    fingerprint: &str,
+) -> Result<(FolderLock, Option<u64>)> {
     let config_path = run_dir.join("config.json");
-    let exists = run_dir.is_dir();
-    if exists && !config_path.is_file() {
+    let lock = FolderLock::acquire(run_dir)?;
+    if !config_path.is_file() {
         let mut entries = std::fs::read_dir(run_dir).map_err(io_err(run_dir))?;
-        if entries.next().is_some() {
+        if entries.any(|e| !matches!(e, Ok(e) if e.file_name() == LOCK_FILE)) {
             return Err(TrainError::Mismatch(format!(
                 "{} exists and is not a grokscope run folder (no config.json); choose another --out",
                 run_dir.display()
             )));
         }
     }
-    std::fs::create_dir_all(run_dir).map_err(io_err(run_dir))?;
     let mut resume = None;
     if config_path.is_file() {
         let old = TrainConfig::from_file(&config_path)?;
@@ -673,7 +685,7 @@ fn open_run_dir(run_dir: &Path, cfg: &mut TrainConfig, fingerprint: &str) -> Res
     let json = serde_json::to_string_pretty(&*cfg)
         .map_err(|e| TrainError::Config(format!("cannot serialise the config: {e}")))?;
     checkpoint::write_atomic(&config_path, format!("{json}\n").as_bytes())?;
-    Ok(resume)
+    Ok((lock, resume))
 }
 
 /// layer_norms.csv component of a parameter: `embed` for wte/wpe, `block.{i}` for

@@ -438,13 +438,46 @@ fn non_finite_loss_stops_and_keeps_the_last_good_checkpoint() {
         panic!("expected a non-finite loss error, got {err}");
     };
     let msg = err.to_string();
-    assert!(msg.contains("last good checkpoint"), "{msg}");
     let kept = checkpoint::list(&run).unwrap();
-    assert_eq!(kept.last().copied().unwrap_or(0), last_good, "{msg}");
+    assert_eq!(kept.last().copied(), last_good, "{msg}");
     assert!(
         kept.iter().all(|&s| s < at),
         "a checkpoint was written at or after the bad step: {kept:?}"
     );
+    match last_good {
+        Some(step) => assert!(msg.contains(&format!("last good checkpoint is step {step}"))),
+        None => assert!(msg.contains("no good checkpoint yet"), "{msg}"),
+    }
+}
+
+/// A loss that goes bad before the first checkpoint names no checkpoint (there is none).
+#[test]
+fn non_finite_loss_before_any_checkpoint_says_there_is_none() {
+    let _g = lock();
+    let root = scratch("nan-early");
+    let cfg = tiny_cfg(&[
+        "lr=1e30",
+        "weight_decay=0",
+        "warmup_steps=0",
+        "log_every=1",
+        "checkpoints=steps:60",
+    ]);
+    let run = root.join("run");
+    let err = train::train(cfg, &run, &opts(&root.join("data"))).unwrap_err();
+    let msg = err.to_string();
+    assert!(
+        matches!(
+            err,
+            TrainError::NonFinite {
+                last_good: None,
+                ..
+            }
+        ),
+        "{msg}"
+    );
+    assert!(msg.contains("no good checkpoint yet"), "{msg}");
+    assert!(!msg.contains("step 0"), "{msg}");
+    assert!(checkpoint::list(&run).unwrap().is_empty());
 }
 
 #[test]
@@ -702,4 +735,21 @@ fn shard_gradients_add_up_to_the_whole_batch_gradients() {
     let short: Vec<Vec<Tensor>> = vec![params[1..].iter().map(Tensor::zeros_like).collect()];
     let err = opt.set_grads(&short).unwrap_err().to_string();
     assert!(err.contains("gradients for"), "{err}");
+}
+
+/// The staging folder of a preset dataset whose generation was killed (`.NAME.tmp-PID`, PID
+/// gone) is removed when the next training run generates that dataset.
+#[test]
+fn a_killed_dataset_generation_leaves_nothing_behind() {
+    let _g = lock();
+    let root = scratch("stale-staging");
+    let data = root.join("data");
+    let cfg = tiny_cfg(&["steps=20"]);
+    let name = cfg.dataset.as_ref().unwrap().name();
+    // Above Linux's largest pid (2^22): no process has it.
+    let staging = data.join(format!(".{name}.tmp-2000000000"));
+    std::fs::create_dir_all(staging.join("partial")).unwrap();
+    train::train(cfg, &root.join("run"), &opts(&data)).unwrap();
+    assert!(!staging.exists(), "{} stayed", staging.display());
+    assert!(data.join(&name).join("train.json").is_file());
 }

@@ -67,6 +67,7 @@ pub fn run(args: AttributeArgs, ctx: &Ctx) -> Result<()> {
     let agreements = result.agreements();
 
     let out = &args.probe.out;
+    let _lock = crate::cmd::lock_output(out)?;
     probe.write_jsonl(&out.join("examples.jsonl"), &opened.data.vocab)?;
     write_csv(&out.join("attribution.csv"), &result.rows(opened.step))?;
     write_json(

@@ -39,13 +39,19 @@ pub struct CacheArgs {
     /// Output safetensors file.
     #[arg(long)]
     pub out: PathBuf,
+    /// Run on a dataset other than the one the checkpoint was trained on (a transfer
+    /// experiment; the vocabulary size must still match).
+    #[arg(long)]
+    pub allow_other_data: bool,
 }
 
 /// Runs `grokscope cache`: writes the safetensors file and prints its tensors.
 pub fn run(args: CacheArgs, ctx: &Ctx) -> Result<()> {
+    crate::cmd::check_positive("--max-rows", args.max_rows)?;
     let opened = open(
         &args.checkpoint,
         args.data.as_deref(),
+        args.allow_other_data,
         ctx.device,
         args.rank_over,
     )?;

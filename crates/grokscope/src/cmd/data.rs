@@ -178,6 +178,7 @@ pub fn run(args: &DataArgs) -> Result<()> {
         .clone()
         .unwrap_or_else(|| PathBuf::from("data").join(spec.name()));
     let dataset = Dataset::generate(&spec, output.seed)?;
+    train::lock::remove_stale_staging(&out)?;
     dataset.write(&out)?;
     println!(
         "wrote {}: {} train, {} valid, {} test examples, {} token ids ({:.1} s)",

@@ -34,7 +34,7 @@ pub fn run(args: DlaArgs, ctx: &Ctx) -> Result<()> {
         .map(|tok| source.data.vocab.id(tok))
         .transpose()?;
     let out = &source.out;
-    probe.write_jsonl(&out.join("examples.jsonl"), &source.data.vocab)?;
+    let _lock = crate::cmd::lock_output(out)?;
     let mut rows: Vec<DlaRow> = Vec::new();
     let mut steps = Vec::new();
     for_each_checkpoint(&source, &probe, ctx, |step, path, net| {
@@ -86,6 +86,7 @@ pub fn run(args: DlaArgs, ctx: &Ctx) -> Result<()> {
         write_csv(&out.join("dla.csv"), &rows)?;
         Ok(())
     })?;
+    probe.write_jsonl(&out.join("examples.jsonl"), &source.data.vocab)?;
     write_json(
         &out.join("dla_summary.json"),
         &json!({

@@ -34,6 +34,10 @@ pub struct EvalArgs {
     /// map, such as the paper's].
     #[arg(long, value_name = "all|task")]
     pub rank_over: Option<RankOver>,
+    /// Evaluate on a dataset other than the one the checkpoint was trained on (a transfer
+    /// experiment; the vocabulary size must still match).
+    #[arg(long)]
+    pub allow_other_data: bool,
 }
 
 /// One line of the predictions file.
@@ -58,6 +62,13 @@ pub fn run(args: EvalArgs, ctx: &Ctx) -> Result<()> {
     let ds = Dataset::load(&args.data)?;
     let (ckpt, rank_over) = load_fitted(&path, &ds, ctx.device, args.rank_over)?;
     println!("{}", describe_rank_universe(&ckpt, rank_over));
+    interp::load::check_trained_on(
+        &path,
+        &ckpt.metadata,
+        &ds,
+        &ds.fingerprint(),
+        args.allow_other_data,
+    )?;
     let mut groups = ds.splits();
     if let Some(name) = &args.split {
         let known: Vec<String> = groups.iter().map(|(n, _)| n.clone()).collect();

@@ -47,6 +47,10 @@ pub struct ProbeArgs {
     /// grokscope's own have only the task's rows].
     #[arg(long, value_name = "all|task")]
     pub rank_over: Option<RankOver>,
+    /// Analyse on a dataset other than the one the checkpoint was trained on (a transfer
+    /// experiment; the vocabulary size must still match).
+    #[arg(long)]
+    pub allow_other_data: bool,
 }
 
 /// The indices of an `--examples` file, if one is given.
@@ -65,11 +69,14 @@ impl ProbeArgs {
         })
     }
 
-    /// Loads the checkpoint and the dataset.
+    /// Checks the options, loads the checkpoint and the dataset, and checks that the checkpoint
+    /// was trained on that dataset (unless `--allow-other-data`).
     pub fn open(&self, ctx: &Ctx) -> Result<Opened> {
+        crate::cmd::check_positive("--max-rows", self.max_rows)?;
         let opened = open(
             &self.checkpoint,
             self.data.as_deref(),
+            self.allow_other_data,
             ctx.device,
             self.rank_over,
         )?;
@@ -181,6 +188,7 @@ pub fn run(args: LensArgs, ctx: &Ctx) -> Result<()> {
     )?;
     let seconds = started.elapsed().as_secs_f64();
     let out = &args.probe.out;
+    let _lock = crate::cmd::lock_output(out)?;
     probe.write_jsonl(&out.join("examples.jsonl"), &opened.data.vocab)?;
     write_csv(&out.join("lens.csv"), &lens.rows(opened.step))?;
     println!(

@@ -69,6 +69,7 @@ pub fn run(args: PatchArgs, ctx: &Ctx) -> Result<()> {
     let effect = state_effect(&net, &probe, &targets, opened.step, args.probe.max_rows)?;
 
     let out = &args.probe.out;
+    let _lock = crate::cmd::lock_output(out)?;
     probe.write_jsonl(&out.join("examples.jsonl"), &opened.data.vocab)?;
     write_csv(&out.join("patch.csv"), &result.rows(opened.step))?;
     write_csv(&out.join("state_effect.csv"), &effect)?;

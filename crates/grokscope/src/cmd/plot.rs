@@ -1,8 +1,10 @@
 //! `grokscope plot`: draw a run's PNG figures from its CSV files alone.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
+use anyhow::Context;
 use plot::{Figure, FigureOptions, RunInputs};
+use train::lock::FolderLock;
 
 /// Draw PNG figures from a run's CSV files.
 #[derive(clap::Args, Debug, Clone)]
@@ -34,9 +36,12 @@ pub(crate) struct Drawn {
     pub inputs: RunInputs,
     pub out_dir: PathBuf,
     pub figures: Vec<Figure>,
+    /// The output folder's lock, held until the caller is done writing there.
+    pub _lock: FolderLock,
 }
 
-/// Draws every figure the run's files allow.
+/// Draws every figure the run's files allow: all of them or none (a bad CSV file leaves no
+/// figure behind).
 pub(crate) fn draw(args: &PlotArgs) -> anyhow::Result<Drawn> {
     let analysis = args
         .analysis
@@ -51,12 +56,39 @@ pub(crate) fn draw(args: &PlotArgs) -> anyhow::Result<Drawn> {
         change_to: args.change_to,
         saturation: None,
     };
-    let figures = plot::draw_run(&inputs, &out_dir, &options)?;
+    let lock = crate::cmd::lock_output(&out_dir)?;
+    let figures = draw_staged(&inputs, &out_dir, &options)?;
     Ok(Drawn {
         inputs,
         out_dir,
         figures,
+        _lock: lock,
     })
+}
+
+/// Draws the figures into a temporary folder inside `out_dir`, then moves them into `out_dir`;
+/// on an error the temporary folder goes and `out_dir` is as it was.
+fn draw_staged(
+    inputs: &RunInputs,
+    out_dir: &Path,
+    options: &FigureOptions,
+) -> anyhow::Result<Vec<Figure>> {
+    let staging = out_dir.join(format!(".figures.tmp-{}", std::process::id()));
+    let drawn = plot::draw_run(inputs, &staging, options);
+    let moved = drawn.map_err(anyhow::Error::from).and_then(|figures| {
+        figures
+            .into_iter()
+            .map(|figure| {
+                let relative = figure.path.strip_prefix(&staging)?.to_path_buf();
+                let path = out_dir.join(relative);
+                std::fs::rename(&figure.path, &path)
+                    .with_context(|| format!("cannot write {}", path.display()))?;
+                Ok(Figure { path, ..figure })
+            })
+            .collect()
+    });
+    let _ = std::fs::remove_dir_all(&staging);
+    moved
 }
 
 /// Runs `grokscope plot`.

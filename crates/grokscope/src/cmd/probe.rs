@@ -5,8 +5,8 @@ use crate::device::Ctx;
 use anyhow::Result;
 use interp::linear_probe::{default_probe_targets, linear_probes, FitOptions, LinearProbeOptions};
 use interp::load::{
-    check_compatible, checkpoint_step, describe_rank_universe, list_checkpoints, load_fitted,
-    resolve_data_dir,
+    check_compatible, check_trained_on, checkpoint_step, describe_rank_universe, list_checkpoints,
+    load_fitted, resolve_data_dir,
 };
 use interp::output::{write_csv, write_json, LensRow};
 use interp::{InterpError, Net, ProbeSet, ProbeSpec};
@@ -45,6 +45,10 @@ pub struct SourceArgs {
     /// Rows ranks are taken over: all or task [default: all for checkpoints with a token map].
     #[arg(long, value_name = "all|task")]
     pub rank_over: Option<RankOver>,
+    /// Analyse on a dataset other than the one the checkpoints were trained on (a transfer
+    /// experiment; the vocabulary size must still match).
+    #[arg(long)]
+    pub allow_other_data: bool,
 }
 
 /// The resolved checkpoints, dataset and output folder of [`SourceArgs`].
@@ -52,14 +56,18 @@ pub struct Source {
     /// Checkpoint files in step order.
     pub checkpoints: Vec<PathBuf>,
     pub data: tasks::Dataset,
+    /// `data`'s fingerprint, checked against each checkpoint's.
+    pub fingerprint: String,
+    pub allow_other_data: bool,
     pub out: PathBuf,
     /// Rows ranks are taken over (`None`: each checkpoint's default).
     pub rank_over: Option<RankOver>,
 }
 
 impl SourceArgs {
-    /// Lists the checkpoints, loads the dataset and picks the output folder.
+    /// Checks the options, lists the checkpoints, loads the dataset and picks the output folder.
     pub fn resolve(&self) -> Result<Source> {
+        crate::cmd::check_positive("--max-rows", self.max_rows)?;
         let (checkpoints, out) = match (&self.checkpoint, &self.run) {
             (Some(file), _) => (vec![file.clone()], self.out.clone()),
             (None, Some(run)) => {
@@ -98,7 +106,9 @@ impl SourceArgs {
         let data = tasks::Dataset::load(&resolve_data_dir(first, self.data.as_deref())?)?;
         Ok(Source {
             checkpoints,
+            fingerprint: data.fingerprint(),
             data,
+            allow_other_data: self.allow_other_data,
             out,
             rank_over: self.rank_over,
         })
@@ -127,8 +137,9 @@ fn default_out(run: &Path) -> PathBuf {
     PathBuf::from("notebooks-out").join(name)
 }
 
-/// Loads each checkpoint of `source` in turn, checks it against the probe set and calls
-/// `f(step, checkpoint file, model)`; prints the rank universe of the first.
+/// Loads each checkpoint of `source` in turn, checks it against the probe set and the data it
+/// was trained on, and calls `f(step, checkpoint file, model)`; prints the rank universe of the
+/// first.
 pub fn for_each_checkpoint(
     source: &Source,
     probe: &ProbeSet,
@@ -141,6 +152,13 @@ pub fn for_each_checkpoint(
             println!("{}", describe_rank_universe(&ckpt, rank_over));
         }
         check_compatible(&ckpt, &source.data, probe.seq_len())?;
+        check_trained_on(
+            path,
+            &ckpt.metadata,
+            &source.data,
+            &source.fingerprint,
+            source.allow_other_data,
+        )?;
         let step = checkpoint_step(path, &ckpt.metadata);
         f(step, path, &Net::new(&ckpt.model))?;
     }
@@ -182,9 +200,28 @@ pub struct ProbeCmdArgs {
     pub l2: f64,
 }
 
+/// Checks the fitting options: a positive, finite learning rate, a non-negative finite L2
+/// penalty, at least one iteration, a held-out fraction strictly between 0 and 1.
+fn check_fit_options(args: &ProbeCmdArgs) -> Result<()> {
+    if !(args.lr.is_finite() && args.lr > 0.0) {
+        anyhow::bail!("--lr must be a positive number, got {}", args.lr);
+    }
+    if !(args.l2.is_finite() && args.l2 >= 0.0) {
+        anyhow::bail!("--l2 must be zero or a positive number, got {}", args.l2);
+    }
+    if !(args.holdout > 0.0 && args.holdout < 1.0) {
+        anyhow::bail!(
+            "--holdout must be a fraction strictly between 0 and 1, got {}",
+            args.holdout
+        );
+    }
+    crate::cmd::check_positive("--iterations", args.iterations)
+}
+
 /// Runs `grokscope probe`: writes `probe.csv`, `probe_summary.json` and `examples.jsonl` and
 /// prints the held-out accuracy per layer and position.
 pub fn run(args: ProbeCmdArgs, ctx: &Ctx) -> Result<()> {
+    check_fit_options(&args)?;
     let source = args.source.resolve()?;
     let probe = args.source.probe(&source.data, args.size)?;
     let targets = if args.targets.is_empty() {
@@ -212,7 +249,7 @@ pub fn run(args: ProbeCmdArgs, ctx: &Ctx) -> Result<()> {
         max_rows: args.source.max_rows,
     };
     let out = &source.out;
-    probe.write_jsonl(&out.join("examples.jsonl"), &source.data.vocab)?;
+    let _lock = crate::cmd::lock_output(out)?;
     let mut rows: Vec<LensRow> = Vec::new();
     let mut steps = Vec::new();
     let mut target_info = Vec::new();
@@ -281,6 +318,7 @@ pub fn run(args: ProbeCmdArgs, ctx: &Ctx) -> Result<()> {
         write_csv(&out.join("probe.csv"), &rows)?;
         Ok(())
     })?;
+    probe.write_jsonl(&out.join("examples.jsonl"), &source.data.vocab)?;
     write_json(
         &out.join("probe_summary.json"),
         &json!({

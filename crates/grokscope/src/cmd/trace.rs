@@ -53,15 +53,31 @@ pub struct TraceArgs {
     /// Largest batch of one forward pass (bounds memory).
     #[arg(long, default_value_t = 2048)]
     pub max_rows: usize,
+    /// Trace on a dataset other than the one the checkpoints were trained on (a transfer
+    /// experiment; the vocabulary size must still match).
+    #[arg(long)]
+    pub allow_other_data: bool,
     /// No progress bar.
     #[arg(long)]
     pub quiet: bool,
+}
+
+/// Removes the temporaries that killed runs left in the per-checkpoint folders `out/steps/*/`.
+fn remove_stale_step_temps(out: &std::path::Path) -> Result<()> {
+    let Ok(entries) = std::fs::read_dir(out.join("steps")) else {
+        return Ok(());
+    };
+    for dir in entries.flatten().map(|e| e.path()).filter(|p| p.is_dir()) {
+        train::lock::remove_stale_temps(&dir, "")?;
+    }
+    Ok(())
 }
 
 /// Runs `grokscope trace` and prints the key numbers of `trace.json`.
 pub fn run(args: TraceArgs, ctx: &Ctx) -> Result<()> {
     let corruptions: Vec<CorruptionSpec> = parse_all(&args.corruptions)?;
     let positions: Vec<PositionChoice> = parse_all(&args.positions)?;
+    crate::cmd::check_positive("--max-rows", args.max_rows)?;
     let out = args.out.clone().unwrap_or_else(|| {
         let name = args
             .run
@@ -85,11 +101,14 @@ pub fn run(args: TraceArgs, ctx: &Ctx) -> Result<()> {
         data: args.data.clone(),
         key_layer: args.key_layer,
         force: args.force,
+        allow_other_data: args.allow_other_data,
         max_rows: args.max_rows,
         device: ctx.device,
         progress: !args.quiet,
         rank_over: args.rank_over,
     };
+    let _lock = crate::cmd::lock_output(&out)?;
+    remove_stale_step_temps(&out)?;
     match args.rank_over {
         Some(universe) => println!("ranks over: {universe} (--rank-over)"),
         None => println!(

@@ -95,6 +95,7 @@ pub fn run(args: TunedLensArgs, ctx: &Ctx) -> Result<()> {
     )?;
     let out = &args.probe.out;
     std::fs::create_dir_all(out)?;
+    let _lock = crate::cmd::lock_output(out)?;
     tuned.save(&out.join("tuned_lens.safetensors"))?;
     write_csv(&out.join("tuned_lens_fit.csv"), &fit_rows(&report))?;
     write_csv(&out.join("lens.csv"), &logit.rows(opened.step))?;

@@ -92,7 +92,9 @@ pub fn trace_point(sweep: &Sweep, p: &PointEntry, device: Device) -> Result<()> 
         device,
         progress: false,
         rank_over: None,
+        allow_other_data: false,
     };
+    let _lock = crate::cmd::lock_output(&out)?;
     let run = sweep.run_dir(p);
     interp::trace(&run, &out, &opts).with_context(|| format!("tracing {}", run.display()))?;
     report(&run, &out)
