@@ -1,37 +1,8 @@
 //! End-to-end tests of the `grokscope` command line: each runs the real binary.
 
-use std::path::PathBuf;
-use std::process::{Command, Output};
+mod common;
 
-/// The binary under test, built by cargo for this test target.
-fn grokscope() -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_grokscope"));
-    cmd.env("NO_COLOR", "1");
-    cmd
-}
-
-fn run(args: &[&str]) -> Output {
-    grokscope()
-        .args(args)
-        .output()
-        .expect("the grokscope binary runs")
-}
-
-fn stdout(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
-/// A fresh empty folder under the target directory for one test's outputs.
-fn scratch(name: &str) -> PathBuf {
-    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(name);
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
+use common::{run, run_ok, scratch, stderr, stdout};
 
 #[test]
 fn version_and_help() {
@@ -66,18 +37,6 @@ fn bad_global_options_fail_with_one_line() {
     assert_eq!(stderr(&out).trim(), "error: --threads must be at least 1");
     let out = run(&["--device", "tpu", "doctor"]);
     assert_eq!(out.status.code(), Some(2));
-}
-
-fn run_ok(args: &[&str]) -> String {
-    let out = run(args);
-    assert!(
-        out.status.success(),
-        "grokscope {} failed:\n{}\n{}",
-        args.join(" "),
-        stdout(&out),
-        stderr(&out)
-    );
-    stdout(&out)
 }
 
 fn assert_nonempty(path: &std::path::Path) {

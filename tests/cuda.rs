@@ -3,6 +3,9 @@
 //! `--device cuda` without a GPU is one line and exit 2, and `doctor` names the driver's devices
 //! (read from a stand-in driver library built from `tests/fixtures/fake_libcuda.c`).
 
+mod common;
+
+use common::scratch;
 use model::device::{libtorch_cuda_beside_cpu, CudaBackend};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -17,14 +20,6 @@ fn grokscope(args: &[&str], env: &[(&str, &str)]) -> Output {
 
 fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
-}
-
-/// A fresh empty folder under the target directory for one test's outputs.
-fn scratch(name: &str) -> PathBuf {
-    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(name);
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
 }
 
 /// The libtorch folder's `libtorch_cuda.so`, or `None` (with the reason printed) for a CPU-only

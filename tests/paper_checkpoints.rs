@@ -4,46 +4,11 @@
 //! ranks over all rows equal to a recomputation with `transformers`; `trace --run` reads a folder
 //! of `checkpoint-<step>` folders; bad tokenizer files and configs are one-line errors.
 
+mod common;
+
+use common::{run_err, run_ok, s, scratch};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-
-fn grokscope(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_grokscope"))
-        .args(["--threads", "2", "--device", "cpu"])
-        .args(args)
-        .output()
-        .expect("the grokscope binary runs")
-}
-
-fn run_ok(args: &[&str]) -> String {
-    let out = grokscope(args);
-    assert!(
-        out.status.success(),
-        "grokscope {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// The one-line error of a command that must fail with exit code 2.
-fn run_err(args: &[&str]) -> String {
-    let out = grokscope(args);
-    let err = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert_eq!(out.status.code(), Some(2), "grokscope {args:?}: {err}");
-    assert_eq!(err.trim().lines().count(), 1, "{err}");
-    err
-}
-
-fn scratch(name: &str) -> PathBuf {
-    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(name);
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-fn s(path: &Path) -> &str {
-    path.to_str().unwrap()
-}
+use std::process::Command;
 
 /// A tiny composition dataset and a 2-layer run of 40 steps on it: (data, checkpoint file).
 fn tiny_run(dir: &Path, entities: &str) -> (PathBuf, PathBuf) {

@@ -3,6 +3,9 @@
 //! killed runs, failed figure commands and error texts. Each runs the real binary on a miniature
 //! run trained once per test process.
 
+mod common;
+
+use common::{grokscope, run, run_ok, stderr, stdout};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::OnceLock;
@@ -10,38 +13,6 @@ use std::time::{Duration, Instant};
 
 /// A pid no process can have (above Linux's largest, 2^22), for temporaries of a dead writer.
 const DEAD_PID: u32 = 2_000_000_000;
-
-fn grokscope() -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_grokscope"));
-    cmd.env("NO_COLOR", "1");
-    cmd
-}
-
-fn run(args: &[&str]) -> Output {
-    grokscope()
-        .args(args)
-        .output()
-        .expect("the grokscope binary runs")
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
-fn stdout(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn run_ok(args: &[&str]) -> String {
-    let out = run(args);
-    assert!(
-        out.status.success(),
-        "grokscope {} failed: {}",
-        args.join(" "),
-        stderr(&out)
-    );
-    stdout(&out)
-}
 
 /// Runs `args` like [`run`], but kills the process and fails the test when it is still running
 /// after `limit` (for inputs that used to hang).

@@ -3,6 +3,9 @@
 //! slurm-up`; CI starts one), the same sweep through real job arrays with a task preempted by
 //! SIGTERM, which must end with the same weights and the same sweep.csv as the local run.
 
+mod common;
+
+use common::{s, scratch};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
@@ -35,18 +38,6 @@ fn ok(args: &[&str]) -> String {
         text(&out.stderr)
     );
     text(&out.stdout)
-}
-
-/// A fresh empty folder for one test; the sweep folders go inside it.
-fn scratch(name: &str) -> PathBuf {
-    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(name);
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-fn s(path: &Path) -> &str {
-    path.to_str().unwrap()
 }
 
 /// Plans the smoke sweep into `dir/name`.

@@ -94,9 +94,12 @@ pub fn trace_point(sweep: &Sweep, p: &PointEntry, device: Device) -> Result<()> 
         rank_over: None,
         allow_other_data: false,
     };
-    let _lock = crate::cmd::lock_output(&out)?;
     let run = sweep.run_dir(p);
-    interp::trace(&run, &out, &opts).with_context(|| format!("tracing {}", run.display()))?;
+    {
+        // `draw` takes the folder's lock itself, so this one is released before it.
+        let _lock = crate::cmd::lock_output(&out)?;
+        interp::trace(&run, &out, &opts).with_context(|| format!("tracing {}", run.display()))?;
+    }
     report(&run, &out)
 }
 

@@ -1,0 +1,64 @@
+//! Helpers shared by the end-to-end tests of the `grokscope` command line (each test file is its
+//! own crate and uses only some of them).
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// The binary under test, built by cargo for this test target.
+pub fn grokscope() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_grokscope"));
+    cmd.env("NO_COLOR", "1");
+    cmd
+}
+
+/// Runs the binary with `args` and returns its output.
+pub fn run(args: &[&str]) -> Output {
+    grokscope()
+        .args(args)
+        .output()
+        .expect("the grokscope binary runs")
+}
+
+pub fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+pub fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// Runs the binary with `args` and returns its stdout; fails the test when it fails.
+pub fn run_ok(args: &[&str]) -> String {
+    let out = run(args);
+    assert!(
+        out.status.success(),
+        "grokscope {} failed: {}",
+        args.join(" "),
+        stderr(&out)
+    );
+    stdout(&out)
+}
+
+/// Runs the binary with `args`, which must fail with exit code 2 and one line on stderr; returns
+/// that line.
+pub fn run_err(args: &[&str]) -> String {
+    let out = run(args);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(2), "grokscope {args:?}: {err}");
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    err
+}
+
+/// A fresh empty folder under the target directory for one test's outputs.
+pub fn scratch(name: &str) -> PathBuf {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(name);
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// A path as a command-line argument.
+pub fn s(path: &Path) -> &str {
+    path.to_str().unwrap()
+}
