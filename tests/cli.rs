@@ -167,8 +167,19 @@ fn miniature_pipeline_end_to_end() {
         "20",
         "--quiet",
     ]);
-    for file in ["lens.csv", "patch.csv", "trace.json", "examples.jsonl"] {
+    for file in [
+        "lens.csv",
+        "patch.csv",
+        "attention.csv",
+        "trace.json",
+        "examples.jsonl",
+    ] {
         assert_nonempty(&analysis.join(file));
+    }
+    let attention = std::fs::read_to_string(analysis.join("attention.csv")).unwrap();
+    assert!(attention.starts_with("step,example,layer,head,query,key,value"));
+    for step in ["20,mean,", "60,mean,", "60,0,"] {
+        assert!(attention.lines().any(|l| l.starts_with(step)), "{step}");
     }
     let lens = std::fs::read_to_string(analysis.join("lens.csv")).unwrap();
     assert!(
@@ -206,6 +217,9 @@ fn miniature_pipeline_end_to_end() {
         "lens_r2_mrr",
         "patch_noising_r1",
         "circuit_change",
+        "attention_step60_mean",
+        "attention_step60_example0",
+        "attention_from_r2_over_steps",
     ] {
         assert!(
             names.iter().any(|n| n.starts_with(prefix)),

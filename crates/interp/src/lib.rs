@@ -8,6 +8,7 @@
 //! - positions are named by their role in the prompt (`h, r1, r2` / `a, q, e1, mask, e2`);
 //! - ranks are 0-based over the whole vocabulary; MRR = mean(1 / (rank + 1)).
 
+pub mod attention;
 pub mod attribution;
 pub mod dla;
 pub mod effect;
@@ -25,6 +26,7 @@ pub mod stats;
 pub mod trace;
 pub mod tuned_lens;
 
+pub use attention::{attention_patterns, AttentionResult};
 pub use attribution::{attribution_patching, AttributionOptions, AttributionResult};
 pub use dla::{direct_logit_attribution, DlaComponent, DlaResult};
 pub use effect::state_effect;

@@ -70,6 +70,21 @@ pub struct CircuitChangeRow {
     pub delta: f64,
 }
 
+/// One row of `attention.csv`: `step,example,layer,head,query,key,value` — the weight head
+/// `head` of layer `layer` puts on position `key` from position `query`; `example` is
+/// [`crate::attention::MEAN_EXAMPLE`] (mean over the probe set) or an example's 0-based line in
+/// `examples.jsonl`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AttentionRow {
+    pub step: u64,
+    pub example: String,
+    pub layer: usize,
+    pub head: usize,
+    pub query: String,
+    pub key: String,
+    pub value: f64,
+}
+
 /// Writes `bytes` to `path` atomically: a temporary file in the same folder, fsync, rename.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     let dir = path.parent().filter(|p| !p.as_os_str().is_empty());

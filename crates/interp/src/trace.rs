@@ -3,13 +3,16 @@
 //!
 //! Files written to the output folder:
 //! - `examples.jsonl` — the probe set (same for every checkpoint);
-//! - `steps/step-N/{lens,patch,state_effect}.csv` + `done.json` — per checkpoint; a checkpoint
-//!   whose `done.json` matches the current options and checkpoint file is skipped on re-runs;
-//! - `lens.csv`, `patch.csv`, `state_effect.csv` — all traced steps combined (rebuilt each run);
+//! - `steps/step-N/{lens,patch,state_effect,attention}.csv` + `done.json` — per checkpoint; a
+//!   checkpoint whose `done.json` matches the current options and checkpoint file is skipped on
+//!   re-runs;
+//! - `lens.csv`, `patch.csv`, `state_effect.csv`, `attention.csv` (see [`crate::attention`]) —
+//!   all traced steps combined (rebuilt each run);
 //! - `circuit_change.csv` — `corruption,layer,position,start,end,delta`: residual noising causal
 //!   strength at the saturation checkpoint and at the last one;
 //! - `trace.json` — [`TraceSummary`].
 
+use crate::attention::attention_patterns;
 use crate::effect::state_effect;
 use crate::error::{InterpError, Result};
 use crate::lens::{default_targets, logit_lens, TargetSpec, ANSWER, LABELS};
@@ -18,7 +21,7 @@ use crate::load::{
 };
 use crate::net::{LnMode, Net};
 use crate::output::{
-    read_csv, write_csv, write_json, CircuitChangeRow, EffectRow, LensRow, PatchRow,
+    read_csv, write_csv, write_json, AttentionRow, CircuitChangeRow, EffectRow, LensRow, PatchRow,
 };
 use crate::patch::{
     patch_sweep, ComponentKind, Direction, PositionChoice, SweepMode, SweepOptions,
@@ -315,7 +318,7 @@ pub fn trace(run: &Path, out: &Path, opts: &TraceOptions) -> Result<TraceSummary
         ln_mode: LnMode::Recompute,
     };
     let fingerprint = format!(
-        "v1 probe={:?} corruptions={:?} targets={:?} positions={:?} data={}",
+        "v2 probe={:?} corruptions={:?} targets={:?} positions={:?} data={}",
         opts.probe,
         corruptions
             .iter()
@@ -393,6 +396,8 @@ pub fn trace(run: &Path, out: &Path, opts: &TraceOptions) -> Result<TraceSummary
         write_csv(&dir.join("patch.csv"), &patch.rows(*step))?;
         let effect = state_effect(&net, &probe, &targets, *step, opts.max_rows)?;
         write_csv(&dir.join("state_effect.csv"), &effect)?;
+        let attention = attention_patterns(&net, &probe, opts.max_rows)?;
+        write_csv(&dir.join("attention.csv"), &attention.rows(*step)?)?;
         write_json(&dir.join("done.json"), &done_for(&fingerprint, file)?)?;
         seconds.push(started.elapsed().as_secs_f64());
         bar.inc(1);
@@ -403,15 +408,18 @@ pub fn trace(run: &Path, out: &Path, opts: &TraceOptions) -> Result<TraceSummary
     let mut lens_rows: Vec<LensRow> = Vec::new();
     let mut patch_rows: Vec<PatchRow> = Vec::new();
     let mut effect_rows: Vec<EffectRow> = Vec::new();
+    let mut attention_rows: Vec<AttentionRow> = Vec::new();
     for s in &steps {
         let dir = steps_dir.join(format!("step-{s}"));
         lens_rows.extend(read_csv::<LensRow>(&dir.join("lens.csv"))?);
         patch_rows.extend(read_csv::<PatchRow>(&dir.join("patch.csv"))?);
         effect_rows.extend(read_csv::<EffectRow>(&dir.join("state_effect.csv"))?);
+        attention_rows.extend(read_csv::<AttentionRow>(&dir.join("attention.csv"))?);
     }
     write_csv(&out.join("lens.csv"), &lens_rows)?;
     write_csv(&out.join("patch.csv"), &patch_rows)?;
     write_csv(&out.join("state_effect.csv"), &effect_rows)?;
+    write_csv(&out.join("attention.csv"), &attention_rows)?;
 
     let n_layer = match n_layer {
         Some(l) => l,

@@ -250,9 +250,15 @@ fn lens_at_the_last_layer_is_the_model_prediction() {
     }
 }
 
-/// GPT-2 written out with explicit tensor operations on the checkpoint's parameters.
-/// Returns every residual state `0..=L`, each `[B, T, d]`.
-fn explicit_forward(ckpt: &Checkpoint, tokens: &Tensor) -> Vec<Tensor> {
+/// GPT-2 written out with explicit tensor operations on the checkpoint's parameters: every
+/// residual state `0..=L`, each `[B, T, d]`, and every layer's attention pattern
+/// `softmax(QKᵀ/√d_head)` under the causal mask, each `[B, H, T, T]`.
+struct Explicit {
+    states: Vec<Tensor>,
+    patterns: Vec<Tensor>,
+}
+
+fn explicit_forward(ckpt: &Checkpoint, tokens: &Tensor) -> Explicit {
     let vars = ckpt.vs.variables();
     let v = |n: &str| vars[n].shallow_clone();
     let cfg = &ckpt.config;
@@ -268,6 +274,7 @@ fn explicit_forward(ckpt: &Checkpoint, tokens: &Tensor) -> Vec<Tensor> {
     let mut x = wte.index_select(0, &tokens.view(-1)).view([b, t, d])
         + v("transformer.wpe.weight").narrow(0, 0, t);
     let mut states = vec![x.shallow_clone()];
+    let mut patterns = Vec::new();
     let mask = Tensor::ones([t, t], (Kind::Bool, Device::Cpu)).tril(0);
     for &blk in &cfg.schedule {
         let p = |n: &str| v(&format!("transformer.h.{blk}.{n}"));
@@ -281,11 +288,8 @@ fn explicit_forward(ckpt: &Checkpoint, tokens: &Tensor) -> Vec<Tensor> {
         let (q, k, vv) = (split(0), split(1), split(2));
         let scores = q.matmul(&k.transpose(2, 3)) / (dh as f64).sqrt();
         let scores = scores.masked_fill(&mask.logical_not(), f64::NEG_INFINITY);
-        let z = scores
-            .softmax(-1, Kind::Float)
-            .matmul(&vv)
-            .permute([0, 2, 1, 3])
-            .reshape([b, t, d]);
+        let pattern = scores.softmax(-1, Kind::Float);
+        let z = pattern.matmul(&vv).permute([0, 2, 1, 3]).reshape([b, t, d]);
         x = &x + z.matmul(&p("attn.c_proj.weight")) + p("attn.c_proj.bias");
         let m = ln(&x, &p("ln_2.weight"), &p("ln_2.bias"));
         let pre = m.matmul(&p("mlp.c_fc.weight")) + p("mlp.c_fc.bias");
@@ -297,8 +301,76 @@ fn explicit_forward(ckpt: &Checkpoint, tokens: &Tensor) -> Vec<Tensor> {
                 + 1.0);
         x = &x + gelu.matmul(&p("mlp.c_proj.weight")) + p("mlp.c_proj.bias");
         states.push(x.shallow_clone());
+        patterns.push(pattern);
     }
-    states
+    Explicit { states, patterns }
+}
+
+/// The probe set's inputs `[N, T]`.
+fn probe_tokens(p: &ProbeSet) -> Tensor {
+    interp::states::tokens_tensor(p.examples.iter().map(|e| e.tokens.as_slice()), Device::Cpu)
+}
+
+/// Attention patterns on a tiny random model (captured in chunks): every row sums to 1 over the
+/// keys with zero weight on future keys, the mean and the first examples equal softmax(QKᵀ/√d)
+/// under the causal mask computed from the weights, and attention.csv rows hold exactly the keys
+/// up to each query, the mean first.
+#[test]
+fn attention_patterns_equal_explicit_softmax_and_rows_sum_to_one() {
+    let ds = composition();
+    let ckpt = tiny_model(ds.vocab.len(), 13);
+    let net = Net::new(&ckpt.model);
+    let p = probe(&ds, &[], 10);
+    let att = interp::attention_patterns(&net, &p, 3).unwrap();
+    let (l, h, t) = (3, 4, 3);
+    assert_eq!(att.mean.size(), [l, h, t, t]);
+    assert_eq!(att.examples.size(), [4, l, h, t, t]);
+    let explicit = tch::no_grad(|| explicit_forward(&ckpt, &probe_tokens(&p))).patterns;
+    let explicit = Tensor::stack(&explicit, 1).to_kind(Kind::Double);
+    let max_diff = |a: &Tensor, b: &Tensor| (a - b).abs().max().double_value(&[]);
+    assert!(max_diff(&att.mean, &explicit.mean_dim(0, false, Kind::Double)) < 1e-5);
+    assert!(max_diff(&att.examples, &explicit.narrow(0, 0, 4)) < 1e-5);
+    for pattern in [&att.mean, &att.examples] {
+        let sums = pattern.sum_dim_intlist(-1, false, Kind::Double);
+        assert!(max_diff(&sums, &sums.ones_like()) < 1e-6, "rows sum to 1");
+        assert_eq!(
+            pattern.triu(1).abs().max().double_value(&[]),
+            0.0,
+            "future keys"
+        );
+    }
+    let spread = att.examples.std(false).double_value(&[]);
+    assert!(spread > 0.05, "patterns are not uniform ({spread})");
+
+    let rows = att.rows(7).unwrap();
+    assert_eq!(rows.len(), 5 * (l * h * t * (t + 1) / 2) as usize);
+    assert_eq!(rows[0].example, interp::attention::MEAN_EXAMPLE);
+    let mut sums = std::collections::BTreeMap::<_, f64>::new();
+    for r in &rows {
+        assert_eq!(r.step, 7);
+        let (q, k) = (p.position(&r.query).unwrap(), p.position(&r.key).unwrap());
+        assert!(k <= q, "future key {} of query {}", r.key, r.query);
+        *sums
+            .entry((r.example.clone(), r.layer, r.head, q))
+            .or_default() += r.value;
+    }
+    let examples: std::collections::BTreeSet<_> = sums.keys().map(|k| k.0.clone()).collect();
+    assert_eq!(
+        examples.into_iter().collect::<Vec<_>>(),
+        ["0", "1", "2", "3", "mean"]
+    );
+    assert!(sums.values().all(|s| (s - 1.0).abs() < 1e-6), "{sums:?}");
+    let first = rows
+        .iter()
+        .find(|r| r.example == "2" && r.layer == 1 && r.head == 3);
+    let want = explicit
+        .get(2)
+        .get(1)
+        .get(3)
+        .get(0)
+        .get(0)
+        .double_value(&[]);
+    assert!((first.unwrap().value - want).abs() < 1e-6);
 }
 
 #[test]
@@ -317,7 +389,7 @@ fn lens_ranks_agree_with_explicit_tensor_code() {
             .collect::<Vec<_>>(),
     )
     .view([p.examples.len() as i64, 3]);
-    let states = tch::no_grad(|| explicit_forward(&ckpt, &tokens));
+    let states = tch::no_grad(|| explicit_forward(&ckpt, &tokens)).states;
     let vars = ckpt.vs.variables();
     let (w, b, wte) = (
         &vars["transformer.ln_f.weight"],
@@ -763,11 +835,19 @@ fn trace_over_a_run_skips_done_checkpoints() {
         "lens.csv",
         "patch.csv",
         "state_effect.csv",
+        "attention.csv",
         "circuit_change.csv",
         "trace.json",
     ] {
         assert!(out.join(f).is_file(), "{f}");
     }
+    let attention: Vec<interp::output::AttentionRow> =
+        interp::output::read_csv(&out.join("attention.csv")).unwrap();
+    let steps: std::collections::BTreeSet<u64> = attention.iter().map(|r| r.step).collect();
+    assert_eq!(steps.into_iter().collect::<Vec<_>>(), vec![10, 20, 30]);
+    assert!(attention
+        .iter()
+        .any(|r| r.step == 30 && r.example == "mean"));
     let change: Vec<interp::output::CircuitChangeRow> =
         interp::output::read_csv(&out.join("circuit_change.csv")).unwrap();
     assert_eq!(change.len(), 3 * 4, "three corruptions × layers 0..=3");

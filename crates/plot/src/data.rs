@@ -453,11 +453,16 @@ pub fn read_dla(path: &Path) -> Result<Vec<DlaRow>> {
         .collect()
 }
 
+/// The `example` cell of attention.csv rows that hold the mean over the probe examples.
+pub const MEAN_EXAMPLE: &str = "mean";
+
 /// A row of attention.csv.
 #[derive(Clone, Debug, PartialEq)]
 pub struct AttentionRow {
     pub step: u64,
-    pub example: u64,
+    /// The example's line in examples.jsonl; `None` for the mean over the examples
+    /// ([`MEAN_EXAMPLE`]).
+    pub example: Option<u64>,
     pub layer: usize,
     pub head: usize,
     pub query: String,
@@ -465,7 +470,8 @@ pub struct AttentionRow {
     pub value: f64,
 }
 
-/// Reads attention.csv (`step,example,layer,head,query,key,value`).
+/// Reads attention.csv (`step,example,layer,head,query,key,value`; `example` is an integer or
+/// [`MEAN_EXAMPLE`]).
 pub fn read_attention(path: &Path) -> Result<Vec<AttentionRow>> {
     let t = CsvTable::read(path)?;
     let cols = ["step", "example", "layer", "head", "query", "key", "value"]
@@ -476,7 +482,10 @@ pub fn read_attention(path: &Path) -> Result<Vec<AttentionRow>> {
         .map(|r| {
             Ok(AttentionRow {
                 step: t.int(r, &cols[0])?,
-                example: t.int(r, &cols[1])?,
+                example: match t.text(r, &cols[1]).as_str() {
+                    MEAN_EXAMPLE => None,
+                    _ => Some(t.int(r, &cols[1])?),
+                },
                 layer: t.int(r, &cols[2])? as usize,
                 head: t.int(r, &cols[3])? as usize,
                 query: t.name(r, &cols[4])?,

@@ -47,6 +47,8 @@ fn every_figure_of_the_fixture_run_is_a_non_blank_png() {
         "probe_b_accuracy_step100000.png",
         "attention_step100000_example0.png",
         "attention_step100000_example1.png",
+        "attention_step100000_mean.png",
+        "attention_from_r2_over_steps.png",
     ] {
         assert!(
             names.iter().any(|n| n == expected),

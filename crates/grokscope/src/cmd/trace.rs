@@ -151,7 +151,7 @@ pub fn run(args: TraceArgs, ctx: &Ctx) -> Result<()> {
         );
     }
     println!(
-        "wrote lens.csv, patch.csv, state_effect.csv, circuit_change.csv, trace.json to {}",
+        "wrote lens.csv, patch.csv, state_effect.csv, attention.csv, circuit_change.csv, trace.json to {}",
         out.display()
     );
     Ok(())
