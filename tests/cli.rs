@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::{run, run_ok, scratch, stderr, stdout};
+use common::{make_data, run, run_ok, scratch, stderr, stdout};
 
 #[test]
 fn version_and_help() {
@@ -83,24 +83,7 @@ fn miniature_pipeline_end_to_end() {
         run_dir.to_str().unwrap(),
         analysis.to_str().unwrap(),
     );
-    run_ok(&[
-        "data",
-        "composition",
-        "--entities",
-        "40",
-        "--relations",
-        "8",
-        "--out-degree",
-        "4",
-        "--phi",
-        "2",
-        "--id-test-ratio",
-        "0.1",
-        "--seed",
-        "1",
-        "--out",
-        data_s,
-    ]);
+    make_data(&data, "1");
     for file in [
         "train.json",
         "valid.json",

@@ -6,7 +6,7 @@
 mod common;
 
 use common::scratch;
-use model::device::{libtorch_cuda_beside_cpu, CudaBackend};
+use model::device::{libtorch_cuda_beside_cpu, CudaBackend, Driver, Gpu};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -104,11 +104,25 @@ fn fake_driver(dir: &Path) -> Option<PathBuf> {
 }
 
 #[test]
-fn doctor_lists_the_drivers_gpus_with_memory_and_bf16() {
+fn the_driver_api_and_doctor_list_gpus_with_memory_and_bf16() {
     let dir = scratch("cuda-fake-driver");
     let Some(library) = fake_driver(&dir) else {
         return;
     };
+    let driver = Driver::open_library(library.to_str().unwrap()).unwrap();
+    assert_eq!(driver.cuda_version, "13.2");
+    let h100 = Gpu {
+        name: "Fake H100".into(),
+        memory_bytes: 85_520_809_984,
+        compute_capability: (9, 0),
+    };
+    let t4 = Gpu {
+        name: "Fake T4".into(),
+        memory_bytes: 15_828_320_256,
+        compute_capability: (7, 5),
+    };
+    assert!(h100.supports_bf16() && !t4.supports_bf16());
+    assert_eq!(driver.devices, vec![h100, t4]);
     let out = grokscope(
         &["--device", "cpu", "doctor"],
         &[("GROKSCOPE_LIBCUDA", library.to_str().unwrap())],

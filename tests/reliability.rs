@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{grokscope, run, run_ok, stderr, stdout};
+use common::{grokscope, make_data, run, run_ok, s, stderr, stdout};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::OnceLock;
@@ -59,32 +59,6 @@ fn scratch(name: &str) -> PathBuf {
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     dir
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
-
-/// Writes a composition dataset with the fixture's sizes and `seed` to `out`.
-fn make_data(out: &Path, seed: &str) {
-    run_ok(&[
-        "data",
-        "composition",
-        "--entities",
-        "40",
-        "--relations",
-        "8",
-        "--out-degree",
-        "4",
-        "--phi",
-        "2",
-        "--id-test-ratio",
-        "0.1",
-        "--seed",
-        seed,
-        "--out",
-        s(out),
-    ]);
 }
 
 /// `grokscope train` arguments of a miniature run of `steps` steps on `data` into `out`.

@@ -62,3 +62,20 @@ pub fn scratch(name: &str) -> PathBuf {
 pub fn s(path: &Path) -> &str {
     path.to_str().unwrap()
 }
+
+/// Writes a miniature composition dataset (40 entities, 8 relations, out-degree 4, φ 2, 10% ID
+/// test) with `seed` to `out`.
+pub fn make_data(out: &Path, seed: &str) {
+    let sizes = [
+        "--entities",
+        "40",
+        "--relations",
+        "8",
+        "--out-degree",
+        "4",
+        "--phi",
+        "2",
+    ];
+    let rest = ["--id-test-ratio", "0.1", "--seed", seed, "--out", s(out)];
+    run_ok(&[&["data", "composition"][..], &sizes[..], &rest[..]].concat());
+}

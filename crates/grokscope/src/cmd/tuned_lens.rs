@@ -75,24 +75,18 @@ pub fn run(args: TunedLensArgs, ctx: &Ctx) -> Result<()> {
     let (tuned, report) = train_tuned_lens(&net, &fit_tokens, &opts)?;
     let targets = default_targets(&probe);
     let max_rows = args.probe.max_rows;
-    let logit = logit_lens(
-        &net,
-        &probe,
-        &targets,
-        LnMode::Recompute,
-        None,
-        max_rows,
-        None,
-    )?;
-    let tuned_result = logit_lens(
-        &net,
-        &probe,
-        &targets,
-        LnMode::Recompute,
-        None,
-        max_rows,
-        Some(&tuned),
-    )?;
+    let [logit, tuned_result] = [None, Some(&tuned)].map(|translators| {
+        logit_lens(
+            &net,
+            &probe,
+            &targets,
+            LnMode::Recompute,
+            None,
+            max_rows,
+            translators,
+        )
+    });
+    let (logit, tuned_result) = (logit?, tuned_result?);
     let out = &args.probe.out;
     std::fs::create_dir_all(out)?;
     let _lock = crate::cmd::lock_output(out)?;
