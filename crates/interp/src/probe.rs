@@ -60,6 +60,23 @@ pub fn read_example_indices(path: &std::path::Path) -> Result<Vec<usize>> {
     Ok(indices)
 }
 
+impl ProbeSpec {
+    /// The indices into a split of `len` examples this spec picks: the listed ones, a seeded
+    /// sample of `size` (ascending), or all.
+    fn choose(&self, len: usize) -> Result<Vec<usize>> {
+        Ok(match (&self.indices, self.size) {
+            (Some(indices), _) => checked_indices(indices, len, &self.split)?,
+            (None, Some(size)) if size < len => {
+                let mut rng = ChaCha8Rng::seed_from_u64(self.seed);
+                let mut idx = rand::seq::index::sample(&mut rng, len, size).into_vec();
+                idx.sort_unstable();
+                idx
+            }
+            (None, _) => (0..len).collect(),
+        })
+    }
+}
+
 /// `indices` when each is below `len` (the split's size) and none repeats.
 fn checked_indices(indices: &[usize], len: usize, split: &str) -> Result<Vec<usize>> {
     let mut seen = vec![false; len];
@@ -266,16 +283,7 @@ impl ProbeSet {
                     .join(", "),
             });
         };
-        let chosen: Vec<usize> = match (&spec.indices, spec.size) {
-            (Some(indices), _) => checked_indices(indices, pool.len(), &spec.split)?,
-            (None, Some(size)) if size < pool.len() => {
-                let mut rng = ChaCha8Rng::seed_from_u64(spec.seed);
-                let mut idx = rand::seq::index::sample(&mut rng, pool.len(), size).into_vec();
-                idx.sort_unstable();
-                idx
-            }
-            (None, _) => (0..pool.len()).collect(),
-        };
+        let chosen = spec.choose(pool.len())?;
         if chosen.is_empty() {
             return Err(InterpError::EmptyProbeSet {
                 split: spec.split.clone(),

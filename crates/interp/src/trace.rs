@@ -237,6 +237,51 @@ pub fn saturation(run: &Path, checkpoint_steps: &[u64]) -> Result<Saturation> {
     })
 }
 
+/// The steps asked for (`None`: every checkpoint of the run); an error names a step the run lacks.
+fn requested_steps(run: &Path, all_steps: &[u64], steps: Option<&[u64]>) -> Result<BTreeSet<u64>> {
+    let Some(list) = steps else {
+        return Ok(all_steps.iter().copied().collect());
+    };
+    if let Some(s) = list.iter().find(|s| !all_steps.contains(s)) {
+        return Err(InterpError::UnknownStep {
+            run: run.to_path_buf(),
+            step: *s,
+            available: all_steps
+                .iter()
+                .map(u64::to_string)
+                .collect::<Vec<_>>()
+                .join(", "),
+        });
+    }
+    Ok(list.iter().copied().collect())
+}
+
+/// Concatenates the per-step CSVs of `steps` (under `steps_dir/step-N/`) into `out`'s lens.csv,
+/// patch.csv, state_effect.csv and attention.csv; returns the lens and patch rows.
+fn combine_step_csvs(
+    steps_dir: &Path,
+    steps: &[u64],
+    out: &Path,
+) -> Result<(Vec<LensRow>, Vec<PatchRow>)> {
+    let mut lens_rows: Vec<LensRow> = Vec::new();
+    let mut patch_rows: Vec<PatchRow> = Vec::new();
+    let mut effect_rows: Vec<EffectRow> = Vec::new();
+    let mut attention_rows: Vec<AttentionRow> = Vec::new();
+    for s in steps {
+        let dir = steps_dir.join(format!("step-{s}"));
+        lens_rows.extend(read_csv::<LensRow>(&dir.join("lens.csv"))?);
+        patch_rows.extend(read_csv::<PatchRow>(&dir.join("patch.csv"))?);
+        effect_rows.extend(read_csv::<EffectRow>(&dir.join("state_effect.csv"))?);
+        attention_rows.extend(read_csv::<AttentionRow>(&dir.join("attention.csv"))?);
+    }
+    write_csv(&out.join("lens.csv"), &lens_rows)?;
+    write_csv(&out.join("patch.csv"), &patch_rows)?;
+    write_csv(&out.join("state_effect.csv"), &effect_rows)?;
+    write_csv(&out.join("attention.csv"), &attention_rows)?;
+
+    Ok((lens_rows, patch_rows))
+}
+
 /// Checks, before any work or output, what can fail late: the `checkpoint` (the run's last) reads
 /// the probe set, was trained on `data` (unless allowed otherwise) and has the requested key
 /// layer.
@@ -276,25 +321,7 @@ pub fn trace(run: &Path, out: &Path, opts: &TraceOptions) -> Result<TraceSummary
     let data = tasks::Dataset::load(&data_dir)?;
     let sat = saturation(run, &all_steps)?;
     let last_step = *all_steps.last().unwrap_or(&0);
-    let mut selected: BTreeSet<u64> = match &opts.steps {
-        None => all_steps.iter().copied().collect(),
-        Some(list) => {
-            for s in list {
-                if !all_steps.contains(s) {
-                    return Err(InterpError::UnknownStep {
-                        run: run.to_path_buf(),
-                        step: *s,
-                        available: all_steps
-                            .iter()
-                            .map(u64::to_string)
-                            .collect::<Vec<_>>()
-                            .join(", "),
-                    });
-                }
-            }
-            list.iter().copied().collect()
-        }
-    };
+    let mut selected = requested_steps(run, &all_steps, opts.steps.as_deref())?;
     selected.insert(sat.step);
     selected.insert(last_step);
 
@@ -405,21 +432,7 @@ pub fn trace(run: &Path, out: &Path, opts: &TraceOptions) -> Result<TraceSummary
     bar.finish_and_clear();
 
     let steps: Vec<u64> = todo.iter().map(|(s, _)| *s).collect();
-    let mut lens_rows: Vec<LensRow> = Vec::new();
-    let mut patch_rows: Vec<PatchRow> = Vec::new();
-    let mut effect_rows: Vec<EffectRow> = Vec::new();
-    let mut attention_rows: Vec<AttentionRow> = Vec::new();
-    for s in &steps {
-        let dir = steps_dir.join(format!("step-{s}"));
-        lens_rows.extend(read_csv::<LensRow>(&dir.join("lens.csv"))?);
-        patch_rows.extend(read_csv::<PatchRow>(&dir.join("patch.csv"))?);
-        effect_rows.extend(read_csv::<EffectRow>(&dir.join("state_effect.csv"))?);
-        attention_rows.extend(read_csv::<AttentionRow>(&dir.join("attention.csv"))?);
-    }
-    write_csv(&out.join("lens.csv"), &lens_rows)?;
-    write_csv(&out.join("patch.csv"), &patch_rows)?;
-    write_csv(&out.join("state_effect.csv"), &effect_rows)?;
-    write_csv(&out.join("attention.csv"), &attention_rows)?;
+    let (lens_rows, patch_rows) = combine_step_csvs(&steps_dir, &steps, out)?;
 
     let n_layer = match n_layer {
         Some(l) => l,

@@ -3,7 +3,9 @@
 
 use crate::device::Ctx;
 use anyhow::Result;
-use interp::linear_probe::{default_probe_targets, linear_probes, FitOptions, LinearProbeOptions};
+use interp::linear_probe::{
+    default_probe_targets, linear_probes, FitOptions, LinearProbeOptions, LinearProbeResult,
+};
 use interp::load::{
     check_compatible, check_trained_on, checkpoint_step, describe_rank_universe, list_checkpoints,
     load_fitted, resolve_data_dir,
@@ -262,51 +264,9 @@ pub fn run(args: ProbeCmdArgs, ctx: &Ctx) -> Result<()> {
             args.layers.as_deref(),
             &opts,
         )?;
-        println!(
-            "linear probes of {} at step {} on {} {} examples: forward {:.2} s, fit {:.2} s",
-            path.display(),
-            step,
-            probe.examples.len(),
-            probe.spec.split,
-            result.forward_seconds,
-            result.fit_seconds
-        );
-        for t in &result.targets {
-            println!(
-                "  target {} ({} classes, {} train / {} held out, majority baseline {:.3}): \
-                 held-out probe accuracy / lens top-1 per layer",
-                t.role,
-                t.classes.len(),
-                t.n_train(),
-                t.n_held_out(),
-                t.chance
-            );
-            let mut layers: Vec<usize> = result.cells.iter().map(|c| c.layer).collect();
-            layers.dedup();
-            for layer in layers {
-                let cells: Vec<String> = result
-                    .cells
-                    .iter()
-                    .filter(|c| c.layer == layer && c.target == t.role)
-                    .map(|c| format!("{}:{:.2}/{:.2}", c.position, c.probe_acc, c.lens_acc))
-                    .collect();
-                println!("    layer {layer:>2}  {}", cells.join("  "));
-            }
-        }
+        print_result(path, step, &probe, &result);
         if target_info.is_empty() {
-            target_info = result
-                .targets
-                .iter()
-                .map(|t| {
-                    json!({
-                        "role": t.role,
-                        "classes": t.classes.len(),
-                        "train": t.n_train(),
-                        "held_out": t.n_held_out(),
-                        "majority_baseline": t.chance,
-                    })
-                })
-                .collect();
+            target_info = target_summaries(&result);
         }
         steps.push(json!({
             "step": step,
@@ -341,4 +301,57 @@ pub fn run(args: ProbeCmdArgs, ctx: &Ctx) -> Result<()> {
         out.display()
     );
     Ok(())
+}
+
+/// Prints one checkpoint's probe timings and, per target, held-out probe accuracy / lens top-1 per
+/// layer and position.
+fn print_result(path: &Path, step: u64, probe: &ProbeSet, result: &LinearProbeResult) {
+    println!(
+        "linear probes of {} at step {} on {} {} examples: forward {:.2} s, fit {:.2} s",
+        path.display(),
+        step,
+        probe.examples.len(),
+        probe.spec.split,
+        result.forward_seconds,
+        result.fit_seconds
+    );
+    for t in &result.targets {
+        println!(
+            "  target {} ({} classes, {} train / {} held out, majority baseline {:.3}): \
+             held-out probe accuracy / lens top-1 per layer",
+            t.role,
+            t.classes.len(),
+            t.n_train(),
+            t.n_held_out(),
+            t.chance
+        );
+        let mut layers: Vec<usize> = result.cells.iter().map(|c| c.layer).collect();
+        layers.dedup();
+        for layer in layers {
+            let cells: Vec<String> = result
+                .cells
+                .iter()
+                .filter(|c| c.layer == layer && c.target == t.role)
+                .map(|c| format!("{}:{:.2}/{:.2}", c.position, c.probe_acc, c.lens_acc))
+                .collect();
+            println!("    layer {layer:>2}  {}", cells.join("  "));
+        }
+    }
+}
+
+/// The `targets` entries of `probe_summary.json`: classes, split sizes and majority baseline.
+fn target_summaries(result: &LinearProbeResult) -> Vec<serde_json::Value> {
+    result
+        .targets
+        .iter()
+        .map(|t| {
+            json!({
+                "role": t.role,
+                "classes": t.classes.len(),
+                "train": t.n_train(),
+                "held_out": t.n_held_out(),
+                "majority_baseline": t.chance,
+            })
+        })
+        .collect()
 }
