@@ -2,11 +2,14 @@
 //! them here (`run`) or as Slurm job arrays (`slurm`), follow them (`status`), and compare them
 //! in one table and figure set (`collect`).
 
+mod answers;
 mod collect;
 mod figures;
 mod local;
 mod plan;
 mod point;
+mod signal_figures;
+mod signals;
 mod slurm;
 mod spec;
 
@@ -63,6 +66,12 @@ pub enum SweepCommand {
         /// A planned sweep folder.
         dir: PathBuf,
     },
+    /// Which measures announce grokking: each signal's lead over test ID ≥ 0.5 and 0.9 per point,
+    /// and its mean and spread (signals/signals.csv, signals_summary.csv and figures).
+    Signals {
+        /// A sweep folder with trained and traced points.
+        dir: PathBuf,
+    },
     /// One stage of one point, as a Slurm task runs it.
     #[command(hide = true)]
     Task {
@@ -110,6 +119,7 @@ pub fn run(args: SweepArgs, ctx: &Ctx) -> Result<()> {
         SweepCommand::Slurm { dir, opts, submit } => slurm_cmd(&dir, &opts, submit),
         SweepCommand::Status { dir } => status(&Sweep::open(&dir)?),
         SweepCommand::Collect { dir } => collect_all(&Sweep::open(&dir)?),
+        SweepCommand::Signals { dir } => signals_cmd(&Sweep::open(&dir)?, ctx),
         SweepCommand::Task { dir, stage, index } => task(&Sweep::open(&dir)?, stage, index, ctx),
     }
 }
@@ -187,6 +197,43 @@ fn collect_all(sweep: &Sweep) -> Result<()> {
         rows.len(),
         figures.len(),
         index.display()
+    );
+    Ok(())
+}
+
+/// `sweep signals`: scores every done point's answers, measures its signals and writes the
+/// tables and figures under `DIR/signals/`.
+fn signals_cmd(sweep: &Sweep, ctx: &Ctx) -> Result<()> {
+    let mut points = Vec::new();
+    let mut answers = Vec::new();
+    for p in &sweep.manifest.points {
+        if !(point::is_trained(sweep, p) && point::is_traced(sweep, p)) {
+            println!(
+                "{} ({}) is not trained and traced: left out",
+                p.name,
+                p.label()
+            );
+            continue;
+        }
+        let rows = answers::point_answers(sweep, p, ctx.device)?;
+        points.push(signals::read_point(sweep, p, &rows)?);
+        answers.push(rows);
+    }
+    if points.is_empty() {
+        anyhow::bail!(
+            "{}: no point is trained and traced yet",
+            sweep.dir.display()
+        );
+    }
+    let out = sweep.dir.join("signals");
+    std::fs::create_dir_all(&out)?;
+    let summary = signals::write_tables(&out, &points)?;
+    let figures = signal_figures::draw(&points, &answers, &summary, &out)?;
+    println!(
+        "wrote signals.csv, signals_summary.csv ({} rows) and {} figures to {}",
+        summary.len(),
+        figures.len(),
+        out.display()
     );
     Ok(())
 }
