@@ -3,7 +3,7 @@
 //! test ID loss beside the loss on wrong answers.
 
 use super::answers::AnswerRow;
-use super::signals::{PointSignals, FRACTIONS, TEST_ID_LEVELS};
+use super::signals::{PointSignals, FRACTIONS, LEADS, TEST_ID_LEVELS};
 use anyhow::Result;
 use interp::stats::mean;
 use plot::bar_chart::BarChart;
@@ -28,8 +28,8 @@ pub fn draw(
     for name in names {
         paths.push(signal_curve(points, name, out)?);
     }
-    for (level_index, level) in TEST_ID_LEVELS.iter().enumerate() {
-        if let Some(path) = leads_chart(summary, level_index, *level, out)? {
+    for lead_index in 0..LEADS.len() {
+        if let Some(path) = leads_chart(summary, lead_index, out)? {
             paths.push(path);
         }
     }
@@ -76,17 +76,12 @@ fn signal_curve(points: &[PointSignals], name: &str, out: &Path) -> Result<PathB
     Ok(path)
 }
 
-/// Mean lead (steps) of every signal over the test ID crossing of `level`, at the first of
-/// [`FRACTIONS`]; `None` when no signal has a lead.
-fn leads_chart(
-    summary: &[Vec<String>],
-    level_index: usize,
-    level: f64,
-    out: &Path,
-) -> Result<Option<PathBuf>> {
+/// Mean of one of the [`LEADS`] (steps) for every signal, at the first of [`FRACTIONS`]; `None`
+/// when no signal has it.
+fn leads_chart(summary: &[Vec<String>], lead_index: usize, out: &Path) -> Result<Option<PathBuf>> {
     let fraction = train::metrics::fmt_value(FRACTIONS[0]);
-    // Columns: signal, fraction, then (n, mean, sd, min, max) per level.
-    let mean_col = 2 + 5 * level_index + 1;
+    // Columns: signal, fraction, then (n, mean, sd, min, max) per lead.
+    let mean_col = 2 + 5 * lead_index + 1;
     let bars: Vec<(String, f64)> = summary
         .iter()
         .filter(|r| r[1] == fraction)
@@ -95,8 +90,12 @@ fn leads_chart(
     if !bars.iter().any(|b| b.1.is_finite()) {
         return Ok(None);
     }
+    let over = match TEST_ID_LEVELS.get(lead_index) {
+        Some(level) => format!("test ID ≥ {level}"),
+        None => "test ID accuracy itself (at the same fraction)".to_string(),
+    };
     let title = format!(
-        "Lead of each signal over test ID ≥ {level} ({}% of its change after memorisation)",
+        "Lead over {over} (signal at {}% of its change after memorisation)",
         FRACTIONS[0] * 100.0
     );
     let chart = BarChart::new(
@@ -105,7 +104,7 @@ fn leads_chart(
         "signal",
         bars,
     );
-    let path = out.join(format!("leads_test_id_{level}.png"));
+    let path = out.join(format!("{}.png", LEADS[lead_index]));
     chart.save(&path, chart.default_size())?;
     Ok(Some(path))
 }

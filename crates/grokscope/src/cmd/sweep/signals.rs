@@ -24,6 +24,11 @@ pub const TEST_ID_LEVELS: [f64; 2] = [0.5, 0.9];
 pub const MEMORISED: f64 = 0.9;
 /// Test ID accuracy column of metrics.csv.
 pub const TEST_ID_ACC: &str = "test_inferred_iid_acc";
+/// The reference curve: test ID accuracy itself.
+pub const ACC_SIGNAL: &str = "test_id_acc";
+/// The leads of a signal, as named in the CSV files: over test ID ≥ 0.5, over test ID ≥ 0.9, and
+/// over test ID accuracy's own announcing step at the same fraction.
+pub const LEADS: [&str; 3] = ["lead_0.5", "lead_0.9", "lead_over_acc"];
 
 /// One signal of one run: `(step, value)` points, ascending in step.
 #[derive(Clone, Debug, PartialEq)]
@@ -50,9 +55,9 @@ pub struct Announcement {
     /// Last value minus the value at memorisation.
     pub change: f64,
     pub step: Option<u64>,
-    /// Test ID step minus announcing step, for each of [`TEST_ID_LEVELS`] (steps; positive = the
-    /// signal moved first).
-    pub leads: [Option<i64>; 2],
+    /// The [`LEADS`]: test ID step (or test ID accuracy's announcing step) minus this announcing
+    /// step (steps; positive = the signal moved first).
+    pub leads: [Option<i64>; 3],
 }
 
 /// The first step ≥ `from` at which the finite points have completed `fraction` of their change
@@ -74,11 +79,12 @@ pub fn announce_step(points: &[(u64, f64)], from: u64, fraction: f64) -> Option<
         .map(|(s, _)| *s)
 }
 
-/// Every curve's announcing step at each of [`FRACTIONS`] and its leads over `test_id_steps`.
+/// Every curve's announcing step at each of [`FRACTIONS`] and its [`LEADS`].
 pub fn announcements(point: &PointSignals) -> Vec<Announcement> {
     let Some(from) = point.memorised else {
         return Vec::new();
     };
+    let acc = point.curves.iter().find(|c| c.name == ACC_SIGNAL);
     let mut out = Vec::new();
     for curve in &point.curves {
         let after: Vec<f64> = curve
@@ -93,7 +99,9 @@ pub fn announcements(point: &PointSignals) -> Vec<Announcement> {
         };
         for fraction in FRACTIONS {
             let step = announce_step(&curve.points, from, fraction);
-            let leads = point.test_id_steps.map(|t| Some(t? as i64 - step? as i64));
+            let acc_step = acc.and_then(|c| announce_step(&c.points, from, fraction));
+            let [id_low, id_high] = point.test_id_steps;
+            let leads = [id_low, id_high, acc_step].map(|t| Some(t? as i64 - step? as i64));
             out.push(Announcement {
                 signal: curve.name.clone(),
                 fraction,
@@ -248,7 +256,7 @@ pub fn read_point(sweep: &Sweep, p: &PointEntry, answers: &[AnswerRow]) -> Resul
 }
 
 /// Header of signals.csv.
-const SIGNALS_HEADER: [&str; 10] = [
+const SIGNALS_HEADER: [&str; 9] = [
     "point",
     "label",
     "signal",
@@ -258,15 +266,14 @@ const SIGNALS_HEADER: [&str; 10] = [
     "announce_step",
     "test_id_0.5_step",
     "test_id_0.9_step",
-    "lead_0.5",
 ];
 
-/// Writes `signals.csv` (one row per point, signal and fraction, with `lead_0.9` last) and
+/// Writes `signals.csv` (one row per point, signal and fraction, ending in the [`LEADS`]) and
 /// `signals_summary.csv` (per signal and fraction: points with a lead, then mean, sd, min and max
 /// of each lead in steps); returns the summary rows.
 pub fn write_tables(dir: &Path, points: &[PointSignals]) -> Result<Vec<Vec<String>>> {
     let mut header: Vec<String> = SIGNALS_HEADER.iter().map(|s| s.to_string()).collect();
-    header.push("lead_0.9".into());
+    header.extend(LEADS.iter().map(|s| s.to_string()));
     let opt = |v: Option<i64>| v.map(|x| x.to_string()).unwrap_or_default();
     let mut rows = Vec::new();
     let mut all: Vec<Announcement> = Vec::new();
@@ -282,9 +289,10 @@ pub fn write_tables(dir: &Path, points: &[PointSignals]) -> Result<Vec<Vec<Strin
                 opt(a.step.map(|s| s as i64)),
                 opt(p.test_id_steps[0].map(|s| s as i64)),
                 opt(p.test_id_steps[1].map(|s| s as i64)),
-                opt(a.leads[0]),
-                opt(a.leads[1]),
             ]);
+            rows.last_mut()
+                .expect("just pushed")
+                .extend(a.leads.map(opt));
             all.push(a);
         }
     }
@@ -301,16 +309,16 @@ pub fn write_tables(dir: &Path, points: &[PointSignals]) -> Result<Vec<Vec<Strin
 /// Header of signals_summary.csv.
 pub fn summary_header() -> Vec<String> {
     let mut h = vec!["signal".to_string(), "fraction".into()];
-    for level in TEST_ID_LEVELS {
+    for lead in LEADS {
         for stat in ["n", "mean", "sd", "min", "max"] {
-            h.push(format!("lead_{level}_{stat}"));
+            h.push(format!("{lead}_{stat}"));
         }
     }
     h
 }
 
-/// Per (signal, fraction), in first-seen order: for each test ID level, how many points have a
-/// lead and the [`spread`] of those leads.
+/// Per (signal, fraction), in first-seen order: for each of the [`LEADS`], how many points have
+/// it and the [`spread`] of its values.
 pub fn summary_rows(all: &[Announcement]) -> Vec<Vec<String>> {
     let mut keys: Vec<(String, f64)> = Vec::new();
     for a in all {
@@ -321,7 +329,7 @@ pub fn summary_rows(all: &[Announcement]) -> Vec<Vec<String>> {
     keys.iter()
         .map(|(signal, fraction)| {
             let mut row = vec![signal.clone(), fmt_value(*fraction)];
-            for level in 0..TEST_ID_LEVELS.len() {
+            for level in 0..LEADS.len() {
                 let leads: Vec<f64> = all
                     .iter()
                     .filter(|a| a.signal == *signal && a.fraction == *fraction)
@@ -394,15 +402,29 @@ mod tests {
             entry,
             memorised: Some(1000),
             test_id_steps: [Some(2500), None],
-            curves: vec![Curve {
-                name: "early".into(),
-                points: sigmoid(2050.0, 100.0),
-            }],
+            curves: vec![
+                Curve {
+                    name: "early".into(),
+                    points: sigmoid(2050.0, 100.0),
+                },
+                Curve {
+                    name: ACC_SIGNAL.into(),
+                    points: sigmoid(2350.0, 100.0),
+                },
+            ],
         };
         let a = announcements(&point);
-        assert_eq!(a.len(), FRACTIONS.len());
-        assert_eq!((a[0].step, a[0].leads), (Some(1900), [Some(600), None]));
-        assert_eq!((a[1].step, a[1].leads), (Some(2100), [Some(400), None]));
+        assert_eq!(a.len(), 2 * FRACTIONS.len());
+        // The accuracy curve is the same shape 300 steps later.
+        assert_eq!(
+            (a[0].step, a[0].leads),
+            (Some(1900), [Some(600), None, Some(300)])
+        );
+        assert_eq!(
+            (a[1].step, a[1].leads),
+            (Some(2100), [Some(400), None, Some(300)])
+        );
+        assert_eq!(a[2].leads, [Some(300), None, Some(0)]);
         assert!((a[0].change - 1.0).abs() < 1e-3);
     }
 
@@ -422,7 +444,7 @@ mod tests {
             fraction: 0.1,
             change: 1.0,
             step: Some(1000),
-            leads: [lead, Some(400)],
+            leads: [lead, Some(400), None],
         };
         let rows = summary_rows(&[a("x", Some(100)), a("x", Some(300)), a("y", None)]);
         assert_eq!(rows.len(), 2);
