@@ -152,7 +152,7 @@ fn milestones(
 
 /// The rows grouped by their values in the `others` columns, as `(label, rows)` in first-seen
 /// order; the label is `key=value …`.
-fn group_rows<'a>(
+pub fn group_rows<'a>(
     header: &[String],
     rows: &'a [Vec<String>],
     others: &[usize],

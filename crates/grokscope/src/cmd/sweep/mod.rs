@@ -8,6 +8,7 @@ mod figures;
 mod local;
 mod plan;
 mod point;
+mod seeds;
 mod signal_figures;
 mod signals;
 mod slurm;
@@ -176,6 +177,9 @@ fn collect_all(sweep: &Sweep) -> Result<()> {
     let points = collect::gather(sweep);
     let (header, rows) = collect::table(sweep, &points);
     collect::write_csv(&sweep.dir.join("sweep.csv"), &header, &rows)?;
+    if let Some((seed_header, seed_rows)) = seeds::seed_table(&header, &rows) {
+        collect::write_csv(&sweep.dir.join("seeds.csv"), &seed_header, &seed_rows)?;
+    }
     let figures = figures::draw(sweep, &points, &header, &rows, &sweep.dir.join("figures"))?;
     let index = figures::write_index(sweep, &figures, &header, &rows)?;
     for c in points.iter().filter(|c| c.status != "done") {
