@@ -99,7 +99,10 @@ fn analysis_outputs_match_the_golden_files() {
         } else {
             let want = std::fs::read_to_string(golden.join(file)).unwrap();
             if same_cpu {
-                assert!(got == want, "{file} is not byte-identical to tests/golden/{file}");
+                assert!(
+                    got == want,
+                    "{file} is not byte-identical to tests/golden/{file}"
+                );
             } else {
                 assert_close(file, &got, &want);
             }
