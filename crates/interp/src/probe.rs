@@ -273,36 +273,25 @@ impl ProbeSet {
         corruptions: &[CorruptionSpec],
     ) -> Result<ProbeSet> {
         let splits = dataset_splits(ds);
-        let Some((_, pool)) = splits.iter().find(|(name, _)| *name == spec.split) else {
-            return Err(InterpError::UnknownSplit {
-                split: spec.split.clone(),
-                available: splits
-                    .iter()
-                    .map(|(n, _)| n.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", "),
-            });
-        };
+        let pool = split_pool(&splits, &spec.split)?;
         let chosen = spec.choose(pool.len())?;
-        if chosen.is_empty() {
+        let Some(&first_index) = chosen.first() else {
             return Err(InterpError::EmptyProbeSet {
                 split: spec.split.clone(),
             });
-        }
-        let first = pool[chosen[0]];
-        let shape = |ex: &Example| -> Result<(usize, Vec<String>)> {
-            Ok((
-                ex.answer_pos,
-                example_roles(ds, ex)?.keys().cloned().collect(),
-            ))
         };
-        let first_shape = shape(first)?;
-        let positions = position_names(ds.kind, first);
-        let corruptible = corruptible_roles(ds.kind, first);
+        let first = pool[first_index];
+        let first_shape = prompt_shape(ds, first)?;
+        let corruptor = Corruptor {
+            ds,
+            spec,
+            positions: position_names(ds.kind, first),
+            corruptible: corruptible_roles(ds.kind, first),
+        };
         let mut examples = Vec::with_capacity(chosen.len());
         for &index in &chosen {
             let ex = pool[index];
-            let this_shape = shape(ex)?;
+            let this_shape = prompt_shape(ds, ex)?;
             if this_shape != first_shape {
                 return Err(InterpError::MixedPromptShapes {
                     split: spec.split.clone(),
@@ -310,78 +299,13 @@ impl ProbeSet {
                     other: describe_shape(&this_shape),
                 });
             }
-            let tokens = ex.tokens[..=ex.answer_pos].to_vec();
-            let roles = example_roles(ds, ex)?;
-            let mut corrupted = BTreeMap::new();
-            for c in corruptions {
-                let name = c.to_string();
-                let c_seed = mix_seed(spec.seed, &[index as u64, str_hash(&name)]);
-                match c {
-                    CorruptionSpec::Token(role) => {
-                        if !corruptible.contains(role) {
-                            return Err(InterpError::UnknownRole {
-                                role: role.clone(),
-                                available: if corruptible.is_empty() {
-                                    format!("none: `{}` prompts have no corruption", spec.split)
-                                } else {
-                                    corruptible.join(", ")
-                                },
-                            });
-                        }
-                        let mut rng = ChaCha8Rng::seed_from_u64(c_seed);
-                        if let Some(mut cor) = tasks::corrupt(ds, &ds.facts, ex, role, &mut rng) {
-                            cor.tokens.truncate(tokens.len());
-                            corrupted.insert(
-                                name,
-                                CorruptedInput {
-                                    tokens: cor.tokens,
-                                    positions: cor.patch_positions.clone(),
-                                    noise_seed: None,
-                                },
-                            );
-                        }
-                    }
-                    CorruptionSpec::Noise(names) => {
-                        let mut pos = names
-                            .iter()
-                            .map(|n| position_index(&positions, n))
-                            .collect::<Result<Vec<_>>>()?;
-                        pos.sort_unstable();
-                        pos.dedup();
-                        corrupted.insert(
-                            name,
-                            CorruptedInput {
-                                tokens: tokens.clone(),
-                                positions: pos,
-                                noise_seed: Some(c_seed),
-                            },
-                        );
-                    }
-                }
-            }
-            examples.push(ProbeExample {
-                index,
-                tokens,
-                gold: ex.answer,
-                roles,
-                corruptions: corrupted,
-            });
+            examples.push(corruptor.example(index, ex, corruptions)?);
         }
-        for c in corruptions {
-            let name = c.to_string();
-            let usable = examples.iter().any(|e| {
-                e.corruptions
-                    .get(&name)
-                    .is_some_and(|ci| ci.tokens.len() == e.tokens.len())
-            });
-            if !usable {
-                return Err(InterpError::NoCorruptedExamples { corruption: name });
-            }
-        }
+        check_every_corruption_usable(&examples, corruptions)?;
         Ok(ProbeSet {
             kind: ds.kind,
             spec: spec.clone(),
-            positions,
+            positions: corruptor.positions,
             answer_pos: first.answer_pos,
             corruptions: corruptions.to_vec(),
             examples,
@@ -550,6 +474,147 @@ fn unknown_role(role: &str, roles: &BTreeMap<String, u32>) -> InterpError {
         role: role.to_string(),
         available: roles.keys().cloned().collect::<Vec<_>>().join(", "),
     }
+}
+
+/// The examples of `split` among `splits`; an error lists the splits there are.
+fn split_pool<'d>(
+    splits: &'d [(String, Vec<&'d Example>)],
+    split: &str,
+) -> Result<&'d [&'d Example]> {
+    match splits.iter().find(|(name, _)| name == split) {
+        Some((_, pool)) => Ok(pool),
+        None => Err(InterpError::UnknownSplit {
+            split: split.to_string(),
+            available: splits
+                .iter()
+                .map(|(n, _)| n.as_str())
+                .collect::<Vec<_>>()
+                .join(", "),
+        }),
+    }
+}
+
+/// A prompt's shape: its answer position and role names; a probe set has one shape.
+fn prompt_shape(ds: &Dataset, ex: &Example) -> Result<(usize, Vec<String>)> {
+    Ok((
+        ex.answer_pos,
+        example_roles(ds, ex)?.keys().cloned().collect(),
+    ))
+}
+
+/// Builds the corrupted inputs of one probe set's examples.
+struct Corruptor<'a> {
+    ds: &'a Dataset,
+    spec: &'a ProbeSpec,
+    /// The prompts' position names.
+    positions: Vec<String>,
+    /// The roles a token corruption may replace.
+    corruptible: Vec<String>,
+}
+
+impl Corruptor<'_> {
+    /// The probe example of `ex` (at `index` in its split) with every corruption it admits.
+    fn example(
+        &self,
+        index: usize,
+        ex: &Example,
+        corruptions: &[CorruptionSpec],
+    ) -> Result<ProbeExample> {
+        let tokens = ex.tokens[..=ex.answer_pos].to_vec();
+        let mut corrupted = BTreeMap::new();
+        for c in corruptions {
+            let name = c.to_string();
+            let seed = mix_seed(self.spec.seed, &[index as u64, str_hash(&name)]);
+            let input = match c {
+                CorruptionSpec::Token(role) => {
+                    self.token_corruption(ex, role, seed, tokens.len())?
+                }
+                CorruptionSpec::Noise(names) => Some(self.noise_corruption(names, seed, &tokens)?),
+            };
+            if let Some(input) = input {
+                corrupted.insert(name, input);
+            }
+        }
+        Ok(ProbeExample {
+            index,
+            tokens,
+            gold: ex.answer,
+            roles: example_roles(self.ds, ex)?,
+            corruptions: corrupted,
+        })
+    }
+
+    /// `ex` with the token of `role` replaced by the paper's rule (`tasks::corrupt`), cut to
+    /// `len` tokens; `None` when the example admits no such corruption.
+    fn token_corruption(
+        &self,
+        ex: &Example,
+        role: &str,
+        seed: u64,
+        len: usize,
+    ) -> Result<Option<CorruptedInput>> {
+        if !self.corruptible.iter().any(|r| r == role) {
+            return Err(InterpError::UnknownRole {
+                role: role.to_string(),
+                available: if self.corruptible.is_empty() {
+                    format!("none: `{}` prompts have no corruption", self.spec.split)
+                } else {
+                    self.corruptible.join(", ")
+                },
+            });
+        }
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let ds = self.ds;
+        Ok(
+            tasks::corrupt(ds, &ds.facts, ex, role, &mut rng).map(|mut cor| {
+                cor.tokens.truncate(len);
+                CorruptedInput {
+                    tokens: cor.tokens,
+                    positions: cor.patch_positions,
+                    noise_seed: None,
+                }
+            }),
+        )
+    }
+
+    /// The clean tokens with Gaussian noise (drawn from `seed`) on the named positions.
+    fn noise_corruption(
+        &self,
+        names: &[String],
+        seed: u64,
+        tokens: &[u32],
+    ) -> Result<CorruptedInput> {
+        let mut positions = names
+            .iter()
+            .map(|n| position_index(&self.positions, n))
+            .collect::<Result<Vec<_>>>()?;
+        positions.sort_unstable();
+        positions.dedup();
+        Ok(CorruptedInput {
+            tokens: tokens.to_vec(),
+            positions,
+            noise_seed: Some(seed),
+        })
+    }
+}
+
+/// Every corruption must give at least one example a same-length corrupted prompt.
+fn check_every_corruption_usable(
+    examples: &[ProbeExample],
+    corruptions: &[CorruptionSpec],
+) -> Result<()> {
+    for c in corruptions {
+        let name = c.to_string();
+        let usable = examples.iter().any(|e| {
+            e.corruptions
+                .get(&name)
+                .is_some_and(|ci| ci.tokens.len() == e.tokens.len())
+        });
+        if !usable {
+            return Err(InterpError::NoCorruptedExamples { corruption: name });
+        }
+    }
+    Ok(())
 }
 
 fn describe_shape((answer_pos, roles): &(usize, Vec<String>)) -> String {

@@ -27,6 +27,7 @@ use crate::patch::{
     patch_sweep, ComponentKind, Direction, PositionChoice, SweepMode, SweepOptions,
 };
 use crate::probe::{default_corruptions, CorruptionSpec, ProbeSet, ProbeSpec};
+use crate::stats::mean;
 use model::token_map::RankOver;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
@@ -311,40 +312,29 @@ fn preflight(
     }
 }
 
-/// Runs the logit lens (recompute mode, the paper's targets) and residual noising patching on
-/// checkpoints of `run`, writes the files listed in the module docs to `out`, and returns the
-/// summary.
-pub fn trace(run: &Path, out: &Path, opts: &TraceOptions) -> Result<TraceSummary> {
-    let checkpoints = list_checkpoints(run)?;
-    let all_steps: Vec<u64> = checkpoints.iter().map(|(s, _)| *s).collect();
-    let data_dir = resolve_data_dir(&checkpoints[0].1, opts.data.as_deref())?;
-    let data = tasks::Dataset::load(&data_dir)?;
-    let sat = saturation(run, &all_steps)?;
-    let last_step = *all_steps.last().unwrap_or(&0);
-    let mut selected = requested_steps(run, &all_steps, opts.steps.as_deref())?;
-    selected.insert(sat.step);
-    selected.insert(last_step);
+/// What every checkpoint of one trace is analysed with.
+struct TraceContext<'a> {
+    data: &'a tasks::Dataset,
+    data_fingerprint: String,
+    probe: &'a ProbeSet,
+    targets: &'a [TargetSpec],
+    sweep: SweepOptions,
+    opts: &'a TraceOptions,
+    /// Where each step's CSVs and `done.json` go (`steps/step-N/`).
+    steps_dir: PathBuf,
+    /// The options a finished step was computed with, as recorded in its `done.json`.
+    fingerprint: String,
+}
 
-    let corruptions = opts
-        .corruptions
-        .clone()
-        .unwrap_or_else(|| default_corruptions(data.kind));
-    let probe = ProbeSet::build(&data, &opts.probe, &corruptions)?;
-    let data_fingerprint = data.fingerprint();
-    let last = &checkpoints[checkpoints.len() - 1].1;
-    preflight(last, &data, &data_fingerprint, &probe, opts)?;
-    probe.write_jsonl(&out.join("examples.jsonl"), &data.vocab)?;
-    let targets = default_targets(&probe);
-    let sweep = SweepOptions {
-        directions: vec![Direction::Noising],
-        components: vec![ComponentKind::Resid],
-        positions: opts.positions.clone(),
-        layers: None,
-        mode: SweepMode::Batched,
-        max_rows: opts.max_rows,
-        ln_mode: LnMode::Recompute,
-    };
-    let fingerprint = format!(
+/// The options fingerprint recorded in each step's `done.json`: a step computed with other
+/// options is computed again.
+fn options_fingerprint(
+    opts: &TraceOptions,
+    corruptions: &[CorruptionSpec],
+    targets: &[TargetSpec],
+    data_dir: &Path,
+) -> String {
+    format!(
         "v2 probe={:?} corruptions={:?} targets={:?} positions={:?} data={}",
         opts.probe,
         corruptions
@@ -354,34 +344,103 @@ pub fn trace(run: &Path, out: &Path, opts: &TraceOptions) -> Result<TraceSummary
         targets.iter().map(ToString::to_string).collect::<Vec<_>>(),
         opts.positions,
         data_dir.display()
-    );
+    )
+}
 
-    let steps_dir = out.join("steps");
-    let todo: Vec<(u64, PathBuf)> = checkpoints
-        .iter()
-        .filter(|(s, _)| selected.contains(s))
-        .cloned()
-        .collect();
-    let pending: Vec<&(u64, PathBuf)> = todo
-        .iter()
-        .map(|c| -> Result<(bool, &(u64, PathBuf))> {
-            let done_path = steps_dir.join(format!("step-{}", c.0)).join("done.json");
-            let expected = done_for(&fingerprint, &c.1)?;
-            let done = !opts.force
+/// Residual noising over the requested positions, every layer, batched (the trace's patching).
+fn residual_noising(opts: &TraceOptions) -> SweepOptions {
+    SweepOptions {
+        directions: vec![Direction::Noising],
+        components: vec![ComponentKind::Resid],
+        positions: opts.positions.clone(),
+        layers: None,
+        mode: SweepMode::Batched,
+        max_rows: opts.max_rows,
+        ln_mode: LnMode::Recompute,
+    }
+}
+
+impl TraceContext<'_> {
+    /// The checkpoints of `todo` whose `done.json` does not match this trace's options (all of
+    /// them under `--force`).
+    fn pending<'t>(&self, todo: &'t [(u64, PathBuf)]) -> Result<Vec<&'t (u64, PathBuf)>> {
+        let mut pending = Vec::new();
+        for checkpoint in todo {
+            let done_path = self.step_dir(checkpoint.0).join("done.json");
+            let expected = done_for(&self.fingerprint, &checkpoint.1)?;
+            let done = !self.opts.force
                 && fs::read_to_string(&done_path)
                     .ok()
                     .and_then(|t| serde_json::from_str::<Done>(&t).ok())
                     .is_some_and(|d| d == expected);
-            Ok((done, c))
-        })
-        .collect::<Result<Vec<_>>>()?
-        .into_iter()
-        .filter(|(done, _)| !done)
-        .map(|(_, c)| c)
-        .collect();
+            if !done {
+                pending.push(checkpoint);
+            }
+        }
+        Ok(pending)
+    }
 
-    let bar = if opts.progress {
-        indicatif::ProgressBar::new(pending.len() as u64)
+    fn step_dir(&self, step: u64) -> PathBuf {
+        self.steps_dir.join(format!("step-{step}"))
+    }
+
+    /// Lens, patching, state effect and attention of one checkpoint, written to its step folder
+    /// with `done.json` last; returns the model's layer count.
+    fn analyse_checkpoint(&self, step: u64, file: &Path) -> Result<usize> {
+        let (data, probe, opts) = (self.data, self.probe, self.opts);
+        let (ckpt, _) = load_fitted(file, data, opts.device, opts.rank_over)?;
+        check_compatible(&ckpt, data, probe.seq_len())?;
+        check_trained_on(
+            file,
+            &ckpt.metadata,
+            data,
+            &self.data_fingerprint,
+            opts.allow_other_data,
+        )?;
+        let net = Net::new(&ckpt.model);
+        let dir = self.step_dir(step);
+        let lens = logit_lens(
+            &net,
+            probe,
+            self.targets,
+            LnMode::Recompute,
+            None,
+            opts.max_rows,
+            None,
+        )?;
+        write_csv(&dir.join("lens.csv"), &lens.rows(step))?;
+        let patch = patch_sweep(&net, probe, &self.sweep)?;
+        write_csv(&dir.join("patch.csv"), &patch.rows(step))?;
+        let effect = state_effect(&net, probe, self.targets, step, opts.max_rows)?;
+        write_csv(&dir.join("state_effect.csv"), &effect)?;
+        let attention = attention_patterns(&net, probe, opts.max_rows)?;
+        write_csv(&dir.join("attention.csv"), &attention.rows(step)?)?;
+        write_json(&dir.join("done.json"), &done_for(&self.fingerprint, file)?)?;
+        Ok(net.n_layer())
+    }
+
+    /// Analyses each pending checkpoint with a progress bar (when asked for); returns the layer
+    /// count of the last one analysed and the seconds each took.
+    fn analyse_pending(&self, pending: &[&(u64, PathBuf)]) -> Result<(Option<usize>, Vec<f64>)> {
+        let bar = progress_bar(self.opts.progress, pending.len());
+        let mut n_layer = None;
+        let mut seconds = Vec::new();
+        for (step, file) in pending {
+            bar.set_message(format!("step {step}"));
+            let started = Instant::now();
+            n_layer = Some(self.analyse_checkpoint(*step, file)?);
+            seconds.push(started.elapsed().as_secs_f64());
+            bar.inc(1);
+        }
+        bar.finish_and_clear();
+        Ok((n_layer, seconds))
+    }
+}
+
+/// The checkpoint progress bar; hidden unless `visible`.
+fn progress_bar(visible: bool, checkpoints: usize) -> indicatif::ProgressBar {
+    let bar = if visible {
+        indicatif::ProgressBar::new(checkpoints as u64)
     } else {
         indicatif::ProgressBar::hidden()
     };
@@ -392,74 +451,32 @@ pub fn trace(run: &Path, out: &Path, opts: &TraceOptions) -> Result<TraceSummary
         .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
         .progress_chars("=> "),
     );
-    let mut n_layer = None;
-    let mut seconds = Vec::new();
-    for (step, file) in &pending {
-        bar.set_message(format!("step {step}"));
-        let started = Instant::now();
-        let (ckpt, _) = load_fitted(file, &data, opts.device, opts.rank_over)?;
-        check_compatible(&ckpt, &data, probe.seq_len())?;
-        check_trained_on(
-            file,
-            &ckpt.metadata,
-            &data,
-            &data_fingerprint,
-            opts.allow_other_data,
-        )?;
-        let net = Net::new(&ckpt.model);
-        n_layer = Some(net.n_layer());
-        let dir = steps_dir.join(format!("step-{step}"));
-        let lens = logit_lens(
-            &net,
-            &probe,
-            &targets,
-            LnMode::Recompute,
-            None,
-            opts.max_rows,
-            None,
-        )?;
-        write_csv(&dir.join("lens.csv"), &lens.rows(*step))?;
-        let patch = patch_sweep(&net, &probe, &sweep)?;
-        write_csv(&dir.join("patch.csv"), &patch.rows(*step))?;
-        let effect = state_effect(&net, &probe, &targets, *step, opts.max_rows)?;
-        write_csv(&dir.join("state_effect.csv"), &effect)?;
-        let attention = attention_patterns(&net, &probe, opts.max_rows)?;
-        write_csv(&dir.join("attention.csv"), &attention.rows(*step)?)?;
-        write_json(&dir.join("done.json"), &done_for(&fingerprint, file)?)?;
-        seconds.push(started.elapsed().as_secs_f64());
-        bar.inc(1);
-    }
-    bar.finish_and_clear();
+    bar
+}
 
-    let steps: Vec<u64> = todo.iter().map(|(s, _)| *s).collect();
-    let (lens_rows, patch_rows) = combine_step_csvs(&steps_dir, &steps, out)?;
+/// Causal strength of residual noising at `step`, by (corruption, layer, position).
+fn causal_strength_at(
+    patch_rows: &[PatchRow],
+    step: u64,
+) -> BTreeMap<(String, usize, String), f64> {
+    patch_rows
+        .iter()
+        .filter(|r| {
+            r.step == step
+                && r.metric == "causal_strength"
+                && r.direction == "noising"
+                && r.component == "resid"
+        })
+        .map(|r| ((r.corruption.clone(), r.layer, r.position.clone()), r.value))
+        .collect()
+}
 
-    let n_layer = match n_layer {
-        Some(l) => l,
-        None => lens_rows.iter().map(|r| r.layer).max().unwrap_or(0),
-    };
-    let key = opts.key_layer.unwrap_or_else(|| key_layer(n_layer));
-    if key > n_layer {
-        return Err(InterpError::LayerOutOfRange {
-            layer: key,
-            max: n_layer,
-        });
-    }
-    let strength = |step: u64| -> BTreeMap<(String, usize, String), f64> {
-        patch_rows
-            .iter()
-            .filter(|r| {
-                r.step == step
-                    && r.metric == "causal_strength"
-                    && r.direction == "noising"
-                    && r.component == "resid"
-            })
-            .map(|r| ((r.corruption.clone(), r.layer, r.position.clone()), r.value))
-            .collect()
-    };
-    let start = strength(sat.step);
-    let end = strength(last_step);
-    let change: Vec<CircuitChangeRow> = start
+/// The change of each causal strength present at both ends.
+fn circuit_change(
+    start: &BTreeMap<(String, usize, String), f64>,
+    end: &BTreeMap<(String, usize, String), f64>,
+) -> Vec<CircuitChangeRow> {
+    start
         .iter()
         .filter_map(|(k, &a)| {
             end.get(k).map(|&b| CircuitChangeRow {
@@ -471,13 +488,22 @@ pub fn trace(run: &Path, out: &Path, opts: &TraceOptions) -> Result<TraceSummary
                 delta: b - a,
             })
         })
-        .collect();
-    write_csv(&out.join("circuit_change.csv"), &change)?;
+        .collect()
+}
 
-    let lens_keys = targets
+/// Each non-answer target's key lens metric at layer `key` over `steps` (recall@3 for label
+/// targets, MRR otherwise).
+fn lens_keys(
+    targets: &[TargetSpec],
+    probe: &ProbeSet,
+    lens_rows: &[LensRow],
+    steps: &[u64],
+    key: usize,
+) -> Vec<LensKey> {
+    targets
         .iter()
         .filter(|t| t.role != ANSWER)
-        .filter_map(|t: &TargetSpec| {
+        .filter_map(|t| {
             let position = probe
                 .position(&t.position)
                 .ok()
@@ -506,8 +532,18 @@ pub fn trace(run: &Path, out: &Path, opts: &TraceOptions) -> Result<TraceSummary
                 values,
             })
         })
-        .collect();
-    let causal = corruptions
+        .collect()
+}
+
+/// Each corruption's causal strength at layer `key` at saturation (`start`) and at the end.
+fn causal_keys(
+    corruptions: &[CorruptionSpec],
+    probe: &ProbeSet,
+    key: usize,
+    start: &BTreeMap<(String, usize, String), f64>,
+    end: &BTreeMap<(String, usize, String), f64>,
+) -> Vec<CausalKey> {
+    corruptions
         .iter()
         .filter_map(|c| {
             let name = c.to_string();
@@ -525,7 +561,73 @@ pub fn trace(run: &Path, out: &Path, opts: &TraceOptions) -> Result<TraceSummary
                 end: end.get(&k).copied(),
             })
         })
+        .collect()
+}
+
+/// The layer the summary reports: `--key-layer` or the default for `n_layer`, within range.
+fn summary_layer(opts: &TraceOptions, n_layer: usize) -> Result<usize> {
+    let key = opts.key_layer.unwrap_or_else(|| key_layer(n_layer));
+    if key > n_layer {
+        return Err(InterpError::LayerOutOfRange {
+            layer: key,
+            max: n_layer,
+        });
+    }
+    Ok(key)
+}
+
+/// Runs the logit lens (recompute mode, the paper's targets) and residual noising patching on
+/// checkpoints of `run`, writes the files listed in the module docs to `out`, and returns the
+/// summary.
+pub fn trace(run: &Path, out: &Path, opts: &TraceOptions) -> Result<TraceSummary> {
+    let checkpoints = list_checkpoints(run)?;
+    let all_steps: Vec<u64> = checkpoints.iter().map(|(s, _)| *s).collect();
+    let data_dir = resolve_data_dir(&checkpoints[0].1, opts.data.as_deref())?;
+    let data = tasks::Dataset::load(&data_dir)?;
+    let sat = saturation(run, &all_steps)?;
+    let last_step = *all_steps.last().unwrap_or(&0);
+    let mut selected = requested_steps(run, &all_steps, opts.steps.as_deref())?;
+    selected.insert(sat.step);
+    selected.insert(last_step);
+
+    let corruptions = opts
+        .corruptions
+        .clone()
+        .unwrap_or_else(|| default_corruptions(data.kind));
+    let probe = ProbeSet::build(&data, &opts.probe, &corruptions)?;
+    let data_fingerprint = data.fingerprint();
+    let last = &checkpoints[checkpoints.len() - 1].1;
+    preflight(last, &data, &data_fingerprint, &probe, opts)?;
+    probe.write_jsonl(&out.join("examples.jsonl"), &data.vocab)?;
+    let targets = default_targets(&probe);
+    let context = TraceContext {
+        data: &data,
+        data_fingerprint,
+        probe: &probe,
+        targets: &targets,
+        sweep: residual_noising(opts),
+        opts,
+        steps_dir: out.join("steps"),
+        fingerprint: options_fingerprint(opts, &corruptions, &targets, &data_dir),
+    };
+    let todo: Vec<(u64, PathBuf)> = checkpoints
+        .into_iter()
+        .filter(|(s, _)| selected.contains(s))
         .collect();
+    let pending = context.pending(&todo)?;
+    let (n_layer, seconds) = context.analyse_pending(&pending)?;
+
+    let steps: Vec<u64> = todo.iter().map(|(s, _)| *s).collect();
+    let (lens_rows, patch_rows) = combine_step_csvs(&context.steps_dir, &steps, out)?;
+    let n_layer = n_layer.unwrap_or_else(|| lens_rows.iter().map(|r| r.layer).max().unwrap_or(0));
+    let key = summary_layer(opts, n_layer)?;
+    let start = causal_strength_at(&patch_rows, sat.step);
+    let end = causal_strength_at(&patch_rows, last_step);
+    write_csv(
+        &out.join("circuit_change.csv"),
+        &circuit_change(&start, &end),
+    )?;
+
     let summary = TraceSummary {
         run: run.to_path_buf(),
         data_dir,
@@ -535,14 +637,13 @@ pub fn trace(run: &Path, out: &Path, opts: &TraceOptions) -> Result<TraceSummary
         probe_size: probe.examples.len(),
         probe_seed: probe.spec.seed,
         corruptions: corruptions.iter().map(ToString::to_string).collect(),
+        lens: lens_keys(&targets, &probe, &lens_rows, &steps, key),
+        causal: causal_keys(&corruptions, &probe, key, &start, &end),
         steps,
         computed_steps: pending.iter().map(|(s, _)| *s).collect(),
         saturation: sat,
         last_step,
-        lens: lens_keys,
-        causal,
-        seconds_per_checkpoint: (!seconds.is_empty())
-            .then(|| seconds.iter().sum::<f64>() / seconds.len() as f64),
+        seconds_per_checkpoint: (!seconds.is_empty()).then(|| mean(seconds.iter().copied())),
     };
     write_json(&out.join("trace.json"), &summary)?;
     Ok(summary)

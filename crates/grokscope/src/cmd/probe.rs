@@ -226,30 +226,8 @@ pub fn run(args: ProbeCmdArgs, ctx: &Ctx) -> Result<()> {
     check_fit_options(&args)?;
     let source = args.source.resolve()?;
     let probe = args.source.probe(&source.data, args.size)?;
-    let targets = if args.targets.is_empty() {
-        default_probe_targets(&probe)
-    } else {
-        args.targets.clone()
-    };
-    for t in &targets {
-        if t != interp::lens::ANSWER {
-            probe.check_role(t)?;
-        }
-    }
-    for p in args.positions.iter().flatten() {
-        probe.position(p)?;
-    }
-    let opts = LinearProbeOptions {
-        fit: FitOptions {
-            solver: args.solver.parse()?,
-            iterations: args.iterations,
-            lr: args.lr,
-            l2: args.l2,
-        },
-        holdout: args.holdout,
-        seed: args.source.seed,
-        max_rows: args.source.max_rows,
-    };
+    let targets = checked_targets(&args, &probe)?;
+    let opts = linear_probe_options(&args)?;
     let out = &source.out;
     let _lock = crate::cmd::lock_output(out)?;
     let mut rows: Vec<LensRow> = Vec::new();
@@ -279,10 +257,62 @@ pub fn run(args: ProbeCmdArgs, ctx: &Ctx) -> Result<()> {
         Ok(())
     })?;
     probe.write_jsonl(&out.join("examples.jsonl"), &source.data.vocab)?;
+    write_summary(out, &source.data.dir, &probe, &opts, &target_info, &steps)?;
+    println!(
+        "wrote probe.csv, probe_summary.json and examples.jsonl to {}",
+        out.display()
+    );
+    Ok(())
+}
+
+/// The targets asked for (the probe set's defaults when none), each checked against the probe
+/// set, and the asked-for positions checked too.
+fn checked_targets(args: &ProbeCmdArgs, probe: &ProbeSet) -> Result<Vec<String>> {
+    let targets = if args.targets.is_empty() {
+        default_probe_targets(probe)
+    } else {
+        args.targets.clone()
+    };
+    for t in &targets {
+        if t != interp::lens::ANSWER {
+            probe.check_role(t)?;
+        }
+    }
+    for p in args.positions.iter().flatten() {
+        probe.position(p)?;
+    }
+    Ok(targets)
+}
+
+/// The fitting and sampling options of the command line.
+fn linear_probe_options(args: &ProbeCmdArgs) -> Result<LinearProbeOptions> {
+    Ok(LinearProbeOptions {
+        fit: FitOptions {
+            solver: args.solver.parse()?,
+            iterations: args.iterations,
+            lr: args.lr,
+            l2: args.l2,
+        },
+        holdout: args.holdout,
+        seed: args.source.seed,
+        max_rows: args.source.max_rows,
+    })
+}
+
+/// Writes `probe_summary.json`: the sample, the fitting options, the targets and the per-step
+/// timings.
+fn write_summary(
+    out: &Path,
+    data_dir: &Path,
+    probe: &ProbeSet,
+    opts: &LinearProbeOptions,
+    targets: &[serde_json::Value],
+    steps: &[serde_json::Value],
+) -> Result<()> {
     write_json(
         &out.join("probe_summary.json"),
         &json!({
-            "data_dir": source.data.dir,
+            "data_dir": data_dir,
             "split": probe.spec.split,
             "probe_size": probe.examples.len(),
             "seed": probe.spec.seed,
@@ -292,14 +322,10 @@ pub fn run(args: ProbeCmdArgs, ctx: &Ctx) -> Result<()> {
             "lr": opts.fit.lr,
             "l2": opts.fit.l2,
             "lens": "recompute",
-            "targets": target_info,
+            "targets": targets,
             "checkpoints": steps,
         }),
     )?;
-    println!(
-        "wrote probe.csv, probe_summary.json and examples.jsonl to {}",
-        out.display()
-    );
     Ok(())
 }
 
