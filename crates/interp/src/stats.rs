@@ -99,6 +99,20 @@ pub fn mean(values: impl IntoIterator<Item = f64>) -> f64 {
     }
 }
 
+/// Mean, sample standard deviation, minimum and maximum of the values (NaN where undefined).
+pub fn spread(values: &[f64]) -> [f64; 4] {
+    let m = mean(values.iter().copied());
+    let sd = if values.len() < 2 {
+        f64::NAN
+    } else {
+        let ss: f64 = values.iter().map(|v| (v - m) * (v - m)).sum();
+        (ss / (values.len() - 1) as f64).sqrt()
+    };
+    let min = values.iter().copied().fold(f64::NAN, f64::min);
+    let max = values.iter().copied().fold(f64::NAN, f64::max);
+    [m, sd, min, max]
+}
+
 /// Mean reciprocal rank of 0-based ranks: `mean(1 / (rank + 1))`.
 pub fn mrr(ranks: impl IntoIterator<Item = i64>) -> f64 {
     mean(ranks.into_iter().map(|r| 1.0 / (r as f64 + 1.0)))

@@ -2,7 +2,7 @@
 //! milestone and final columns of sweep.csv, one row per combination of the other axis values.
 
 use super::figures::group_rows;
-use super::signals::spread;
+use interp::stats::spread;
 use train::metrics::fmt_value;
 
 /// The axis whose values are pooled.

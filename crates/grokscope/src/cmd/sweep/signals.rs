@@ -9,7 +9,7 @@ use super::answers::AnswerRow;
 use super::collect::write_csv;
 use super::plan::{PointEntry, Sweep};
 use anyhow::{Context, Result};
-use interp::stats::mean;
+use interp::stats::spread;
 use plot::data::{read_lens, read_patch, LensRow, Metrics, PatchRow};
 use std::path::Path;
 use train::metrics::fmt_value;
@@ -60,15 +60,25 @@ pub struct Announcement {
     pub leads: [Option<i64>; 3],
 }
 
-/// The first step ≥ `from` at which the finite points have completed `fraction` of their change
-/// from their first value at or after `from` to their last value; `None` when they do not change.
-pub fn announce_step(points: &[(u64, f64)], from: u64, fraction: f64) -> Option<u64> {
-    let after: Vec<(u64, f64)> = points
+/// The finite points at or after `from`.
+fn finite_from(points: &[(u64, f64)], from: u64) -> Vec<(u64, f64)> {
+    points
         .iter()
         .copied()
         .filter(|(s, v)| *s >= from && v.is_finite())
-        .collect();
-    let (start, end) = (after.first()?.1, after.last()?.1);
+        .collect()
+}
+
+/// The first and last value of the finite points at or after `from`.
+fn ends_from(after: &[(u64, f64)]) -> Option<(f64, f64)> {
+    Some((after.first()?.1, after.last()?.1))
+}
+
+/// The first step ≥ `from` at which the finite points have completed `fraction` of their change
+/// from their first value at or after `from` to their last value; `None` when they do not change.
+pub fn announce_step(points: &[(u64, f64)], from: u64, fraction: f64) -> Option<u64> {
+    let after = finite_from(points, from);
+    let (start, end) = ends_from(&after)?;
     let change = end - start;
     if change == 0.0 {
         return None;
@@ -85,22 +95,13 @@ pub fn announcements(point: &PointSignals) -> Vec<Announcement> {
         return Vec::new();
     };
     let acc = point.curves.iter().find(|c| c.name == ACC_SIGNAL);
+    let acc_steps = FRACTIONS.map(|f| acc.and_then(|c| announce_step(&c.points, from, f)));
+    let [id_low, id_high] = point.test_id_steps;
     let mut out = Vec::new();
     for curve in &point.curves {
-        let after: Vec<f64> = curve
-            .points
-            .iter()
-            .filter(|(s, v)| *s >= from && v.is_finite())
-            .map(|(_, v)| *v)
-            .collect();
-        let change = match (after.first(), after.last()) {
-            (Some(a), Some(b)) => b - a,
-            _ => f64::NAN,
-        };
-        for fraction in FRACTIONS {
+        let change = ends_from(&finite_from(&curve.points, from)).map_or(f64::NAN, |(a, b)| b - a);
+        for (fraction, acc_step) in FRACTIONS.into_iter().zip(acc_steps) {
             let step = announce_step(&curve.points, from, fraction);
-            let acc_step = acc.and_then(|c| announce_step(&c.points, from, fraction));
-            let [id_low, id_high] = point.test_id_steps;
             let leads = [id_low, id_high, acc_step].map(|t| Some(t? as i64 - step? as i64));
             out.push(Announcement {
                 signal: curve.name.clone(),
@@ -112,20 +113,6 @@ pub fn announcements(point: &PointSignals) -> Vec<Announcement> {
         }
     }
     out
-}
-
-/// Mean, sample standard deviation, minimum and maximum of the values (NaN where undefined).
-pub fn spread(values: &[f64]) -> [f64; 4] {
-    let m = mean(values.iter().copied());
-    let sd = if values.len() < 2 {
-        f64::NAN
-    } else {
-        let ss: f64 = values.iter().map(|v| (v - m) * (v - m)).sum();
-        (ss / (values.len() - 1) as f64).sqrt()
-    };
-    let min = values.iter().copied().fold(f64::NAN, f64::min);
-    let max = values.iter().copied().fold(f64::NAN, f64::max);
-    [m, sd, min, max]
 }
 
 /// The curves from metrics.csv: the decayed-weight norm, test ID loss, gold probability and
