@@ -238,9 +238,15 @@ pub fn saturation(run: &Path, checkpoint_steps: &[u64]) -> Result<Saturation> {
     })
 }
 
-/// The steps asked for (`None`: every checkpoint of the run); an error names a step the run lacks.
-fn requested_steps(run: &Path, all_steps: &[u64], steps: Option<&[u64]>) -> Result<BTreeSet<u64>> {
-    let Some(list) = steps else {
+/// The steps `opts` asks for (none named: every checkpoint of the run) and the steps of
+/// `always`; an error names a step the run lacks.
+fn requested_steps(
+    run: &Path,
+    all_steps: &[u64],
+    opts: &TraceOptions,
+    always: &[u64],
+) -> Result<BTreeSet<u64>> {
+    let Some(list) = opts.steps.as_deref() else {
         return Ok(all_steps.iter().copied().collect());
     };
     if let Some(s) = list.iter().find(|s| !all_steps.contains(s)) {
@@ -254,7 +260,7 @@ fn requested_steps(run: &Path, all_steps: &[u64], steps: Option<&[u64]>) -> Resu
                 .join(", "),
         });
     }
-    Ok(list.iter().copied().collect())
+    Ok(list.iter().chain(always).copied().collect())
 }
 
 /// Concatenates the per-step CSVs of `steps` (under `steps_dir/step-N/`) into `out`'s lens.csv,
@@ -454,11 +460,11 @@ fn progress_bar(visible: bool, checkpoints: usize) -> indicatif::ProgressBar {
     bar
 }
 
+/// Causal strength of residual noising by (corruption, layer, position).
+type StrengthByState = BTreeMap<(String, usize, String), f64>;
+
 /// Causal strength of residual noising at `step`, by (corruption, layer, position).
-fn causal_strength_at(
-    patch_rows: &[PatchRow],
-    step: u64,
-) -> BTreeMap<(String, usize, String), f64> {
+fn causal_strength_at(patch_rows: &[PatchRow], step: u64) -> StrengthByState {
     patch_rows
         .iter()
         .filter(|r| {
@@ -472,10 +478,7 @@ fn causal_strength_at(
 }
 
 /// The change of each causal strength present at both ends.
-fn circuit_change(
-    start: &BTreeMap<(String, usize, String), f64>,
-    end: &BTreeMap<(String, usize, String), f64>,
-) -> Vec<CircuitChangeRow> {
+fn circuit_change(start: &StrengthByState, end: &StrengthByState) -> Vec<CircuitChangeRow> {
     start
         .iter()
         .filter_map(|(k, &a)| {
@@ -540,8 +543,8 @@ fn causal_keys(
     corruptions: &[CorruptionSpec],
     probe: &ProbeSet,
     key: usize,
-    start: &BTreeMap<(String, usize, String), f64>,
-    end: &BTreeMap<(String, usize, String), f64>,
+    start: &StrengthByState,
+    end: &StrengthByState,
 ) -> Vec<CausalKey> {
     corruptions
         .iter()
@@ -576,6 +579,30 @@ fn summary_layer(opts: &TraceOptions, n_layer: usize) -> Result<usize> {
     Ok(key)
 }
 
+/// The corruptions asked for, or the task's defaults.
+fn corruptions_to_trace(opts: &TraceOptions, kind: tasks::TaskKind) -> Vec<CorruptionSpec> {
+    opts.corruptions
+        .clone()
+        .unwrap_or_else(|| default_corruptions(kind))
+}
+
+/// Writes `circuit_change.csv` (causal strength from saturation to the last step) and returns
+/// the strengths at both ends.
+fn write_circuit_change(
+    out: &Path,
+    patch_rows: &[PatchRow],
+    saturation_step: u64,
+    last_step: u64,
+) -> Result<(StrengthByState, StrengthByState)> {
+    let start = causal_strength_at(patch_rows, saturation_step);
+    let end = causal_strength_at(patch_rows, last_step);
+    write_csv(
+        &out.join("circuit_change.csv"),
+        &circuit_change(&start, &end),
+    )?;
+    Ok((start, end))
+}
+
 /// Runs the logit lens (recompute mode, the paper's targets) and residual noising patching on
 /// checkpoints of `run`, writes the files listed in the module docs to `out`, and returns the
 /// summary.
@@ -586,14 +613,8 @@ pub fn trace(run: &Path, out: &Path, opts: &TraceOptions) -> Result<TraceSummary
     let data = tasks::Dataset::load(&data_dir)?;
     let sat = saturation(run, &all_steps)?;
     let last_step = *all_steps.last().unwrap_or(&0);
-    let mut selected = requested_steps(run, &all_steps, opts.steps.as_deref())?;
-    selected.insert(sat.step);
-    selected.insert(last_step);
-
-    let corruptions = opts
-        .corruptions
-        .clone()
-        .unwrap_or_else(|| default_corruptions(data.kind));
+    let selected = requested_steps(run, &all_steps, opts, &[sat.step, last_step])?;
+    let corruptions = corruptions_to_trace(opts, data.kind);
     let probe = ProbeSet::build(&data, &opts.probe, &corruptions)?;
     let data_fingerprint = data.fingerprint();
     let last = &checkpoints[checkpoints.len() - 1].1;
@@ -621,12 +642,7 @@ pub fn trace(run: &Path, out: &Path, opts: &TraceOptions) -> Result<TraceSummary
     let (lens_rows, patch_rows) = combine_step_csvs(&context.steps_dir, &steps, out)?;
     let n_layer = n_layer.unwrap_or_else(|| lens_rows.iter().map(|r| r.layer).max().unwrap_or(0));
     let key = summary_layer(opts, n_layer)?;
-    let start = causal_strength_at(&patch_rows, sat.step);
-    let end = causal_strength_at(&patch_rows, last_step);
-    write_csv(
-        &out.join("circuit_change.csv"),
-        &circuit_change(&start, &end),
-    )?;
+    let (start, end) = write_circuit_change(out, &patch_rows, sat.step, last_step)?;
 
     let summary = TraceSummary {
         run: run.to_path_buf(),
