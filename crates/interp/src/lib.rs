@@ -10,6 +10,7 @@
 
 pub mod attention;
 pub mod attribution;
+pub mod cache_helpers;
 pub mod dla;
 pub mod effect;
 pub mod error;
@@ -17,6 +18,7 @@ pub mod export;
 pub mod lens;
 pub mod linear_probe;
 pub mod load;
+pub mod metric;
 pub mod net;
 pub mod output;
 pub mod patch;
@@ -28,6 +30,7 @@ pub mod tuned_lens;
 
 pub use attention::{attention_patterns, AttentionResult};
 pub use attribution::{attribution_patching, AttributionOptions, AttributionResult};
+pub use cache_helpers::{ActivationCache, LabelledStack};
 pub use dla::{direct_logit_attribution, DlaComponent, DlaResult};
 pub use effect::state_effect;
 pub use error::{InterpError, Result};
