@@ -13,7 +13,7 @@
 //! let parts = cache.decompose_resid(None)?; // embed, pos_embed, 0_attn_out, 0_mlp_out, ...
 //! let normed = cache.apply_ln_to_stack(&parts, None)?;
 //! let answer = tch::Tensor::from_slice(&[3i64]);
-//! let per_component = cache.logit_attrs(&normed, -1, &answer, None)?; // [components, batch]
+//! let per_component = cache.logit_attrs(&normed, &[2], &answer, None)?; // [components, batch]
 //! # Ok(()) }
 //! ```
 
@@ -34,7 +34,7 @@ pub struct LabelledStack {
 
 impl LabelledStack {
     /// Stacks `parts` (all of one shape) in order.
-    fn new(parts: Vec<(String, Tensor)>) -> LabelledStack {
+    pub fn from_parts(parts: Vec<(String, Tensor)>) -> LabelledStack {
         let (labels, tensors): (Vec<String>, Vec<Tensor>) = parts.into_iter().unzip();
         LabelledStack {
             labels,
@@ -102,7 +102,7 @@ impl<'n, 'g> ActivationCache<'n, 'g> {
             let last = self.get(self.net.resid_hook(l))?.shallow_clone();
             parts.push(("final_post".to_string(), last));
         }
-        Ok(LabelledStack::new(parts))
+        Ok(LabelledStack::from_parts(parts))
     }
 
     /// The components that sum to the residual stream entering `layer` (`None` = the final
@@ -127,7 +127,7 @@ impl<'n, 'g> ActivationCache<'n, 'g> {
                 self.get(HookPoint::MlpOut(i))?.shallow_clone(),
             ));
         }
-        Ok(LabelledStack::new(parts))
+        Ok(LabelledStack::from_parts(parts))
     }
 
     /// `hook_pos_embed` broadcast to the batch. Shapes: → `[B, T, d_model]`.
@@ -158,7 +158,7 @@ impl<'n, 'g> ActivationCache<'n, 'g> {
             let heads_sum = parts.iter().fold(resid.zeros_like(), |acc, (_, t)| acc + t);
             parts.push(("remainder".to_string(), resid - heads_sum));
         }
-        Ok(LabelledStack::new(parts))
+        Ok(LabelledStack::from_parts(parts))
     }
 
     /// The LayerNorm that reads the residual stream entering `layer` (`None` or `L`: `ln_final`,
@@ -221,22 +221,21 @@ impl<'n, 'g> ActivationCache<'n, 'g> {
     }
 
     /// Each component's direct contribution to the logit of `tokens` (minus the logit of
-    /// `incorrect`, when given) at position `pos` (negative counts from the end): the stack is
-    /// read at that position and projected onto the tied unembedding. Apply
-    /// [`ActivationCache::apply_ln_to_stack`] first; the sum over components plus the final
-    /// LayerNorm bias's term ([`ActivationCache::ln_bias`] projected the same way) is then the
-    /// logit (difference) of the run.
-    /// Shapes: stack `[C, B, T, d_model]`, tokens and incorrect `[B]` i64 → `[C, B]`.
+    /// `incorrect`, when given) at each row's position `positions[b]`: the stack is read there and
+    /// projected onto the tied unembedding. Apply [`ActivationCache::apply_ln_to_stack`] first;
+    /// the sum over components plus the final LayerNorm bias's term ([`ActivationCache::ln_bias`]
+    /// projected the same way) is then the logit (difference) of the run.
+    /// Shapes: stack `[C, B, T, d_model]`, positions `[B]`, tokens and incorrect `[B]` i64 →
+    /// `[C, B]`.
     pub fn logit_attrs(
         &self,
         stack: &LabelledStack,
-        pos: i64,
+        positions: &[i64],
         tokens: &Tensor,
         incorrect: Option<&Tensor>,
     ) -> Result<Tensor> {
         let direction = self.logit_directions(tokens, incorrect);
-        let at = stack.stack.select(2, pos);
-        Ok((at * direction.unsqueeze(0)).sum_dim_intlist(-1, false, Kind::Float))
+        Ok(project_at(stack, positions, &direction))
     }
 
     /// The unembedding columns of `tokens` (minus those of `incorrect`).
@@ -249,4 +248,18 @@ impl<'n, 'g> ActivationCache<'n, 'g> {
             None => embed(tokens),
         }
     }
+}
+
+/// Each component of `stack` at each row's position, projected onto that row's direction.
+/// Shapes: stack `[C, B, T, d]`, positions `[B]`, directions `[B, d]` → `[C, B]`.
+pub fn project_at(stack: &LabelledStack, positions: &[i64], directions: &Tensor) -> Tensor {
+    let x = &stack.stack;
+    let size = x.size();
+    let (c, d) = (size[0], size[3]);
+    let index = Tensor::from_slice(positions)
+        .to_device(x.device())
+        .view([1, -1, 1, 1])
+        .expand([c, -1, 1, d], false);
+    let at = x.gather(2, &index, false).squeeze_dim(2);
+    (at * directions.to_kind(x.kind()).unsqueeze(0)).sum_dim_intlist(-1, false, Kind::Float)
 }

@@ -25,6 +25,7 @@ pub mod patch;
 pub mod probe;
 pub mod states;
 pub mod stats;
+pub mod tokens;
 pub mod trace;
 pub mod tuned_lens;
 

@@ -136,8 +136,10 @@ fn logit_attributions_sum_to_the_logit_difference() {
     let parts = cache
         .apply_ln_to_stack(&cache.decompose_resid(None).unwrap(), None)
         .unwrap();
-    for pos in [-1i64, 3] {
-        let attrs = cache.logit_attrs(&parts, pos, &good, Some(&bad)).unwrap();
+    for pos in [7i64, 3] {
+        let attrs = cache
+            .logit_attrs(&parts, &[pos, pos], &good, Some(&bad))
+            .unwrap();
         assert_eq!(attrs.size(), [8, 2]);
         let bias = cache
             .ln_bias(None)
@@ -149,7 +151,7 @@ fn logit_attributions_sum_to_the_logit_difference() {
             stack: bias,
         };
         let bias_term = cache
-            .logit_attrs(&bias_stack, pos, &good, Some(&bad))
+            .logit_attrs(&bias_stack, &[pos, pos], &good, Some(&bad))
             .unwrap();
         let total = attrs.sum_dim_intlist(0, false, Kind::Float) + bias_term.squeeze_dim(0);
         let logits = cache.logits.select(1, pos);

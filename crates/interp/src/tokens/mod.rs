@@ -1,0 +1,209 @@
+//! The analysis core on token batches: logit lens, activation patching, attribution patching and
+//! direct logit attribution of any prompts, with any [`Metric`]. It knows token ids, hook points
+//! and tensors, not tasks: the task-aware analyses ([`crate::lens`], [`crate::patch`], ...) read
+//! probe sets, and `grokscope lens|patch|attribute|dla --prompts FILE.jsonl` reads prompt files
+//! ([`prompts`]) into a [`PromptBatch`].
+//!
+//! ```no_run
+//! # fn demo(net: &interp::Net) -> interp::Result<()> {
+//! use interp::metric::{Metric, TokenSets};
+//! use interp::tokens::{patch, resid_targets, Direction, PromptBatch};
+//! use tch::Tensor;
+//! let clean = Tensor::from_slice(&[3i64, 17, 9]).view([1, 3]);
+//! let corrupted = Tensor::from_slice(&[5i64, 17, 9]).view([1, 3]);
+//! let sets = TokenSets::from_rows(&[vec![12]], &[vec![4]])?;
+//! let batch = PromptBatch::new(clean, Some(corrupted), None, sets)?;
+//! let targets = resid_targets(net.n_layer(), &[0, 1, 2]);
+//! let result = patch(net, &batch, Direction::Denoising, &targets, &Metric::LogitDiff, 2048)?;
+//! for (label, value) in result.summary() {
+//!     println!("{label}: {value:.3}");
+//! }
+//! # Ok(()) }
+//! ```
+
+mod attribution;
+mod dla;
+mod lens;
+mod patching;
+pub mod prompts;
+
+pub use crate::patch::Direction;
+pub use attribution::{attribute, AttributionValues};
+pub use dla::{dla, DlaValues};
+pub use lens::{lens, LensValues};
+pub use patching::{head_targets, hook_targets, patch, resid_targets, PatchTarget, PatchValues};
+
+use crate::error::{InterpError, Result};
+use crate::metric::{Metric, TokenSets};
+use crate::net::Net;
+use model::{LogitPositions, RunRequest};
+use tch::{Kind, Tensor};
+
+/// Prompts as token ids: the clean run, optionally a corrupted run of the same shape, the
+/// position each row is read at, and the answer and alternative tokens the metric reads.
+#[derive(Debug)]
+pub struct PromptBatch {
+    /// `[B, T]` i64.
+    pub clean: Tensor,
+    /// `[B, T]` i64, for patching and attribution.
+    pub corrupted: Option<Tensor>,
+    /// Per row the position whose logits the metric reads (`[B]` i64; default the last).
+    pub answer_pos: Vec<i64>,
+    /// Answer and alternative tokens per row.
+    pub sets: TokenSets,
+}
+
+impl PromptBatch {
+    /// Checks the shapes: `corrupted` like `clean`, one answer position in `0..T` and one token
+    /// set row per prompt. `answer_pos = None` reads every row at its last position.
+    pub fn new(
+        clean: Tensor,
+        corrupted: Option<Tensor>,
+        answer_pos: Option<Vec<i64>>,
+        sets: TokenSets,
+    ) -> Result<PromptBatch> {
+        let (b, t) = clean
+            .size2()
+            .map_err(|e| bad("clean tokens", e.to_string()))?;
+        if let Some(c) = &corrupted {
+            if c.size() != [b, t] {
+                return Err(bad(
+                    "corrupted tokens",
+                    format!("shape {:?}, clean {:?}", c.size(), [b, t]),
+                ));
+            }
+        }
+        let answer_pos = answer_pos.unwrap_or_else(|| vec![t - 1; b as usize]);
+        if answer_pos.len() as i64 != b || answer_pos.iter().any(|&p| p < 0 || p >= t) {
+            return Err(bad(
+                "answer positions",
+                format!("need {b} positions in 0..{t}"),
+            ));
+        }
+        if sets.answer.size()[0] != b {
+            return Err(bad(
+                "token sets",
+                format!("{} rows for {b} prompts", sets.answer.size()[0]),
+            ));
+        }
+        Ok(PromptBatch {
+            clean: clean.to_kind(Kind::Int64),
+            corrupted: corrupted.map(|c| c.to_kind(Kind::Int64)),
+            answer_pos,
+            sets,
+        })
+    }
+
+    /// Number of prompts `B`.
+    pub fn len(&self) -> usize {
+        self.answer_pos.len()
+    }
+
+    /// True when the batch has no prompts.
+    pub fn is_empty(&self) -> bool {
+        self.answer_pos.is_empty()
+    }
+
+    /// The corrupted tokens, or an error naming the analysis that needs them.
+    pub fn corrupted(&self, analysis: &str) -> Result<&Tensor> {
+        self.corrupted.as_ref().ok_or_else(|| {
+            bad(
+                "prompts",
+                format!("{analysis} needs corrupted tokens for every prompt"),
+            )
+        })
+    }
+
+    /// The base and source runs of a patching direction: noising patches the corrupted run's
+    /// activations into the clean run, denoising the clean run's into the corrupted one.
+    pub fn base_and_source(
+        &self,
+        direction: Direction,
+        analysis: &str,
+    ) -> Result<(&Tensor, &Tensor)> {
+        let corrupted = self.corrupted(analysis)?;
+        Ok(match direction {
+            Direction::Noising => (&self.clean, corrupted),
+            Direction::Denoising => (corrupted, &self.clean),
+        })
+    }
+}
+
+impl PromptBatch {
+    /// Gives every row without alternative tokens one: the best non-answer token of the
+    /// corrupted run (of the clean run when there is none), as the task analyses do. Returns how
+    /// many rows were filled.
+    pub fn fill_alternatives(&mut self, net: &Net) -> Result<usize> {
+        let lacking = self.sets.alternative_mask.any_dim(1, false).logical_not();
+        let filled = lacking.sum(Kind::Int64).int64_value(&[]) as usize;
+        if filled == 0 {
+            return Ok(0);
+        }
+        let run = self.corrupted.as_ref().unwrap_or(&self.clean);
+        let logits =
+            tch::no_grad(|| answer_logits(net, run, &self.answer_pos))?.to_device(tch::Device::Cpu);
+        let alt = crate::states::alt_tokens(&logits, &self.sets.first_answer()).unsqueeze(1);
+        let sets = &mut self.sets;
+        if sets.alternative.size()[1] == 0 {
+            sets.alternative = alt;
+            sets.alternative_mask = lacking.unsqueeze(1);
+        } else {
+            let lacking = lacking.unsqueeze(1);
+            sets.alternative = alt
+                .expand_as(&sets.alternative)
+                .where_self(&lacking, &sets.alternative);
+            let first = Tensor::zeros_like(&sets.alternative_mask).index_fill(
+                1,
+                &Tensor::from_slice(&[0i64]),
+                1,
+            );
+            sets.alternative_mask = sets
+                .alternative_mask
+                .logical_or(&first.logical_and(&lacking));
+        }
+        Ok(filled)
+    }
+}
+
+fn bad(what: &'static str, reason: String) -> InterpError {
+    InterpError::spec(what, "prompt batch", reason)
+}
+
+/// The logits of `tokens` at each row's answer position. Shapes: tokens `[B, T]` → `[B, V]`.
+pub(crate) fn answer_logits(net: &Net, tokens: &Tensor, answer_pos: &[i64]) -> Result<Tensor> {
+    let req = RunRequest {
+        logit_positions: LogitPositions::PerRow(answer_pos.to_vec()),
+        ..RunRequest::default()
+    };
+    Ok(net.run(tokens, &req)?.logits.squeeze_dim(1))
+}
+
+/// The per-row metric of the clean and the corrupted run (when there is one), and the clean
+/// run's answer logits (what [`Metric::KlToClean`] compares with). Shapes: → `[B]`, `[B]`, `[B, V]`.
+pub(crate) struct Baselines {
+    pub clean: Tensor,
+    pub corrupted: Option<Tensor>,
+    pub clean_logits: Tensor,
+}
+
+impl Baselines {
+    pub(crate) fn compute(net: &Net, batch: &PromptBatch, metric: &Metric) -> Result<Baselines> {
+        tch::no_grad(|| {
+            let sets = batch.sets.to_device(net.device());
+            let clean_logits = answer_logits(net, &batch.clean, &batch.answer_pos)?;
+            let clean = metric.per_row(&clean_logits, &sets, Some(&clean_logits))?;
+            let corrupted = match &batch.corrupted {
+                Some(c) => {
+                    let logits = answer_logits(net, c, &batch.answer_pos)?;
+                    Some(metric.per_row(&logits, &sets, Some(&clean_logits))?)
+                }
+                None => None,
+            };
+            Ok(Baselines {
+                clean,
+                corrupted,
+                clean_logits,
+            })
+        })
+    }
+}

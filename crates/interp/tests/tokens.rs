@@ -1,0 +1,461 @@
+//! The token-level analysis core against explicit tensor code on a tiny random model: patching
+//! against one unbatched forward per target, the lens against the model's output, attribution
+//! against gradients taken through `run_from`, DLA against the logit difference, the metrics
+//! against hand-computed values, and prompt files.
+
+use interp::metric::{Metric, TokenSets};
+use interp::tokens::prompts::{batch_of, read_prompts};
+use interp::tokens::{
+    attribute, dla, head_targets, lens, patch, resid_targets, Direction, PatchTarget, PromptBatch,
+};
+use interp::{LnMode, Net};
+use model::{Checkpoint, Edit, GptConfig, HookPoint, Intervention, RunRequest};
+use std::sync::Arc;
+use tch::{Device, Kind, Tensor};
+
+fn tiny_model() -> Checkpoint {
+    tch::set_num_threads(1);
+    tch::manual_seed(5);
+    let cfg = GptConfig {
+        vocab_size: 19,
+        n_ctx: 6,
+        d_model: 16,
+        n_head: 2,
+        d_mlp: 32,
+        n_blocks: 2,
+        schedule: vec![0, 1],
+        dropout: 0.0,
+        ln_eps: 1e-5,
+    };
+    let ckpt = Checkpoint::new(cfg, Device::Cpu).unwrap();
+    tch::no_grad(|| {
+        for (name, mut t) in ckpt.vs.variables() {
+            if !name.contains("ln_") {
+                let _ = t.f_mul_scalar_(8.0).unwrap();
+            }
+        }
+    });
+    ckpt
+}
+
+/// Three prompts of 4 tokens whose corruption changes position 1 (and 2 in the last row).
+fn batch() -> PromptBatch {
+    let clean = Tensor::from_slice(&[1i64, 4, 7, 2, 3, 5, 8, 2, 6, 9, 0, 2]).view([3, 4]);
+    let corrupted = Tensor::from_slice(&[1i64, 11, 7, 2, 3, 12, 8, 2, 6, 13, 14, 2]).view([3, 4]);
+    let sets = TokenSets::from_rows(
+        &[vec![10], vec![15, 16], vec![17]],
+        &[vec![18], vec![1], vec![2, 3]],
+    )
+    .unwrap();
+    PromptBatch::new(clean, Some(corrupted), None, sets).unwrap()
+}
+
+fn metrics() -> Vec<Metric> {
+    vec![
+        Metric::LogitDiff,
+        Metric::Prob,
+        Metric::Rank,
+        Metric::ReciprocalRank,
+        Metric::KlToClean,
+    ]
+}
+
+/// Per-row metric of one unbatched forward of row `r` of `tokens` with `ivs`.
+fn reference_run(
+    net: &Net,
+    batch: &PromptBatch,
+    tokens: &Tensor,
+    r: i64,
+    ivs: Vec<Intervention>,
+    metric: &Metric,
+) -> f64 {
+    let req = RunRequest {
+        interventions: ivs,
+        ..RunRequest::default()
+    };
+    let logits = net
+        .run(&tokens.narrow(0, r, 1), &req)
+        .unwrap()
+        .logits
+        .select(1, 3);
+    let clean = net
+        .run(&batch.clean.narrow(0, r, 1), &RunRequest::default())
+        .unwrap()
+        .logits
+        .select(1, 3);
+    let sets = batch.sets.narrow(r, 1);
+    metric
+        .per_row(&logits, &sets, Some(&clean))
+        .unwrap()
+        .double_value(&[0])
+}
+
+#[test]
+fn batched_patching_equals_one_forward_per_target_and_prompt() {
+    let ckpt = tiny_model();
+    let net = Net::new(&ckpt.model);
+    let batch = batch();
+    let mut targets = resid_targets(2, &[0, 1, 2, 3]);
+    targets.extend(head_targets(2, 2, &[1, 3]));
+    targets.push(PatchTarget {
+        hook: HookPoint::Pattern(1),
+        positions: vec![3],
+        head: Some(1),
+    });
+    targets.push(PatchTarget {
+        hook: HookPoint::MlpOut(0),
+        positions: vec![1, 2],
+        head: None,
+    });
+    for metric in metrics() {
+        for direction in [Direction::Noising, Direction::Denoising] {
+            let got =
+                tch::no_grad(|| patch(&net, &batch, direction, &targets, &metric, 7).unwrap());
+            let (base, source) = batch.base_and_source(direction, "test").unwrap();
+            let src = tch::no_grad(|| {
+                net.run(source, &RunRequest::capture(HookPoint::all(2)))
+                    .unwrap()
+                    .cache
+            });
+            for (i, t) in targets.iter().enumerate() {
+                for r in 0..3 {
+                    let a = &src[&t.hook];
+                    let pos = Tensor::from_slice(&t.positions);
+                    let pattern = matches!(t.hook, HookPoint::Pattern(_));
+                    let part = a
+                        .narrow(0, r, 1)
+                        .index_select(if pattern { 2 } else { 1 }, &pos);
+                    let mut iv = Intervention::new(
+                        t.hook,
+                        Edit::Replace(match t.head {
+                            Some(h) => part.narrow(if pattern { 1 } else { 2 }, h, 1),
+                            None => part,
+                        }),
+                    )
+                    .positions(t.positions.clone());
+                    if let Some(h) = t.head {
+                        iv = iv.heads(vec![h]);
+                    }
+                    let want =
+                        tch::no_grad(|| reference_run(&net, &batch, base, r, vec![iv], &metric));
+                    let have = got.values[[i, r as usize]];
+                    assert!(
+                        (have - want).abs() < 1e-4,
+                        "{metric} {direction} {t} row {r}: batched {have} vs reference {want}"
+                    );
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn patching_everything_at_the_embeddings_gives_the_source_run() {
+    let ckpt = tiny_model();
+    let net = Net::new(&ckpt.model);
+    let batch = batch();
+    let all = PatchTarget {
+        hook: HookPoint::ResidPre(0),
+        positions: vec![0, 1, 2, 3],
+        head: None,
+    };
+    let unchanged = PatchTarget {
+        hook: HookPoint::ResidPre(0),
+        positions: vec![0, 3],
+        head: None,
+    };
+    let targets = [all, unchanged];
+    let noised = patch(
+        &net,
+        &batch,
+        Direction::Noising,
+        &targets,
+        &Metric::LogitDiff,
+        64,
+    )
+    .unwrap();
+    let denoised = patch(
+        &net,
+        &batch,
+        Direction::Denoising,
+        &targets,
+        &Metric::LogitDiff,
+        64,
+    )
+    .unwrap();
+    for r in 0..3 {
+        assert!(
+            (noised.values[[0, r]] - noised.corrupted[r]).abs() < 1e-5,
+            "noising all positions = corrupted run"
+        );
+        assert!(
+            (denoised.values[[0, r]] - denoised.clean[r]).abs() < 1e-5,
+            "denoising all positions = clean run"
+        );
+        assert!(
+            (noised.values[[1, r]] - noised.clean[r]).abs() < 1e-5,
+            "positions the corruption leaves alone change nothing"
+        );
+    }
+    let restored = patch(
+        &net,
+        &batch,
+        Direction::Denoising,
+        &targets,
+        &Metric::Restoration(Box::new(Metric::LogitDiff)),
+        64,
+    )
+    .unwrap();
+    let summary = restored.summary();
+    assert!(
+        (summary[0].1 - 1.0).abs() < 1e-4,
+        "full restoration is 1, got {}",
+        summary[0].1
+    );
+    assert!(
+        summary[1].1.abs() < 1e-4,
+        "no restoration is 0, got {}",
+        summary[1].1
+    );
+}
+
+#[test]
+fn lens_at_the_last_layer_is_the_model_and_kl_to_it_vanishes() {
+    let ckpt = tiny_model();
+    let net = Net::new(&ckpt.model);
+    let batch = batch();
+    for metric in metrics() {
+        let values = lens(&net, &batch, &metric, LnMode::Recompute, None).unwrap();
+        assert_eq!(values.layers, [0, 1, 2]);
+        let logits = net
+            .run(&batch.clean, &RunRequest::default())
+            .unwrap()
+            .logits
+            .select(1, 3);
+        let want = metric.per_row(&logits, &batch.sets, Some(&logits)).unwrap();
+        for r in 0..3 {
+            let got = values.values[[2, r]];
+            assert!(
+                (got - want.double_value(&[r as i64])).abs() < 1e-4,
+                "{metric} row {r}"
+            );
+        }
+    }
+    let kl = lens(
+        &net,
+        &batch,
+        &Metric::KlToClean,
+        LnMode::Recompute,
+        Some(&[0, 2]),
+    )
+    .unwrap();
+    assert!(
+        kl.values[[1, 0]].abs() < 1e-6 && kl.values[[0, 0]] > 1e-3,
+        "KL is 0 at the output only"
+    );
+}
+
+#[test]
+fn attribution_is_the_gradient_through_run_from_times_the_difference() {
+    let ckpt = tiny_model();
+    let net = Net::new(&ckpt.model);
+    let batch = batch();
+    let metric = Metric::LogitDiff;
+    let got = attribute(
+        &net,
+        &batch,
+        Direction::Noising,
+        &[HookPoint::ResidPre(1)],
+        &metric,
+    )
+    .unwrap();
+    let scores = &got.scores[0];
+    assert_eq!(scores.size(), [3, 4]);
+    let capture = RunRequest::capture([HookPoint::ResidPre(1)]);
+    let base = net.run(&batch.clean, &capture).unwrap().cache[&HookPoint::ResidPre(1)].detach();
+    let src = net
+        .run(batch.corrupted.as_ref().unwrap(), &capture)
+        .unwrap()
+        .cache[&HookPoint::ResidPre(1)]
+        .detach();
+    let x = base.copy().set_requires_grad(true);
+    let logits = net
+        .run_from(1, &x, &RunRequest::default())
+        .unwrap()
+        .logits
+        .select(1, 3);
+    let total = metric
+        .per_row(&logits, &batch.sets, None)
+        .unwrap()
+        .sum(Kind::Double);
+    let grad = Tensor::run_backward(&[total], &[&x], false, false)
+        .pop()
+        .unwrap();
+    let want = (grad * (src - base)).sum_dim_intlist(-1, false, Kind::Double);
+    let diff = (scores - want).abs().max().double_value(&[]);
+    assert!(
+        diff < 1e-6,
+        "attribution off the explicit gradient by {diff}"
+    );
+    assert!(
+        scores.double_value(&[0, 0]).abs() < 1e-7,
+        "position 0 is never corrupted"
+    );
+    let z = attribute(
+        &net,
+        &batch,
+        Direction::Denoising,
+        &[HookPoint::Z(0), HookPoint::Pattern(1)],
+        &metric,
+    )
+    .unwrap();
+    assert_eq!(z.scores[0].size(), [3, 4, 2]);
+    assert_eq!(z.summary().len(), 4 * 2 + 4 * 2);
+}
+
+#[test]
+fn dla_components_sum_to_the_logit_difference() {
+    let ckpt = tiny_model();
+    let net = Net::new(&ckpt.model);
+    let batch = batch();
+    let values = dla(&net, &batch, &Metric::LogitDiff).unwrap();
+    assert_eq!(values.labels.len(), 2 + 2 * (2 + 2) + 1);
+    assert_eq!(values.labels[2], "L0H0");
+    let logits = net
+        .run(&batch.clean, &RunRequest::default())
+        .unwrap()
+        .logits
+        .select(1, 3);
+    let want = Metric::LogitDiff
+        .per_row(&logits, &batch.sets, None)
+        .unwrap();
+    for r in 0..3 {
+        let w = want.double_value(&[r as i64]);
+        assert!(
+            (values.logit_diff[r] - w).abs() < 1e-3,
+            "row {r}: parts sum to {} not {w}",
+            values.logit_diff[r]
+        );
+    }
+    assert!(
+        dla(&net, &batch, &Metric::Prob).is_err(),
+        "DLA refuses a non-linear metric"
+    );
+}
+
+#[test]
+fn built_in_metrics_match_hand_computed_values() {
+    let logits = Tensor::from_slice(&[2.0f32, 1.0, 0.0, 1.0, 0.0, 3.0, 0.0, 3.0]).view([2, 4]);
+    let sets = TokenSets::from_rows(&[vec![1, 3], vec![1]], &[vec![0], vec![2, 3]]).unwrap();
+    let v = |m: Metric| {
+        let t = m
+            .per_row(&logits, &sets, Some(&logits.zeros_like()))
+            .unwrap();
+        [t.double_value(&[0]), t.double_value(&[1])]
+    };
+    assert_eq!(v(Metric::LogitDiff), [1.0 - 2.0, 3.0 - 1.5]);
+    assert_eq!(
+        v(Metric::Rank),
+        [1.0, 0.0],
+        "best-ranked answer, ties do not count"
+    );
+    assert_eq!(v(Metric::ReciprocalRank), [0.5, 1.0]);
+    let z0 = (2f64.exp() + 2.0 * 1f64.exp() + 1.0).ln();
+    let p = v(Metric::Prob);
+    assert!((p[0] - 2.0 * (1.0 - z0).exp()).abs() < 1e-6);
+    let kl = v(Metric::KlToClean);
+    assert!(
+        kl[0] > 0.0 && kl[1] > 0.0,
+        "KL to a uniform clean run is positive"
+    );
+    let margin = Metric::custom(
+        "margin",
+        Arc::new(|l: &Tensor, s: &TokenSets| {
+            l.gather(1, &s.first_answer().unsqueeze(1), false)
+                .squeeze_dim(1)
+        }),
+    );
+    assert_eq!(v(margin.clone()), [1.0, 3.0]);
+    assert_eq!(margin.to_string(), "margin");
+    assert_eq!(
+        "restoration".parse::<Metric>().unwrap().to_string(),
+        "restoration_logit_diff"
+    );
+    assert!("nonsense".parse::<Metric>().is_err());
+}
+
+#[test]
+fn prompt_files_read_strings_ids_sets_and_pad_shorter_prompts() {
+    let dir = std::env::temp_dir().join(format!("grokscope-prompts-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("p.jsonl");
+    std::fs::write(&file, concat!(
+        "{\"clean\": [\"a\", \"b\", \"c\"], \"corrupted\": \"x b c\", \"answer\": \"d\", \"alternative\": [\"x\", 2]}\n",
+        "\n",
+        "{\"clean\": [0, 1], \"corrupted\": [3, 1], \"answer\": [\"c\", \"d\"]}\n",
+    )).unwrap();
+    let vocab = ["a", "b", "c", "d", "x"];
+    let lookup = |s: &str| vocab.iter().position(|v| *v == s).map(|i| i as i64);
+    let prompts = read_prompts(&file, &lookup).unwrap();
+    assert_eq!(prompts[0].corrupted, Some(vec![4, 1, 2]));
+    assert_eq!(prompts[0].alternative, vec![4, 2]);
+    assert_eq!(prompts[1].answer, vec![2, 3]);
+    let batch = batch_of(&prompts).unwrap();
+    assert_eq!(
+        Vec::<i64>::try_from(batch.clean.view([-1])).unwrap(),
+        [0, 1, 2, 0, 1, 1]
+    );
+    assert_eq!(batch.answer_pos, [2, 1]);
+    for (line, why) in [
+        ("{\"clean\": [\"a\"], \"answer\": \"zz\"}", "unknown token"),
+        (
+            "{\"clean\": [\"a\", \"b\"], \"corrupted\": [\"a\"], \"answer\": \"a\"}",
+            "corrupted has 1 tokens",
+        ),
+        ("{\"clean\": [\"a\"]}", "no \"answer\""),
+        (
+            "{\"clean\": [\"a\"], \"answer\": \"a\", \"answer_pos\": 4}",
+            "answer_pos",
+        ),
+        ("not json", "expected"),
+    ] {
+        std::fs::write(&file, line).unwrap();
+        let err = read_prompts(&file, &lookup).unwrap_err().to_string();
+        assert!(
+            err.contains(why) && err.contains("p.jsonl:1"),
+            "{line}: {err}"
+        );
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn missing_alternatives_are_the_corrupted_runs_best_other_token() {
+    let ckpt = tiny_model();
+    let net = Net::new(&ckpt.model);
+    let clean = Tensor::from_slice(&[1i64, 4, 7, 2, 3, 5, 8, 2]).view([2, 4]);
+    let corrupted = Tensor::from_slice(&[1i64, 11, 7, 2, 3, 12, 8, 2]).view([2, 4]);
+    let sets = TokenSets::from_rows(&[vec![10], vec![15]], &[vec![], vec![3]]).unwrap();
+    let mut batch = PromptBatch::new(clean, Some(corrupted.shallow_clone()), None, sets).unwrap();
+    assert_eq!(batch.fill_alternatives(&net).unwrap(), 1);
+    let logits = net
+        .run(&corrupted, &RunRequest::default())
+        .unwrap()
+        .logits
+        .select(1, 3);
+    let mut row = Vec::<f32>::try_from(logits.get(0)).unwrap();
+    row[10] = f32::NEG_INFINITY;
+    let best = row
+        .iter()
+        .enumerate()
+        .max_by(|a, b| a.1.total_cmp(b.1))
+        .unwrap()
+        .0 as i64;
+    assert_eq!(batch.sets.alternative.int64_value(&[0, 0]), best);
+    assert_eq!(
+        batch.sets.alternative.int64_value(&[1, 0]),
+        3,
+        "given alternatives stay"
+    );
+    assert!(!batch.sets.lacks_alternatives());
+}
