@@ -241,3 +241,73 @@ pub fn list_checkpoints(run: &Path) -> Result<Vec<(u64, PathBuf)>> {
     out.sort();
     Ok(out)
 }
+
+/// How token strings of a prompt file become rows of a checkpoint's embedding.
+pub enum TokenLookup {
+    /// The checkpoint's own token map (the paper's checkpoints: GPT-2 rows plus the task's).
+    Map(model::token_map::TokenMap),
+    /// The `vocab.json` of the dataset the checkpoint was trained on (grokscope's checkpoints).
+    Vocab(tasks::Vocab),
+    /// No vocabulary found: prompts must give integer ids.
+    IdsOnly,
+}
+
+impl TokenLookup {
+    /// The row of a token string.
+    pub fn row(&self, token: &str) -> Option<i64> {
+        match self {
+            TokenLookup::Map(map) => map.row(token),
+            TokenLookup::Vocab(vocab) => vocab.get(token).map(i64::from),
+            TokenLookup::IdsOnly => None,
+        }
+    }
+}
+
+/// A checkpoint opened for prompt files: no dataset, only a way to read token strings.
+pub struct PromptModel {
+    pub checkpoint: model::Checkpoint,
+    pub lookup: TokenLookup,
+    pub path: PathBuf,
+    pub step: u64,
+}
+
+/// Loads a checkpoint (a grokscope file, or a Hugging Face folder such as the paper's) with the
+/// token lookup of its prompts: the token map it carries, else the `vocab.json` of `data` or of
+/// the dataset recorded in its run's `config.json`, else ids only. Rows are the checkpoint's own
+/// (nothing is re-rowed), so ranks run over its whole vocabulary.
+pub fn open_for_prompts(
+    path: &Path,
+    data: Option<&Path>,
+    device: tch::Device,
+) -> Result<PromptModel> {
+    let checkpoint = match hf_folder(path) {
+        Some(dir) => model::import_hf(dir, device, None)?,
+        None if path.is_dir() => model::Checkpoint::load(path.join(MODEL_FILE), device)?,
+        None => model::Checkpoint::load(path, device)?,
+    };
+    let lookup = match model::token_map::TokenMap::from_metadata(&checkpoint.metadata, path)? {
+        Some(map) => TokenLookup::Map(map),
+        None => match resolve_data_dir(path, data) {
+            Ok(dir) => TokenLookup::Vocab(read_vocab(&dir.join("vocab.json"))?),
+            Err(_) => TokenLookup::IdsOnly,
+        },
+    };
+    let step = checkpoint_step(path, &checkpoint.metadata);
+    Ok(PromptModel {
+        checkpoint,
+        lookup,
+        path: path.to_path_buf(),
+        step,
+    })
+}
+
+/// A dataset's `vocab.json` alone.
+fn read_vocab(path: &Path) -> Result<tasks::Vocab> {
+    let text = fs::read_to_string(path).map_err(|e| InterpError::io(path, e))?;
+    let tokens: Vec<String> = serde_json::from_str(&text).map_err(|source| InterpError::Json {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    tasks::Vocab::from_tokens(tokens)
+        .map_err(|e| InterpError::spec("vocabulary", path.display().to_string(), e.to_string()))
+}

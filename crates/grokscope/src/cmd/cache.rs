@@ -1,6 +1,7 @@
 //! `grokscope cache`: export the activations of chosen hooks on a probe set to a safetensors file
 //! for Python (docs/interp.md, "Probes and DLA").
 
+use crate::cmd::prompts::{PromptArgs, PromptSession};
 use crate::device::Ctx;
 use anyhow::Result;
 use interp::export::{export_activations, resolve_hooks};
@@ -43,11 +44,35 @@ pub struct CacheArgs {
     /// experiment; the vocabulary size must still match).
     #[arg(long)]
     pub allow_other_data: bool,
+    /// Cache the prompts of this JSONL file (the format of `lens --prompts`) instead of a probe
+    /// set: no dataset needed; the file gets `tokens`, `answer_pos`, `answer` and, when given,
+    /// `corrupted` beside the hooks.
+    #[arg(long, value_name = "FILE.jsonl")]
+    pub prompts: Option<PathBuf>,
 }
 
 /// Runs `grokscope cache`: writes the safetensors file and prints its tensors.
 pub fn run(args: CacheArgs, ctx: &Ctx) -> Result<()> {
     crate::cmd::check_positive("--max-rows", args.max_rows)?;
+    let prompt_args = PromptArgs {
+        prompts: args.prompts.clone(),
+        metric: None,
+    };
+    let out_dir = args
+        .out
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(std::path::Path::new("."));
+    let default = interp::metric::Metric::Prob;
+    if let Some(session) = prompt_args.session(
+        &args.checkpoint,
+        args.data.as_deref(),
+        out_dir,
+        ctx,
+        default,
+    )? {
+        return run_on_prompts(&session, &args.hooks, &args.out);
+    }
     let opened = open(
         &args.checkpoint,
         args.data.as_deref(),
@@ -91,6 +116,62 @@ pub fn run(args: CacheArgs, ctx: &Ctx) -> Result<()> {
         "wrote {} ({:.1} MiB)",
         args.out.display(),
         summary.bytes as f64 / (1024.0 * 1024.0)
+    );
+    Ok(())
+}
+
+/// `grokscope cache --prompts`: the hooks' activations on the prompts, with their tokens, answer
+/// positions and answers, in one safetensors file.
+fn run_on_prompts(
+    session: &PromptSession,
+    patterns: &[String],
+    out: &std::path::Path,
+) -> Result<()> {
+    let net = session.net();
+    let hooks = resolve_hooks(patterns, net.n_layer())?;
+    let batch = &session.batch;
+    let req = model::RunRequest::capture(hooks.iter().copied());
+    let cache = tch::no_grad(|| net.run(&batch.clean, &req))?.cache;
+    let mut tensors: Vec<(String, tch::Tensor)> = cache
+        .into_iter()
+        .map(|(h, t)| (h.to_string(), t.to_device(tch::Device::Cpu)))
+        .collect();
+    tensors.push(("tokens".into(), batch.clean.shallow_clone()));
+    if let Some(c) = &batch.corrupted {
+        tensors.push(("corrupted".into(), c.shallow_clone()));
+    }
+    tensors.push((
+        "answer_pos".into(),
+        tch::Tensor::from_slice(&batch.answer_pos),
+    ));
+    tensors.push(("answer".into(), batch.sets.answer.shallow_clone()));
+    let hook_names: Vec<String> = hooks.iter().map(ToString::to_string).collect();
+    let metadata = BTreeMap::from([
+        (
+            "checkpoint".to_string(),
+            session.model.path.display().to_string(),
+        ),
+        ("step".to_string(), session.model.step.to_string()),
+        ("hooks".to_string(), hook_names.join(",")),
+        (
+            "format".to_string(),
+            "grokscope-prompt-activations-v1".to_string(),
+        ),
+    ]);
+    let bytes = model::write_safetensors(out, &tensors, &metadata)?;
+    println!(
+        "cached {} hooks of {} prompts of {}",
+        hooks.len(),
+        batch.len(),
+        session.model.path.display()
+    );
+    for (name, t) in &tensors {
+        println!("  {name:<32} {:?}", t.size());
+    }
+    println!(
+        "wrote {} ({:.1} MiB)",
+        out.display(),
+        bytes as f64 / (1024.0 * 1024.0)
     );
     Ok(())
 }

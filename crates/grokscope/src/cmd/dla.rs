@@ -3,9 +3,11 @@
 //! (docs/interp.md, "Probes and DLA").
 
 use crate::cmd::probe::{for_each_checkpoint, SourceArgs};
+use crate::cmd::prompts::{PromptArgs, PromptSession};
 use crate::device::Ctx;
 use anyhow::Result;
 use interp::dla::{direct_logit_attribution, DlaComponent, DlaRow};
+use interp::metric::Metric;
 use interp::output::{write_csv, write_json};
 use serde_json::json;
 
@@ -20,12 +22,24 @@ pub struct DlaArgs {
     /// runner-up, the highest-logit token other than the gold answer].
     #[arg(long)]
     pub alternative: Option<String>,
+    #[command(flatten)]
+    pub prompts: PromptArgs,
 }
 
 /// Runs `grokscope dla`: writes `dla.csv` (mean over the probe examples per component and step;
 /// the attention output biases go to `dla_summary.json`), `dla_summary.json` and
 /// `examples.jsonl`, and prints the largest components.
 pub fn run(args: DlaArgs, ctx: &Ctx) -> Result<()> {
+    if args.prompts.prompts.is_some() {
+        let (Some(checkpoint), Some(out)) = (&args.source.checkpoint, &args.source.out) else {
+            anyhow::bail!("--prompts needs --checkpoint and --out (not --run)");
+        };
+        let data = args.source.data.as_deref();
+        let session = args
+            .prompts
+            .session(checkpoint, data, out, ctx, Metric::LogitDiff)?;
+        return run_on_prompts(&session.expect("--prompts was given"));
+    }
     let source = args.source.resolve()?;
     let probe = args.source.probe(&source.data, args.size)?;
     let alternative = args
@@ -104,4 +118,65 @@ pub fn run(args: DlaArgs, ctx: &Ctx) -> Result<()> {
         out.display()
     );
     Ok(())
+}
+
+/// One row of `prompt_dla.csv`: a component's direct contribution to one prompt's logit
+/// difference (or the `mean`); component `total` is the model's logit difference.
+#[derive(serde::Serialize)]
+struct PromptDlaRow {
+    step: u64,
+    component: String,
+    prompt: String,
+    value: f64,
+}
+
+/// `grokscope dla --prompts`: the logit difference of answer and alternative tokens split over
+/// embeddings, heads, attention biases, MLPs and ln_final's bias, written to `prompt_dla.csv`.
+fn run_on_prompts(session: &PromptSession) -> Result<()> {
+    let net = session.net();
+    let result = interp::tokens::dla(&net, &session.batch, &session.metric)?;
+    let step = session.model.step;
+    let mean_diff = interp::stats::mean(result.logit_diff.iter().copied());
+    println!(
+        "{}: mean logit difference {mean_diff:.4}",
+        session.describe("direct logit attribution")
+    );
+    let mut rows = vec![PromptDlaRow {
+        step,
+        component: "total".into(),
+        prompt: "mean".into(),
+        value: mean_diff,
+    }];
+    for (i, &v) in result.logit_diff.iter().enumerate() {
+        rows.push(PromptDlaRow {
+            step,
+            component: "total".into(),
+            prompt: i.to_string(),
+            value: v,
+        });
+    }
+    let means = result.means();
+    for (c, (label, mean)) in means.iter().enumerate() {
+        rows.push(PromptDlaRow {
+            step,
+            component: label.clone(),
+            prompt: "mean".into(),
+            value: *mean,
+        });
+        for i in 0..session.batch.len() {
+            let value = result.values.double_value(&[c as i64, i as i64]);
+            rows.push(PromptDlaRow {
+                step,
+                component: label.clone(),
+                prompt: i.to_string(),
+                value,
+            });
+        }
+    }
+    let mut largest: Vec<&(String, f64)> = means.iter().collect();
+    largest.sort_by(|a, b| b.1.abs().total_cmp(&a.1.abs()));
+    for (label, v) in largest.iter().take(8) {
+        println!("  {label:<14} {v:>9.4}");
+    }
+    session.write("prompt_dla.csv", &rows)
 }

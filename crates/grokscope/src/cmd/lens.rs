@@ -1,9 +1,11 @@
 //! `grokscope lens`: the logit lens on one checkpoint (paper-spec §5; docs/interp.md).
 
+use crate::cmd::prompts::{PromptArgs, PromptSession};
 use crate::device::Ctx;
 use anyhow::Result;
 use interp::lens::{all_targets, default_targets, logit_lens, TargetSpec};
 use interp::load::{check_compatible, describe_rank_universe, open, Opened};
+use interp::metric::Metric;
 use interp::output::write_csv;
 use interp::tuned_lens::TunedLens;
 use interp::{LnMode, Net, ProbeSet, ProbeSpec};
@@ -149,12 +151,24 @@ pub struct LensArgs {
     /// lens instead of the logit lens.
     #[arg(long, value_name = "FILE")]
     pub tuned_lens: Option<std::path::PathBuf>,
+    #[command(flatten)]
+    pub prompts: PromptArgs,
 }
 
 /// Runs `grokscope lens`: writes `lens.csv` and `examples.jsonl` to `--out` and prints the MRR of
 /// every target per layer.
 pub fn run(args: LensArgs, ctx: &Ctx) -> Result<()> {
     let ln_mode = LnMode::from_str(&args.ln_mode)?;
+    let probe_args = &args.probe;
+    if let Some(session) = args.prompts.session(
+        &probe_args.checkpoint,
+        probe_args.data.as_deref(),
+        &probe_args.out,
+        ctx,
+        Metric::ReciprocalRank,
+    )? {
+        return run_on_prompts(&session, ln_mode, probe_args.layers.as_deref());
+    }
     let targets_given: Vec<TargetSpec> = parse_all(&args.targets)?;
     let opened = args.probe.open(ctx)?;
     let probe = args.probe.probe(&opened, &[])?;
@@ -224,4 +238,42 @@ pub fn run(args: LensArgs, ctx: &Ctx) -> Result<()> {
         out.join("lens.csv").display()
     );
     Ok(())
+}
+
+/// One row of `prompt_lens.csv`: the metric of one prompt (or their `mean`) at one layer.
+#[derive(serde::Serialize)]
+struct PromptLensRow {
+    step: u64,
+    layer: usize,
+    prompt: String,
+    metric: String,
+    value: f64,
+}
+
+/// `grokscope lens --prompts`: the lens of every layer at each prompt's answer position, written
+/// to `prompt_lens.csv` (per prompt and the mean).
+fn run_on_prompts(
+    session: &PromptSession,
+    ln_mode: LnMode,
+    layers: Option<&[usize]>,
+) -> Result<()> {
+    let net = session.net();
+    let result = interp::tokens::lens(&net, &session.batch, &session.metric, ln_mode, layers)?;
+    println!("{} ({ln_mode})", session.describe("logit lens"));
+    let metric = session.metric.to_string();
+    let mut rows = Vec::new();
+    for ((layer, mean), values) in result.means().into_iter().zip(result.values.rows()) {
+        println!("  layer {layer:>2}  {metric} {mean:.4}");
+        let per_prompt = values.iter().enumerate().map(|(i, &v)| (i.to_string(), v));
+        for (prompt, value) in std::iter::once(("mean".to_string(), mean)).chain(per_prompt) {
+            rows.push(PromptLensRow {
+                step: session.model.step,
+                layer,
+                prompt,
+                metric: metric.clone(),
+                value,
+            });
+        }
+    }
+    session.write("prompt_lens.csv", &rows)
 }

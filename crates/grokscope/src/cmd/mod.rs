@@ -13,6 +13,7 @@ pub mod lens;
 pub mod patch;
 pub mod plot;
 pub mod probe;
+pub mod prompts;
 pub mod report;
 pub mod surgery;
 pub mod sweep;

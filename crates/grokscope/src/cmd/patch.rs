@@ -1,11 +1,14 @@
 //! `grokscope patch`: activation patching (causal tracing) on one checkpoint (docs/interp.md).
 
 use crate::cmd::lens::{parse_all, ProbeArgs};
+use crate::cmd::prompts::{PromptArgs, PromptSession};
 use crate::device::Ctx;
 use anyhow::Result;
 use interp::lens::default_targets;
+use interp::metric::Metric;
 use interp::output::{write_csv, write_json};
 use interp::patch::{Direction, PatchResult};
+use interp::tokens::PatchTarget;
 use interp::{
     patch_sweep, state_effect, ComponentKind, CorruptionSpec, Net, PositionChoice, SweepMode,
     SweepOptions,
@@ -36,6 +39,12 @@ pub struct PatchArgs {
     /// the batched sweep: for benchmarks and checks.
     #[arg(long)]
     pub naive: bool,
+    /// With --prompts: hooks to patch, TransformerLens names or globs (repeatable), e.g.
+    /// `blocks.*.attn.hook_pattern`, instead of --component's [default: the --component hooks].
+    #[arg(long = "hook", requires = "prompts")]
+    pub hooks: Vec<String>,
+    #[command(flatten)]
+    pub prompts: PromptArgs,
 }
 
 /// Runs `grokscope patch`: writes `patch.csv`, `state_effect.csv`, `patch_summary.json` and
@@ -45,6 +54,21 @@ pub fn run(args: PatchArgs, ctx: &Ctx) -> Result<()> {
     let directions: Vec<Direction> = parse_all(&args.direction)?;
     let components: Vec<ComponentKind> = parse_all(&args.component)?;
     let positions: Vec<PositionChoice> = parse_all(&args.positions)?;
+    let probe_args = &args.probe;
+    if let Some(session) = args.prompts.session(
+        &probe_args.checkpoint,
+        probe_args.data.as_deref(),
+        &probe_args.out,
+        ctx,
+        Metric::LogitDiff,
+    )? {
+        let net = session.net();
+        let layers = net.layers_or_all(probe_args.layers.as_deref())?;
+        let hooks = prompt_hooks(&net, &args.hooks, &components, &layers)?;
+        let sets = crate::cmd::prompts::position_sets(&session.batch, &positions);
+        let targets = crate::cmd::prompts::targets_of(&hooks, &sets, net.n_head());
+        return run_on_prompts(&session, &directions, &targets, probe_args.max_rows);
+    }
     let opened = args.probe.open(ctx)?;
     let probe = args.probe.corrupted_probe(&opened, corruptions_given)?;
     let net = Net::new(&opened.checkpoint.model);
@@ -182,4 +206,93 @@ fn print_grid(result: &PatchResult, n_layer: usize) {
             }
         }
     }
+}
+
+/// The hooks a prompt-mode patch covers: the `--hook` patterns, else the `--component` hooks.
+pub fn prompt_hooks(
+    net: &Net,
+    patterns: &[String],
+    components: &[ComponentKind],
+    layers: &[usize],
+) -> Result<Vec<model::HookPoint>> {
+    if !patterns.is_empty() {
+        return Ok(interp::resolve_hooks(patterns, net.n_layer())?);
+    }
+    Ok(components
+        .iter()
+        .flat_map(|&kind| crate::cmd::prompts::component_hooks(net, kind, layers))
+        .collect())
+}
+
+/// One row of `prompt_patch.csv`: the metric of one prompt (or the reported `mean`, normalised
+/// for a restoration) with one target patched; targets `clean` and `corrupted` are the unpatched
+/// runs.
+#[derive(serde::Serialize)]
+struct PromptPatchRow {
+    step: u64,
+    direction: String,
+    target: String,
+    prompt: String,
+    metric: String,
+    value: f64,
+}
+
+/// `grokscope patch --prompts`: every target patched in each direction, written to
+/// `prompt_patch.csv`; prints the targets with the largest effect.
+fn run_on_prompts(
+    session: &PromptSession,
+    directions: &[Direction],
+    targets: &[PatchTarget],
+    max_rows: usize,
+) -> Result<()> {
+    let net = session.net();
+    let started = Instant::now();
+    println!(
+        "{}, {} targets",
+        session.describe("activation patching"),
+        targets.len()
+    );
+    let mut rows = Vec::new();
+    for &direction in directions {
+        let result = interp::tokens::patch(
+            &net,
+            &session.batch,
+            direction,
+            targets,
+            &session.metric,
+            max_rows,
+        )?;
+        let row = |target: &str, prompt: String, metric: String, value: f64| PromptPatchRow {
+            step: session.model.step,
+            direction: direction.to_string(),
+            target: target.to_string(),
+            prompt,
+            metric,
+            value,
+        };
+        let inner = session.metric.per_row_metric().to_string();
+        for (name, values) in [("clean", &result.clean), ("corrupted", &result.corrupted)] {
+            let mean = interp::stats::mean(values.iter().copied());
+            rows.push(row(name, "mean".into(), inner.clone(), mean));
+        }
+        let mut summary = result.summary();
+        for ((label, value), per_prompt) in summary.iter().zip(result.values.rows()) {
+            rows.push(row(
+                label,
+                "mean".into(),
+                session.metric.to_string(),
+                *value,
+            ));
+            for (i, &v) in per_prompt.iter().enumerate() {
+                rows.push(row(label, i.to_string(), inner.clone(), v));
+            }
+        }
+        summary.sort_by(|a, b| b.1.abs().total_cmp(&a.1.abs()));
+        println!("  {direction}: largest |{}|", session.metric);
+        for (label, value) in summary.iter().take(8) {
+            println!("    {label:<40} {value:>9.4}");
+        }
+    }
+    println!("  in {:.2} s", started.elapsed().as_secs_f64());
+    session.write("prompt_patch.csv", &rows)
 }
