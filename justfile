@@ -15,9 +15,12 @@ setup:
 build: setup
     cargo build --release -p grokscope
 
-# Run the whole test suite (unit, integration, end-to-end CLI, HF parity).
+# Run the whole test suite (unit, integration, end-to-end CLI, HF parity, doctests), then the
+# three programs of examples/. Doctest binaries are built outside target/, so they find libtorch
+# through LD_LIBRARY_PATH rather than the rpath of the other binaries.
 test: setup
-    cargo test --workspace --release
+    LD_LIBRARY_PATH="{{justfile_directory()}}/.libtorch/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" cargo test --workspace --release
+    for example in lens_on_checkpoint patch_custom_metric train_with_hook; do cargo run --release -q -p grokscope --example "$example"; done
 
 # The paper's story end to end on this CPU: data, training, tracing, figures, report.
 demo: build

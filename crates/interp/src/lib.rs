@@ -2,6 +2,25 @@
 //! grokscope checkpoints — logit lens, activation patching (batched), attribution patching, the
 //! effect of corruptions on intermediate states, and sweeps over every checkpoint of a run.
 //!
+//! ```
+//! use interp::metric::{Metric, TokenSets};
+//! use interp::tokens::{lens, patch, resid_targets, Direction, PromptBatch};
+//! use interp::{LnMode, Net};
+//! let ckpt = model::Checkpoint::new(model::GptConfig::new(16, 8, 32, 4, 2), tch::Device::Cpu)?;
+//! let net = Net::new(&ckpt.model);
+//! // Two prompts, their corrupted versions, answers and alternatives as token ids.
+//! let clean = tch::Tensor::from_slice(&[1i64, 5, 9, 2, 6, 9]).view([2, 3]);
+//! let corrupted = tch::Tensor::from_slice(&[3i64, 5, 9, 4, 6, 9]).view([2, 3]);
+//! let sets = TokenSets::from_rows(&[vec![7], vec![8]], &[vec![10], vec![11]])?;
+//! let batch = PromptBatch::new(clean, Some(corrupted), None, sets)?;
+//! let by_layer = lens(&net, &batch, &Metric::ReciprocalRank, LnMode::Recompute, None)?;
+//! assert_eq!(by_layer.layers, [0, 1, 2]);
+//! let targets = resid_targets(net.n_layer(), &[0, 1, 2]);
+//! let patched = patch(&net, &batch, Direction::Noising, &targets, &Metric::LogitDiff, 256)?;
+//! assert_eq!(patched.summary().len(), 3 * 3);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
 //! Conventions (see docs/interp.md):
 //! - layer `l` is the residual stream entering block `l` (`resid_pre[l]`, the paper's `S[l, ·]`):
 //!   0 = embeddings, `L` = output of the last block before ln_final;

@@ -2,6 +2,18 @@
 //! interventions, block schedules (plain, shared, looped), layer surgery and safetensors
 //! checkpoints with Hugging Face GPT-2 names (export to and import from HF folders).
 //!
+//! ```
+//! use model::{Checkpoint, GptConfig, HookPoint, RunRequest};
+//! // A 2-layer GPT-2 over 16 tokens; capture the residual stream after the last block.
+//! let ckpt = Checkpoint::new(GptConfig::new(16, 8, 32, 4, 2), tch::Device::Cpu)?;
+//! let tokens = tch::Tensor::from_slice(&[1i64, 5, 9]).view([1, 3]);
+//! let out = ckpt.model.run(&tokens, &RunRequest::capture([HookPoint::ResidPost(1)]))?;
+//! assert_eq!(out.logits.size(), [1, 3, 16]);
+//! assert_eq!(out.cache[&HookPoint::ResidPost(1)].size(), [1, 3, 32]);
+//! assert_eq!(HookPoint::ResidPost(1).to_string(), "blocks.1.hook_resid_post");
+//! # Ok::<(), model::ModelError>(())
+//! ```
+//!
 //! Entry points: [`GptConfig`] → [`Gpt::new`] (or [`Checkpoint::new`] / [`Checkpoint::load`]);
 //! training uses [`Gpt::hidden_t`] + [`Gpt::unembed`]; interpretability uses [`Gpt::run`] and
 //! [`Gpt::run_from`] with a [`RunRequest`]. See `docs/model.md`.

@@ -1,5 +1,17 @@
 //! PNG figures and an HTML report drawn from grokscope's tidy CSV files (docs/architecture.md).
 //!
+//! ```
+//! use plot::line_chart::{LineChart, Series};
+//! use plotters::style::RGBColor;
+//! let path = std::env::temp_dir().join(format!("grokscope-plot-doc-{}.png", std::process::id()));
+//! let mut chart = LineChart::new("test accuracy", "training step", "accuracy");
+//! chart.series.push(Series::new("test ID", vec![(0.0, 0.0), (100.0, 0.4), (200.0, 0.95)], RGBColor(31, 119, 180)));
+//! chart.save(&path, (640, 400))?;
+//! assert!(std::fs::metadata(&path)?.len() > 1000);
+//! # std::fs::remove_file(&path)?;
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
 //! - Primitives, each usable on its own: [`line_chart`], [`heatmap`], [`small_multiples`],
 //!   [`attention_grid`], [`bar_chart`], with colour maps in [`colormap`].
 //! - [`data`] reads the CSV files with errors that name the file, line and column.

@@ -3,12 +3,15 @@
 //! paper's JSON file format, tokenised examples with loss positions, the atomic facts behind
 //! each query, and the corruption rules used by causal tracing. No libtorch.
 //!
-//! ```no_run
+//! ```
 //! use tasks::{CompositionParams, Dataset, TaskSpec};
+//! let dir = std::env::temp_dir().join(format!("grokscope-tasks-doc-{}", std::process::id()));
 //! let spec = TaskSpec::Composition(CompositionParams { entities: 200, ..Default::default() });
 //! let ds = Dataset::generate(&spec, 0)?;
-//! ds.write(std::path::Path::new("data/tiny"))?;
-//! let again = Dataset::load(std::path::Path::new("data/tiny"))?;
+//! ds.write(&dir)?;
+//! let again = Dataset::load(&dir)?;
+//! assert_eq!(again.vocab.len(), ds.vocab.len());
+//! # std::fs::remove_dir_all(&dir).unwrap();
 //! # Ok::<(), tasks::TaskError>(())
 //! ```
 

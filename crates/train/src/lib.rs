@@ -2,6 +2,24 @@
 //! learning-rate and checkpoint schedules, the whole training set on the device, per-split
 //! evaluation, `metrics.csv` / `layer_norms.csv`, atomic checkpoints and exact resume.
 //!
+//! ```
+//! use tasks::{CompositionParams, Dataset, TaskSpec};
+//! use train::{TrainConfig, TrainOptions};
+//! let dir = std::env::temp_dir().join(format!("grokscope-train-doc-{}", std::process::id()));
+//! let params = CompositionParams { entities: 40, relations: 8, out_degree: 4, phi: 3.0, ..Default::default() };
+//! let spec = TaskSpec::Composition(params);
+//! Dataset::generate(&spec, 0).unwrap().write(&dir.join("data")).unwrap();
+//! let mut cfg = TrainConfig::preset("tiny-composition")?;
+//! cfg.apply_overrides(&["steps=20".into(), "eval_every=10".into(), "checkpoints=steps:20".into()])?;
+//! cfg.data_dir = Some(dir.join("data"));
+//! let opts = TrainOptions { quiet: true, ..TrainOptions::new(tch::Device::Cpu) };
+//! let summary = train::train(cfg, &dir.join("run"), &opts)?;
+//! assert_eq!(summary.step, 20);
+//! assert!(dir.join("run/step-20/model.safetensors").is_file());
+//! # std::fs::remove_dir_all(&dir).unwrap();
+//! # Ok::<(), train::TrainError>(())
+//! ```
+//!
 //! Entry points: [`TrainConfig`] (presets, files, `--set` overrides), [`train`] (run or resume a
 //! run folder), [`eval::evaluate`] / [`eval::predict`] (score a model on a dataset's splits).
 
@@ -26,7 +44,7 @@ pub use dataset::DatasetSpec;
 pub use error::{Result, TrainError};
 pub use optim::{AdamW, AdamWParams};
 pub use schedule::{learning_rate, CheckpointSchedule, LrShape};
-pub use trainer::{answer_loss, train, RunSummary, TrainOptions};
+pub use trainer::{answer_loss, train, EvalObserver, RunSummary, TrainOptions};
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};

@@ -41,6 +41,22 @@ pub struct TrainOptions {
     pub data_root: PathBuf,
     /// Set (e.g. by a signal handler) to stop after the current step with a checkpoint.
     pub stop: Arc<AtomicBool>,
+    /// Called after every evaluation with the step and the model (e.g. to record a statistic
+    /// of hooked activations, see `examples/train_with_hook.rs`); an error stops the run.
+    pub observer: Option<EvalObserver>,
+}
+
+/// What an [`EvalObserver`] calls: the step just evaluated and the model.
+pub type ObserveFn = dyn Fn(u64, &Gpt) -> Result<()> + Send + Sync;
+
+/// A function called with the step and the model after each evaluation of a run.
+#[derive(Clone)]
+pub struct EvalObserver(pub Arc<ObserveFn>);
+
+impl std::fmt::Debug for EvalObserver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("EvalObserver")
+    }
 }
 
 impl TrainOptions {
@@ -51,6 +67,7 @@ impl TrainOptions {
             quiet: false,
             data_root: PathBuf::from("data"),
             stop: Arc::new(AtomicBool::new(false)),
+            observer: None,
         }
     }
 }
@@ -464,6 +481,9 @@ impl Trainer {
         self.running = Running::new(self.opts.device);
         self.progress
             .eval(step, epoch, train_loss, &metrics, checkpoint);
+        if let Some(EvalObserver(observe)) = &self.opts.observer {
+            observe(step, &self.model)?;
+        }
         Ok(metrics)
     }
 

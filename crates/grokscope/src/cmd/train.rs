@@ -71,6 +71,7 @@ pub fn run(args: TrainArgs, ctx: &Ctx) -> Result<()> {
         quiet: args.quiet,
         data_root: args.data_root,
         stop: train::stop_on_signals()?,
+        observer: None,
     };
     let summary = train::train(cfg, &out, &opts)
         .with_context(|| format!("training run {}", out.display()))?;

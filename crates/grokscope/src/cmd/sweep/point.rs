@@ -65,6 +65,7 @@ pub fn train_point(
         quiet: true,
         data_root: sweep.dir.join("data"),
         stop,
+        observer: None,
     };
     let run = sweep.run_dir(p);
     train::train(cfg, &run, &opts).with_context(|| format!("training {}", run.display()))
