@@ -1,11 +1,66 @@
 //! Causal multi-head self-attention (`attn.c_attn`, `attn.c_proj`), written with explicit
-//! matmul + softmax so that scores and pattern can be hooked.
+//! matmul + softmax so that scores and pattern can be hooked. One computation serves every pass:
+//! the fast paths (keys and values of earlier positions given, outputs at some rows only) are
+//! [`LayerOptions`] of it.
 
 use crate::conv1d::Conv1D;
 use crate::error::Result;
 use crate::hooks::{HookPoint, Hooks};
 use tch::nn;
-use tch::Tensor;
+use tch::{Kind, Tensor};
+
+/// Which rows of its input a layer computes outputs for.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Rows<'a> {
+    /// Every position: `[B, S, d_model]`.
+    All,
+    /// The given rows of the flattened `B·S` positions (`[R]` i64): `[R, d_model]`. The
+    /// attention still runs every query (each row's keys are its own batch item's).
+    Flat(&'a Tensor),
+    /// The last position only (its query alone is run): `[B, 1, d_model]`.
+    Last,
+}
+
+impl Rows<'_> {
+    /// The queries the attention runs: the last position for [`Rows::Last`], else all.
+    /// Shapes: x `[B, S, ...]` → `[B, S, ...]` (`[B, 1, ...]` for `Last`).
+    pub(crate) fn queries(&self, x: &Tensor) -> Tensor {
+        match self {
+            Rows::Last => {
+                let s = x.size()[1];
+                x.narrow(1, s - 1, 1)
+            }
+            Rows::All | Rows::Flat(_) => x.shallow_clone(),
+        }
+    }
+
+    /// The selected rows of a tensor over the run queries: the flattened rows for
+    /// [`Rows::Flat`], else all. Shapes: x `[B, Q, ...]` → `[R, ...]` for `Flat`, else `[B, Q, ...]`.
+    pub(crate) fn outputs(&self, x: &Tensor) -> Tensor {
+        match self {
+            Rows::Flat(rows) => x.flatten(0, 1).index_select(0, rows),
+            Rows::All | Rows::Last => x.shallow_clone(),
+        }
+    }
+
+    /// The selected rows of the residual stream: [`Rows::queries`] then [`Rows::outputs`].
+    /// Shapes: x `[B, S, d_model]` → as the layer's output.
+    pub(crate) fn select(&self, x: &Tensor) -> Tensor {
+        self.outputs(&self.queries(x))
+    }
+}
+
+/// How one layer runs: the plain pass is `prefix: None, rows: All`.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct LayerOptions<'a> {
+    /// Keys and values of the positions `0..P` before the input, whose positions are then
+    /// `P..P+S`; each query attends to the prefix and causally to the input. `[B, H, P, d_head]`.
+    pub prefix: Option<&'a KeyValues>,
+    /// The rows the layer outputs.
+    pub rows: Rows<'a>,
+    /// Dropout on (training mode).
+    pub train: bool,
+}
 
 /// GPT-2 attention: one fused `c_attn` matmul for q, k, v; scores scaled by `1/sqrt(d_head)`;
 /// causal mask; softmax; dropout on the pattern (training only); `c_proj`; residual dropout.
@@ -48,154 +103,112 @@ impl Attention {
         Tensor::einsum("bthe,hed->bthd", &[z, &w_o], None::<i64>)
     }
 
-    /// Attention of layer `layer` with the hooks q, k, v, attn_scores, pattern, z and result.
-    /// Result is computed only when captured or edited; when edited the output is
-    /// `c_proj(z) + Σ_heads(edited result − result)`, so heads and rows left alone keep the
-    /// c_proj value bit for bit.
-    /// Shapes: x `[B, T, d_model]` (the ln_1 output), future `[T, T]` bool (true above the
-    /// diagonal) → `[B, T, d_model]`.
+    /// Attention of layer `layer` with the hooks q, k, v, attn_scores, pattern, z and result
+    /// (hook shapes as in [`crate::hooks`] on the plain pass; `opts` narrows them). Result is
+    /// computed only when captured or edited.
+    /// Shapes: x `[B, S, d_model]` (the ln_1 output) → `[B, S, d_model]`, `[R, d_model]` or
+    /// `[B, 1, d_model]` (see [`Rows`]).
     pub(crate) fn forward(
         &self,
         x: &Tensor,
-        future: &Tensor,
         layer: usize,
         hooks: &mut Hooks,
-        train: bool,
+        opts: &LayerOptions,
     ) -> Result<Tensor> {
-        let (b, t, d) = x.size3()?;
-        let h = self.n_head as i64;
-        let dh = d / h;
-        let qkv = self.c_attn.forward(x).split(d, -1);
-        let head = |i: usize| qkv[i].view([b, t, h, dh]);
-        let (q, k, v) = (head(0), head(1), head(2));
-        let q = hooks.apply(HookPoint::Q(layer), q)?;
-        let k = hooks.apply(HookPoint::K(layer), k)?;
-        let v = hooks.apply(HookPoint::V(layer), v)?;
-        let scores = q.transpose(1, 2).matmul(&k.permute([0, 2, 3, 1])) / (dh as f64).sqrt();
-        let scores = scores.masked_fill(future, f64::NEG_INFINITY);
-        let scores = hooks.apply(HookPoint::AttnScores(layer), scores)?;
-        let pattern = hooks.apply(HookPoint::Pattern(layer), scores.softmax(-1, scores.kind()))?;
-        let z = pattern
-            .dropout(self.dropout, train)
-            .matmul(&v.transpose(1, 2))
-            .transpose(1, 2);
-        let z = hooks.apply(HookPoint::Z(layer), z)?;
-        let result = HookPoint::Result(layer);
-        let out = self.c_proj.forward(&z.reshape([b, t, d]));
-        let out = if hooks.edited(result) {
-            let per_head = self.per_head_result(&z);
-            let edited = hooks.apply(result, per_head.shallow_clone())?;
-            let heads_sum = |r: &Tensor| r.sum_dim_intlist(2, false, r.kind());
-            out + (heads_sum(&edited) - heads_sum(&per_head))
-        } else {
-            if hooks.captured(result) {
-                hooks.record(result, self.per_head_result(&z));
-            }
-            out
+        let [q, k, v] = self.project(x, layer, hooks)?;
+        let own = KeyValues {
+            k: k.transpose(1, 2),
+            v: v.transpose(1, 2),
         };
-        Ok(out.dropout(self.dropout, train))
+        let kv = match opts.prefix {
+            Some(prefix) => KeyValues {
+                k: Tensor::cat(&[&prefix.k, &own.k], 2),
+                v: Tensor::cat(&[&prefix.v, &own.v], 2),
+            },
+            None => own,
+        };
+        let q = opts.rows.queries(&q).transpose(1, 2);
+        let z = self.attend(&q, &kv, layer, hooks, opts)?;
+        let out = self.output(&z, layer, hooks, opts.rows)?;
+        Ok(out.dropout(self.dropout, opts.train))
     }
 
-    /// The attention output at the rows `rows` only (no hooks): the attention runs on every
-    /// position (small: `T × T` scores per head), `c_proj` only on the selected rows of `z`. Used
-    /// by training, where only the loss positions of the last layer matter.
-    /// Shapes: x `[B, T, d_model]` (the ln_1 output), rows `[R]` i64 indices into the flattened
-    /// `B·T` positions → `[R, d_model]`.
-    pub(crate) fn forward_at(&self, x: &Tensor, rows: &Tensor, train: bool) -> Result<Tensor> {
-        let (_, t, d) = x.size3()?;
-        let (q, kv) = self.heads(x)?;
-        let future = Tensor::ones([t, t], (tch::Kind::Bool, x.device())).triu(1);
-        let z = self.attend(&q, &kv, Some(&future), train)?;
-        let z = z.view([-1, d]).index_select(0, rows);
-        Ok(self.c_proj.forward(&z).dropout(self.dropout, train))
-    }
-
-    /// The attention output of the positions `P..P+S` of a run whose positions `0..P` are given
-    /// by their keys and values `prefix` (no hooks, no dropout): queries, keys and values of the
-    /// suffix rows, each query masked causally at its own position; with `last_only` only the
-    /// last row's output. Shapes: x `[B, S, d_model]` (the ln_1 output at `P..P+S`), prefix
-    /// `[B, H, P, d_head]` → `[B, S, d_model]` (`[B, 1, d_model]` with `last_only`).
-    pub(crate) fn forward_suffix(
-        &self,
-        x: &Tensor,
-        prefix: &KeyValues,
-        last_only: bool,
-    ) -> Result<Tensor> {
-        let s = x.size3()?.1;
-        let p = prefix.k.size()[2];
-        let (q, own) = self.heads(x)?;
-        let kv = KeyValues {
-            k: Tensor::cat(&[&prefix.k, &own.k], 2),
-            v: Tensor::cat(&[&prefix.v, &own.v], 2),
-        };
-        let z = if last_only {
-            self.attend(&q.narrow(2, s - 1, 1), &kv, None, false)?
-        } else {
-            let future = Tensor::ones([s, p + s], (tch::Kind::Bool, x.device())).triu(p + 1);
-            self.attend(&q, &kv, Some(&future), false)?
-        };
-        Ok(self.c_proj.forward(&z))
-    }
-
-    /// Keys and values of the ln_1 output `x` (the k and v columns of `c_attn` only).
+    /// Keys and values of the ln_1 output `x`, as the attention computes them.
     /// Shapes: x `[B, T, d_model]` → `[B, H, T, d_head]` each.
     pub(crate) fn key_values(&self, x: &Tensor) -> Result<KeyValues> {
-        let (b, t, d) = x.size3()?;
-        let kv = self
-            .c_attn
-            .bias
-            .narrow(0, d, 2 * d)
-            .addmm(&x.reshape([-1, d]), &self.c_attn.weight.narrow(1, d, 2 * d))
-            .view([b, t, 2 * d])
-            .split(d, -1);
+        let [_, k, v] = self.project(x, 0, &mut Hooks::none())?;
         Ok(KeyValues {
-            k: self.split_heads(&kv[0])?,
-            v: self.split_heads(&kv[1])?,
+            k: k.transpose(1, 2),
+            v: v.transpose(1, 2),
         })
     }
 
-    /// Queries, keys and values of the ln_1 output `x` (one fused `c_attn`).
-    /// Shapes: x `[B, T, d_model]` → q `[B, H, T, d_head]`, k and v the same.
-    fn heads(&self, x: &Tensor) -> Result<(Tensor, KeyValues)> {
-        let d = x.size3()?.2;
-        let qkv = self.c_attn.forward(x).split(d, -1);
-        let kv = KeyValues {
-            k: self.split_heads(&qkv[1])?,
-            v: self.split_heads(&qkv[2])?,
-        };
-        Ok((self.split_heads(&qkv[0])?, kv))
-    }
-
-    /// Shapes: `[B, T, d_model]` → `[B, H, T, d_head]`.
-    fn split_heads(&self, x: &Tensor) -> Result<Tensor> {
-        let (b, t, d) = x.size3()?;
+    /// Queries, keys and values (one fused `c_attn`) with the hooks q, k and v.
+    /// Shapes: x `[B, S, d_model]` → `[B, S, H, d_head]` each.
+    fn project(&self, x: &Tensor, layer: usize, hooks: &mut Hooks) -> Result<[Tensor; 3]> {
+        let (b, s, d) = x.size3()?;
         let h = self.n_head as i64;
-        Ok(x.view([b, t, h, d / h]).transpose(1, 2))
+        let qkv = self.c_attn.forward(x).split(d, -1);
+        let head = |i: usize| qkv[i].view([b, s, h, d / h]);
+        Ok([
+            hooks.apply(HookPoint::Q(layer), head(0))?,
+            hooks.apply(HookPoint::K(layer), head(1))?,
+            hooks.apply(HookPoint::V(layer), head(2))?,
+        ])
     }
 
-    /// Scaled dot-product attention of `q` over `kv` (entries where `future` is true masked),
-    /// pattern dropout, heads merged: `z` before `c_proj`.
-    /// Shapes: q `[B, H, Q, d_head]`, kv `[B, H, K, d_head]`, future broadcastable to
-    /// `[B, H, Q, K]` → `[B, Q, d_model]`.
+    /// Scaled dot-product attention of the queries `q` over `kv` with the hooks attn_scores,
+    /// pattern and z: query `i` of the input (position `P+i`) sees keys `0..=P+i`; the last
+    /// query alone ([`Rows::Last`]) sees every key, unmasked.
+    /// Shapes: q `[B, H, Q, d_head]`, kv `[B, H, P+S, d_head]` → z `[B, Q, H, d_head]`.
     fn attend(
         &self,
         q: &Tensor,
         kv: &KeyValues,
-        future: Option<&Tensor>,
-        train: bool,
+        layer: usize,
+        hooks: &mut Hooks,
+        opts: &LayerOptions,
     ) -> Result<Tensor> {
-        let (b, h, n_q, dh) = q.size4()?;
+        let (_, _, n_q, dh) = q.size4()?;
+        let n_k = kv.k.size()[2];
         let scores = q.matmul(&kv.k.transpose(2, 3)) / (dh as f64).sqrt();
-        let scores = match future {
-            Some(future) => scores.masked_fill(future, f64::NEG_INFINITY),
-            None => scores,
+        let scores = match opts.rows {
+            Rows::Last => scores,
+            Rows::All | Rows::Flat(_) => {
+                let p = n_k - n_q;
+                let future = Tensor::ones([n_q, n_k], (Kind::Bool, q.device())).triu(p + 1);
+                scores.masked_fill(&future, f64::NEG_INFINITY)
+            }
         };
-        Ok(scores
-            .softmax(-1, scores.kind())
-            .dropout(self.dropout, train)
+        let scores = hooks.apply(HookPoint::AttnScores(layer), scores)?;
+        let pattern = hooks.apply(HookPoint::Pattern(layer), scores.softmax(-1, scores.kind()))?;
+        let z = pattern
+            .dropout(self.dropout, opts.train)
             .matmul(&kv.v)
-            .transpose(1, 2)
-            .reshape([b, n_q, h * dh]))
+            .transpose(1, 2);
+        hooks.apply(HookPoint::Z(layer), z)
+    }
+
+    /// `c_proj` of the heads of `z` at the selected rows, with the hook result: when edited the
+    /// output is `c_proj(z) + Σ_heads(edited result − result)`, so heads and rows left alone keep
+    /// the c_proj value bit for bit.
+    /// Shapes: z `[B, Q, H, d_head]` → `[B, Q, d_model]` (`[R, d_model]` for [`Rows::Flat`]).
+    fn output(&self, z: &Tensor, layer: usize, hooks: &mut Hooks, rows: Rows) -> Result<Tensor> {
+        let (b, n_q, h, dh) = z.size4()?;
+        let out = self
+            .c_proj
+            .forward(&rows.outputs(&z.reshape([b, n_q, h * dh])));
+        let result = HookPoint::Result(layer);
+        if hooks.edited(result) {
+            let per_head = rows.outputs(&self.per_head_result(z));
+            let edited = hooks.apply(result, per_head.shallow_clone())?;
+            let heads_sum = |r: &Tensor| r.sum_dim_intlist(-2, false, r.kind());
+            return Ok(out + (heads_sum(&edited) - heads_sum(&per_head)));
+        }
+        if hooks.captured(result) {
+            hooks.record(result, rows.outputs(&self.per_head_result(z)));
+        }
+        Ok(out)
     }
 }
 

@@ -1,14 +1,17 @@
 //! The GPT-2 decoder: embeddings, the block schedule, the final LayerNorm and the tied
-//! unembedding, with one hooked forward pass ([`Gpt::run`], [`Gpt::run_from`]) and the plain
-//! fast paths used in training ([`Gpt::forward_t`], [`Gpt::hidden_t`], [`Gpt::unembed`]).
+//! unembedding. Every entry point runs the one pass over the blocks (`Gpt::layers`): hooked
+//! ([`Gpt::run`], [`Gpt::run_from`]), plain ([`Gpt::forward_t`], [`Gpt::hidden_t`]), or with a
+//! fast path of `Pass`: the last layer at the loss rows only ([`Gpt::hidden_at`]), or positions
+//! after a prefix given by its keys and values ([`Gpt::run_suffix`], [`Gpt::suffix_states`]).
 
-use crate::attention::KeyValues;
+use crate::attention::{KeyValues, LayerOptions, Rows};
 use crate::block::Block;
 use crate::config::GptConfig;
 use crate::embed::Embed;
 use crate::error::{ModelError, Result};
 use crate::hooks::{HookPoint, Hooks, LogitPositions, RunOutput, RunRequest};
 use crate::layer_norm::LayerNorm;
+use std::ops::Range;
 use tch::nn;
 use tch::{Device, Kind, Tensor};
 
@@ -23,6 +26,28 @@ pub struct Gpt {
     /// `transformer.ln_f`.
     pub ln_f: LayerNorm,
     device: Device,
+}
+
+/// How a pass runs its layers: the plain pass, or one of its fast paths.
+struct Pass<'a> {
+    /// Dropout on (training mode).
+    train: bool,
+    /// Keys and values of the positions before the input, one entry per layer of the pass
+    /// (empty: the input starts at position 0). Each `[B, H, P, d_head]`.
+    prefix: &'a [KeyValues],
+    /// The rows the last layer of the pass outputs; earlier layers output every row.
+    last_rows: Rows<'a>,
+}
+
+impl Pass<'_> {
+    /// Every layer on every row, from position 0.
+    fn plain(train: bool) -> Pass<'static> {
+        Pass {
+            train,
+            prefix: &[],
+            last_rows: Rows::All,
+        }
+    }
 }
 
 impl Gpt {
@@ -118,47 +143,51 @@ impl Gpt {
 
     /// [`Gpt::forward_t`] after [`Gpt::check_tokens`]; errors instead of panics.
     pub fn f_forward_t(&self, tokens: &Tensor, train: bool) -> Result<Tensor> {
-        Ok(self.unembed(&self.f_hidden_t(tokens, train)?))
+        self.check_tokens(tokens)?;
+        Ok(self.unembed(&self.hidden(tokens, train)?))
     }
 
     /// The residual stream after the last layer, before `ln_f` (no hooks, no checks).
-    /// Panics with the libtorch message on invalid tokens: use [`Gpt::f_hidden_t`] for unchecked
-    /// input. Shapes: tokens `[B, T]` i64 → `[B, T, d_model]`.
+    /// Panics with the libtorch message on invalid tokens: use [`Gpt::f_forward_t`] or
+    /// [`Gpt::run`] for unchecked input. Shapes: tokens `[B, T]` i64 → `[B, T, d_model]`.
     pub fn hidden_t(&self, tokens: &Tensor, train: bool) -> Tensor {
-        match self.hidden_unchecked(tokens, train) {
+        match self.hidden(tokens, train) {
             Ok(x) => x,
             Err(err) => panic!("Gpt::hidden_t: {err}"),
         }
     }
 
-    /// [`Gpt::hidden_t`] after [`Gpt::check_tokens`]; errors instead of panics.
-    pub fn f_hidden_t(&self, tokens: &Tensor, train: bool) -> Result<Tensor> {
-        self.check_tokens(tokens)?;
-        self.hidden_unchecked(tokens, train)
-    }
-
-    fn hidden_unchecked(&self, tokens: &Tensor, train: bool) -> Result<Tensor> {
+    /// The plain pass without hooks. Shapes: tokens `[B, T]` → `[B, T, d_model]`.
+    fn hidden(&self, tokens: &Tensor, train: bool) -> Result<Tensor> {
         let tokens = tokens.to_device(self.device).to_kind(Kind::Int64);
         let mut hooks = Hooks::none();
         let x = self.embed.forward(&tokens, &mut hooks, train)?;
-        self.layers(0..self.cfg.n_layer(), x, &mut hooks, train)
+        self.layers(0..self.cfg.n_layer(), x, &mut hooks, &Pass::plain(train))
     }
 
     /// The residual stream after the last layer at `positions` only, before `ln_f` (no hooks, no
-    /// checks): layers below the last run on every position (the last layer's keys and values need
-    /// them), the last layer only on the given rows — what a loss on those positions needs.
-    /// Equals `hidden_t(tokens).gather(1, positions)` up to float rounding.
+    /// checks): the plain pass whose last layer outputs only the given rows (its attention still
+    /// runs on every position) — what a loss on those positions needs. Equals
+    /// `hidden_t(tokens).gather(1, positions)`.
     /// Shapes: tokens `[B, T]` i64, positions `[B, K]` i64 in `0..T` → `[B, K, d_model]`.
     pub fn hidden_at(&self, tokens: &Tensor, positions: &Tensor, train: bool) -> Result<Tensor> {
+        if self.cfg.schedule.is_empty() {
+            return Err(ModelError::Config("the schedule is empty".into()));
+        }
         let tokens = tokens.to_device(self.device).to_kind(Kind::Int64);
         let positions = positions.to_device(self.device).to_kind(Kind::Int64);
-        let Some(&last) = self.cfg.schedule.last() else {
-            return Err(ModelError::Config("the schedule is empty".into()));
+        let (b, t) = tokens.size2()?;
+        let first = Tensor::arange_start_step(0, b * t, t, (Kind::Int64, self.device));
+        let rows = (&positions + first.unsqueeze(1)).view([-1]);
+        let pass = Pass {
+            train,
+            prefix: &[],
+            last_rows: Rows::Flat(&rows),
         };
         let mut hooks = Hooks::none();
         let x = self.embed.forward(&tokens, &mut hooks, train)?;
-        let x = self.layers(0..self.cfg.n_layer() - 1, x, &mut hooks, train)?;
-        self.blocks[last].forward_at(&x, &positions, train)
+        let x = self.layers(0..self.cfg.n_layer(), x, &mut hooks, &pass)?;
+        Ok(x.view([b, positions.size()[1], -1]))
     }
 
     /// The final LayerNorm `ln_f` (recomputed on `resid`, as the logit lens does).
@@ -184,12 +213,7 @@ impl Gpt {
         self.check_request(req, None, b, t)?;
         let mut hooks = Hooks::new(req);
         let x = self.embed.forward(&tokens, &mut hooks, req.train)?;
-        let x = self.layers(0..self.cfg.n_layer(), x, &mut hooks, req.train)?;
-        let logits = self.logits(&x, &mut hooks, &req.logit_positions)?;
-        Ok(RunOutput {
-            logits,
-            cache: hooks.cache,
-        })
+        self.run_layers(0..self.cfg.n_layer(), x, hooks, req)
     }
 
     /// The hooked forward pass started at layer `layer` from `resid_pre` (the residual stream
@@ -209,10 +233,38 @@ impl Gpt {
                 "run_from layer {layer} is beyond the {n_layer} layers"
             )));
         }
-        let size = resid_pre.size();
+        let (b, t) = self.check_stream("resid_pre", resid_pre)?;
+        self.check_request(req, Some(layer), b, t)?;
+        let x = resid_pre
+            .to_device(self.device)
+            .to_kind(self.embed.wte.kind());
+        self.run_layers(layer..n_layer, x, Hooks::new(req), req)
+    }
+
+    /// The hooked layers `range` from `x`, then `ln_f` and the logits of `req`.
+    /// Shapes: x `[B, T, d_model]` → logits `[B, T, vocab_size]` (see [`LogitPositions`]).
+    fn run_layers(
+        &self,
+        range: Range<usize>,
+        x: Tensor,
+        mut hooks: Hooks,
+        req: &RunRequest,
+    ) -> Result<RunOutput> {
+        let x = self.layers(range, x, &mut hooks, &Pass::plain(req.train))?;
+        let logits = self.logits(&x, &mut hooks, &req.logit_positions)?;
+        Ok(RunOutput {
+            logits,
+            cache: hooks.cache,
+        })
+    }
+
+    /// Checks a residual stream given as input: floating point, shape `[B, T, d_model]` with
+    /// B, T ≥ 1 and T ≤ n_ctx; returns `(B, T)`. `name` names it in the error.
+    fn check_stream(&self, name: &str, x: &Tensor) -> Result<(i64, i64)> {
+        let size = x.size();
         if size.len() != 3 || size[2] != self.cfg.d_model as i64 || size[0] == 0 || size[1] == 0 {
             return Err(ModelError::Input(format!(
-                "resid_pre must have shape [batch, pos, {}], got {size:?}",
+                "{name} must have shape [batch, pos, {}], got {size:?}",
                 self.cfg.d_model
             )));
         }
@@ -222,23 +274,13 @@ impl Gpt {
                 n_ctx: self.cfg.n_ctx,
             });
         }
-        if !resid_pre.is_floating_point() {
+        if !x.is_floating_point() {
             return Err(ModelError::Input(format!(
-                "resid_pre must be floating point, got {:?}",
-                resid_pre.kind()
+                "{name} must be floating point, got {:?}",
+                x.kind()
             )));
         }
-        self.check_request(req, Some(layer), size[0], size[1])?;
-        let x = resid_pre
-            .to_device(self.device)
-            .to_kind(self.embed.wte.kind());
-        let mut hooks = Hooks::new(req);
-        let x = self.layers(layer..n_layer, x, &mut hooks, req.train)?;
-        let logits = self.logits(&x, &mut hooks, &req.logit_positions)?;
-        Ok(RunOutput {
-            logits,
-            cache: hooks.cache,
-        })
+        Ok((size[0], size[1]))
     }
 
     /// Keys and values of layer `layer`'s attention for a run whose residual stream entering that
@@ -259,8 +301,8 @@ impl Gpt {
     /// later layer): `suffix` is `resid_pre[layer]` at positions `P..P+S`, `prefix[i]` the base
     /// run's keys and values of layer `layer + i` at positions `0..P` ([`Gpt::key_values`]).
     /// Returns the final residual state (before `ln_f`) at the last position `P+S−1`; the last
-    /// layer runs at that row only. No hooks, no dropout. Equals `run_from(layer, states)` at that
-    /// position (its `resid_post` of the last layer) up to float rounding.
+    /// layer runs that row's query only. No hooks, no dropout. Equals `run_from(layer, states)` at
+    /// that position (its `resid_post` of the last layer).
     /// Shapes: suffix `[B, S, d_model]`, prefix `n_layer − layer` entries `[B, H, P, d_head]`
     /// → `[B, d_model]`.
     pub fn run_suffix(
@@ -269,14 +311,24 @@ impl Gpt {
         suffix: &Tensor,
         prefix: &[KeyValues],
     ) -> Result<Tensor> {
-        let states = self.suffix_pass(layer, suffix, prefix, true)?;
-        Ok(states[states.len() - 1].select(1, -1))
+        self.check_suffix(layer, suffix, prefix)?;
+        let pass = Pass {
+            train: false,
+            prefix,
+            last_rows: Rows::Last,
+        };
+        let x = suffix.shallow_clone();
+        let range = layer..self.cfg.n_layer();
+        Ok(self
+            .layers(range, x, &mut Hooks::none(), &pass)?
+            .select(1, -1))
     }
 
     /// The residual stream at positions `P..P+S` of a run that agrees with a base run before `P`,
     /// entering every layer from `layer` and after the last: as [`Gpt::run_suffix`], but every
-    /// layer on every suffix position. `states[0]` is `suffix`, `states[i]` enters layer
-    /// `layer + i`, the last is the final state (before `ln_f`). No hooks, no dropout.
+    /// layer on every suffix position; the states entering the layers are the suffix pass's
+    /// `resid_pre` hooks. `states[0]` is `suffix`, `states[i]` enters layer `layer + i`, the last
+    /// is the final state (before `ln_f`). No dropout.
     /// Shapes: suffix `[B, S, d_model]`, prefix `n_layer − layer` entries `[B, H, P, d_head]` →
     /// `n_layer − layer + 1` tensors `[B, S, d_model]`.
     pub fn suffix_states(
@@ -285,19 +337,23 @@ impl Gpt {
         suffix: &Tensor,
         prefix: &[KeyValues],
     ) -> Result<Vec<Tensor>> {
-        self.suffix_pass(layer, suffix, prefix, false)
+        self.check_suffix(layer, suffix, prefix)?;
+        let range = layer..self.cfg.n_layer();
+        let req = RunRequest::capture(range.clone().map(HookPoint::ResidPre));
+        let mut hooks = Hooks::new(&req);
+        let pass = Pass {
+            train: false,
+            prefix,
+            last_rows: Rows::All,
+        };
+        let last = self.layers(range, suffix.shallow_clone(), &mut hooks, &pass)?;
+        // The cache holds only `resid_pre` hooks, ordered by layer.
+        Ok(hooks.cache.into_values().chain([last]).collect())
     }
 
-    /// The layers from `layer` on the suffix positions (see [`Gpt::run_suffix`]); with
-    /// `last_row_at_end` the last layer only on the last row. Returns the input and every layer's
-    /// output.
-    fn suffix_pass(
-        &self,
-        layer: usize,
-        suffix: &Tensor,
-        prefix: &[KeyValues],
-        last_row_at_end: bool,
-    ) -> Result<Vec<Tensor>> {
+    /// Checks the input of a suffix run from `layer` (see [`Gpt::run_suffix`]): one prefix entry
+    /// per layer from `layer`, keys of the suffix's batch and width, `P + S ≤ n_ctx`.
+    fn check_suffix(&self, layer: usize, suffix: &Tensor, prefix: &[KeyValues]) -> Result<()> {
         let n_layer = self.cfg.n_layer();
         if layer > n_layer || prefix.len() != n_layer - layer {
             return Err(ModelError::Input(format!(
@@ -306,45 +362,41 @@ impl Gpt {
                 prefix.len()
             )));
         }
-        let (b, s, d) = suffix.size3()?;
-        if b == 0 || s == 0 || d != self.cfg.d_model as i64 {
-            return Err(ModelError::Input(format!(
-                "suffix must have shape [batch, pos, {}], got {:?}",
-                self.cfg.d_model,
-                suffix.size()
-            )));
-        }
-        let mut states = vec![suffix.shallow_clone()];
+        let (b, s) = self.check_stream("suffix", suffix)?;
         for (kv, l) in prefix.iter().zip(layer..n_layer) {
             let (pb, ph, p, pd) = kv.k.size4()?;
-            if pb != b || ph * pd != d || p as usize + s as usize > self.cfg.n_ctx {
+            if pb != b || ph * pd != self.cfg.d_model as i64 || p + s > self.cfg.n_ctx as i64 {
                 return Err(ModelError::Input(format!(
                     "prefix keys of layer {l} have shape {:?} for a suffix of shape {:?}",
                     kv.k.size(),
                     suffix.size()
                 )));
             }
-            let last_only = last_row_at_end && l + 1 == n_layer;
-            let x = &states[states.len() - 1];
-            let next = self.blocks[self.cfg.schedule[l]].forward_suffix(x, kv, last_only)?;
-            states.push(next);
         }
-        Ok(states)
+        Ok(())
     }
 
-    /// Applies layers `range` (schedule positions, within `0..n_layer`).
+    /// The one pass over layers `range` (schedule positions, within `0..n_layer`) from `x`, the
+    /// residual stream entering the first; `pass` picks the fast paths.
+    /// Shapes: x `[B, S, d_model]` → the last layer's output (see [`Pass::last_rows`]).
     fn layers(
         &self,
-        range: std::ops::Range<usize>,
+        range: Range<usize>,
         mut x: Tensor,
         hooks: &mut Hooks,
-        train: bool,
+        pass: &Pass,
     ) -> Result<Tensor> {
-        let t = x.size()[1];
-        let future = Tensor::ones([t, t], (Kind::Bool, x.device())).triu(1);
-        for layer in range {
-            let block = self.cfg.schedule[layer];
-            x = self.blocks[block].forward(x, &future, layer, hooks, train)?;
+        for (i, layer) in range.clone().enumerate() {
+            let opts = LayerOptions {
+                prefix: pass.prefix.get(i),
+                rows: if layer + 1 == range.end {
+                    pass.last_rows
+                } else {
+                    Rows::All
+                },
+                train: pass.train,
+            };
+            x = self.blocks[self.cfg.schedule[layer]].forward(x, layer, hooks, &opts)?;
         }
         Ok(x)
     }

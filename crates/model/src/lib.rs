@@ -15,8 +15,9 @@
 //! ```
 //!
 //! Entry points: [`GptConfig`] → [`Gpt::new`] (or [`Checkpoint::new`] / [`Checkpoint::load`]);
-//! training uses [`Gpt::hidden_t`] + [`Gpt::unembed`]; interpretability uses [`Gpt::run`] and
-//! [`Gpt::run_from`] with a [`RunRequest`]. See `docs/model.md`.
+//! training uses [`Gpt::hidden_at`] (or [`Gpt::hidden_t`]) + [`Gpt::unembed`]; interpretability
+//! uses [`Gpt::run`] and [`Gpt::run_from`] with a [`RunRequest`], and [`Gpt::run_suffix`] for runs
+//! that differ from a base run only after a prefix. All run one forward pass (`docs/model.md`).
 
 mod attention;
 mod block;

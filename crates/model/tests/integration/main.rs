@@ -2,6 +2,7 @@
 
 mod checkpoint;
 mod common;
+mod forward_options;
 mod hf;
 mod hooks;
 mod schedule;
