@@ -20,7 +20,7 @@ use crate::error::{InterpError, Result};
 use crate::lens::{default_targets, ANSWER, LABELS, LABEL_ROLES};
 use crate::net::{Net, Want};
 use crate::output::LensRow;
-use crate::probe::{mix_seed, ProbeSet};
+use crate::probe::ProbeSet;
 use crate::states::{tokens_tensor, States};
 use crate::stats::to_f64;
 use rand::seq::SliceRandom;
@@ -325,7 +325,7 @@ pub fn stratified_split(labels: &[usize], holdout: f64, seed: u64) -> Vec<bool> 
     for (i, &c) in labels.iter().enumerate() {
         by_class.entry(c).or_default().push(i);
     }
-    let mut rng = ChaCha8Rng::seed_from_u64(mix_seed(seed, &[0x5072_6f62_6573]));
+    let mut rng = ChaCha8Rng::seed_from_u64(util::seed::mix_all(seed, &[0x5072_6f62_6573]));
     let mut held = vec![false; labels.len()];
     for members in by_class.values_mut() {
         members.shuffle(&mut rng);

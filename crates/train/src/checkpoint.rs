@@ -159,10 +159,10 @@ pub fn read_state(dir: &Path) -> Result<RunState> {
     })
 }
 
-/// FNV-1a 64 ([`crate::fnv1a`]) of a file's bytes, as 16 hex digits.
+/// FNV-1a 64 ([`util::hash::fnv1a`]) of a file's bytes, as 16 hex digits.
 pub fn file_hash(path: &Path) -> Result<String> {
     let bytes = fs::read(path).map_err(io_err(path))?;
-    Ok(format!("{:016x}", crate::fnv1a(&bytes)))
+    Ok(format!("{:016x}", util::hash::fnv1a(&bytes)))
 }
 
 /// Writes `bytes` to `path` atomically (temporary file in the same folder, fsync, rename).

@@ -402,7 +402,7 @@ impl TrainConfig {
     pub fn trajectory_hash(&self) -> String {
         format!(
             "{:016x}",
-            crate::fnv1a(self.trajectory_value().to_string().as_bytes())
+            util::hash::fnv1a(self.trajectory_value().to_string().as_bytes())
         )
     }
 

@@ -123,7 +123,7 @@ pub fn plan(file: &Path, out: &Path) -> Result<Sweep> {
     let (sweep_file, text) = SweepFile::read(file)?;
     let points = sweep_file.points(file)?;
     let source = std::path::absolute(file)?;
-    let source_hash = format!("{:016x}", train::fnv1a(text.as_bytes()));
+    let source_hash = format!("{:016x}", util::hash::fnv1a(text.as_bytes()));
     check_out_folder(out, &source_hash)?;
     let mut datasets: Vec<DataEntry> = Vec::new();
     let mut entries = Vec::new();
