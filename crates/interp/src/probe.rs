@@ -382,7 +382,7 @@ impl ProbeSet {
             })?;
             buf.push(b'\n');
         }
-        crate::output::write_atomic(path, &buf)
+        util::fs::write_atomic(path, &buf).map_err(|e| InterpError::io(path, e))
     }
 }
 

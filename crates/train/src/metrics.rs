@@ -42,7 +42,7 @@ impl CsvLog {
                 }
             }
         }
-        crate::checkpoint::write_atomic(path, text.as_bytes())?;
+        util::fs::write_atomic(path, text.as_bytes()).map_err(io_err(path))?;
         let file = OpenOptions::new()
             .append(true)
             .open(path)

@@ -685,7 +685,8 @@ fn open_run_dir(
     }
     let json = serde_json::to_string_pretty(&*cfg)
         .map_err(|e| TrainError::Config(format!("cannot serialise the config: {e}")))?;
-    checkpoint::write_atomic(&config_path, format!("{json}\n").as_bytes())?;
+    util::fs::write_atomic(&config_path, format!("{json}\n").as_bytes())
+        .map_err(io_err(&config_path))?;
     Ok((lock, resume))
 }
 

@@ -198,10 +198,7 @@ fn write_all(
     files: &[(PointEntry, TrainConfig, DatasetSpec)],
 ) -> Result<()> {
     let write = |path: PathBuf, bytes: &[u8]| -> Result<()> {
-        if let Some(parent) = path.parent() {
-            std::fs::create_dir_all(parent)?;
-        }
-        train::checkpoint::write_atomic(&path, bytes)
+        util::fs::write_atomic(&path, bytes)
             .with_context(|| format!("cannot write {}", path.display()))
     };
     for (entry, config, spec) in files {
