@@ -9,8 +9,9 @@ use crate::net::{Net, Want};
 use crate::output::EffectRow;
 use crate::probe::ProbeSet;
 use crate::states::{noise_scale, CleanRuns, CorruptionInputs};
-use crate::stats::{mean, mrr, to_f64, to_i64};
+use crate::stats::{mrr, to_f64, to_i64};
 use tch::{Kind, Tensor};
+use util::stats::mean;
 
 /// Target column of the distance metrics.
 pub const STATE: &str = "state";

@@ -9,13 +9,14 @@ use crate::net::{LnMode, Net, Want};
 use crate::output::LensRow;
 use crate::probe::ProbeSet;
 use crate::states::{tokens_tensor, States};
-use crate::stats::{mean, mrr, to_f64, to_i64};
+use crate::stats::{mrr, to_f64, to_i64};
 use crate::tuned_lens::TunedLens;
 use ndarray::Array2;
 use std::fmt;
 use std::str::FromStr;
 use tasks::TaskKind;
 use tch::{Kind, Tensor};
+use util::stats::mean;
 
 /// Pseudo-role of the gold answer token.
 pub const ANSWER: &str = "answer";

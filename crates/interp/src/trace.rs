@@ -27,13 +27,13 @@ use crate::patch::{
     patch_sweep, ComponentKind, Direction, PositionChoice, SweepMode, SweepOptions,
 };
 use crate::probe::{default_corruptions, CorruptionSpec, ProbeSet, ProbeSpec};
-use crate::stats::mean;
 use model::token_map::RankOver;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
+use util::stats::mean;
 
 /// Options of [`trace`].
 #[derive(Clone, Debug)]
