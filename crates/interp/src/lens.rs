@@ -308,11 +308,10 @@ pub fn logit_lens(
                                 / 3.0),
                         )?
                     } else {
-                        let gold = logits.gather(1, &tok.unsqueeze(1), false);
-                        let rank = logits
-                            .gt_tensor(&gold)
-                            .sum_dim_intlist(1, false, Kind::Int64);
-                        to_i64(&rank)?.into_iter().map(|r| r as f64).collect()
+                        to_i64(&model::gold_rank(&logits, &tok))?
+                            .into_iter()
+                            .map(|r| r as f64)
+                            .collect()
                     };
                     for (j, x) in v.into_iter().enumerate() {
                         values[ti][[li, start + j]] = x;

@@ -9,8 +9,7 @@ use util::stats::mean;
 /// Per-example outcomes at the answer position of some run, in probe order.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Outcomes {
-    /// 0-based rank of the gold token among the whole vocabulary (number of tokens with a
-    /// strictly larger logit).
+    /// 0-based rank of the gold token among the whole vocabulary ([`model::gold_rank`]).
     pub rank: Vec<i64>,
     /// Softmax probability of the gold token.
     pub prob: Vec<f64>,
@@ -24,9 +23,7 @@ impl Outcomes {
     pub fn from_logits(logits: &Tensor, gold: &Tensor, alt: &Tensor) -> Result<Outcomes> {
         let logits = logits.to_kind(Kind::Float);
         let gold_logit = logits.gather(1, &gold.unsqueeze(1), false);
-        let rank = logits
-            .gt_tensor(&gold_logit)
-            .sum_dim_intlist(1, false, Kind::Int64);
+        let rank = model::gold_rank(&logits, gold);
         let prob = logits
             .log_softmax(1, Kind::Float)
             .gather(1, &gold.unsqueeze(1), false)

@@ -20,6 +20,7 @@ pub mod hf;
 pub mod hooks;
 mod layer_norm;
 mod mlp;
+mod readout;
 pub mod surgery;
 pub mod token_map;
 
@@ -38,6 +39,7 @@ pub use hf::{export_hf, import_hf, HfLayout};
 pub use hooks::{glob_match, Edit, HookPoint, Intervention, LogitPositions, RunOutput, RunRequest};
 pub use layer_norm::LayerNorm;
 pub use mlp::Mlp;
+pub use readout::gold_rank;
 pub use surgery::{SurgeryOp, SurgeryPlan};
 
 /// Standard deviation of the GPT-2 weight initialisation.
