@@ -37,7 +37,7 @@ pub use error::{ModelError, Result};
 pub use gpt::{decayed_param_names, is_decayed, Gpt};
 pub use hf::{export_hf, import_hf, HfLayout};
 pub use hooks::{glob_match, Edit, HookPoint, Intervention, LogitPositions, RunOutput, RunRequest};
-pub use layer_norm::LayerNorm;
+pub use layer_norm::{layer_norm_scale, LayerNorm};
 pub use mlp::Mlp;
 pub use readout::gold_rank;
 pub use surgery::{SurgeryOp, SurgeryPlan};
