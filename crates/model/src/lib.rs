@@ -30,7 +30,7 @@ pub use checkpoint::{
     check_finite_file, param_shapes, write_safetensors, Checkpoint, CONFIG_KEY,
     DATA_FINGERPRINT_KEY,
 };
-pub use config::{looped_schedule, plain_schedule, shared_schedule, GptConfig};
+pub use config::{check_schedule, looped_schedule, plain_schedule, shared_schedule, GptConfig};
 pub use conv1d::Conv1D;
 pub use embed::Embed;
 pub use error::{ModelError, Result};
