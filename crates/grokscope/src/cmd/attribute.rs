@@ -1,7 +1,7 @@
 //! `grokscope attribute`: attribution patching against exact patching on one checkpoint
 //! (docs/interp.md).
 
-use crate::cmd::lens::{parse_all, ProbeArgs};
+use crate::cmd::args::{parse_all, ProbeArgs};
 use crate::device::Ctx;
 use anyhow::Result;
 use interp::output::{write_csv, write_json};

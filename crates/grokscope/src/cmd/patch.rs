@@ -1,6 +1,6 @@
 //! `grokscope patch`: activation patching (causal tracing) on one checkpoint (docs/interp.md).
 
-use crate::cmd::lens::{parse_all, ProbeArgs};
+use crate::cmd::args::{parse_all, ProbeArgs};
 use crate::device::Ctx;
 use anyhow::Result;
 use interp::lens::default_targets;
