@@ -81,7 +81,7 @@ fn main() -> anyhow::Result<()> {
         &metric,
         4096,
     )?;
-    let mean = |v: &[f64]| interp::stats::mean(v.iter().copied());
+    let mean = |v: &[f64]| util::stats::mean(v.iter().copied());
     println!(
         "denoising patch of {} questions, metric {metric}: clean {:.3}, corrupted {:.3}",
         n,

@@ -16,11 +16,12 @@ use crate::patch::{
 };
 use crate::probe::ProbeSet;
 use crate::states::{for_each_corruption, noise_scale, CleanRuns, CorruptionInputs, States};
-use crate::stats::{mean, pearson, restoration, spearman, to_f64};
+use crate::stats::{restoration, to_f64};
 use model::{HookPoint, RunRequest};
 use serde::Serialize;
 use std::collections::BTreeMap;
 use tch::{Kind, Tensor};
+use util::stats::{mean, pearson, spearman};
 
 /// What attribution patching covers.
 #[derive(Clone, Debug)]

@@ -24,12 +24,13 @@ use crate::error::{InterpError, Result};
 use crate::net::{logits_at, Net};
 use crate::probe::ProbeSet;
 use crate::states::{alt_tokens, tokens_tensor};
-use crate::stats::{mean, to_f64, to_i64};
+use crate::stats::{to_f64, to_i64};
 use model::{HookPoint, RunRequest};
 use ndarray::Array2;
 use serde::{Deserialize, Serialize};
 use std::fmt;
 use tch::{Kind, Tensor};
+use util::stats::mean;
 
 /// A component of the residual stream at the answer position.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]

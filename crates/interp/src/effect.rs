@@ -9,8 +9,9 @@ use crate::net::{Net, Want};
 use crate::output::EffectRow;
 use crate::probe::ProbeSet;
 use crate::states::{noise_scale, CleanRuns, CorruptionInputs};
-use crate::stats::{mean, mrr, to_f64, to_i64};
+use crate::stats::{mrr, to_f64, to_i64};
 use tch::{Kind, Tensor};
+use util::stats::mean;
 
 /// Target column of the distance metrics.
 pub const STATE: &str = "state";
@@ -90,12 +91,7 @@ pub fn state_effect(
                         let logits = net
                             .readout(&states.resid[layer].select(1, pos as i64), None)
                             .to_kind(Kind::Float);
-                        let gold = logits.gather(1, &tokens.unsqueeze(1), false);
-                        let ranks = to_i64(&logits.gt_tensor(&gold).sum_dim_intlist(
-                            1,
-                            false,
-                            Kind::Int64,
-                        ))?;
+                        let ranks = to_i64(&model::gold_rank(&logits, &tokens))?;
                         let pname = &probe.positions[pos];
                         push(
                             layer,

@@ -5,17 +5,18 @@
 //! `L` = the last block's output before ln_final, so the lens at `L` is the model's prediction.
 
 use crate::error::{InterpError, Result};
-use crate::net::{LnMode, Net, Want};
+use crate::net::{LnMode, Net};
 use crate::output::LensRow;
 use crate::probe::ProbeSet;
-use crate::states::{tokens_tensor, States};
-use crate::stats::{mean, mrr, to_f64, to_i64};
+use crate::states::States;
+use crate::stats::{mrr, to_f64, to_i64};
 use crate::tuned_lens::TunedLens;
 use ndarray::Array2;
 use std::fmt;
 use std::str::FromStr;
 use tasks::TaskKind;
 use tch::{Kind, Tensor};
+use util::stats::mean;
 
 /// Pseudo-role of the gold answer token.
 pub const ANSWER: &str = "answer";
@@ -260,15 +261,7 @@ pub fn logit_lens(
         prepared.push((spec, pos, tokens));
     }
     let values = tch::no_grad(|| -> Result<Vec<Array2<f64>>> {
-        let clean = tokens_tensor(probe.examples.iter().map(|e| e.tokens.as_slice()), device);
-        let states = States::compute(
-            net,
-            &clean,
-            None,
-            Want::default(),
-            probe.answer_pos,
-            max_rows,
-        )?;
+        let states = States::of_probe(net, probe, max_rows)?;
         let mut values: Vec<Array2<f64>> = prepared
             .iter()
             .map(|_| Array2::zeros((layers.len(), n)))
@@ -307,11 +300,10 @@ pub fn logit_lens(
                                 / 3.0),
                         )?
                     } else {
-                        let gold = logits.gather(1, &tok.unsqueeze(1), false);
-                        let rank = logits
-                            .gt_tensor(&gold)
-                            .sum_dim_intlist(1, false, Kind::Int64);
-                        to_i64(&rank)?.into_iter().map(|r| r as f64).collect()
+                        to_i64(&model::gold_rank(&logits, &tok))?
+                            .into_iter()
+                            .map(|r| r as f64)
+                            .collect()
                     };
                     for (j, x) in v.into_iter().enumerate() {
                         values[ti][[li, start + j]] = x;

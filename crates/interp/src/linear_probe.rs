@@ -18,10 +18,10 @@
 
 use crate::error::{InterpError, Result};
 use crate::lens::{default_targets, ANSWER, LABELS, LABEL_ROLES};
-use crate::net::{Net, Want};
+use crate::net::Net;
 use crate::output::LensRow;
-use crate::probe::{mix_seed, ProbeSet};
-use crate::states::{tokens_tensor, States};
+use crate::probe::ProbeSet;
+use crate::states::States;
 use crate::stats::to_f64;
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
@@ -325,7 +325,7 @@ pub fn stratified_split(labels: &[usize], holdout: f64, seed: u64) -> Vec<bool> 
     for (i, &c) in labels.iter().enumerate() {
         by_class.entry(c).or_default().push(i);
     }
-    let mut rng = ChaCha8Rng::seed_from_u64(mix_seed(seed, &[0x5072_6f62_6573]));
+    let mut rng = ChaCha8Rng::seed_from_u64(util::seed::mix_all(seed, &[0x5072_6f62_6573]));
     let mut held = vec![false; labels.len()];
     for members in by_class.values_mut() {
         members.shuffle(&mut rng);
@@ -563,15 +563,7 @@ pub fn linear_probes(
     let device = net.device();
     let started = Instant::now();
     let (features, top1) = tch::no_grad(|| -> Result<(Vec<Tensor>, Tensor)> {
-        let clean = tokens_tensor(probe.examples.iter().map(|e| e.tokens.as_slice()), device);
-        let states = States::compute(
-            net,
-            &clean,
-            None,
-            Want::default(),
-            probe.answer_pos,
-            opts.max_rows,
-        )?;
+        let states = States::of_probe(net, probe, opts.max_rows)?;
         // One feature matrix [N, d] per cell (layer-major), and the lens's top-1 token [cells, N].
         let mut features = Vec::with_capacity(layers.len() * pos_idx.len());
         let mut top1 = Vec::with_capacity(layers.len() * pos_idx.len());

@@ -117,10 +117,10 @@ impl<'a> Net<'a> {
         }
     }
 
-    /// `sqrt(var + eps)` of the residual stream (ln_f's scale). Shapes: `[..., d]` → `[..., 1]`.
+    /// ln_f's scale ([`model::layer_norm_scale`], in f32) of residual states.
+    /// Shapes: `[..., d]` → `[..., 1]`.
     pub fn ln_scale(&self, x: &Tensor) -> Tensor {
-        let centred = x - x.mean_dim(-1, true, Kind::Float);
-        (centred.square().mean_dim(-1, true, Kind::Float) + self.config.ln_eps).sqrt()
+        model::layer_norm_scale(&x.to_kind(Kind::Float), self.config.ln_eps)
     }
 
     /// Logits of residual states through ln_f and the tied unembedding.

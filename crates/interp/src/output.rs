@@ -2,8 +2,6 @@
 
 use crate::error::{InterpError, Result};
 use serde::{Deserialize, Serialize};
-use std::fs;
-use std::io::Write;
 use std::path::Path;
 
 /// One row of `lens.csv`: `step,layer,position,target,metric,value`.
@@ -85,26 +83,6 @@ pub struct AttentionRow {
     pub value: f64,
 }
 
-/// Writes `bytes` to `path` atomically: a temporary file in the same folder, fsync, rename.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty());
-    if let Some(dir) = dir {
-        fs::create_dir_all(dir).map_err(|e| InterpError::io(dir, e))?;
-    }
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = path.with_file_name(format!(".{name}.tmp-{}", std::process::id()));
-    let write = || -> std::io::Result<()> {
-        let mut f = fs::File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()
-    };
-    write().map_err(|e| InterpError::io(&tmp, e))?;
-    fs::rename(&tmp, path).map_err(|e| InterpError::io(path, e))
-}
-
 /// Writes `rows` as a CSV file with a header, atomically.
 pub fn write_csv<T: Serialize>(path: &Path, rows: &[T]) -> Result<()> {
     let csv_err = |source| InterpError::Csv {
@@ -118,7 +96,7 @@ pub fn write_csv<T: Serialize>(path: &Path, rows: &[T]) -> Result<()> {
     let bytes = w
         .into_inner()
         .map_err(|e| InterpError::io(path, e.into_error()))?;
-    write_atomic(path, &bytes)
+    util::fs::write_atomic(path, &bytes).map_err(|e| InterpError::io(path, e))
 }
 
 /// Reads a CSV file written by [`write_csv`].
@@ -138,5 +116,5 @@ pub fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<()> {
         source,
     })?;
     bytes.push(b'\n');
-    write_atomic(path, &bytes)
+    util::fs::write_atomic(path, &bytes).map_err(|e| InterpError::io(path, e))
 }

@@ -224,24 +224,6 @@ pub fn dataset_splits(ds: &Dataset) -> Vec<(String, Vec<&Example>)> {
     splits.into_iter().filter(|(_, v)| !v.is_empty()).collect()
 }
 
-/// Mixes a seed with further integers (SplitMix64 finaliser): independent seeds per example and
-/// per corruption that do not depend on which other corruptions were requested.
-pub fn mix_seed(seed: u64, parts: &[u64]) -> u64 {
-    let mut x = seed ^ 0x9E37_79B9_7F4A_7C15;
-    for &p in parts {
-        x = x.wrapping_add(p).wrapping_add(0x9E37_79B9_7F4A_7C15);
-        x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        x ^= x >> 31;
-    }
-    x
-}
-
-/// A stable 64-bit hash of a string ([`tasks::fnv1a`]), used to derive per-corruption seeds.
-fn str_hash(s: &str) -> u64 {
-    tasks::fnv1a(s.as_bytes())
-}
-
 /// Standard-normal values (`n` of them) from a ChaCha8 stream seeded with `seed`, by the
 /// Box–Muller transform. The noise of a noise corruption is `ν · noise_values(seed, |P| · d)`,
 /// laid out position-major (`[|P|, d_model]`, positions in ascending order).
@@ -400,7 +382,7 @@ impl ProbeSet {
             })?;
             buf.push(b'\n');
         }
-        crate::output::write_atomic(path, &buf)
+        util::fs::write_atomic(path, &buf).map_err(|e| InterpError::io(path, e))
     }
 }
 
@@ -524,7 +506,10 @@ impl Corruptor<'_> {
         let mut corrupted = BTreeMap::new();
         for c in corruptions {
             let name = c.to_string();
-            let seed = mix_seed(self.spec.seed, &[index as u64, str_hash(&name)]);
+            let seed = util::seed::mix_all(
+                self.spec.seed,
+                &[index as u64, util::hash::fnv1a(name.as_bytes())],
+            );
             let input = match c {
                 CorruptionSpec::Token(role) => {
                     self.token_corruption(ex, role, seed, tokens.len())?

@@ -23,6 +23,21 @@ pub struct States {
 }
 
 impl States {
+    /// The clean run of every example of `probe` (residual states and answer logits), in chunks
+    /// of at most `max_rows` rows. Run it under `tch::no_grad`.
+    pub fn of_probe(net: &Net, probe: &ProbeSet, max_rows: usize) -> Result<States> {
+        let rows = probe.examples.iter().map(|e| e.tokens.as_slice());
+        let clean = tokens_tensor(rows, net.device());
+        States::compute(
+            net,
+            &clean,
+            None,
+            Want::default(),
+            probe.answer_pos,
+            max_rows,
+        )
+    }
+
     /// Runs `tokens` (plus `noise` added to the token embeddings) in chunks of at most
     /// `max_rows` rows and keeps every residual state and the requested activations.
     /// Run it under `tch::no_grad`. Shapes: tokens `[N, T]` i64, noise `[N, T, d]`.

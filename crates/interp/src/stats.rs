@@ -1,14 +1,15 @@
 //! Per-example outcomes of a run (gold rank, probability, logit difference) and the statistics
-//! reported over them (MRR, causal strength, Spearman correlation).
+//! reported over them (MRR, causal strength, restoration); plain-number statistics (mean,
+//! Pearson, Spearman) live in `util::stats`.
 
 use crate::error::Result;
 use tch::{Device, Kind, Tensor};
+use util::stats::mean;
 
 /// Per-example outcomes at the answer position of some run, in probe order.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Outcomes {
-    /// 0-based rank of the gold token among the whole vocabulary (number of tokens with a
-    /// strictly larger logit).
+    /// 0-based rank of the gold token among the whole vocabulary ([`model::gold_rank`]).
     pub rank: Vec<i64>,
     /// Softmax probability of the gold token.
     pub prob: Vec<f64>,
@@ -22,9 +23,7 @@ impl Outcomes {
     pub fn from_logits(logits: &Tensor, gold: &Tensor, alt: &Tensor) -> Result<Outcomes> {
         let logits = logits.to_kind(Kind::Float);
         let gold_logit = logits.gather(1, &gold.unsqueeze(1), false);
-        let rank = logits
-            .gt_tensor(&gold_logit)
-            .sum_dim_intlist(1, false, Kind::Int64);
+        let rank = model::gold_rank(&logits, gold);
         let prob = logits
             .log_softmax(1, Kind::Float)
             .gather(1, &gold.unsqueeze(1), false)
@@ -87,32 +86,6 @@ impl Outcomes {
     }
 }
 
-/// Mean of the values; NaN for none.
-pub fn mean(values: impl IntoIterator<Item = f64>) -> f64 {
-    let (sum, n) = values
-        .into_iter()
-        .fold((0.0, 0usize), |(s, n), v| (s + v, n + 1));
-    if n == 0 {
-        f64::NAN
-    } else {
-        sum / n as f64
-    }
-}
-
-/// Mean, sample standard deviation, minimum and maximum of the values (NaN where undefined).
-pub fn spread(values: &[f64]) -> [f64; 4] {
-    let m = mean(values.iter().copied());
-    let sd = if values.len() < 2 {
-        f64::NAN
-    } else {
-        let ss: f64 = values.iter().map(|v| (v - m) * (v - m)).sum();
-        (ss / (values.len() - 1) as f64).sqrt()
-    };
-    let min = values.iter().copied().fold(f64::NAN, f64::min);
-    let max = values.iter().copied().fold(f64::NAN, f64::max);
-    [m, sd, min, max]
-}
-
 /// Mean reciprocal rank of 0-based ranks: `mean(1 / (rank + 1))`.
 pub fn mrr(ranks: impl IntoIterator<Item = i64>) -> f64 {
     mean(ranks.into_iter().map(|r| 1.0 / (r as f64 + 1.0)))
@@ -123,51 +96,6 @@ pub fn mrr(ranks: impl IntoIterator<Item = i64>) -> f64 {
 pub fn restoration(patched: f64, clean: f64, corrupted: f64) -> Option<f64> {
     let denom = clean - corrupted;
     (denom.abs() > 1e-9 && patched.is_finite()).then(|| (patched - corrupted) / denom)
-}
-
-/// Average ranks (1-based, ties share their mean rank).
-fn average_ranks(values: &[f64]) -> Vec<f64> {
-    let mut order: Vec<usize> = (0..values.len()).collect();
-    order.sort_by(|&a, &b| values[a].total_cmp(&values[b]));
-    let mut ranks = vec![0.0; values.len()];
-    let mut i = 0;
-    while i < order.len() {
-        let mut j = i;
-        while j + 1 < order.len() && values[order[j + 1]] == values[order[i]] {
-            j += 1;
-        }
-        let r = (i + j) as f64 / 2.0 + 1.0;
-        for &k in &order[i..=j] {
-            ranks[k] = r;
-        }
-        i = j + 1;
-    }
-    ranks
-}
-
-/// Pearson correlation; `None` with fewer than two points or a constant input.
-pub fn pearson(x: &[f64], y: &[f64]) -> Option<f64> {
-    if x.len() != y.len() || x.len() < 2 {
-        return None;
-    }
-    let mx = mean(x.iter().copied());
-    let my = mean(y.iter().copied());
-    let (mut sxy, mut sxx, mut syy) = (0.0, 0.0, 0.0);
-    for (a, b) in x.iter().zip(y) {
-        sxy += (a - mx) * (b - my);
-        sxx += (a - mx) * (a - mx);
-        syy += (b - my) * (b - my);
-    }
-    (sxx > 0.0 && syy > 0.0).then(|| sxy / (sxx * syy).sqrt())
-}
-
-/// Spearman rank correlation (Pearson correlation of average ranks); `None` with fewer than two
-/// points or a constant input.
-pub fn spearman(x: &[f64], y: &[f64]) -> Option<f64> {
-    if x.len() != y.len() {
-        return None;
-    }
-    pearson(&average_ranks(x), &average_ranks(y))
 }
 
 /// Copies a tensor to a host vector of i64.
@@ -193,21 +121,6 @@ pub fn to_f64(t: &Tensor) -> Result<Vec<f64>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn spearman_of_monotone_data_is_one() {
-        let x = [1.0, 2.0, 3.0, 10.0];
-        let y = [0.1, 0.2, 0.25, 7.0];
-        assert!((spearman(&x, &y).unwrap() - 1.0).abs() < 1e-12);
-        let z = [4.0, 3.0, 2.0, 1.0];
-        assert!((spearman(&x, &z).unwrap() + 1.0).abs() < 1e-12);
-    }
-
-    #[test]
-    fn ties_share_ranks() {
-        assert_eq!(average_ranks(&[5.0, 1.0, 5.0]), vec![2.5, 1.0, 2.5]);
-        assert_eq!(spearman(&[1.0, 1.0], &[1.0, 2.0]), None);
-    }
 
     #[test]
     fn mrr_and_restoration() {

@@ -27,13 +27,13 @@ use crate::patch::{
     patch_sweep, ComponentKind, Direction, PositionChoice, SweepMode, SweepOptions,
 };
 use crate::probe::{default_corruptions, CorruptionSpec, ProbeSet, ProbeSpec};
-use crate::stats::mean;
 use model::token_map::RankOver;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
+use util::stats::mean;
 
 /// Options of [`trace`].
 #[derive(Clone, Debug)]
@@ -206,24 +206,19 @@ fn train_accuracy(run: &Path) -> Result<BTreeMap<u64, f64>> {
 }
 
 /// The first checkpoint whose training accuracy (the metrics row at its step, else the last row
-/// before it) is ≥ 0.99, else ≥ 0.95, else the first checkpoint.
+/// before it) is ≥ 0.99, else ≥ 0.95 ([`util::saturation::first_saturated`]), else the first
+/// checkpoint.
 pub fn saturation(run: &Path, checkpoint_steps: &[u64]) -> Result<Saturation> {
     let acc = train_accuracy(run)?;
     let at = |step: u64| acc.range(..=step).next_back().map(|(_, &a)| a);
-    for threshold in [0.99, 0.95] {
-        if let Some(&step) = checkpoint_steps
-            .iter()
-            .find(|&&s| at(s).is_some_and(|a| a >= threshold))
-        {
-            return Ok(Saturation {
-                step,
-                threshold: Some(threshold),
-                train_inferred_acc: at(step),
-                note: format!(
-                    "first checkpoint with train_inferred_acc >= {threshold} in metrics.csv"
-                ),
-            });
-        }
+    let points = checkpoint_steps.iter().map(|&s| (s, at(s)));
+    if let Some((step, threshold)) = util::saturation::first_saturated(points) {
+        return Ok(Saturation {
+            step,
+            threshold: Some(threshold),
+            train_inferred_acc: at(step),
+            note: format!("first checkpoint with train_inferred_acc >= {threshold} in metrics.csv"),
+        });
     }
     let step = checkpoint_steps.first().copied().unwrap_or(0);
     Ok(Saturation {

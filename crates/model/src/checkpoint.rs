@@ -8,7 +8,7 @@ use safetensors::tensor::{Dtype, SafeTensors};
 use std::collections::BTreeMap;
 use std::fs::{self, File};
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use tch::nn;
 use tch::{Device, Kind, Tensor};
 
@@ -366,7 +366,7 @@ pub fn write_safetensors(
     }
     let mut json = serde_json::to_vec(&header).map_err(|e| ModelError::Input(e.to_string()))?;
     json.resize(json.len().div_ceil(8) * 8, b' ');
-    atomically(path, |tmp| {
+    util::fs::atomically(path, |tmp| {
         let mut out = std::io::BufWriter::new(File::create(tmp)?);
         out.write_all(&(json.len() as u64).to_le_bytes())?;
         out.write_all(&json)?;
@@ -374,35 +374,7 @@ pub fn write_safetensors(
             out.write_all(bytes)?;
         }
         out.flush()
-    })?;
-    Ok((8 + json.len() + offset) as u64)
-}
-
-/// Writes `bytes` to `path` atomically (see [`atomically`]).
-pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    atomically(path, |tmp| fs::write(tmp, bytes))
-}
-
-/// Runs `write` on a temporary file in the folder of `path`, fsyncs it and renames it to `path`,
-/// so a reader never sees a partial file. Creates the parent folder.
-fn atomically(path: &Path, write: impl FnOnce(&Path) -> std::io::Result<()>) -> Result<()> {
-    let dir = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    fs::create_dir_all(&dir).map_err(|e| ModelError::io(&dir, e))?;
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
-    let result = write(&tmp).and_then(|()| {
-        File::open(&tmp)?.sync_all()?;
-        fs::rename(&tmp, path)?;
-        File::open(&dir)?.sync_all()
-    });
-    result.map_err(|e| {
-        let _ = fs::remove_file(&tmp);
-        ModelError::io(path, e)
     })
+    .map_err(|e| ModelError::io(path, e))?;
+    Ok((8 + json.len() + offset) as u64)
 }

@@ -123,21 +123,7 @@ impl GptConfig {
                 self.d_model, self.n_head
             ));
         }
-        if self.schedule.is_empty() {
-            return err("the schedule is empty: a model needs at least one layer".into());
-        }
-        if let Some(&b) = self.schedule.iter().find(|&&b| b >= self.n_blocks) {
-            return err(format!(
-                "schedule {:?} refers to block {b}, but there are only {} blocks",
-                self.schedule, self.n_blocks
-            ));
-        }
-        if let Some(unused) = (0..self.n_blocks).find(|b| !self.schedule.contains(b)) {
-            return err(format!(
-                "block {unused} of {} is never used by the schedule {:?}",
-                self.n_blocks, self.schedule
-            ));
-        }
+        check_schedule(&self.schedule, self.n_blocks).map_err(ModelError::Config)?;
         if !(0.0..1.0).contains(&self.dropout) {
             return err(format!("dropout = {} must be in [0, 1)", self.dropout));
         }
@@ -161,4 +147,23 @@ pub fn shared_schedule(n_blocks: usize, repeats: usize) -> Vec<usize> {
 /// Block 0 applied `times` times: `looped_schedule(3) = [0, 0, 0]`.
 pub fn looped_schedule(times: usize) -> Vec<usize> {
     vec![0; times]
+}
+
+/// Checks a block schedule over `n_blocks` distinct blocks: not empty, every entry below
+/// `n_blocks`, every block used at least once. The error says which rule failed.
+pub fn check_schedule(schedule: &[usize], n_blocks: usize) -> std::result::Result<(), String> {
+    if schedule.is_empty() {
+        return Err("the schedule is empty: a model needs at least one layer".into());
+    }
+    if let Some(&b) = schedule.iter().find(|&&b| b >= n_blocks) {
+        return Err(format!(
+            "schedule {schedule:?} uses block {b}, but there are only {n_blocks} blocks"
+        ));
+    }
+    if let Some(unused) = (0..n_blocks).find(|b| !schedule.contains(b)) {
+        return Err(format!(
+            "schedule {schedule:?} never uses block {unused} of {n_blocks}"
+        ));
+    }
+    Ok(())
 }

@@ -3,8 +3,7 @@
 //! `pytorch_model.bin` converted through Python because libtorch cannot read Python pickles).
 
 use crate::checkpoint::{
-    parse_safetensors, shape_of, tensor_from_view, write_atomic, write_safetensors, Checkpoint,
-    CONFIG_KEY,
+    parse_safetensors, shape_of, tensor_from_view, write_safetensors, Checkpoint, CONFIG_KEY,
 };
 use crate::config::{shared_schedule, GptConfig};
 use crate::error::{ModelError, Result};
@@ -118,7 +117,8 @@ pub fn export_hf(ckpt: &Checkpoint, dir: &Path, layout: &HfLayout) -> Result<()>
     let config = hf_config(&ckpt.config, vocab_size, layout.special_id())?;
     let text =
         serde_json::to_string_pretty(&config).map_err(|e| ModelError::Export(e.to_string()))?;
-    write_atomic(&dir.join("config.json"), text.as_bytes())?;
+    let path = dir.join("config.json");
+    util::fs::write_atomic(&path, text.as_bytes()).map_err(|e| ModelError::io(&path, e))?;
     let mut tensors: BTreeMap<String, Tensor> = ckpt.vs.variables().into_iter().collect();
     if let HfLayout::Paper { tokens } = layout {
         let wte = &tensors["transformer.wte.weight"];
@@ -175,7 +175,8 @@ fn write_paper_tokenizer(dir: &Path, tokens: &[String], rows: &[i64]) -> Result<
     for (name, value) in files {
         let text =
             serde_json::to_string_pretty(&value).map_err(|e| ModelError::Export(e.to_string()))?;
-        write_atomic(&dir.join(name), text.as_bytes())?;
+        let path = dir.join(name);
+        util::fs::write_atomic(&path, text.as_bytes()).map_err(|e| ModelError::io(&path, e))?;
     }
     Ok(())
 }

@@ -31,11 +31,10 @@ impl LayerNorm {
         x.layer_norm([d], Some(&self.weight), Some(&self.bias), self.eps, true)
     }
 
-    /// `sqrt(var + eps)` of x, the TransformerLens `hook_scale`.
+    /// This LayerNorm's [`layer_norm_scale`] of x, the TransformerLens `hook_scale`.
     /// Shapes: x `[..., d]` → `[..., 1]`.
     pub fn scale(&self, x: &Tensor) -> Tensor {
-        let centred = x - x.mean_dim(-1, true, x.kind());
-        (centred.square().mean_dim(-1, true, x.kind()) + self.eps).sqrt()
+        layer_norm_scale(x, self.eps)
     }
 
     /// The forward pass with `hook` (ln1/ln2/ln_final `hook_scale`). When the scale is captured
@@ -53,7 +52,7 @@ impl LayerNorm {
     ) -> Result<Tensor> {
         if hooks.edited(hook) {
             let centred = x - x.mean_dim(-1, true, x.kind());
-            let scale = (centred.square().mean_dim(-1, true, x.kind()) + self.eps).sqrt();
+            let scale = self.scale(x);
             let edited = hooks.apply(hook, scale.shallow_clone())?;
             let normed = |s: &Tensor| &centred / s * &self.weight + &self.bias;
             return Ok(self.forward(x) + (normed(&edited) - normed(&scale)));
@@ -63,4 +62,12 @@ impl LayerNorm {
         }
         Ok(self.forward(x))
     }
+}
+
+/// `sqrt(var + eps)` over the last axis (population variance, in x's kind): the divisor of a
+/// LayerNorm with epsilon `eps`, the TransformerLens `hook_scale`.
+/// Shapes: x `[..., d]` → `[..., 1]`.
+pub fn layer_norm_scale(x: &Tensor, eps: f64) -> Tensor {
+    let centred = x - x.mean_dim(-1, true, x.kind());
+    (centred.square().mean_dim(-1, true, x.kind()) + eps).sqrt()
 }

@@ -33,6 +33,7 @@ pub mod hf;
 pub mod hooks;
 mod layer_norm;
 mod mlp;
+mod readout;
 pub mod surgery;
 pub mod token_map;
 
@@ -42,15 +43,16 @@ pub use checkpoint::{
     check_finite_file, param_shapes, write_safetensors, Checkpoint, CONFIG_KEY,
     DATA_FINGERPRINT_KEY,
 };
-pub use config::{looped_schedule, plain_schedule, shared_schedule, GptConfig};
+pub use config::{check_schedule, looped_schedule, plain_schedule, shared_schedule, GptConfig};
 pub use conv1d::Conv1D;
 pub use embed::Embed;
 pub use error::{ModelError, Result};
 pub use gpt::{decayed_param_names, is_decayed, Gpt};
 pub use hf::{export_hf, import_hf, HfLayout};
 pub use hooks::{glob_match, Edit, HookPoint, Intervention, LogitPositions, RunOutput, RunRequest};
-pub use layer_norm::LayerNorm;
+pub use layer_norm::{layer_norm_scale, LayerNorm};
 pub use mlp::Mlp;
+pub use readout::gold_rank;
 pub use surgery::{SurgeryOp, SurgeryPlan};
 
 /// Standard deviation of the GPT-2 weight initialisation.

@@ -296,17 +296,21 @@ impl Metrics {
             .map(String::as_str)
     }
 
-    /// First step where training accuracy reached 0.99, or 0.95 if it never reached 0.99.
+    /// First step where training accuracy reached 0.99, or 0.95 if it never reached 0.99
+    /// ([`util::saturation::first_saturated`]).
     pub fn saturation(&self) -> Option<Saturation> {
         let split = self.train_split()?;
-        let column = format!("{split}_acc");
-        [0.99, 0.95].into_iter().find_map(|threshold| {
-            self.first_step_at_least(&column, threshold)
-                .map(|step| Saturation {
-                    step,
-                    threshold,
-                    split: split.to_string(),
-                })
+        let values = self.column(&format!("{split}_acc"))?;
+        let points = self
+            .steps
+            .iter()
+            .copied()
+            .zip(values.iter().map(|&v| Some(v)));
+        let (step, threshold) = util::saturation::first_saturated(points)?;
+        Some(Saturation {
+            step,
+            threshold,
+            split: split.to_string(),
         })
     }
 }

@@ -208,7 +208,7 @@ impl Dataset {
     }
 
     /// Hash of what training sees: vocabulary tokens, every training example's tokens and loss
-    /// positions, in order ([`crate::fnv1a`], 16 hex digits). Checkpoints record it, so that a
+    /// positions, in order ([`util::hash::fnv1a`], 16 hex digits). Checkpoints record it, so that a
     /// checkpoint can be matched with the data it was trained on.
     pub fn fingerprint(&self) -> String {
         let mut bytes = Vec::new();
@@ -226,7 +226,7 @@ impl Dataset {
             }
             bytes.push(0xfe);
         }
-        format!("{:016x}", crate::fnv1a(&bytes))
+        format!("{:016x}", util::hash::fnv1a(&bytes))
     }
 
     /// Writes the paper's files (and dataset.json when there is a manifest) into `dir`, all or

@@ -10,7 +10,8 @@ use std::collections::{BTreeMap, HashMap};
 use std::hash::{BuildHasherDefault, Hasher};
 use std::path::Path;
 
-/// Hasher for packed `(u32, u32)` keys: the splitmix64 finaliser, fast and well mixed.
+/// Hasher for packed `(u32, u32)` keys: the SplitMix64 finaliser ([`util::seed::finalize`]), fast
+/// and well mixed.
 #[derive(Default, Clone, Copy)]
 pub(crate) struct PairHasher(u64);
 
@@ -22,10 +23,7 @@ impl Hasher for PairHasher {
     }
 
     fn write_u64(&mut self, n: u64) {
-        let mut z = (self.0 ^ n).wrapping_add(0x9e37_79b9_7f4a_7c15);
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        self.0 = z ^ (z >> 31);
+        self.0 = util::seed::finalize((self.0 ^ n).wrapping_add(util::seed::GOLDEN_GAMMA));
     }
 
     fn finish(&self) -> u64 {

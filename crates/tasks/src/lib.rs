@@ -38,14 +38,6 @@ pub use spec::{
 };
 pub use vocab::{Vocab, PAD, SPECIAL_TOKENS};
 
-/// 64-bit FNV-1a hash: stable across Rust versions and platforms; the one hash of the workspace
-/// (config and data fingerprints, checkpoint file hashes, derived seeds).
-pub fn fnv1a(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
-    })
-}
-
 /// What a generator produces: vocab.json tokens and the records of the three files.
 pub(crate) struct GeneratedFiles {
     pub vocab: Vec<String>,

@@ -11,7 +11,6 @@ use crate::error::{io_err, Result, TrainError};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fs::{self, File};
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 /// File names inside a checkpoint folder.
@@ -159,25 +158,10 @@ pub fn read_state(dir: &Path) -> Result<RunState> {
     })
 }
 
-/// FNV-1a 64 ([`crate::fnv1a`]) of a file's bytes, as 16 hex digits.
+/// FNV-1a 64 ([`util::hash::fnv1a`]) of a file's bytes, as 16 hex digits.
 pub fn file_hash(path: &Path) -> Result<String> {
     let bytes = fs::read(path).map_err(io_err(path))?;
-    Ok(format!("{:016x}", crate::fnv1a(&bytes)))
-}
-
-/// Writes `bytes` to `path` atomically (temporary file in the same folder, fsync, rename).
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
-    let tmp = path.with_file_name(format!(".{name}.tmp"));
-    let mut file = File::create(&tmp).map_err(io_err(&tmp))?;
-    file.write_all(bytes)
-        .and_then(|()| file.sync_all())
-        .map_err(io_err(&tmp))?;
-    fs::rename(&tmp, path).map_err(io_err(path))?;
-    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-        sync_dir(parent)?;
-    }
-    Ok(())
+    Ok(format!("{:016x}", util::hash::fnv1a(&bytes)))
 }
 
 fn sync_dir(dir: &Path) -> Result<()> {

@@ -374,22 +374,8 @@ impl TrainConfig {
         if !(0.0..1.0).contains(&self.dropout) {
             return fail(format!("dropout = {}: must be in [0, 1)", self.dropout));
         }
-        let blocks = self.schedule.blocks(self.n_layer);
-        if blocks.is_empty() {
-            return fail("schedule is empty: the model needs at least one layer".into());
-        }
-        if let Some(b) = blocks.iter().find(|&&b| b >= self.n_layer) {
-            return fail(format!(
-                "schedule {blocks:?} uses block {b}, but n_layer = {} blocks exist",
-                self.n_layer
-            ));
-        }
-        if let Some(b) = (0..self.n_layer).find(|b| !blocks.contains(b)) {
-            return fail(format!(
-                "schedule {blocks:?} never uses block {b} of n_layer = {}",
-                self.n_layer
-            ));
-        }
+        model::check_schedule(&self.schedule.blocks(self.n_layer), self.n_layer)
+            .map_err(TrainError::Config)?;
         if let Some(spec) = &self.dataset {
             spec.validate()?;
         }
@@ -402,7 +388,7 @@ impl TrainConfig {
     pub fn trajectory_hash(&self) -> String {
         format!(
             "{:016x}",
-            crate::fnv1a(self.trajectory_value().to_string().as_bytes())
+            util::hash::fnv1a(self.trajectory_value().to_string().as_bytes())
         )
     }
 

@@ -141,7 +141,7 @@ pub fn steps_per_epoch(n: usize, batch: usize) -> u64 {
 pub fn epoch_permutation(n: usize, seed: u64, epoch: u64, device: Device) -> Tensor {
     use rand::seq::SliceRandom;
     use rand::SeedableRng;
-    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(crate::mix(seed, epoch));
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(util::seed::mix(seed, epoch));
     let mut order: Vec<i64> = (0..n as i64).collect();
     order.shuffle(&mut rng);
     Tensor::from_slice(&order)

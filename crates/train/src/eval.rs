@@ -30,7 +30,7 @@ pub struct Prediction {
     pub pred: i64,
     /// Probability of the gold answer.
     pub gold_prob: f64,
-    /// 1 + number of tokens with a strictly larger logit than the gold answer.
+    /// 0-based rank of the gold answer ([`model::gold_rank`]).
     pub gold_rank: i64,
 }
 
@@ -111,11 +111,7 @@ pub fn predict(
             let pos = split.answer_pos.narrow(0, start, len);
             let gold = split.answer.narrow(0, start, len).unsqueeze(1);
             let logits = answer_logits(model, &tokens, &pos, precision);
-            let gold_logit = logits.gather(1, &gold, false);
-            let rank = logits
-                .gt_tensor(&gold_logit)
-                .sum_dim_intlist(1, false, Kind::Int64)
-                + 1;
+            let rank = model::gold_rank(&logits, &gold);
             let prob = logits
                 .softmax(-1, Kind::Float)
                 .gather(1, &gold, false)

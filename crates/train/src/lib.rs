@@ -49,19 +49,6 @@ pub use trainer::{answer_loss, train, EvalObserver, RunSummary, TrainOptions};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 
-/// Mixes two 64-bit values into a seed (SplitMix64 finaliser over `a` and `b`); used to derive
-/// the per-epoch permutation seed and the per-step dropout seed from the run's seed.
-pub fn mix(a: u64, b: u64) -> u64 {
-    let mut z = a ^ b
-        .wrapping_add(0x9e37_79b9_7f4a_7c15)
-        .wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    z ^ (z >> 31)
-}
-
-pub use tasks::fnv1a;
-
 /// A flag set by Ctrl-C or SIGTERM, for [`TrainOptions::stop`]: the run then writes a checkpoint
 /// and returns. A second signal exits the process at once (status 130). Installed once per
 /// process; later calls return the same flag.

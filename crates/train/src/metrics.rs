@@ -18,8 +18,8 @@ impl CsvLog {
     /// Opens `path` for appending rows under `header`. Rows whose step is greater than `keep_upto`
     /// are dropped (all rows when `keep_upto` is 0); an existing file must have the same header.
     pub fn open(path: &Path, header: &[String], keep_upto: u64) -> Result<CsvLog> {
-        let header_line = header.join(",");
-        let mut text = format!("{header_line}\n");
+        let mut text = util::csv::record(header);
+        let header_line = text.trim_end().to_string();
         if path.exists() {
             let old = std::fs::read_to_string(path).map_err(io_err(path))?;
             let mut lines = old.lines();
@@ -42,7 +42,7 @@ impl CsvLog {
                 }
             }
         }
-        crate::checkpoint::write_atomic(path, text.as_bytes())?;
+        util::fs::write_atomic(path, text.as_bytes()).map_err(io_err(path))?;
         let file = OpenOptions::new()
             .append(true)
             .open(path)
@@ -57,7 +57,7 @@ impl CsvLog {
     /// Appends one row (already formatted fields) and flushes it to the file.
     pub fn row(&mut self, fields: &[String]) -> Result<()> {
         debug_assert_eq!(fields.len(), self.columns);
-        let line = format!("{}\n", fields.join(","));
+        let line = util::csv::record(fields);
         self.file
             .write_all(line.as_bytes())
             .map_err(io_err(&self.path))?;

@@ -12,6 +12,7 @@ use crate::amp::with_precision;
 use crate::checkpoint::{self, RngInfo, RunState};
 use crate::config::TrainConfig;
 use crate::data::{self, EvalSplit, TrainTensors, IGNORE};
+use crate::dataset;
 use crate::error::{io_err, Result, TrainError};
 use crate::eval::{self, SplitMetrics};
 use crate::lock::{FolderLock, LOCK_FILE};
@@ -20,7 +21,6 @@ use crate::optim::AdamW;
 use crate::progress::Progress;
 use crate::schedule::learning_rate;
 use crate::shards::Team;
-use crate::{dataset, mix};
 use model::{Checkpoint, Gpt, GptConfig};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -29,6 +29,7 @@ use std::sync::Arc;
 use std::time::Instant;
 use tasks::Dataset;
 use tch::{nn, Device, Kind, Reduction, Tensor};
+use util::seed::mix;
 
 /// How to run (not part of the run's identity).
 #[derive(Clone, Debug)]
@@ -704,7 +705,8 @@ fn open_run_dir(
     }
     let json = serde_json::to_string_pretty(&*cfg)
         .map_err(|e| TrainError::Config(format!("cannot serialise the config: {e}")))?;
-    checkpoint::write_atomic(&config_path, format!("{json}\n").as_bytes())?;
+    util::fs::write_atomic(&config_path, format!("{json}\n").as_bytes())
+        .map_err(io_err(&config_path))?;
     Ok((lock, resume))
 }
 

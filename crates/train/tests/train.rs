@@ -679,7 +679,7 @@ fn evaluation_matches_a_direct_computation() {
         assert_eq!(hits, correct);
         assert!(preds
             .iter()
-            .all(|pr| pr.gold_rank >= 1 && (0.0..=1.0).contains(&pr.gold_prob)));
+            .all(|pr| pr.gold_rank >= 0 && (0.0..=1.0).contains(&pr.gold_prob)));
     }
 }
 

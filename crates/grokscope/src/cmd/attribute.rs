@@ -1,9 +1,8 @@
 //! `grokscope attribute`: attribution patching against exact patching on one checkpoint
 //! (docs/interp.md).
 
-use crate::cmd::lens::{parse_all, ProbeArgs};
-use crate::cmd::prompts::PromptArgs;
-use crate::cmd::prompts::PromptSession;
+use crate::cmd::args::{parse_all, ProbeArgs};
+use crate::cmd::prompts::{PromptArgs, PromptSession};
 use crate::device::Ctx;
 use anyhow::Result;
 use interp::metric::Metric;
@@ -198,7 +197,7 @@ fn run_on_prompts(
         )
         .collect();
     let (a, e): (Vec<f64>, Vec<f64>) = rows.iter().map(|r| (r.attribution, r.exact)).unzip();
-    let spearman = interp::stats::spearman(&a, &e);
+    let spearman = util::stats::spearman(&a, &e);
     println!("{} ({direction})", session.describe("attribution patching"));
     println!(
         "  {} cells: attribution {attribution_seconds:.3} s, exact {:.3} s; Spearman with exact patching {}",
@@ -216,7 +215,7 @@ fn exact_base(
     direction: Direction,
     metric: &Metric,
 ) -> Result<(f64, f64)> {
-    let mean = |v: &[f64]| interp::stats::mean(v.iter().copied());
+    let mean = |v: &[f64]| util::stats::mean(v.iter().copied());
     let (clean, corrupted) = (mean(&exact.clean), mean(&exact.corrupted));
     let base = match direction {
         Direction::Noising => clean,

@@ -336,9 +336,6 @@ fn write_index(out: &Path, checks: &[Check]) -> Result<()> {
         );
     }
     html.push_str("</body></html>\n");
-    std::fs::create_dir_all(out)?;
-    let tmp = out.join(".index.html.tmp");
-    std::fs::write(&tmp, html)?;
-    std::fs::rename(&tmp, out.join("index.html"))?;
+    util::fs::write_atomic(&out.join("index.html"), html.as_bytes())?;
     Ok(())
 }

@@ -136,7 +136,7 @@ fn run_on_prompts(session: &PromptSession) -> Result<()> {
     let net = session.net();
     let result = interp::tokens::dla(&net, &session.batch, &session.metric)?;
     let step = session.model.step;
-    let mean_diff = interp::stats::mean(result.logit_diff.iter().copied());
+    let mean_diff = util::stats::mean(result.logit_diff.iter().copied());
     println!(
         "{}: mean logit difference {mean_diff:.4}",
         session.describe("direct logit attribution")

@@ -51,6 +51,8 @@ struct PredictionLine<'a> {
     pred: &'a str,
     correct: bool,
     gold_prob: f64,
+    /// 1-based (1 = the top token), as this file format has always written it: the
+    /// conversion from the workspace's 0-based [`model::gold_rank`] happens here only.
     gold_rank: i64,
 }
 
@@ -121,7 +123,7 @@ pub fn run(args: EvalArgs, ctx: &Ctx) -> Result<()> {
                     pred: pred_id.map_or("?", |id| ds.vocab.token(id)),
                     correct: p.pred == i64::from(ex.answer),
                     gold_prob: p.gold_prob,
-                    gold_rank: p.gold_rank,
+                    gold_rank: p.gold_rank + 1,
                 };
                 serde_json::to_writer(&mut *w, &line)?;
                 w.write_all(b"\n")?;

@@ -1,5 +1,6 @@
 //! One module per subcommand.
 
+pub mod args;
 pub mod attribute;
 pub mod cache;
 pub mod data;

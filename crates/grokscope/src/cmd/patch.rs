@@ -1,6 +1,6 @@
 //! `grokscope patch`: activation patching (causal tracing) on one checkpoint (docs/interp.md).
 
-use crate::cmd::lens::{parse_all, ProbeArgs};
+use crate::cmd::args::{parse_all, ProbeArgs};
 use crate::cmd::prompts::{PromptArgs, PromptSession};
 use crate::device::Ctx;
 use anyhow::Result;
@@ -272,7 +272,7 @@ fn run_on_prompts(
         };
         let inner = session.metric.per_row_metric().to_string();
         for (name, values) in [("clean", &result.clean), ("corrupted", &result.corrupted)] {
-            let mean = interp::stats::mean(values.iter().copied());
+            let mean = util::stats::mean(values.iter().copied());
             rows.push(row(name, "mean".into(), inner.clone(), mean));
         }
         let mut summary = result.summary();

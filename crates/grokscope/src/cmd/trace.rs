@@ -1,10 +1,10 @@
 //! `grokscope trace`: logit lens and causal tracing over every checkpoint of a run
 //! (docs/interp.md).
 
-use crate::cmd::lens::parse_all;
+use crate::cmd::args::{parse_all, SampleArgs};
 use crate::device::Ctx;
 use anyhow::Result;
-use interp::{trace, CorruptionSpec, PositionChoice, ProbeSpec, TraceOptions};
+use interp::{trace, CorruptionSpec, PositionChoice, TraceOptions};
 use std::path::PathBuf;
 
 #[derive(clap::Args, Debug)]
@@ -25,19 +25,8 @@ pub struct TraceArgs {
     /// Dataset folder [default: data_dir of RUN/config.json].
     #[arg(long)]
     pub data: Option<PathBuf>,
-    /// Split the probe examples come from.
-    #[arg(long, default_value = "train_inferred")]
-    pub split: String,
-    /// Number of probe examples (0 = the whole split).
-    #[arg(long, default_value_t = 300)]
-    pub size: usize,
-    /// File of example indices into the split (a JSON array or whitespace-separated), used
-    /// instead of a random draw: e.g. the paper's scripts' 300 (README).
-    #[arg(long, value_name = "FILE", conflicts_with = "size")]
-    pub examples: Option<PathBuf>,
-    /// Seed of the probe sample, the corruptions and the noise.
-    #[arg(long, default_value_t = 0)]
-    pub seed: u64,
+    #[command(flatten)]
+    pub sample: SampleArgs,
     /// Corruption (repeatable): a role or noise:POS[+POS…] [default: the paper's roles].
     #[arg(long = "corruption")]
     pub corruptions: Vec<String>,
@@ -89,12 +78,7 @@ pub fn run(args: TraceArgs, ctx: &Ctx) -> Result<()> {
         PathBuf::from("notebooks-out").join(name)
     });
     let opts = TraceOptions {
-        probe: ProbeSpec {
-            split: args.split.clone(),
-            size: (args.size > 0).then_some(args.size),
-            seed: args.seed,
-            indices: crate::cmd::lens::example_indices(args.examples.as_deref())?,
-        },
+        probe: args.sample.spec()?,
         steps: args.steps.clone(),
         corruptions: (!corruptions.is_empty()).then_some(corruptions),
         positions,

@@ -2,7 +2,7 @@
 //! distribution) on a checkpoint's residual streams, saves it, and compares it with the logit lens
 //! on the probe set (docs/interp.md).
 
-use crate::cmd::lens::ProbeArgs;
+use crate::cmd::args::ProbeArgs;
 use crate::device::Ctx;
 use anyhow::{bail, Result};
 use interp::lens::default_targets;
@@ -48,7 +48,7 @@ pub fn run(args: TunedLensArgs, ctx: &Ctx) -> Result<()> {
         steps: args.steps,
         lr: args.lr,
         batch: args.batch,
-        seed: args.probe.seed as i64,
+        seed: args.probe.sample.seed as i64,
     };
     if args.fit_size == 0
         || opts.steps == 0
@@ -62,9 +62,9 @@ pub fn run(args: TunedLensArgs, ctx: &Ctx) -> Result<()> {
     let probe = args.probe.probe(&opened, &[])?;
     let fit_spec = ProbeSpec {
         size: Some(args.fit_size),
-        seed: args.probe.seed + 1,
+        seed: args.probe.sample.seed + 1,
         indices: None,
-        ..args.probe.spec()?
+        ..args.probe.sample.spec()?
     };
     let fit = ProbeSet::build(&opened.data, &fit_spec, &[])?;
     let net = Net::new(&opened.checkpoint.model);

@@ -25,7 +25,7 @@ impl LensValues {
         self.layers
             .iter()
             .zip(self.values.rows())
-            .map(|(&l, row)| (l, crate::stats::mean(row.iter().copied())))
+            .map(|(&l, row)| (l, util::stats::mean(row.iter().copied())))
             .collect()
     }
 }

@@ -95,13 +95,13 @@ impl PatchValues {
     /// Per target its label and reported value: the mean over prompts, normalised for a
     /// restoration metric.
     pub fn summary(&self) -> Vec<(String, f64)> {
-        let mean = |v: &[f64]| crate::stats::mean(v.iter().copied());
+        let mean = |v: &[f64]| util::stats::mean(v.iter().copied());
         let (clean, corrupted) = (mean(&self.clean), mean(&self.corrupted));
         self.targets
             .iter()
             .zip(self.values.rows())
             .map(|(t, row)| {
-                let m = crate::stats::mean(row.iter().copied());
+                let m = util::stats::mean(row.iter().copied());
                 (t.to_string(), self.metric.summarise(m, clean, corrupted))
             })
             .collect()

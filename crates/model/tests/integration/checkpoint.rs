@@ -229,7 +229,7 @@ fn configs_are_validated() {
         .validate()
         .unwrap_err()
         .to_string()
-        .contains("block 2 of 3 is never used"));
+        .contains("never uses block 2 of 3"));
     let cfg = tiny_config().with_schedule(1, vec![]);
     assert!(cfg.validate().is_err());
     let mut cfg = tiny_config();

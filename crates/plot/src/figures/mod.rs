@@ -334,46 +334,6 @@ pub(crate) fn saturation_note(
     }
 }
 
-/// Spearman rank correlation of paired values (pairs with a non-finite member are skipped).
-pub(crate) fn spearman(pairs: &[(f64, f64)]) -> Option<f64> {
-    let pairs: Vec<(f64, f64)> = pairs
-        .iter()
-        .copied()
-        .filter(|(a, b)| a.is_finite() && b.is_finite())
-        .collect();
-    if pairs.len() < 3 {
-        return None;
-    }
-    let ra = ranks(&pairs.iter().map(|p| p.0).collect::<Vec<_>>());
-    let rb = ranks(&pairs.iter().map(|p| p.1).collect::<Vec<_>>());
-    let n = ra.len() as f64;
-    let (ma, mb) = (ra.iter().sum::<f64>() / n, rb.iter().sum::<f64>() / n);
-    let cov: f64 = ra.iter().zip(&rb).map(|(a, b)| (a - ma) * (b - mb)).sum();
-    let va: f64 = ra.iter().map(|a| (a - ma).powi(2)).sum();
-    let vb: f64 = rb.iter().map(|b| (b - mb).powi(2)).sum();
-    (va > 0.0 && vb > 0.0).then(|| cov / (va * vb).sqrt())
-}
-
-/// Ranks with ties sharing their average rank.
-fn ranks(values: &[f64]) -> Vec<f64> {
-    let mut order: Vec<usize> = (0..values.len()).collect();
-    order.sort_by(|&a, &b| values[a].total_cmp(&values[b]));
-    let mut ranks = vec![0.0; values.len()];
-    let mut i = 0;
-    while i < order.len() {
-        let mut j = i;
-        while j + 1 < order.len() && values[order[j + 1]] == values[order[i]] {
-            j += 1;
-        }
-        let avg = (i + j) as f64 / 2.0;
-        for k in i..=j {
-            ranks[order[k]] = avg;
-        }
-        i = j + 1;
-    }
-    ranks
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -386,12 +346,6 @@ mod tests {
         assert_eq!(picked.last(), Some(&3000));
         assert!(picked.contains(&1700));
         assert!(picked.len() <= 7);
-    }
-
-    #[test]
-    fn spearman_of_monotone_pairs_is_one() {
-        let pairs: Vec<(f64, f64)> = (0..10).map(|i| (i as f64, (i as f64).exp())).collect();
-        assert!((spearman(&pairs).unwrap() - 1.0).abs() < 1e-12);
     }
 
     #[test]

@@ -9,7 +9,7 @@ use crate::colormap::ColorScale;
 use crate::data::{distinct, read_attribution, read_patch, roles_in_order, PatchRow};
 use crate::error::Result;
 use crate::figures::{
-    choose_step, metric_label, metric_scale, saturation_step, slug, spearman, spread_steps, Figure,
+    choose_step, metric_label, metric_scale, saturation_step, slug, spread_steps, Figure,
     FigureOptions, Section, LAYER_AXIS,
 };
 use crate::heatmap::Heatmap;
@@ -173,7 +173,7 @@ impl Context<'_> {
             slug(metric)
         ));
         figure.save(&path, figure.default_size())?;
-        let pairs: Vec<(f64, f64)> = components
+        let (exact, approx): (Vec<f64>, Vec<f64>) = components
             .iter()
             .flat_map(|c| {
                 let exact = grid.matrix(&format!("exact|{c}"));
@@ -184,8 +184,12 @@ impl Context<'_> {
                     .zip(approx.into_iter().flatten())
                     .collect::<Vec<_>>()
             })
-            .collect();
-        let agreement = match spearman(&pairs) {
+            .filter(|(a, b)| a.is_finite() && b.is_finite())
+            .unzip();
+        let rho = (exact.len() >= 3)
+            .then(|| util::stats::spearman(&exact, &approx))
+            .flatten();
+        let agreement = match rho {
             Some(rho) => format!(
             " Spearman rank correlation between exact and attribution patching over these cells: \
              {rho:.2}."

@@ -7,13 +7,13 @@ use super::collect::write_csv;
 use super::plan::{PointEntry, Sweep};
 use anyhow::{Context, Result};
 use interp::load::{list_checkpoints, load_fitted};
-use interp::stats::mean;
 use serde::Deserialize;
 use std::path::PathBuf;
 use tch::Device;
 use train::data::EvalSplit;
 use train::metrics::fmt_value;
 use train::{eval, Precision};
+use util::stats::mean;
 
 /// The split whose answers are scored (in-distribution inferred facts held out from training).
 const SPLIT: &str = "test_inferred_iid";

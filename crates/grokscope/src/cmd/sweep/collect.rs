@@ -183,14 +183,8 @@ fn fmt(v: f64) -> String {
     train::metrics::fmt_value(v)
 }
 
-/// Writes `sweep.csv`.
+/// Writes a table of formatted fields (`sweep.csv`, `seeds.csv`, `signals.csv`) atomically.
 pub fn write_csv(path: &Path, header: &[String], rows: &[Vec<String>]) -> Result<()> {
-    let mut w =
-        csv::Writer::from_path(path).with_context(|| format!("cannot write {}", path.display()))?;
-    w.write_record(header)?;
-    for row in rows {
-        w.write_record(row)?;
-    }
-    w.flush()?;
-    Ok(())
+    util::fs::write_atomic(path, util::csv::table(header, rows).as_bytes())
+        .with_context(|| format!("cannot write {}", path.display()))
 }

@@ -123,7 +123,7 @@ pub fn plan(file: &Path, out: &Path) -> Result<Sweep> {
     let (sweep_file, text) = SweepFile::read(file)?;
     let points = sweep_file.points(file)?;
     let source = std::path::absolute(file)?;
-    let source_hash = format!("{:016x}", train::fnv1a(text.as_bytes()));
+    let source_hash = format!("{:016x}", util::hash::fnv1a(text.as_bytes()));
     check_out_folder(out, &source_hash)?;
     let mut datasets: Vec<DataEntry> = Vec::new();
     let mut entries = Vec::new();
@@ -198,10 +198,7 @@ fn write_all(
     files: &[(PointEntry, TrainConfig, DatasetSpec)],
 ) -> Result<()> {
     let write = |path: PathBuf, bytes: &[u8]| -> Result<()> {
-        if let Some(parent) = path.parent() {
-            std::fs::create_dir_all(parent)?;
-        }
-        train::checkpoint::write_atomic(&path, bytes)
+        util::fs::write_atomic(&path, bytes)
             .with_context(|| format!("cannot write {}", path.display()))
     };
     for (entry, config, spec) in files {

@@ -2,8 +2,8 @@
 //! milestone and final columns of sweep.csv, one row per combination of the other axis values.
 
 use super::figures::group_rows;
-use interp::stats::spread;
 use train::metrics::fmt_value;
+use util::stats::spread;
 
 /// The axis whose values are pooled.
 pub const SEED_KEY: &str = "seed";

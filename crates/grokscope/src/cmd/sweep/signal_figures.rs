@@ -5,11 +5,11 @@
 use super::answers::AnswerRow;
 use super::signals::{PointSignals, FRACTIONS, LEADS, TEST_ID_LEVELS};
 use anyhow::Result;
-use interp::stats::mean;
 use plot::bar_chart::BarChart;
 use plot::line_chart::{LineChart, Series};
 use plot::style::palette_color;
 use std::path::{Path, PathBuf};
+use util::stats::mean;
 
 /// Draws every figure into `out`; returns their paths.
 pub fn draw(

@@ -9,10 +9,10 @@ use super::answers::AnswerRow;
 use super::collect::write_csv;
 use super::plan::{PointEntry, Sweep};
 use anyhow::{Context, Result};
-use interp::stats::spread;
 use plot::data::{read_lens, read_patch, LensRow, Metrics, PatchRow};
 use std::path::Path;
 use train::metrics::fmt_value;
+use util::stats::spread;
 
 /// Fractions of a signal's change (from memorisation to the end of the run) whose first
 /// completion counts as the signal "announcing" grokking.

@@ -272,6 +272,6 @@ pub fn data_folder(spec: &DatasetSpec) -> String {
     format!(
         "{}-{:08x}",
         spec.name(),
-        train::fnv1a(json.as_bytes()) as u32
+        util::hash::fnv1a(json.as_bytes()) as u32
     )
 }
