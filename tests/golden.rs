@@ -12,7 +12,7 @@
 
 mod common;
 
-use common::{make_data, run_ok, s, scratch};
+use common::{run_ok, s, scratch, train_miniature};
 use std::path::{Path, PathBuf};
 
 /// The analysis outputs under test, as (command, file it writes).
@@ -40,30 +40,6 @@ fn cpu_kernels() -> String {
         .collect();
     wanted.sort_unstable();
     wanted.join(" ")
-}
-
-/// Trains the miniature checkpoint and returns its `model.safetensors`.
-fn train_miniature(dir: &Path) -> PathBuf {
-    let data = dir.join("data");
-    let run_dir = dir.join("run");
-    make_data(&data, "1");
-    let sets = [
-        "steps=60",
-        "eval_every=30",
-        "checkpoints=steps:60",
-        "d_model=32",
-        "d_mlp=64",
-        "n_layer=2",
-        "batch_size=64",
-        "warmup_steps=10",
-    ];
-    let mut args = vec!["--threads", "1", "train", "--preset", "tiny-composition"];
-    args.extend(["--data", s(&data), "--out", s(&run_dir), "--quiet"]);
-    for set in &sets {
-        args.extend(["--set", set]);
-    }
-    run_ok(&args);
-    run_dir.join("step-60/model.safetensors")
 }
 
 /// Every field equal, except numbers, which may differ by `1e-5` relative.

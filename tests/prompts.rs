@@ -4,31 +4,9 @@
 
 mod common;
 
-use common::{make_data, run_err, run_ok, s, scratch};
+use common::{run_err, run_ok, s, scratch, train_miniature};
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-
-/// Trains the miniature checkpoint of tests/golden.rs and returns its `model.safetensors`.
-fn train_miniature(dir: &Path) -> PathBuf {
-    let data = dir.join("data");
-    let run_dir = dir.join("run");
-    make_data(&data, "1");
-    let mut args = vec!["--threads", "1", "train", "--preset", "tiny-composition"];
-    args.extend(["--data", s(&data), "--out", s(&run_dir), "--quiet"]);
-    for set in [
-        "steps=60",
-        "eval_every=30",
-        "checkpoints=steps:60",
-        "d_model=32",
-        "d_mlp=64",
-        "n_layer=2",
-        "batch_size=64",
-    ] {
-        args.extend(["--set", set]);
-    }
-    run_ok(&args);
-    run_dir.join("step-60/model.safetensors")
-}
+use std::path::Path;
 
 /// The probe examples a task-level command wrote to `examples.jsonl`, as a prompt file: clean
 /// tokens as strings, the answer as an id, the corrupted tokens of `corruption` when given.

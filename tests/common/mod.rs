@@ -79,3 +79,28 @@ pub fn make_data(out: &Path, seed: &str) {
     let rest = ["--id-test-ratio", "0.1", "--seed", seed, "--out", s(out)];
     run_ok(&[&["data", "composition"][..], &sizes[..], &rest[..]].concat());
 }
+
+/// Trains the miniature checkpoint of tests/golden.rs (2 layers, 60 steps) in `dir/run`, its data in
+/// `dir/data`, and returns its `model.safetensors`.
+pub fn train_miniature(dir: &Path) -> PathBuf {
+    let data = dir.join("data");
+    let run_dir = dir.join("run");
+    make_data(&data, "1");
+    let sets = [
+        "steps=60",
+        "eval_every=30",
+        "checkpoints=steps:60",
+        "d_model=32",
+        "d_mlp=64",
+        "n_layer=2",
+        "batch_size=64",
+        "warmup_steps=10",
+    ];
+    let mut args = vec!["--threads", "1", "train", "--preset", "tiny-composition"];
+    args.extend(["--data", s(&data), "--out", s(&run_dir), "--quiet"]);
+    for set in &sets {
+        args.extend(["--set", set]);
+    }
+    run_ok(&args);
+    run_dir.join("step-60/model.safetensors")
+}

@@ -59,13 +59,10 @@ pub fn run(args: AttributeArgs, ctx: &Ctx) -> Result<()> {
     let positions: Vec<PositionChoice> = parse_all(&args.positions)?;
     let ln_mode = LnMode::from_str(&args.ln_mode)?;
     let probe_args = &args.probe;
-    if let Some(session) = args.prompts.session(
-        &probe_args.checkpoint,
-        probe_args.data.as_deref(),
-        &probe_args.out,
-        ctx,
-        Metric::LogitDiff,
-    )? {
+    if let Some(session) = args
+        .prompts
+        .session_for(probe_args, ctx, Metric::LogitDiff)?
+    {
         let net = session.net();
         let layers = net.layers_or_all(probe_args.layers.as_deref())?;
         let hooks = crate::cmd::patch::prompt_hooks(&net, &args.hooks, &components, &layers)?;

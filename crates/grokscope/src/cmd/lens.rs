@@ -39,13 +39,10 @@ pub struct LensArgs {
 pub fn run(args: LensArgs, ctx: &Ctx) -> Result<()> {
     let ln_mode = LnMode::from_str(&args.ln_mode)?;
     let probe_args = &args.probe;
-    if let Some(session) = args.prompts.session(
-        &probe_args.checkpoint,
-        probe_args.data.as_deref(),
-        &probe_args.out,
-        ctx,
-        Metric::ReciprocalRank,
-    )? {
+    if let Some(session) = args
+        .prompts
+        .session_for(probe_args, ctx, Metric::ReciprocalRank)?
+    {
         return run_on_prompts(&session, ln_mode, probe_args.layers.as_deref());
     }
     let targets_given: Vec<TargetSpec> = parse_all(&args.targets)?;

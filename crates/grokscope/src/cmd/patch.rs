@@ -55,13 +55,10 @@ pub fn run(args: PatchArgs, ctx: &Ctx) -> Result<()> {
     let components: Vec<ComponentKind> = parse_all(&args.component)?;
     let positions: Vec<PositionChoice> = parse_all(&args.positions)?;
     let probe_args = &args.probe;
-    if let Some(session) = args.prompts.session(
-        &probe_args.checkpoint,
-        probe_args.data.as_deref(),
-        &probe_args.out,
-        ctx,
-        Metric::LogitDiff,
-    )? {
+    if let Some(session) = args
+        .prompts
+        .session_for(probe_args, ctx, Metric::LogitDiff)?
+    {
         let net = session.net();
         let layers = net.layers_or_all(probe_args.layers.as_deref())?;
         let hooks = prompt_hooks(&net, &args.hooks, &components, &layers)?;

@@ -107,6 +107,25 @@ impl PromptArgs {
     }
 }
 
+impl PromptArgs {
+    /// [`PromptArgs::session`] with the checkpoint, dataset and output folder of a probe-set
+    /// command's arguments.
+    pub fn session_for(
+        &self,
+        probe: &crate::cmd::args::ProbeArgs,
+        ctx: &Ctx,
+        default: Metric,
+    ) -> Result<Option<PromptSession>> {
+        self.session(
+            &probe.checkpoint,
+            probe.data.as_deref(),
+            &probe.out,
+            ctx,
+            default,
+        )
+    }
+}
+
 /// Every answer and alternative id is a row of the model's vocabulary.
 fn check_answer_ids(batch: &PromptBatch, vocab_size: usize) -> Result<()> {
     for (what, ids) in [
