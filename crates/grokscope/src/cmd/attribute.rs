@@ -63,9 +63,7 @@ pub fn run(args: AttributeArgs, ctx: &Ctx) -> Result<()> {
         .prompts
         .session_for(probe_args, ctx, Metric::LogitDiff)?
     {
-        let net = session.net();
-        let layers = net.layers_or_all(probe_args.layers.as_deref())?;
-        let hooks = crate::cmd::patch::prompt_hooks(&net, &args.hooks, &components, &layers)?;
+        let hooks = session.hooks(&args.hooks, &components, probe_args.layers.as_deref())?;
         return run_on_prompts(&session, direction, &hooks, probe_args.max_rows);
     }
     let opened = args.probe.open(ctx)?;

@@ -59,11 +59,9 @@ pub fn run(args: PatchArgs, ctx: &Ctx) -> Result<()> {
         .prompts
         .session_for(probe_args, ctx, Metric::LogitDiff)?
     {
-        let net = session.net();
-        let layers = net.layers_or_all(probe_args.layers.as_deref())?;
-        let hooks = prompt_hooks(&net, &args.hooks, &components, &layers)?;
+        let hooks = session.hooks(&args.hooks, &components, probe_args.layers.as_deref())?;
         let sets = crate::cmd::prompts::position_sets(&session.batch, &positions);
-        let targets = crate::cmd::prompts::targets_of(&hooks, &sets, net.n_head());
+        let targets = crate::cmd::prompts::targets_of(&hooks, &sets, session.net().n_head());
         return run_on_prompts(&session, &directions, &targets, probe_args.max_rows);
     }
     let opened = args.probe.open(ctx)?;
@@ -203,22 +201,6 @@ fn print_grid(result: &PatchResult, n_layer: usize) {
             }
         }
     }
-}
-
-/// The hooks a prompt-mode patch covers: the `--hook` patterns, else the `--component` hooks.
-pub fn prompt_hooks(
-    net: &Net,
-    patterns: &[String],
-    components: &[ComponentKind],
-    layers: &[usize],
-) -> Result<Vec<model::HookPoint>> {
-    if !patterns.is_empty() {
-        return Ok(interp::resolve_hooks(patterns, net.n_layer())?);
-    }
-    Ok(components
-        .iter()
-        .flat_map(|&kind| crate::cmd::prompts::component_hooks(net, kind, layers))
-        .collect())
 }
 
 /// One row of `prompt_patch.csv`: the metric of one prompt (or the reported `mean`, normalised

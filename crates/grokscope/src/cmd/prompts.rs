@@ -51,6 +51,25 @@ impl PromptSession {
         Ok(())
     }
 
+    /// The hooks a prompt-mode `patch` or `attribute` covers: the `--hook` patterns, else the
+    /// `--component` hooks at `layers` (`None` = every layer).
+    pub fn hooks(
+        &self,
+        patterns: &[String],
+        components: &[ComponentKind],
+        layers: Option<&[usize]>,
+    ) -> Result<Vec<HookPoint>> {
+        let net = self.net();
+        let layers = net.layers_or_all(layers)?;
+        if !patterns.is_empty() {
+            return Ok(interp::resolve_hooks(patterns, net.n_layer())?);
+        }
+        Ok(components
+            .iter()
+            .flat_map(|&kind| component_hooks(&net, kind, &layers))
+            .collect())
+    }
+
     /// The line that opens a command's report.
     pub fn describe(&self, analysis: &str) -> String {
         format!(
@@ -174,7 +193,7 @@ fn corrupted_positions(batch: &PromptBatch) -> Vec<i64> {
 }
 
 /// The hooks of a granularity at `layers` (residual layers `0..=L`; others `0..L`).
-pub fn component_hooks(net: &Net, kind: ComponentKind, layers: &[usize]) -> Vec<HookPoint> {
+fn component_hooks(net: &Net, kind: ComponentKind, layers: &[usize]) -> Vec<HookPoint> {
     let l = net.n_layer();
     layers
         .iter()
