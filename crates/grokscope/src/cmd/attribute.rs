@@ -87,24 +87,15 @@ pub fn run(args: AttributeArgs, ctx: &Ctx) -> Result<()> {
     let _lock = crate::cmd::lock_output(out)?;
     probe.write_jsonl(&out.join("examples.jsonl"), &opened.data.vocab)?;
     write_csv(&out.join("attribution.csv"), &result.rows(opened.step))?;
+    let summary = Summary {
+        opened: &opened,
+        probe: &probe,
+        opts: &opts,
+        seconds,
+    };
     write_json(
         &out.join("attribution_summary.json"),
-        &json!({
-            "checkpoint": opened.path,
-            "step": opened.step,
-            "data_dir": opened.data.dir,
-            "split": probe.spec.split,
-            "probe_size": probe.examples.len(),
-            "seed": probe.spec.seed,
-            "direction": direction.to_string(),
-            "ln_mode": ln_mode.to_string(),
-            "metric": "logit_diff_delta",
-            "cells": result.cells.len(),
-            "seconds": seconds,
-            "noise_scale": result.noise_scale,
-            "baselines": result.baselines,
-            "agreement": agreements,
-        }),
+        &summary.json(&result, &agreements),
     )?;
     println!(
         "attribution patching ({direction}, {ln_mode}) of {} at step {}: {} cells, {} examples, {seconds:.2} s",
@@ -113,7 +104,54 @@ pub fn run(args: AttributeArgs, ctx: &Ctx) -> Result<()> {
         result.cells.len(),
         probe.examples.len()
     );
-    for (key, a) in &agreements {
+    print_agreements(&agreements);
+    println!(
+        "wrote attribution.csv, attribution_summary.json and examples.jsonl to {}",
+        out.display()
+    );
+    Ok(())
+}
+
+/// What `attribution_summary.json` records besides the result.
+struct Summary<'a> {
+    opened: &'a interp::load::Opened,
+    probe: &'a interp::ProbeSet,
+    opts: &'a AttributionOptions,
+    seconds: f64,
+}
+
+impl Summary<'_> {
+    /// The summary of `result` with its agreements.
+    fn json(
+        &self,
+        result: &interp::AttributionResult,
+        agreements: &std::collections::BTreeMap<String, interp::attribution::Agreement>,
+    ) -> serde_json::Value {
+        let (opened, probe) = (self.opened, self.probe);
+        json!({
+            "checkpoint": opened.path,
+            "step": opened.step,
+            "data_dir": opened.data.dir,
+            "split": probe.spec.split,
+            "probe_size": probe.examples.len(),
+            "seed": probe.spec.seed,
+            "direction": self.opts.direction.to_string(),
+            "ln_mode": self.opts.ln_mode.to_string(),
+            "metric": "logit_diff_delta",
+            "cells": result.cells.len(),
+            "seconds": self.seconds,
+            "noise_scale": result.noise_scale,
+            "baselines": result.baselines,
+            "agreement": agreements,
+        })
+    }
+}
+
+/// Prints each group's rank and linear correlation between attribution and exact patching.
+fn print_agreements(
+    agreements: &std::collections::BTreeMap<String, interp::attribution::Agreement>,
+) {
+    for (key, a) in agreements {
         let fmt = |v: Option<f64>| v.map_or("n/a".to_string(), |v| format!("{v:.3}"));
         println!(
             "  {key:<22} Spearman {:>6}  Pearson {:>6}  ({} cells)",
@@ -122,11 +160,6 @@ pub fn run(args: AttributeArgs, ctx: &Ctx) -> Result<()> {
             a.cells
         );
     }
-    println!(
-        "wrote attribution.csv, attribution_summary.json and examples.jsonl to {}",
-        out.display()
-    );
-    Ok(())
 }
 
 /// One row of `prompt_attribution.csv`: a hook at one position (and head), its attribution
