@@ -30,15 +30,8 @@ pub struct DlaArgs {
 /// the attention output biases go to `dla_summary.json`), `dla_summary.json` and
 /// `examples.jsonl`, and prints the largest components.
 pub fn run(args: DlaArgs, ctx: &Ctx) -> Result<()> {
-    if args.prompts.prompts.is_some() {
-        let (Some(checkpoint), Some(out)) = (&args.source.checkpoint, &args.source.out) else {
-            anyhow::bail!("--prompts needs --checkpoint and --out (not --run)");
-        };
-        let data = args.source.data.as_deref();
-        let session = args
-            .prompts
-            .session(checkpoint, data, out, ctx, Metric::LogitDiff)?;
-        return run_on_prompts(&session.expect("--prompts was given"));
+    if let Some(session) = prompt_session(&args, ctx)? {
+        return run_on_prompts(&session);
     }
     let source = args.source.resolve()?;
     let probe = args.source.probe(&source.data, args.size)?;
@@ -71,31 +64,8 @@ pub fn run(args: DlaArgs, ctx: &Ctx) -> Result<()> {
             total,
             result.max_residual()
         );
-        let mut layer_view: Vec<&(DlaComponent, f64)> =
-            means.iter().filter(|(c, _)| c.in_layer_view()).collect();
-        layer_view.sort_by(|a, b| b.1.abs().total_cmp(&a.1.abs()));
-        for (c, v) in layer_view.iter().take(6) {
-            println!("  {:<14} {v:>9.4}", c.to_string());
-        }
-        let best_head = means
-            .iter()
-            .filter(|(c, _)| matches!(c, DlaComponent::Head(..)))
-            .max_by(|a, b| a.1.abs().total_cmp(&b.1.abs()));
-        if let Some((c, v)) = best_head {
-            println!("  largest head: {c} {v:.4}");
-        }
-        steps.push(json!({
-            "step": step,
-            "checkpoint": path,
-            "logit_diff": result.mean_logit_diff(),
-            "sum_of_parts": total,
-            "max_residual": result.max_residual(),
-            "attn_bias": means
-                .iter()
-                .filter(|(c, _)| matches!(c, DlaComponent::AttnBias(_)))
-                .map(|(c, v)| (c.to_string(), json!(v)))
-                .collect::<serde_json::Map<String, serde_json::Value>>(),
-        }));
+        print_largest(&means);
+        steps.push(checkpoint_summary(step, path, &result, &means, total));
         rows.extend(result.rows(step));
         write_csv(&out.join("dla.csv"), &rows)?;
         Ok(())
@@ -118,6 +88,58 @@ pub fn run(args: DlaArgs, ctx: &Ctx) -> Result<()> {
         out.display()
     );
     Ok(())
+}
+
+/// The session of `dla --prompts` (which needs `--checkpoint` and `--out`), or `None` without it.
+fn prompt_session(args: &DlaArgs, ctx: &Ctx) -> Result<Option<PromptSession>> {
+    if args.prompts.prompts.is_none() {
+        return Ok(None);
+    }
+    let (Some(checkpoint), Some(out)) = (&args.source.checkpoint, &args.source.out) else {
+        anyhow::bail!("--prompts needs --checkpoint and --out (not --run)");
+    };
+    let data = args.source.data.as_deref();
+    args.prompts
+        .session(checkpoint, data, out, ctx, Metric::LogitDiff)
+}
+
+/// The `dla_summary.json` entry of one checkpoint.
+fn checkpoint_summary(
+    step: u64,
+    path: &std::path::Path,
+    result: &interp::DlaResult,
+    means: &[(DlaComponent, f64)],
+    total: f64,
+) -> serde_json::Value {
+    json!({
+        "step": step,
+        "checkpoint": path,
+        "logit_diff": result.mean_logit_diff(),
+        "sum_of_parts": total,
+        "max_residual": result.max_residual(),
+        "attn_bias": means
+            .iter()
+            .filter(|(c, _)| matches!(c, DlaComponent::AttnBias(_)))
+            .map(|(c, v)| (c.to_string(), json!(v)))
+            .collect::<serde_json::Map<String, serde_json::Value>>(),
+    })
+}
+
+/// Prints the six largest parts of the layer view and the largest head.
+fn print_largest(means: &[(DlaComponent, f64)]) {
+    let mut layer_view: Vec<&(DlaComponent, f64)> =
+        means.iter().filter(|(c, _)| c.in_layer_view()).collect();
+    layer_view.sort_by(|a, b| b.1.abs().total_cmp(&a.1.abs()));
+    for (c, v) in layer_view.iter().take(6) {
+        println!("  {:<14} {v:>9.4}", c.to_string());
+    }
+    let best_head = means
+        .iter()
+        .filter(|(c, _)| matches!(c, DlaComponent::Head(..)))
+        .max_by(|a, b| a.1.abs().total_cmp(&b.1.abs()));
+    if let Some((c, v)) = best_head {
+        println!("  largest head: {c} {v:.4}");
+    }
 }
 
 /// One row of `prompt_dla.csv`: a component's direct contribution to one prompt's logit
