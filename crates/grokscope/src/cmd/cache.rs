@@ -54,23 +54,7 @@ pub struct CacheArgs {
 /// Runs `grokscope cache`: writes the safetensors file and prints its tensors.
 pub fn run(args: CacheArgs, ctx: &Ctx) -> Result<()> {
     crate::cmd::check_positive("--max-rows", args.max_rows)?;
-    let prompt_args = PromptArgs {
-        prompts: args.prompts.clone(),
-        metric: None,
-    };
-    let out_dir = args
-        .out
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(std::path::Path::new("."));
-    let default = interp::metric::Metric::Prob;
-    if let Some(session) = prompt_args.session(
-        &args.checkpoint,
-        args.data.as_deref(),
-        out_dir,
-        ctx,
-        default,
-    )? {
+    if let Some(session) = prompt_session(&args, ctx)? {
         return run_on_prompts(&session, &args.hooks, &args.out);
     }
     let opened = open(
@@ -118,6 +102,22 @@ pub fn run(args: CacheArgs, ctx: &Ctx) -> Result<()> {
         summary.bytes as f64 / (1024.0 * 1024.0)
     );
     Ok(())
+}
+
+/// The session of `cache --prompts`, or `None` without it (the metric is not used: the file
+/// holds activations, not scores).
+fn prompt_session(args: &CacheArgs, ctx: &Ctx) -> Result<Option<PromptSession>> {
+    let prompt_args = PromptArgs {
+        prompts: args.prompts.clone(),
+        metric: None,
+    };
+    let out_dir = args
+        .out
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(std::path::Path::new("."));
+    let unused = interp::metric::Metric::Prob;
+    prompt_args.session(&args.checkpoint, args.data.as_deref(), out_dir, ctx, unused)
 }
 
 /// `grokscope cache --prompts`: the hooks' activations on the prompts, with their tokens, answer

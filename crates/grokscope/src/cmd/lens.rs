@@ -88,6 +88,16 @@ pub fn run(args: LensArgs, ctx: &Ctx) -> Result<()> {
         probe.examples.len(),
         probe.spec.split
     );
+    print_targets(&lens);
+    println!(
+        "wrote {} and examples.jsonl",
+        out.join("lens.csv").display()
+    );
+    Ok(())
+}
+
+/// Prints each target's metric per layer (MRR, or Recall@3 for the comparison labels).
+fn print_targets(lens: &interp::LensResult) {
     for t in &lens.targets {
         let values: Vec<String> = t
             .layers
@@ -109,11 +119,6 @@ pub fn run(args: LensArgs, ctx: &Ctx) -> Result<()> {
             values.join(" ")
         );
     }
-    println!(
-        "wrote {} and examples.jsonl",
-        out.join("lens.csv").display()
-    );
-    Ok(())
 }
 
 /// One row of `prompt_lens.csv`: the metric of one prompt (or their `mean`) at one layer.
