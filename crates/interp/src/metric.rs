@@ -238,13 +238,11 @@ fn set_mean(logits: &Tensor, ids: &Tensor, mask: &Tensor) -> Tensor {
 
 /// 0-based rank of the best-ranked answer token of each row. Shapes: → `[B]` i64.
 fn best_rank(logits: &Tensor, sets: &TokenSets) -> Tensor {
-    let answer_logits = logits.gather(1, &sets.answer, false);
-    let best = answer_logits
-        .masked_fill(&sets.answer_mask.logical_not(), f64::NEG_INFINITY)
-        .amax([1], true);
-    logits
-        .gt_tensor(&best)
-        .sum_dim_intlist(1, false, Kind::Int64)
+    let answer_logits = logits
+        .gather(1, &sets.answer, false)
+        .masked_fill(&sets.answer_mask.logical_not(), f64::NEG_INFINITY);
+    let best = sets.answer.gather(1, &answer_logits.argmax(1, true), false);
+    model::gold_rank(logits, &best.squeeze_dim(1))
 }
 
 impl fmt::Display for Metric {
