@@ -13,7 +13,8 @@
 //! ```
 //!
 //! - Primitives, each usable on its own: [`line_chart`], [`heatmap`], [`small_multiples`],
-//!   [`attention_grid`], [`bar_chart`], with colour maps in [`colormap`].
+//!   [`attention_grid`], [`bar_chart`], [`circuit_diagram`] (a circuit as boxes and signed
+//!   edges), with colour maps in [`colormap`].
 //! - [`data`] reads the CSV files with errors that name the file, line and column.
 //! - [`figures`] draws a run's figures from its CSV files; [`report`] writes `index.html`.
 //!
@@ -21,6 +22,7 @@
 
 pub mod attention_grid;
 pub mod bar_chart;
+pub mod circuit_diagram;
 pub mod colormap;
 pub mod data;
 pub mod error;
