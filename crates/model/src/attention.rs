@@ -50,6 +50,16 @@ impl Rows<'_> {
     }
 }
 
+/// What the attention reads: one ln_1 output shared by every head's query, key and value, or
+/// (split inputs, [`crate::RunRequest::split_inputs`]) one per head and role.
+#[derive(Debug)]
+pub(crate) enum AttentionInput {
+    /// The ln_1 output `[B, S, d_model]`.
+    Shared(Tensor),
+    /// ln_1 of each head's query, key and value input, `[B, S, H, d_model]` each.
+    PerHead([Tensor; 3]),
+}
+
 /// How one layer runs: the plain pass is `prefix: None, rows: All`.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct LayerOptions<'a> {
@@ -106,16 +116,16 @@ impl Attention {
     /// Attention of layer `layer` with the hooks q, k, v, attn_scores, pattern, z and result
     /// (hook shapes as in [`crate::hooks`] on the plain pass; `opts` narrows them). Result is
     /// computed only when captured or edited.
-    /// Shapes: x `[B, S, d_model]` (the ln_1 output) → `[B, S, d_model]`, `[R, d_model]` or
-    /// `[B, 1, d_model]` (see [`Rows`]).
+    /// Shapes: input `[B, S, d_model]` (or `[B, S, H, d_model]` per role) → `[B, S, d_model]`,
+    /// `[R, d_model]` or `[B, 1, d_model]` (see [`Rows`]).
     pub(crate) fn forward(
         &self,
-        x: &Tensor,
+        input: &AttentionInput,
         layer: usize,
         hooks: &mut Hooks,
         opts: &LayerOptions,
     ) -> Result<Tensor> {
-        let [q, k, v] = self.project(x, layer, hooks)?;
+        let [q, k, v] = self.project(input, layer, hooks)?;
         let own = KeyValues {
             k: k.transpose(1, 2),
             v: v.transpose(1, 2),
@@ -136,24 +146,45 @@ impl Attention {
     /// Keys and values of the ln_1 output `x`, as the attention computes them.
     /// Shapes: x `[B, T, d_model]` → `[B, H, T, d_head]` each.
     pub(crate) fn key_values(&self, x: &Tensor) -> Result<KeyValues> {
-        let [_, k, v] = self.project(x, 0, &mut Hooks::none())?;
+        let input = AttentionInput::Shared(x.shallow_clone());
+        let [_, k, v] = self.project(&input, 0, &mut Hooks::none())?;
         Ok(KeyValues {
             k: k.transpose(1, 2),
             v: v.transpose(1, 2),
         })
     }
 
-    /// Queries, keys and values (one fused `c_attn`) with the hooks q, k and v.
-    /// Shapes: x `[B, S, d_model]` → `[B, S, H, d_head]` each.
-    fn project(&self, x: &Tensor, layer: usize, hooks: &mut Hooks) -> Result<[Tensor; 3]> {
-        let (b, s, d) = x.size3()?;
+    /// Queries, keys and values with the hooks q, k and v: one fused `c_attn` of a shared input,
+    /// or per head and role the matching slice of `c_attn` applied to that head's own input.
+    /// Shapes: input `[B, S, d_model]` or `[B, S, H, d_model]` ×3 → `[B, S, H, d_head]` each.
+    fn project(
+        &self,
+        input: &AttentionInput,
+        layer: usize,
+        hooks: &mut Hooks,
+    ) -> Result<[Tensor; 3]> {
         let h = self.n_head as i64;
-        let qkv = self.c_attn.forward(x).split(d, -1);
-        let head = |i: usize| qkv[i].view([b, s, h, d / h]);
+        let [q, k, v] = match input {
+            AttentionInput::Shared(x) => {
+                let (b, s, d) = x.size3()?;
+                let qkv = self.c_attn.forward(x).split(d, -1);
+                [0, 1, 2].map(|i| qkv[i].view([b, s, h, d / h]))
+            }
+            AttentionInput::PerHead(xs) => {
+                let d = self.c_attn.weight.size()[0];
+                let weights = self.c_attn.weight.split(d, -1);
+                let biases = self.c_attn.bias.split(d, -1);
+                [0, 1, 2].map(|i| {
+                    let w = weights[i].view([d, h, d / h]);
+                    Tensor::einsum("bshd,dhe->bshe", &[&xs[i], &w], None::<i64>)
+                        + biases[i].view([h, d / h])
+                })
+            }
+        };
         Ok([
-            hooks.apply(HookPoint::Q(layer), head(0))?,
-            hooks.apply(HookPoint::K(layer), head(1))?,
-            hooks.apply(HookPoint::V(layer), head(2))?,
+            hooks.apply(HookPoint::Q(layer), q)?,
+            hooks.apply(HookPoint::K(layer), k)?,
+            hooks.apply(HookPoint::V(layer), v)?,
         ])
     }
 

@@ -7,6 +7,8 @@
 //! |---|---|
 //! | `hook_embed`, `hook_pos_embed` | `[B, T, d_model]` |
 //! | `blocks.{l}.hook_resid_pre` / `_mid` / `_post`, `hook_attn_out`, `hook_mlp_out` | `[B, T, d_model]` |
+//! | `blocks.{l}.hook_q_input` / `_k_input` / `_v_input` | `[B, T, H, d_model]` |
+//! | `blocks.{l}.hook_mlp_in` | `[B, T, d_model]` |
 //! | `blocks.{l}.attn.hook_q` / `_k` / `_v` / `_z` | `[B, T, H, d_head]` |
 //! | `blocks.{l}.attn.hook_attn_scores` / `hook_pattern` | `[B, H, T_q, T_k]` |
 //! | `blocks.{l}.attn.hook_result` | `[B, T, H, d_model]` |
@@ -38,6 +40,17 @@ pub enum HookPoint {
     AttnOut(usize),
     /// `blocks.{l}.hook_mlp_out`: MLP output added to the stream `[B, T, d_model]`.
     MlpOut(usize),
+    /// `blocks.{l}.hook_q_input`: the residual stream as each head's query reads it, before
+    /// ln_1 `[B, T, H, d_model]` (TransformerLens `use_split_qkv_input`; see
+    /// [`RunRequest::split_inputs`]).
+    QInput(usize),
+    /// `blocks.{l}.hook_k_input`: as [`HookPoint::QInput`], for the keys.
+    KInput(usize),
+    /// `blocks.{l}.hook_v_input`: as [`HookPoint::QInput`], for the values.
+    VInput(usize),
+    /// `blocks.{l}.hook_mlp_in`: the residual stream as the MLP reads it, before ln_2
+    /// `[B, T, d_model]` (TransformerLens `use_hook_mlp_in`); edits change the MLP's input only.
+    MlpIn(usize),
     /// `blocks.{l}.attn.hook_q`: queries `[B, T, H, d_head]`.
     Q(usize),
     /// `blocks.{l}.attn.hook_k`: keys `[B, T, H, d_head]`.
@@ -70,7 +83,7 @@ pub enum HookPoint {
 pub(crate) enum Layout {
     /// `[B, T, ...]`: residual stream, MLP and LayerNorm-scale hooks.
     Stream,
-    /// `[B, T, H, ...]`: q, k, v, z, result.
+    /// `[B, T, H, ...]`: q/k/v inputs, q, k, v, z, result.
     PerHead,
     /// `[B, H, T_q, T_k]`: attn_scores, pattern.
     Pattern,
@@ -80,8 +93,11 @@ pub(crate) enum Layout {
 type LayerHook = fn(usize) -> HookPoint;
 
 /// Per-layer hook constructors with their TransformerLens suffixes, in forward order.
-const LAYER_HOOKS: [(LayerHook, &str); 16] = [
+const LAYER_HOOKS: [(LayerHook, &str); 20] = [
     (HookPoint::ResidPre, "hook_resid_pre"),
+    (HookPoint::QInput, "hook_q_input"),
+    (HookPoint::KInput, "hook_k_input"),
+    (HookPoint::VInput, "hook_v_input"),
     (HookPoint::Ln1Scale, "ln1.hook_scale"),
     (HookPoint::Q, "attn.hook_q"),
     (HookPoint::K, "attn.hook_k"),
@@ -92,6 +108,7 @@ const LAYER_HOOKS: [(LayerHook, &str); 16] = [
     (HookPoint::Result, "attn.hook_result"),
     (HookPoint::AttnOut, "hook_attn_out"),
     (HookPoint::ResidMid, "hook_resid_mid"),
+    (HookPoint::MlpIn, "hook_mlp_in"),
     (HookPoint::Ln2Scale, "ln2.hook_scale"),
     (HookPoint::MlpPre, "mlp.hook_pre"),
     (HookPoint::MlpPost, "mlp.hook_post"),
@@ -106,13 +123,15 @@ impl HookPoint {
         use HookPoint::*;
         match *self {
             Embed | PosEmbed | LnFinalScale => None,
-            ResidPre(l) | ResidMid(l) | ResidPost(l) | AttnOut(l) | MlpOut(l) | Q(l) | K(l)
-            | V(l) | Z(l) | AttnScores(l) | Pattern(l) | Result(l) | MlpPre(l) | MlpPost(l)
-            | Ln1Scale(l) | Ln2Scale(l) => Some(l),
+            ResidPre(l) | ResidMid(l) | ResidPost(l) | AttnOut(l) | MlpOut(l) | QInput(l)
+            | KInput(l) | VInput(l) | MlpIn(l) | Q(l) | K(l) | V(l) | Z(l) | AttnScores(l)
+            | Pattern(l) | Result(l) | MlpPre(l) | MlpPost(l) | Ln1Scale(l) | Ln2Scale(l) => {
+                Some(l)
+            }
         }
     }
 
-    /// True for hooks with a head axis (q, k, v, z, result, attn_scores, pattern).
+    /// True for hooks with a head axis (q/k/v inputs, q, k, v, z, result, attn_scores, pattern).
     pub fn is_per_head(&self) -> bool {
         self.layout() != Layout::Stream
     }
@@ -120,7 +139,9 @@ impl HookPoint {
     pub(crate) fn layout(&self) -> Layout {
         use HookPoint::*;
         match self {
-            Q(_) | K(_) | V(_) | Z(_) | Result(_) => Layout::PerHead,
+            QInput(_) | KInput(_) | VInput(_) | Q(_) | K(_) | V(_) | Z(_) | Result(_) => {
+                Layout::PerHead
+            }
             AttnScores(_) | Pattern(_) => Layout::Pattern,
             _ => Layout::Stream,
         }
@@ -324,6 +345,12 @@ pub struct RunRequest {
     pub train: bool,
     /// Positions the logits are computed for.
     pub logit_positions: LogitPositions,
+    /// Run every head's query, key and value input and every MLP input through its own hook
+    /// (`hook_q_input`, `hook_k_input`, `hook_v_input`, `hook_mlp_in`; TransformerLens
+    /// `use_split_qkv_input` and `use_hook_mlp_in`), so that gradients with respect to them reach
+    /// the model (edge attribution). Editing one of those hooks turns it on for its layer; when
+    /// off, capturing them records the shared input on the side and changes nothing.
+    pub split_inputs: bool,
 }
 
 impl RunRequest {
@@ -349,6 +376,7 @@ pub struct RunOutput {
 /// The hook context of one forward pass: which hooks to capture and edit, and the cache.
 pub(crate) struct Hooks<'a> {
     capture: Option<&'a BTreeSet<HookPoint>>,
+    split_inputs: bool,
     edits: BTreeMap<HookPoint, Vec<&'a Intervention>>,
     pub(crate) cache: BTreeMap<HookPoint, Tensor>,
 }
@@ -358,6 +386,7 @@ impl<'a> Hooks<'a> {
     pub(crate) fn none() -> Hooks<'static> {
         Hooks {
             capture: None,
+            split_inputs: false,
             edits: BTreeMap::new(),
             cache: BTreeMap::new(),
         }
@@ -372,6 +401,7 @@ impl<'a> Hooks<'a> {
         let capture = (!req.capture.is_empty()).then_some(&req.capture);
         Hooks {
             capture,
+            split_inputs: req.split_inputs,
             edits,
             cache: BTreeMap::new(),
         }
@@ -385,6 +415,20 @@ impl<'a> Hooks<'a> {
     /// True when `hook` is edited.
     pub(crate) fn edited(&self, hook: HookPoint) -> bool {
         !self.edits.is_empty() && self.edits.contains_key(&hook)
+    }
+
+    /// True when layer `layer`'s heads read their query, key and value inputs through their own
+    /// hooks ([`RunRequest::split_inputs`], or one of the three edited).
+    pub(crate) fn splits_attention_input(&self, layer: usize) -> bool {
+        self.split_inputs
+            || [HookPoint::QInput, HookPoint::KInput, HookPoint::VInput]
+                .iter()
+                .any(|make| self.edited(make(layer)))
+    }
+
+    /// True when layer `layer`'s MLP reads its input through `hook_mlp_in`.
+    pub(crate) fn splits_mlp_input(&self, layer: usize) -> bool {
+        self.split_inputs || self.edited(HookPoint::MlpIn(layer))
     }
 
     /// True when `hook` is captured or edited.

@@ -33,7 +33,7 @@ fn hook_names_print_and_parse_as_transformer_lens() {
         assert_eq!(name.parse::<HookPoint>().unwrap(), hook);
     }
     let all = HookPoint::all(3);
-    assert_eq!(all.len(), 2 + 3 * 16 + 1);
+    assert_eq!(all.len(), 2 + 3 * 20 + 1);
     for hook in &all {
         assert_eq!(hook.to_string().parse::<HookPoint>().unwrap(), *hook);
     }

@@ -6,4 +6,5 @@ mod forward_options;
 mod hf;
 mod hooks;
 mod schedule;
+mod split_inputs;
 mod surgery;
