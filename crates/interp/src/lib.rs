@@ -30,6 +30,7 @@
 pub mod attention;
 pub mod attribution;
 pub mod cache_helpers;
+pub mod circuit;
 pub mod dla;
 pub mod effect;
 pub mod error;

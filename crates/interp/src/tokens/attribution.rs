@@ -3,7 +3,7 @@
 //! activation's feature axis, from two forward passes and one backward pass.
 
 use super::{Baselines, PromptBatch};
-use crate::error::{InterpError, Result};
+use crate::error::Result;
 use crate::metric::Metric;
 use crate::net::Net;
 use crate::patch::Direction;
@@ -59,7 +59,7 @@ pub fn attribute(
 ) -> Result<AttributionValues> {
     let (base, source) = batch.base_and_source(direction, "attribution patching")?;
     let baselines = Baselines::compute(net, batch, metric)?;
-    let norm = restoration_norm(metric, &baselines)?;
+    let norm = baselines.restoration_norm(metric)?;
     let src = tch::no_grad(|| net.run(source, &RunRequest::capture(hooks.iter().copied())))?.cache;
     let (grads, acts) = base_gradients(net, batch, base, hooks, metric, &baselines)?;
     let scores = tch::no_grad(|| {
@@ -78,26 +78,6 @@ pub fn attribute(
         hooks: hooks.to_vec(),
         scores,
     })
-}
-
-/// The divisor of the gradient: `clean − corrupted` means for a restoration, else 1.
-fn restoration_norm(metric: &Metric, baselines: &Baselines) -> Result<f64> {
-    if !matches!(metric, Metric::Restoration(_)) {
-        return Ok(1.0);
-    }
-    let corrupted = baselines
-        .corrupted
-        .as_ref()
-        .map(|c| c.mean(Kind::Double).double_value(&[]));
-    let clean = baselines.clean.mean(Kind::Double).double_value(&[]);
-    match corrupted {
-        Some(c) if (clean - c).abs() > 1e-9 => Ok(clean - c),
-        _ => Err(InterpError::spec(
-            "metric",
-            metric.to_string(),
-            "clean and corrupted runs agree: nothing to restore",
-        )),
-    }
 }
 
 /// The base run's activations of `hooks` and the gradient of the summed metric at each.

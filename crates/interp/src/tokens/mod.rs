@@ -206,4 +206,25 @@ impl Baselines {
             })
         })
     }
+
+    /// The divisor of a gradient or an effect: `clean − corrupted` means for a restoration,
+    /// else 1. An error when a restoration has nothing to restore.
+    pub(crate) fn restoration_norm(&self, metric: &Metric) -> Result<f64> {
+        if !matches!(metric, Metric::Restoration(_)) {
+            return Ok(1.0);
+        }
+        let corrupted = self
+            .corrupted
+            .as_ref()
+            .map(|c| c.mean(Kind::Double).double_value(&[]));
+        let clean = self.clean.mean(Kind::Double).double_value(&[]);
+        match corrupted {
+            Some(c) if (clean - c).abs() > 1e-9 => Ok(clean - c),
+            _ => Err(InterpError::spec(
+                "metric",
+                metric.to_string(),
+                "clean and corrupted runs agree: nothing to restore",
+            )),
+        }
+    }
 }
