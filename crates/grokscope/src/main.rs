@@ -39,6 +39,10 @@ enum Command {
     Patch(cmd::patch::PatchArgs),
     /// Attribution patching of a checkpoint, with its rank correlation against exact patching.
     Attribute(cmd::attribute::AttributeArgs),
+    /// Circuit discovery: edge attribution (EAP, EAP-IG) against exact edge patching, faithfulness curve, diagram.
+    Circuit(cmd::circuit::CircuitArgs),
+    /// Path patching: senders' corrupted outputs into chosen receivers only (q/k/v inputs, MLPs, logits).
+    PathPatch(cmd::path_patch::PathPatchArgs),
     /// Train the tuned lens (an affine translator per layer) on a checkpoint; compare with the logit lens.
     TunedLens(cmd::tuned_lens::TunedLensArgs),
     /// Lens and causal tracing over every checkpoint of a run, and the circuit change.
@@ -74,6 +78,8 @@ fn main() {
         Command::Lens(a) => cmd::lens::run(a, &ctx),
         Command::Patch(a) => cmd::patch::run(a, &ctx),
         Command::Attribute(a) => cmd::attribute::run(a, &ctx),
+        Command::Circuit(a) => cmd::circuit::run(a, &ctx),
+        Command::PathPatch(a) => cmd::path_patch::run(a, &ctx),
         Command::Trace(a) => cmd::trace::run(a, &ctx),
         Command::TunedLens(a) => cmd::tuned_lens::run(a, &ctx),
         Command::Cache(a) => cmd::cache::run(a, &ctx),

@@ -330,6 +330,52 @@ impl ProbeSet {
             .collect()
     }
 
+    /// The examples that admit the token corruption `corruption` as a prompt batch for the
+    /// token-level core: clean and corrupted tokens, the gold answer at the answer position, no
+    /// alternatives (see [`crate::tokens::PromptBatch::fill_alternatives`]). Returns the batch
+    /// and the indices (into `examples`) of its rows. Noise corruptions have no corrupted
+    /// tokens: an error.
+    pub fn prompt_batch(
+        &self,
+        corruption: &CorruptionSpec,
+    ) -> Result<(crate::tokens::PromptBatch, Vec<usize>)> {
+        let name = corruption.to_string();
+        if matches!(corruption, CorruptionSpec::Noise(_)) {
+            return Err(InterpError::spec(
+                "corruption",
+                name,
+                "needs corrupted tokens: give a role, e.g. r1",
+            ));
+        }
+        let rows = self.admitting(&name);
+        if rows.is_empty() {
+            return Err(InterpError::spec(
+                "corruption",
+                name,
+                "no probe example admits it",
+            ));
+        }
+        let device = tch::Device::Cpu;
+        let clean = crate::states::tokens_tensor(
+            rows.iter().map(|&i| self.examples[i].tokens.as_slice()),
+            device,
+        );
+        let corrupted = crate::states::tokens_tensor(
+            rows.iter()
+                .map(|&i| self.examples[i].corruptions[&name].tokens.as_slice()),
+            device,
+        );
+        let gold: Vec<Vec<i64>> = rows
+            .iter()
+            .map(|&i| vec![i64::from(self.examples[i].gold)])
+            .collect();
+        let sets = crate::metric::TokenSets::from_rows(&gold, &vec![Vec::new(); rows.len()])?;
+        let answer_pos = vec![self.answer_pos as i64; rows.len()];
+        let batch =
+            crate::tokens::PromptBatch::new(clean, Some(corrupted), Some(answer_pos), sets)?;
+        Ok((batch, rows))
+    }
+
     /// Role names shared by all examples.
     pub fn role_names(&self) -> Vec<String> {
         self.examples

@@ -56,7 +56,7 @@ fn evaluate_chunk(runs: &EdgeRuns, edges: &[Edge], kept: &[Vec<bool>]) -> Result
     let mut current = runs.base_values.repeat([1, c, 1, 1]);
     let mut metric = Tensor::zeros([0], (Kind::Double, tch::Device::Cpu));
     for _ in 0..passes {
-        let edits = circuit_edits(runs, &missing, &(&source - &current), c);
+        let edits = circuit_edits(runs, &missing, &(&source - &current), c)?;
         let (m, values) = runs.run(c, edits, true)?;
         metric = m;
         if let Some(values) = values {
@@ -96,7 +96,7 @@ fn circuit_edits(
     missing: &Tensor,
     deltas: &Tensor,
     c: i64,
-) -> Vec<model::Intervention> {
+) -> Result<Vec<model::Intervention>> {
     let size = deltas.size();
     let (n_s, t, d) = (size[0], size[2], size[3]);
     let per_block = deltas.view([n_s, c, -1, t, d]);
@@ -104,10 +104,13 @@ fn circuit_edits(
     let by_receiver = Tensor::einsum("crst,scbtd->rcbtd", &[&missing, &per_block], None::<i64>)
         .reshape([missing.size()[1], -1, t, d]);
     let used = missing.sum_dim_intlist([0, 2, 3].as_slice(), false, Kind::Double);
-    (0..runs.graph.receivers.len())
-        .filter(|&r| used.double_value(&[r as i64]) > 0.0)
-        .map(|r| runs.receiver_edit(r, &by_receiver.get(r as i64), None))
-        .collect()
+    let mut edits = runs.deltas(by_receiver.size()[1]);
+    for (r, &receiver) in runs.graph.receivers.iter().enumerate() {
+        if used.double_value(&[r as i64]) > 0.0 {
+            edits.add(receiver, 0, &by_receiver.get(r as i64))?;
+        }
+    }
+    Ok(edits.into_edits())
 }
 
 /// One point of a faithfulness curve.

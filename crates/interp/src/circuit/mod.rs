@@ -24,12 +24,14 @@
 //! ```
 
 mod attribution;
+mod discover;
 mod evaluate;
 mod graph;
 mod patching;
 mod runs;
 
 pub use attribution::{edge_attribution, EdgeMethod, EdgeScores};
+pub use discover::{discover, Agreement, Discovery, DiscoveryOptions, Timings};
 pub use evaluate::{
     curve_counts, evaluate_circuits, faithfulness_curve, ranked, smallest_circuit, CurvePoint,
 };

@@ -60,16 +60,15 @@ pub fn path_patch(runs: &EdgeRuns, patches: &[PathPatch], max_rows: usize) -> Re
     let per_chunk = (max_rows / b.max(1)).max(1);
     tch::no_grad(|| -> Result<()> {
         for (c, chunk) in patches.chunks(per_chunk).enumerate() {
-            let mut edits = Vec::new();
+            let mut edits = runs.deltas((chunk.len() * b) as i64);
             for (i, patch) in chunk.iter().enumerate() {
-                let rows: Vec<i64> = (0..b as i64).map(|j| (i * b) as i64 + j).collect();
                 for &r in &patch.receivers {
                     if let Some(delta) = receiver_delta(runs, &deltas, patch, r) {
-                        edits.push(runs.receiver_edit(r, &delta, Some(rows.clone())));
+                        edits.add(runs.graph.receivers[r], (i * b) as i64, &delta)?;
                     }
                 }
             }
-            let (metric, _) = runs.run(chunk.len() as i64, edits, false)?;
+            let (metric, _) = runs.run(chunk.len() as i64, edits.into_edits(), false)?;
             let metric = crate::stats::to_f64(&metric)?;
             for (i, row) in metric.chunks(b).enumerate() {
                 for (j, &x) in row.iter().enumerate() {

@@ -5,7 +5,7 @@
 //! positions) and nothing else: every other path keeps the base run's value of `s`, and what
 //! lies downstream of `r` is recomputed.
 
-use super::graph::Graph;
+use super::graph::{Graph, Receiver};
 use crate::error::Result;
 use crate::metric::Metric;
 use crate::net::{LnMode, Net};
@@ -100,23 +100,14 @@ impl<'n, 'g> EdgeRuns<'n, 'g> {
         &self.source_values - &self.base_values
     }
 
-    /// The edit adding `delta` to what receiver `r` reads, at `rows` (all when `None`).
-    /// Shapes: delta `[R, T, d_model]`.
-    pub(crate) fn receiver_edit(
-        &self,
-        r: usize,
-        delta: &Tensor,
-        rows: Option<Vec<i64>>,
-    ) -> Intervention {
-        let receiver = self.graph.receivers[r];
-        let hook = receiver.hook(self.graph.n_layer);
-        let iv = match receiver.head() {
-            Some(h) => Intervention::new(hook, Edit::Add(delta.unsqueeze(2))).heads(vec![h as i64]),
-            None => Intervention::new(hook, Edit::Add(delta.shallow_clone())),
-        };
-        match rows {
-            Some(rows) => iv.rows(rows),
-            None => iv,
+    /// An empty set of additions to receiver inputs for a forward of `rows` rows.
+    pub(crate) fn deltas(&self, rows: i64) -> ReceiverDeltas {
+        ReceiverDeltas {
+            n_layer: self.graph.n_layer,
+            rows,
+            like: self.base_values.get(0),
+            n_head: self.graph.n_head as i64,
+            by_hook: BTreeMap::new(),
         }
     }
 
@@ -172,6 +163,49 @@ impl<'n, 'g> EdgeRuns<'n, 'g> {
     /// The base tokens `[B, T]`.
     pub(crate) fn base_tokens(&self) -> &Tensor {
         &self.base
+    }
+}
+
+/// Additions to receiver inputs, gathered per hook into one dense tensor so that a forward
+/// carries one edit per hook however many edges it patches.
+pub(crate) struct ReceiverDeltas {
+    n_layer: usize,
+    n_head: i64,
+    rows: i64,
+    /// A `[B, T, d_model]` tensor of the kind and device of the deltas.
+    like: Tensor,
+    /// `[rows, T, H, d]` for head inputs, `[rows, T, d]` for MLP inputs and the logits.
+    by_hook: BTreeMap<HookPoint, Tensor>,
+}
+
+impl ReceiverDeltas {
+    /// Adds `delta` to what `receiver` reads at rows `start..start + R`.
+    /// Shapes: delta `[R, T, d_model]`.
+    pub(crate) fn add(&mut self, receiver: Receiver, start: i64, delta: &Tensor) -> Result<()> {
+        let hook = receiver.hook(self.n_layer);
+        let (rows, n_head) = (self.rows, self.n_head);
+        let size = self.like.size();
+        let dense = self.by_hook.entry(hook).or_insert_with(|| {
+            let shape = match receiver.head() {
+                Some(_) => vec![rows, size[1], n_head, size[2]],
+                None => vec![rows, size[1], size[2]],
+            };
+            Tensor::zeros(shape.as_slice(), (self.like.kind(), self.like.device()))
+        });
+        let mut block = dense.narrow(0, start, delta.size()[0]);
+        if let Some(h) = receiver.head() {
+            block = block.select(2, h as i64);
+        }
+        let _ = block.f_add_(delta)?;
+        Ok(())
+    }
+
+    /// One additive edit per hook.
+    pub(crate) fn into_edits(self) -> Vec<Intervention> {
+        self.by_hook
+            .into_iter()
+            .map(|(hook, delta)| Intervention::new(hook, Edit::Add(delta)))
+            .collect()
     }
 }
 
