@@ -158,6 +158,19 @@ def main():
                      "--which", "lens")
         add(*(f"logit lens, tiny, {size} ex (s/ckpt)", f"{dt_ours:.3f} s (CLI {dt_lens_cli:.2f} s)",
               f"{res[-1]['seconds']:.3f} s", f"{res[-1]['seconds'] / dt_ours:.1f}× (CLI {res[-1]['seconds'] / dt_lens_cli:.1f}×)", ""))
+        # Edge attribution over every edge against exact patching of each edge, same graph and probe set.
+        circuit_dir = os.path.join(work, "circuit")
+        _, out = gs(t, "circuit", "--checkpoint", ckpt, "--out", circuit_dir, "--size", size)
+        edges = re.search(r"([0-9]+) edges scored", out).group(1)
+        dt_eap = inner_seconds(out, r"scored by eap in ([0-9.]+) s")
+        dt_exact = inner_seconds(out, r"exact edge patching in ([0-9.]+) s")
+        add(*(f"edge attribution (EAP), tiny, {size} ex, {edges} edges (s/ckpt)", f"{dt_eap:.3f} s",
+              f"exact edge patching {dt_exact:.1f} s", f"{dt_exact / dt_eap:.0f}×", ""))
+        _, out = gs(t, "circuit", "--checkpoint", ckpt, "--out", circuit_dir + "-ig", "--size", size,
+                    "--method", "eap-ig:5", "--no-exact")
+        dt_ig = inner_seconds(out, r"scored by eap-ig:5 in ([0-9.]+) s")
+        add(*(f"edge attribution (EAP-IG, 5 steps), tiny, {size} ex (s/ckpt)", f"{dt_ig:.3f} s",
+              f"exact edge patching {dt_exact:.1f} s", f"{dt_exact / dt_ig:.0f}×", ""))
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
