@@ -203,6 +203,18 @@ type NodeKey = (String, usize);
 /// The circuit's edges as a diagram: heads and MLPs by layer, one column per position.
 fn diagram(session: &EdgeSession, graph: &Graph, found: &Discovery) -> CircuitDiagram {
     let answer = session.batch.answer_pos.first().copied().unwrap_or(0);
+    circuit_diagram(session.step, &session.position_names, answer, graph, found)
+}
+
+/// The circuit of `found` at training step `step` as a diagram: heads and MLPs by layer, one
+/// column per position (named by `position_names`; logits edges end at the `answer` position).
+pub(crate) fn circuit_diagram(
+    step: u64,
+    position_names: &[String],
+    answer: i64,
+    graph: &Graph,
+    found: &Discovery,
+) -> CircuitDiagram {
     let mut nodes: BTreeMap<NodeKey, (usize, usize)> = BTreeMap::new();
     let mut list = Vec::new();
     let mut edges = Vec::new();
@@ -244,13 +256,13 @@ fn diagram(session: &EdgeSession, graph: &Graph, found: &Discovery) -> CircuitDi
         });
     }
     let column_labels = match found.scores.edges.first().and_then(|e| e.position) {
-        Some(_) => session.position_names.clone(),
+        Some(_) => position_names.to_vec(),
         None => vec!["all positions".into()],
     };
     CircuitDiagram {
         title: format!(
             "circuit at step {}: {} edges, {:.0}% recovered",
-            session.step,
+            step,
             found.circuit.edges_kept,
             100.0 * found.circuit.recovered
         ),

@@ -22,6 +22,7 @@ pub mod report;
 pub mod surgery;
 pub mod sweep;
 pub mod trace;
+pub mod trace_edges;
 pub mod train;
 pub mod tuned_lens;
 pub mod verify;

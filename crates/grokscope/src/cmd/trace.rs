@@ -49,6 +49,8 @@ pub struct TraceArgs {
     /// No progress bar.
     #[arg(long)]
     pub quiet: bool,
+    #[command(flatten)]
+    pub edge: crate::cmd::trace_edges::TraceEdgeArgs,
 }
 
 /// Removes the temporaries that killed runs left in the per-checkpoint folders `out/steps/*/`.
@@ -91,6 +93,7 @@ pub fn run(args: TraceArgs, ctx: &Ctx) -> Result<()> {
         progress: !args.quiet,
         rank_over: args.rank_over,
     };
+    let edge_plan = crate::cmd::trace_edges::plan(&args, ctx.device)?;
     let _lock = crate::cmd::lock_output(&out)?;
     remove_stale_step_temps(&out)?;
     match args.rank_over {
@@ -138,5 +141,8 @@ pub fn run(args: TraceArgs, ctx: &Ctx) -> Result<()> {
         "wrote lens.csv, patch.csv, state_effect.csv, attention.csv, circuit_change.csv, trace.json to {}",
         out.display()
     );
+    if let Some(plan) = &edge_plan {
+        crate::cmd::trace_edges::run(plan, &s, &out)?;
+    }
     Ok(())
 }
