@@ -101,11 +101,7 @@ struct EdgeRow {
 }
 
 fn edge_rows(session: &EdgeSession, graph: &Graph, found: &Discovery) -> Vec<EdgeRow> {
-    let order = interp::circuit::ranked(&found.scores);
-    let mut rank = vec![0; order.len()];
-    for (i, &e) in order.iter().enumerate() {
-        rank[e] = i + 1;
-    }
+    let rank = interp::circuit::ranks(&found.scores);
     let scores = &found.scores;
     scores
         .edges

@@ -6,7 +6,7 @@
 use crate::cmd::circuit::circuit_diagram;
 use crate::cmd::trace::TraceArgs;
 use anyhow::{bail, Context, Result};
-use interp::circuit::{discover, ranked, Discovery, DiscoveryOptions, EdgeMethod, EdgeRuns, Graph};
+use interp::circuit::{discover, ranks, Discovery, DiscoveryOptions, EdgeMethod, EdgeRuns, Graph};
 use interp::load::{
     check_compatible, check_trained_on, list_checkpoints, load_fitted, resolve_data_dir,
 };
@@ -206,10 +206,7 @@ impl EdgePlan {
 
     /// Every edge of `found` as a row of `edges_over_steps.csv`.
     fn edge_rows(&self, step: u64, graph: &Graph, found: &Discovery) -> Vec<EdgeRow> {
-        let mut rank = vec![0; found.scores.edges.len()];
-        for (i, &e) in ranked(&found.scores).iter().enumerate() {
-            rank[e] = i + 1;
-        }
+        let rank = ranks(&found.scores);
         let position = |p: Option<i64>| match p {
             Some(p) => self.probe.positions[p as usize].clone(),
             None => "all".to_string(),

@@ -131,6 +131,15 @@ pub fn ranked(scores: &EdgeScores) -> Vec<usize> {
     order
 }
 
+/// Each edge's 1-based rank by decreasing |score| (the position in [`ranked`]).
+pub fn ranks(scores: &EdgeScores) -> Vec<usize> {
+    let mut rank = vec![0; scores.scores.len()];
+    for (i, &e) in ranked(scores).iter().enumerate() {
+        rank[e] = i + 1;
+    }
+    rank
+}
+
 /// The circuits of the `k` top-scored edges for each `k` of `counts`.
 pub fn faithfulness_curve(
     runs: &EdgeRuns,

@@ -33,7 +33,8 @@ mod runs;
 pub use attribution::{edge_attribution, EdgeMethod, EdgeScores};
 pub use discover::{discover, Agreement, Discovery, DiscoveryOptions, Timings};
 pub use evaluate::{
-    curve_counts, evaluate_circuits, faithfulness_curve, ranked, smallest_circuit, CurvePoint,
+    curve_counts, evaluate_circuits, faithfulness_curve, ranked, ranks, smallest_circuit,
+    CurvePoint,
 };
 pub use graph::{Edge, Graph, Receiver, Role, Sender};
 pub use patching::{patch_edges, path_patch, PathPatch, PathValues};
