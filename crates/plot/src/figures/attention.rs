@@ -9,10 +9,10 @@ use crate::colormap::ColorScale;
 use crate::data::{distinct, read_attention, AttentionRow};
 use crate::error::Result;
 use crate::figures::{
-    choose_step, saturation_step, slug, spread_steps, Figure, FigureOptions, Section,
+    choose_step, saturation_step, slug, spread_steps, CellLabels, Figure, FigureOptions, Section,
 };
 use crate::heatmap::Annotate;
-use crate::small_multiples::{Panel, SmallMultiples};
+use crate::small_multiples::Panel;
 
 /// Most individual examples drawn.
 const MAX_EXAMPLES: usize = 4;
@@ -187,18 +187,17 @@ fn over_steps(
             }
         })
         .collect();
-    let figure = SmallMultiples::new(
-        format!("Attention from position {query} over training (mean over examples)"),
-        keys,
-        shown.iter().map(u64::to_string).collect(),
-        panels,
-    )
-    .axes("key position", "training step")
-    .quantity(QUANTITY)
-    .scale(ColorScale::sequential(0.0, 1.0))
-    .columns(heads.len());
+    let labels = CellLabels {
+        rows: keys,
+        columns: shown.iter().map(u64::to_string).collect(),
+        row_axis: "key position",
+        col_axis: "training step",
+        quantity: QUANTITY.to_string(),
+    };
     let path = out_dir.join(format!("attention_from_{}_over_steps.png", slug(query)));
-    figure.save(&path, figure.default_size())?;
+    let title = format!("Attention from position {query} over training (mean over examples)");
+    let scale = ColorScale::sequential(0.0, 1.0);
+    labels.save_panels(&path, title, panels, scale, Some(heads.len()))?;
     Ok(Some(Figure {
         path,
         caption: format!(

@@ -7,8 +7,9 @@ use crate::bar_chart::BarChart;
 use crate::colormap::{ColorMap, ColorScale};
 use crate::data::{distinct, read_dla, DlaRow};
 use crate::error::Result;
-use crate::figures::{choose_step, saturation_note, Figure, FigureOptions, Section, STEP_AXIS};
-use crate::heatmap::Heatmap;
+use crate::figures::{
+    choose_step, saturation_note, CellLabels, Figure, FigureOptions, Section, STEP_AXIS,
+};
 use crate::line_chart::{AxisScale, LineChart, Series};
 use crate::style::{format_number, INK};
 
@@ -167,17 +168,16 @@ fn head_heatmap(
         values[*l][*h] = *v;
     }
     let scale = ColorScale::diverging_from(values.iter().flatten().copied());
-    let heatmap = Heatmap::new(
-        format!("Direct logit attribution per head, step {step}"),
-        (0..n_layers).map(|l| l.to_string()).collect(),
-        (0..n_heads).map(|h| h.to_string()).collect(),
-        values,
-    )
-    .axes("block", "head")
-    .quantity("contribution to logit difference")
-    .scale(scale);
+    let labels = CellLabels {
+        rows: (0..n_layers).map(|l| l.to_string()).collect(),
+        columns: (0..n_heads).map(|h| h.to_string()).collect(),
+        row_axis: "block",
+        col_axis: "head",
+        quantity: "contribution to logit difference".to_string(),
+    };
     let path = out_dir.join(format!("dla_heads_step{step}.png"));
-    heatmap.save(&path, heatmap.default_size())?;
+    let title = format!("Direct logit attribution per head, step {step}");
+    labels.save_heatmap(&path, title, values, scale)?;
     Ok(Figure {
         path,
         caption: format!(

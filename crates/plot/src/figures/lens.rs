@@ -10,11 +10,10 @@ use crate::data::{distinct, read_lens, role_rank, roles_in_order, LensRow};
 use crate::error::Result;
 use crate::figures::{
     choose_step, is_unit_metric, metric_label, metric_scale, saturation_note, saturation_step,
-    slug, spread_steps, Figure, FigureOptions, Section, LAYER_AXIS, STEP_AXIS,
+    slug, spread_steps, CellLabels, Figure, FigureOptions, Section, LAYER_AXIS, STEP_AXIS,
 };
-use crate::heatmap::Heatmap;
 use crate::line_chart::{AxisScale, LineChart, Series};
-use crate::small_multiples::{Panel, SmallMultiples};
+use crate::small_multiples::Panel;
 
 /// Most checkpoints shown as small multiples.
 const MAX_PANELS: usize = 8;
@@ -145,8 +144,15 @@ impl LensGrid {
             .collect()
     }
 
-    fn layer_labels(&self) -> Vec<String> {
-        self.layers.iter().map(|l| l.to_string()).collect()
+    /// The layers as rows and the positions as columns, with `quantity` on the colour bar.
+    fn labels(&self, quantity: String) -> CellLabels {
+        CellLabels {
+            rows: self.layers.iter().map(|l| l.to_string()).collect(),
+            columns: self.positions.clone(),
+            row_axis: LAYER_AXIS,
+            col_axis: "position (token role)",
+            quantity,
+        }
     }
 
     fn step_heatmap(
@@ -161,17 +167,11 @@ impl LensGrid {
         let (step, note) = choose_step(&self.steps, options.step).unwrap_or((0, String::new()));
         let values = self.matrix(step);
         let label = metric_label(metric);
-        let heatmap = Heatmap::new(
-            format!("{}: {label} of {target}, step {step}", kind.title),
-            self.layer_labels(),
-            self.positions.clone(),
-            values.clone(),
-        )
-        .axes(LAYER_AXIS, "position (token role)")
-        .quantity(label.clone())
-        .scale(metric_scale(metric, values.iter().flatten().copied()));
+        let scale = metric_scale(metric, values.iter().flatten().copied());
         let path = out_dir.join(format!("{name}_step{step}.png"));
-        heatmap.save(&path, heatmap.default_size())?;
+        let title = format!("{}: {label} of {target}, step {step}", kind.title);
+        self.labels(label.clone())
+            .save_heatmap(&path, title, values, scale)?;
         Ok(Figure {
             path,
             caption: format!(
@@ -210,18 +210,10 @@ impl LensGrid {
                 .iter()
                 .flat_map(|p| p.values.iter().flatten().copied()),
         );
-        let figure = SmallMultiples::new(
-            format!("{} over training: {label} of {target}", kind.title),
-            self.layer_labels(),
-            self.positions.clone(),
-            panels,
-        )
-        .axes(LAYER_AXIS, "position (token role)")
-        .quantity(label.clone())
-        .scale(scale)
-        .columns(4);
         let path = out_dir.join(format!("{name}_over_steps.png"));
-        figure.save(&path, figure.default_size())?;
+        let title = format!("{} over training: {label} of {target}", kind.title);
+        self.labels(label.clone())
+            .save_panels(&path, title, panels, scale, Some(4))?;
         Ok(Figure {
             path,
             caption: format!(
@@ -247,37 +239,9 @@ impl LensGrid {
         let positions = home_positions(target, &self.positions);
         let label = metric_label(metric);
         let (marker, saturation_text) = saturation_note(options.saturation.as_ref(), &self.steps);
-        let positive = self.steps.iter().filter(|s| **s > 0).count() >= 2;
-        let (x_scale, x_label) = if positive {
-            (AxisScale::Log, STEP_AXIS)
-        } else {
-            (AxisScale::Linear, "training step")
-        };
         let mut figures = Vec::new();
         for position in &positions {
-            let mut chart = LineChart::new(
-                format!(
-                    "{}: {label} of {target} at position {position}, per layer",
-                    kind.title
-                ),
-                x_label,
-                label.clone(),
-            )
-            .x_scale(x_scale)
-            .legend_title("layer");
-            if is_unit_metric(metric) {
-                chart = chart.y_range(-0.02, 1.02);
-            }
-            let n = self.layers.len().max(2) - 1;
-            for (i, &layer) in self.layers.iter().enumerate() {
-                let points = self
-                    .steps
-                    .iter()
-                    .map(|&s| (s as f64, self.value(s, layer, position)))
-                    .collect();
-                let color = ColorMap::Sequential.at(0.9 * i as f64 / n as f64);
-                chart = chart.series(Series::new(format!("layer {layer}"), points, color));
-            }
+            let mut chart = self.layer_curves(kind, target, metric, position);
             if let Some((x, text)) = &marker {
                 chart = chart.marker(*x, text.as_str());
             }
@@ -300,6 +264,42 @@ impl LensGrid {
             });
         }
         Ok(figures)
+    }
+
+    /// One line per layer: the metric of `target` at `position` against the training step (log
+    /// scale when at least two steps are positive), coloured from the first layer to the last.
+    fn layer_curves(&self, kind: Kind, target: &str, metric: &str, position: &str) -> LineChart {
+        let label = metric_label(metric);
+        let positive = self.steps.iter().filter(|s| **s > 0).count() >= 2;
+        let (x_scale, x_label) = if positive {
+            (AxisScale::Log, STEP_AXIS)
+        } else {
+            (AxisScale::Linear, "training step")
+        };
+        let mut chart = LineChart::new(
+            format!(
+                "{}: {label} of {target} at position {position}, per layer",
+                kind.title
+            ),
+            x_label,
+            label,
+        )
+        .x_scale(x_scale)
+        .legend_title("layer");
+        if is_unit_metric(metric) {
+            chart = chart.y_range(-0.02, 1.02);
+        }
+        let n = self.layers.len().max(2) - 1;
+        for (i, &layer) in self.layers.iter().enumerate() {
+            let points = self
+                .steps
+                .iter()
+                .map(|&s| (s as f64, self.value(s, layer, position)))
+                .collect();
+            let color = ColorMap::Sequential.at(0.9 * i as f64 / n as f64);
+            chart = chart.series(Series::new(format!("layer {layer}"), points, color));
+        }
+        chart
     }
 }
 

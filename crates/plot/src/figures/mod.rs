@@ -18,6 +18,8 @@ pub use training::training_curves;
 use crate::colormap::ColorScale;
 use crate::data::{existing, Metrics, Saturation};
 use crate::error::{PlotError, Result};
+use crate::heatmap::Heatmap;
+use crate::small_multiples::{Panel, SmallMultiples};
 
 /// The part of the report a figure belongs to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -187,6 +189,56 @@ pub fn draw_run(
 pub(crate) const LAYER_AXIS: &str = "layer (0 = embeddings)";
 /// x axis name of every curve over training.
 pub(crate) const STEP_AXIS: &str = "training step (log scale)";
+
+/// The labels around a grid of coloured cells, shared by a figure's heatmap or panels: `rows`
+/// (drawn bottom to top) on the axis `row_axis`, `columns` (left to right) on the axis
+/// `col_axis`, and the `quantity` the colour bar names.
+pub(crate) struct CellLabels {
+    pub rows: Vec<String>,
+    pub columns: Vec<String>,
+    pub row_axis: &'static str,
+    pub col_axis: &'static str,
+    pub quantity: String,
+}
+
+impl CellLabels {
+    /// Saves a heatmap of `values[row][column]` coloured on `scale` to the PNG `path`, at the
+    /// heatmap's default size in pixels.
+    pub(crate) fn save_heatmap(
+        &self,
+        path: &Path,
+        title: String,
+        values: Vec<Vec<f64>>,
+        scale: ColorScale,
+    ) -> Result<()> {
+        let heatmap = Heatmap::new(title, self.rows.clone(), self.columns.clone(), values)
+            .axes(self.row_axis, self.col_axis)
+            .quantity(self.quantity.clone())
+            .scale(scale);
+        heatmap.save(path, heatmap.default_size())
+    }
+
+    /// Saves small multiples, each panel `values[row][column]`, on the one colour `scale` to the
+    /// PNG `path` at their default size in pixels; `per_row` panels a row (`None`: up to 4).
+    pub(crate) fn save_panels(
+        &self,
+        path: &Path,
+        title: String,
+        panels: Vec<Panel>,
+        scale: ColorScale,
+        per_row: Option<usize>,
+    ) -> Result<()> {
+        let mut figure =
+            SmallMultiples::new(title, self.rows.clone(), self.columns.clone(), panels)
+                .axes(self.row_axis, self.col_axis)
+                .quantity(self.quantity.clone())
+                .scale(scale);
+        if let Some(per_row) = per_row {
+            figure = figure.columns(per_row);
+        }
+        figure.save(path, figure.default_size())
+    }
+}
 
 /// A name safe for a file name: letters, digits, `-` and `_`; anything else becomes `_`.
 pub(crate) fn slug(name: &str) -> String {

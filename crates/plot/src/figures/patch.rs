@@ -9,11 +9,10 @@ use crate::colormap::ColorScale;
 use crate::data::{distinct, read_attribution, read_patch, roles_in_order, PatchRow};
 use crate::error::Result;
 use crate::figures::{
-    choose_step, metric_label, metric_scale, saturation_step, slug, spread_steps, Figure,
-    FigureOptions, Section, LAYER_AXIS,
+    choose_step, metric_label, metric_scale, saturation_step, slug, spread_steps, CellLabels,
+    Figure, FigureOptions, Section, LAYER_AXIS,
 };
-use crate::heatmap::Heatmap;
-use crate::small_multiples::{Panel, SmallMultiples};
+use crate::small_multiples::Panel;
 
 /// Most checkpoints shown as small multiples.
 const MAX_PANELS: usize = 8;
@@ -127,75 +126,40 @@ struct Context<'a> {
 }
 
 impl Context<'_> {
+    /// One row of panels per method (exact, attribution) and one column per component, each
+    /// `[layer][position]`, with the methods' rank agreement in the caption.
     fn attribution(&self, corruption: &str, rows: &[&PatchRow]) -> Result<Figure> {
         let (direction, metric, step, note) = (self.direction, self.metric, self.step, self.note);
         let components = components_in_order(rows);
-        let mut methods = distinct(rows.iter().filter_map(|r| r.method.as_deref()));
-        methods.sort_by_key(|m| match m.as_str() {
-            "exact" => 0,
-            "attribution" => 1,
-            _ => 2,
-        });
         let grid = Grid::new(rows, |r| {
             (
                 format!("{}|{}", r.method.as_deref().unwrap_or(""), r.component),
                 r.position.clone(),
             )
         });
-        let mut panels = Vec::new();
-        for method in &methods {
-            for component in &components {
-                panels.push(Panel {
-                    title: format!("{method} · {}", component_label(component)),
-                    values: grid.matrix(&format!("{method}|{component}")),
-                });
-            }
-        }
-        let values = panels
-            .iter()
-            .flat_map(|p| p.values.iter().flatten().copied())
-            .collect::<Vec<_>>();
+        let panels = method_panels(&grid, &methods_in_order(rows), &components);
+        let scale = metric_scale(
+            metric,
+            panels
+                .iter()
+                .flat_map(|p| p.values.iter().flatten().copied()),
+        );
         let label = metric_label(metric);
-        let figure = SmallMultiples::new(
-            format!("Attribution patching ({direction}): corrupt {corruption}, step {step}"),
-            grid.layer_labels(),
-            grid.columns.clone(),
-            panels,
-        )
-        .axes(LAYER_AXIS, "position (token role)")
-        .quantity(label.clone())
-        .scale(metric_scale(metric, values.iter().copied()))
-        .columns(components.len());
         let path = self.out_dir.join(format!(
             "attribution_{}_{}_{}_step{step}.png",
             slug(direction),
             slug(corruption),
             slug(metric)
         ));
-        figure.save(&path, figure.default_size())?;
-        let (exact, approx): (Vec<f64>, Vec<f64>) = components
-            .iter()
-            .flat_map(|c| {
-                let exact = grid.matrix(&format!("exact|{c}"));
-                let approx = grid.matrix(&format!("attribution|{c}"));
-                exact
-                    .into_iter()
-                    .flatten()
-                    .zip(approx.into_iter().flatten())
-                    .collect::<Vec<_>>()
-            })
-            .filter(|(a, b)| a.is_finite() && b.is_finite())
-            .unzip();
-        let rho = (exact.len() >= 3)
-            .then(|| util::stats::spearman(&exact, &approx))
-            .flatten();
-        let agreement = match rho {
-            Some(rho) => format!(
-            " Spearman rank correlation between exact and attribution patching over these cells: \
-             {rho:.2}."
-        ),
-            None => String::new(),
-        };
+        grid.labels(LAYER_AXIS, "position (token role)", label.clone())
+            .save_panels(
+                &path,
+                format!("Attribution patching ({direction}): corrupt {corruption}, step {step}"),
+                panels,
+                scale,
+                Some(components.len()),
+            )?;
+        let agreement = method_agreement(&grid, &components);
         Ok(Figure {
             path,
             caption: format!(
@@ -208,6 +172,7 @@ impl Context<'_> {
         })
     }
 
+    /// Layer × position for each non-head component: one heatmap, or one panel per component.
     fn per_corruption(&self, corruption: &str, rows: &[&PatchRow]) -> Result<Option<Figure>> {
         let rows: Vec<&PatchRow> = rows
             .iter()
@@ -220,6 +185,7 @@ impl Context<'_> {
         let components = components_in_order(&rows);
         let grid = Grid::new(&rows, |r| (r.component.clone(), r.position.clone()));
         let label = metric_label(self.metric);
+        let labels = grid.labels(LAYER_AXIS, "patched position (token role)", label.clone());
         let title = format!(
             "Causal tracing ({}): corrupt {corruption}, step {}",
             self.direction, self.step
@@ -230,19 +196,10 @@ impl Context<'_> {
             slug(corruption),
             self.step
         ));
-        let all_values = rows.iter().map(|r| r.value).collect::<Vec<_>>();
-        let scale = metric_scale(self.metric, all_values.iter().copied());
+        let scale = metric_scale(self.metric, rows.iter().map(|r| r.value));
         if let [component] = components.as_slice() {
-            let heatmap = Heatmap::new(
-                format!("{title} ({})", component_label(component)),
-                grid.layer_labels(),
-                grid.columns.clone(),
-                grid.matrix(component),
-            )
-            .axes(LAYER_AXIS, "patched position (token role)")
-            .quantity(label.clone())
-            .scale(scale);
-            heatmap.save(&path, heatmap.default_size())?;
+            let title = format!("{title} ({})", component_label(component));
+            labels.save_heatmap(&path, title, grid.matrix(component), scale)?;
         } else {
             let panels = components
                 .iter()
@@ -251,13 +208,7 @@ impl Context<'_> {
                     values: grid.matrix(c),
                 })
                 .collect();
-            let figure =
-                SmallMultiples::new(title, grid.layer_labels(), grid.columns.clone(), panels)
-                    .axes(LAYER_AXIS, "patched position (token role)")
-                    .quantity(label.clone())
-                    .scale(scale)
-                    .columns(components.len());
-            figure.save(&path, figure.default_size())?;
+            labels.save_panels(&path, title, panels, scale, Some(components.len()))?;
         }
         Ok(Some(Figure {
             path,
@@ -278,6 +229,7 @@ impl Context<'_> {
         }))
     }
 
+    /// Block × head, one panel per position.
     fn per_head(&self, corruption: &str, rows: &[&PatchRow]) -> Result<Option<Figure>> {
         let rows: Vec<&PatchRow> = rows
             .iter()
@@ -316,11 +268,8 @@ impl Context<'_> {
                 values: grid.matrix(p),
             })
             .collect();
-        let figure = SmallMultiples::new(title, grid.layer_labels(), grid.columns.clone(), panels)
-            .axes("block", "head")
-            .quantity(label.clone())
-            .scale(scale);
-        figure.save(&path, figure.default_size())?;
+        grid.labels("block", "head", label.clone())
+            .save_panels(&path, title, panels, scale, None)?;
         Ok(Some(Figure {
             path,
             caption: format!(
@@ -336,6 +285,63 @@ impl Context<'_> {
     }
 }
 
+/// The attribution file's methods, exact first, then attribution, then any other.
+fn methods_in_order(rows: &[&PatchRow]) -> Vec<String> {
+    let mut methods = distinct(rows.iter().filter_map(|r| r.method.as_deref()));
+    methods.sort_by_key(|m| match m.as_str() {
+        "exact" => 0,
+        "attribution" => 1,
+        _ => 2,
+    });
+    methods
+}
+
+/// One `[layer][position]` panel per (method, component), method-major, from a grid keyed
+/// `method|component`.
+fn method_panels(grid: &Grid, methods: &[String], components: &[String]) -> Vec<Panel> {
+    let mut panels = Vec::new();
+    for method in methods {
+        for component in components {
+            panels.push(Panel {
+                title: format!("{method} · {}", component_label(component)),
+                values: grid.matrix(&format!("{method}|{component}")),
+            });
+        }
+    }
+    panels
+}
+
+/// The caption sentence giving the Spearman rank correlation between exact and attribution
+/// patching over the cells both have; empty with fewer than 3 such cells.
+fn method_agreement(grid: &Grid, components: &[String]) -> String {
+    let (exact, approx): (Vec<f64>, Vec<f64>) = components
+        .iter()
+        .flat_map(|c| {
+            let exact = grid.matrix(&format!("exact|{c}"));
+            let approx = grid.matrix(&format!("attribution|{c}"));
+            exact
+                .into_iter()
+                .flatten()
+                .zip(approx.into_iter().flatten())
+                .collect::<Vec<_>>()
+        })
+        .filter(|(a, b)| a.is_finite() && b.is_finite())
+        .unzip();
+    let rho = (exact.len() >= 3)
+        .then(|| util::stats::spearman(&exact, &approx))
+        .flatten();
+    match rho {
+        Some(rho) => format!(
+            " Spearman rank correlation between exact and attribution patching over these cells: \
+             {rho:.2}."
+        ),
+        None => String::new(),
+    }
+}
+
+/// Column axis of every circuit figure.
+const CIRCUIT_AXIS: &str = "corrupted token (its own position patched)";
+
 /// The circuit view: for each corruption, the residual stream at the corrupted token's own
 /// position, per layer; at two steps, their difference, and over all steps.
 fn circuit_figures(
@@ -345,6 +351,26 @@ fn circuit_figures(
     out_dir: &Path,
     options: &FigureOptions,
 ) -> Result<Vec<Figure>> {
+    let in_circuit = at_own_positions(rows);
+    if in_circuit.is_empty() {
+        return Ok(Vec::new());
+    }
+    let circuit = Circuit::new(&in_circuit, direction, metric, out_dir);
+    if circuit.steps.len() < 2 {
+        return Ok(vec![circuit.single_step()?]);
+    }
+    let compared = circuit.compared_steps(options);
+    let mut figures = Vec::new();
+    if compared.from != compared.to {
+        figures.push(circuit.pair(&compared)?);
+        figures.push(circuit.change(&compared)?);
+    }
+    figures.push(circuit.over_steps(&compared)?);
+    Ok(figures)
+}
+
+/// The residual-stream rows patched at each corruption's own position (see [`own_position_of`]).
+fn at_own_positions<'r>(rows: &[&'r PatchRow]) -> Vec<&'r PatchRow> {
     let resid: Vec<&PatchRow> = rows
         .iter()
         .copied()
@@ -362,120 +388,177 @@ fn circuit_figures(
             own_position.insert(corruption, p);
         }
     }
-    let in_circuit: Vec<&PatchRow> = resid
+    resid
         .into_iter()
         .filter(|r| own_position.get(&r.corruption) == Some(&r.position))
-        .collect();
-    if in_circuit.is_empty() {
-        return Ok(Vec::new());
+        .collect()
+}
+
+/// The circuit of one direction and metric: per step, `[layer][corruption]` values of the
+/// residual stream at each corrupted token's own position.
+struct Circuit<'a> {
+    /// Panels keyed by step, columns the corruptions.
+    grid: Grid,
+    steps: Vec<u64>,
+    direction: &'a str,
+    metric: &'a str,
+    /// The metric's axis label.
+    label: String,
+    /// The caption sentences explaining columns, direction and metric.
+    explain: String,
+    out_dir: &'a Path,
+}
+
+/// The two checkpoints a circuit change compares, with the caption text saying why.
+struct ComparedSteps {
+    from: u64,
+    from_reason: String,
+    to: u64,
+    to_note: String,
+}
+
+impl<'a> Circuit<'a> {
+    fn new(rows: &[&PatchRow], direction: &'a str, metric: &'a str, out_dir: &'a Path) -> Self {
+        Circuit {
+            grid: Grid::new(rows, |r| (r.step.to_string(), r.corruption.clone())),
+            steps: sorted_steps(rows),
+            direction,
+            metric,
+            label: metric_label(metric),
+            explain: format!(
+                " Columns: the corrupted token; the residual stream at its own position is \
+                 patched ({}).{}",
+                direction_text(direction),
+                metric_explanation(metric)
+            ),
+            out_dir,
+        }
     }
-    let grid = Grid::new(&in_circuit, |r| (r.step.to_string(), r.corruption.clone()));
-    let steps = sorted_steps(&in_circuit);
-    let label = metric_label(metric);
-    let dir = slug(direction);
-    let col_axis = "corrupted token (its own position patched)";
-    let explain = format!(
-        " Columns: the corrupted token; the residual stream at its own position is patched ({}).{}",
-        direction_text(direction),
-        metric_explanation(metric)
-    );
-    let mut figures = Vec::new();
-    if steps.len() < 2 {
-        let step = steps[0];
-        let values = grid.matrix(&step.to_string());
-        let scale = metric_scale(metric, values.iter().flatten().copied());
-        let heatmap = Heatmap::new(
-            format!("Circuit ({direction}): {label}, step {step}"),
-            grid.layer_labels(),
-            grid.columns.clone(),
-            values,
-        )
-        .axes(LAYER_AXIS, col_axis)
-        .quantity(label.clone())
-        .scale(scale);
-        let path = out_dir.join(format!("circuit_{dir}_step{step}.png"));
-        heatmap.save(&path, heatmap.default_size())?;
-        figures.push(Figure {
+
+    /// Layer and column labels with `quantity` on the colour bar.
+    fn labels(&self, quantity: String) -> CellLabels {
+        self.grid.labels(LAYER_AXIS, CIRCUIT_AXIS, quantity)
+    }
+
+    /// `[layer][corruption]` at `step`.
+    fn matrix(&self, step: u64) -> Vec<Vec<f64>> {
+        self.grid.matrix(&step.to_string())
+    }
+
+    /// `circuit_<direction>_step<N>.png`, when only one step was traced.
+    fn single_step(&self) -> Result<Figure> {
+        let (direction, label, explain) = (self.direction, &self.label, &self.explain);
+        let step = self.steps[0];
+        let values = self.matrix(step);
+        let scale = metric_scale(self.metric, values.iter().flatten().copied());
+        let path = self
+            .out_dir
+            .join(format!("circuit_{}_step{step}.png", slug(direction)));
+        let title = format!("Circuit ({direction}): {label}, step {step}");
+        self.labels(label.clone())
+            .save_heatmap(&path, title, values, scale)?;
+        Ok(Figure {
             path,
             caption: format!("{label} per layer at checkpoint {step}.{explain}"),
             section: Section::CausalTracing,
-        });
-        return Ok(figures);
+        })
     }
 
-    let (to, to_note) = choose_step(&steps, options.change_to).unwrap_or((steps[0], String::new()));
-    let (from, from_reason) = match options.change_from {
-        Some(wanted) => {
-            let (step, note) =
-                choose_step(&steps, Some(wanted)).unwrap_or((steps[0], String::new()));
-            (step, format!("as asked.{note}"))
-        }
-        None => match (
-            &options.saturation,
-            saturation_step(&steps, options.saturation.as_ref()),
-        ) {
-            (Some(sat), Some(step)) if step != to => (
-                step,
-                format!(
-                    "the first traced checkpoint at or after step {}, where {} accuracy reached \
-                     ≥ {} (the paper's start of grokking).",
-                    sat.step, sat.split, sat.threshold
+    /// The steps asked for, else the saturation checkpoint (else the first) and the last.
+    fn compared_steps(&self, options: &FigureOptions) -> ComparedSteps {
+        let steps = &self.steps;
+        let (to, to_note) =
+            choose_step(steps, options.change_to).unwrap_or((steps[0], String::new()));
+        let (from, from_reason) = match options.change_from {
+            Some(wanted) => {
+                let (step, note) =
+                    choose_step(steps, Some(wanted)).unwrap_or((steps[0], String::new()));
+                (step, format!("as asked.{note}"))
+            }
+            None => match (
+                &options.saturation,
+                saturation_step(steps, options.saturation.as_ref()),
+            ) {
+                (Some(sat), Some(step)) if step != to => (
+                    step,
+                    format!(
+                        "the first traced checkpoint at or after step {}, where {} accuracy \
+                         reached ≥ {} (the paper's start of grokking).",
+                        sat.step, sat.split, sat.threshold
+                    ),
                 ),
-            ),
-            _ => (steps[0], "the first traced checkpoint.".to_string()),
-        },
-    };
-    if from != to {
-        let before = grid.matrix(&from.to_string());
-        let after = grid.matrix(&to.to_string());
-        let scale = metric_scale(metric, before.iter().chain(&after).flatten().copied());
-        let pair = SmallMultiples::new(
-            format!("Circuit ({direction}): {label}, step {from} and step {to}"),
-            grid.layer_labels(),
-            grid.columns.clone(),
-            vec![
-                Panel {
-                    title: format!("step {from}"),
-                    values: before.clone(),
-                },
-                Panel {
-                    title: format!("step {to}"),
-                    values: after.clone(),
-                },
-            ],
-        )
-        .axes(LAYER_AXIS, col_axis)
-        .quantity(label.clone())
-        .scale(scale)
-        .columns(2);
-        let path = out_dir.join(format!("circuit_{dir}_step{from}_and_step{to}.png"));
-        pair.save(&path, pair.default_size())?;
-        figures.push(Figure {
+                _ => (steps[0], "the first traced checkpoint.".to_string()),
+            },
+        };
+        ComparedSteps {
+            from,
+            from_reason,
+            to,
+            to_note,
+        }
+    }
+
+    /// `circuit_<direction>_step<A>_and_step<B>.png`: the two compared steps side by side.
+    fn pair(&self, compared: &ComparedSteps) -> Result<Figure> {
+        let (direction, label, explain) = (self.direction, &self.label, &self.explain);
+        let ComparedSteps {
+            from,
+            from_reason,
+            to,
+            to_note,
+        } = compared;
+        let (before, after) = (self.matrix(*from), self.matrix(*to));
+        let scale = metric_scale(self.metric, before.iter().chain(&after).flatten().copied());
+        let panels = vec![
+            Panel {
+                title: format!("step {from}"),
+                values: before,
+            },
+            Panel {
+                title: format!("step {to}"),
+                values: after,
+            },
+        ];
+        let path = self.out_dir.join(format!(
+            "circuit_{}_step{from}_and_step{to}.png",
+            slug(direction)
+        ));
+        let title = format!("Circuit ({direction}): {label}, step {from} and step {to}");
+        self.labels(label.clone())
+            .save_panels(&path, title, panels, scale, Some(2))?;
+        Ok(Figure {
             path,
             caption: format!(
                 "{label} per layer at step {from} ({from_reason}) and at step {to}.{explain}{to_note}"
             ),
             section: Section::CausalTracing,
-        });
+        })
+    }
 
-        let change: Vec<Vec<f64>> = before
+    /// `circuit_change_<direction>_step<A>_to_step<B>.png`: later minus earlier, diverging at 0.
+    fn change(&self, compared: &ComparedSteps) -> Result<Figure> {
+        let (direction, label, explain) = (self.direction, &self.label, &self.explain);
+        let ComparedSteps {
+            from,
+            from_reason,
+            to,
+            to_note,
+        } = compared;
+        let change: Vec<Vec<f64>> = self
+            .matrix(*from)
             .iter()
-            .zip(&after)
+            .zip(&self.matrix(*to))
             .map(|(b, a)| b.iter().zip(a).map(|(b, a)| a - b).collect())
             .collect();
         let scale = ColorScale::diverging_from(change.iter().flatten().copied());
-        let heatmap = Heatmap::new(
-            format!("Circuit change ({direction}): step {to} − step {from}"),
-            grid.layer_labels(),
-            grid.columns.clone(),
-            change,
-        )
-        .axes(LAYER_AXIS, col_axis)
-        .quantity(format!("Δ {label}"))
-        .scale(scale);
-        let path = out_dir.join(format!("circuit_change_{dir}_step{from}_to_step{to}.png"));
-        heatmap.save(&path, heatmap.default_size())?;
-        figures.push(Figure {
+        let path = self.out_dir.join(format!(
+            "circuit_change_{}_step{from}_to_step{to}.png",
+            slug(direction)
+        ));
+        let title = format!("Circuit change ({direction}): step {to} − step {from}");
+        self.labels(format!("Δ {label}"))
+            .save_heatmap(&path, title, change, scale)?;
+        Ok(Figure {
             path,
             caption: format!(
                 "Change in {label} from step {from} ({from_reason}) to step {to}, per layer and \
@@ -485,44 +568,42 @@ fn circuit_figures(
                  (comparison) to the prediction strengthens.{explain}{to_note}"
             ),
             section: Section::CausalTracing,
-        });
+        })
     }
 
-    let shown = spread_steps(&steps, MAX_PANELS, &[from, to]);
-    let panels: Vec<Panel> = shown
-        .iter()
-        .map(|s| Panel {
-            title: format!("step {s}"),
-            values: grid.matrix(&s.to_string()),
-        })
-        .collect();
-    let scale = metric_scale(
-        metric,
-        panels
+    /// `circuit_<direction>_over_steps.png`: up to [`MAX_PANELS`] steps, the compared ones kept.
+    fn over_steps(&self, compared: &ComparedSteps) -> Result<Figure> {
+        let (direction, label, explain) = (self.direction, &self.label, &self.explain);
+        let shown = spread_steps(&self.steps, MAX_PANELS, &[compared.from, compared.to]);
+        let panels: Vec<Panel> = shown
             .iter()
-            .flat_map(|p| p.values.iter().flatten().copied()),
-    );
-    let over = SmallMultiples::new(
-        format!("Circuit over training ({direction}): {label}"),
-        grid.layer_labels(),
-        grid.columns.clone(),
-        panels,
-    )
-    .axes(LAYER_AXIS, col_axis)
-    .quantity(label.clone())
-    .scale(scale);
-    let path = out_dir.join(format!("circuit_{dir}_over_steps.png"));
-    over.save(&path, over.default_size())?;
-    figures.push(Figure {
-        path,
-        caption: format!(
-            "{label} per layer at {} of the {} traced checkpoints, on one colour scale.{explain}",
-            shown.len(),
-            steps.len()
-        ),
-        section: Section::CausalTracing,
-    });
-    Ok(figures)
+            .map(|&s| Panel {
+                title: format!("step {s}"),
+                values: self.matrix(s),
+            })
+            .collect();
+        let scale = metric_scale(
+            self.metric,
+            panels
+                .iter()
+                .flat_map(|p| p.values.iter().flatten().copied()),
+        );
+        let path = self
+            .out_dir
+            .join(format!("circuit_{}_over_steps.png", slug(direction)));
+        let title = format!("Circuit over training ({direction}): {label}");
+        self.labels(label.clone())
+            .save_panels(&path, title, panels, scale, None)?;
+        Ok(Figure {
+            path,
+            caption: format!(
+                "{label} per layer at {} of the {} traced checkpoints, on one colour scale.{explain}",
+                shown.len(),
+                self.steps.len()
+            ),
+            section: Section::CausalTracing,
+        })
+    }
 }
 
 /// Values indexed by (panel key, layer, column), with the layers and columns present.
@@ -552,6 +633,23 @@ impl Grid {
 
     fn layer_labels(&self) -> Vec<String> {
         self.layers.iter().map(|l| l.to_string()).collect()
+    }
+
+    /// The layers as rows and this grid's columns, named `row_axis` and `col_axis`, with
+    /// `quantity` on the colour bar.
+    fn labels(
+        &self,
+        row_axis: &'static str,
+        col_axis: &'static str,
+        quantity: String,
+    ) -> CellLabels {
+        CellLabels {
+            rows: self.layer_labels(),
+            columns: self.columns.clone(),
+            row_axis,
+            col_axis,
+            quantity,
+        }
     }
 
     /// `[layer][column]` of one panel; NaN where there is no row.
