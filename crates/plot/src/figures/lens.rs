@@ -10,9 +10,9 @@ use crate::data::{distinct, read_lens, role_rank, roles_in_order, LensRow};
 use crate::error::Result;
 use crate::figures::{
     choose_step, is_unit_metric, metric_label, metric_scale, saturation_note, saturation_step,
-    slug, spread_steps, CellLabels, Figure, FigureOptions, Section, LAYER_AXIS, STEP_AXIS,
+    slug, spread_steps, step_axis, CellLabels, Figure, FigureOptions, Section, LAYER_AXIS,
 };
-use crate::line_chart::{AxisScale, LineChart, Series};
+use crate::line_chart::{LineChart, Series};
 use crate::small_multiples::Panel;
 
 /// Most checkpoints shown as small multiples.
@@ -270,12 +270,7 @@ impl LensGrid {
     /// scale when at least two steps are positive), coloured from the first layer to the last.
     fn layer_curves(&self, kind: Kind, target: &str, metric: &str, position: &str) -> LineChart {
         let label = metric_label(metric);
-        let positive = self.steps.iter().filter(|s| **s > 0).count() >= 2;
-        let (x_scale, x_label) = if positive {
-            (AxisScale::Log, STEP_AXIS)
-        } else {
-            (AxisScale::Linear, "training step")
-        };
+        let (x_scale, x_label) = step_axis(&self.steps);
         let mut chart = LineChart::new(
             format!(
                 "{}: {label} of {target} at position {position}, per layer",

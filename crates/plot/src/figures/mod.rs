@@ -19,6 +19,7 @@ use crate::colormap::ColorScale;
 use crate::data::{existing, Metrics, Saturation};
 use crate::error::{PlotError, Result};
 use crate::heatmap::Heatmap;
+use crate::line_chart::AxisScale;
 use crate::small_multiples::{Panel, SmallMultiples};
 
 /// The part of the report a figure belongs to.
@@ -237,6 +238,16 @@ impl CellLabels {
             figure = figure.columns(per_row);
         }
         figure.save(path, figure.default_size())
+    }
+}
+
+/// The x axis of a curve over the training steps `steps`: a log scale named [`STEP_AXIS`] when at
+/// least two steps are positive (step 0 then falls off the axis), else a linear one.
+pub(crate) fn step_axis(steps: &[u64]) -> (AxisScale, &'static str) {
+    if steps.iter().filter(|s| **s > 0).count() >= 2 {
+        (AxisScale::Log, STEP_AXIS)
+    } else {
+        (AxisScale::Linear, "training step")
     }
 }
 
