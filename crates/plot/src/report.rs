@@ -72,87 +72,15 @@ pub fn write_report(inputs: &RunInputs, out_dir: &Path, figures: &[Figure]) -> R
         path: out_dir.to_path_buf(),
         source,
     })?;
-    let run_name = inputs
-        .run_dir
-        .canonicalize()
-        .ok()
-        .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
-        .unwrap_or_else(|| inputs.run_dir.display().to_string());
-
-    let mut html = String::new();
-    let _ = write!(
-        html,
-        "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n\
-         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n\
-         <title>grokscope report: {name}</title>\n<style>\n{STYLE}</style>\n</head>\n<body>\n\
-         <h1>grokscope report: {name}</h1>\n",
-        name = escape(&run_name)
-    );
-    let _ = writeln!(
-        html,
-        "<p class=\"meta\">Run folder <code>{}</code>, analysis folder <code>{}</code>. Drawn \
-         from {}.</p>",
-        escape(&inputs.run_dir.display().to_string()),
-        escape(&inputs.analysis_dir.display().to_string()),
-        inputs
-            .files()
-            .iter()
-            .map(|p| format!(
-                "<code>{}</code>",
-                escape(&p.file_name().unwrap_or_default().to_string_lossy())
-            ))
-            .collect::<Vec<_>>()
-            .join(", ")
-    );
-
     let mut sections: Vec<Section> = figures.iter().map(|f| f.section).collect();
     sections.sort();
     sections.dedup();
-    html.push_str("<nav><a href=\"#key-numbers\">Key numbers</a>");
-    for section in &sections {
-        let _ = write!(
-            html,
-            " · <a href=\"#{}\">{}</a>",
-            section_id(*section),
-            escape(section.title())
-        );
-    }
-    html.push_str("</nav>\n");
 
+    let mut html = page_header(inputs);
+    html.push_str(&navigation(&sections));
     html.push_str(&key_numbers_table(&numbers));
-    let missing = missing_analyses(inputs);
-    if !missing.is_empty() {
-        let _ = writeln!(
-            html,
-            "<p class=\"note\">Not found in the analysis folder: {}. Run <code>grokscope \
-             trace</code> (and <code>grokscope probe</code> / <code>dla</code>) to add those \
-             figures.</p>",
-            missing.join(", ")
-        );
-    }
-
-    let mut number = 0;
-    for section in &sections {
-        let _ = writeln!(
-            html,
-            "<h2 id=\"{}\">{}</h2>",
-            section_id(*section),
-            escape(section.title())
-        );
-        for figure in figures.iter().filter(|f| f.section == *section) {
-            number += 1;
-            let href = url_path(&relative_path(&figure.path, out_dir)?);
-            let _ = writeln!(
-                html,
-                "<figure id=\"figure-{number}\">\n<a href=\"{href}\"><img src=\"{href}\" \
-                 alt=\"{alt}\"></a>\n<figcaption><b>Figure {number}.</b> {caption}</figcaption>\n\
-                 </figure>",
-                alt = escape(first_sentence(&figure.caption)),
-                caption = escape(&figure.caption)
-            );
-        }
-    }
-
+    html.push_str(&missing_note(inputs));
+    html.push_str(&figure_sections(&sections, figures, out_dir)?);
     if let Some(config) = read_config(&inputs.run_dir) {
         let _ = writeln!(
             html,
@@ -174,6 +102,103 @@ pub fn write_report(inputs: &RunInputs, out_dir: &Path, figures: &[Figure]) -> R
     Ok(path)
 }
 
+/// The run's name: its folder's name, else the folder as given.
+fn run_name(inputs: &RunInputs) -> String {
+    inputs
+        .run_dir
+        .canonicalize()
+        .ok()
+        .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+        .unwrap_or_else(|| inputs.run_dir.display().to_string())
+}
+
+/// The document's head, the page title and the line naming the folders and files drawn from.
+fn page_header(inputs: &RunInputs) -> String {
+    let mut html = String::new();
+    let _ = write!(
+        html,
+        "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n\
+         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n\
+         <title>grokscope report: {name}</title>\n<style>\n{STYLE}</style>\n</head>\n<body>\n\
+         <h1>grokscope report: {name}</h1>\n",
+        name = escape(&run_name(inputs))
+    );
+    let _ = writeln!(
+        html,
+        "<p class=\"meta\">Run folder <code>{}</code>, analysis folder <code>{}</code>. Drawn \
+         from {}.</p>",
+        escape(&inputs.run_dir.display().to_string()),
+        escape(&inputs.analysis_dir.display().to_string()),
+        inputs
+            .files()
+            .iter()
+            .map(|p| format!(
+                "<code>{}</code>",
+                escape(&p.file_name().unwrap_or_default().to_string_lossy())
+            ))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    html
+}
+
+/// Links to the key numbers and to each section.
+fn navigation(sections: &[Section]) -> String {
+    let mut html = String::from("<nav><a href=\"#key-numbers\">Key numbers</a>");
+    for section in sections {
+        let _ = write!(
+            html,
+            " · <a href=\"#{}\">{}</a>",
+            section_id(*section),
+            escape(section.title())
+        );
+    }
+    html.push_str("</nav>\n");
+    html
+}
+
+/// A note naming the analysis files not found; empty when all are there.
+fn missing_note(inputs: &RunInputs) -> String {
+    let missing = missing_analyses(inputs);
+    if missing.is_empty() {
+        return String::new();
+    }
+    format!(
+        "<p class=\"note\">Not found in the analysis folder: {}. Run <code>grokscope \
+         trace</code> (and <code>grokscope probe</code> / <code>dla</code>) to add those \
+         figures.</p>\n",
+        missing.join(", ")
+    )
+}
+
+/// One heading per section with its figures, numbered from 1 across sections, each image linked
+/// by its path relative to `out_dir`.
+fn figure_sections(sections: &[Section], figures: &[Figure], out_dir: &Path) -> Result<String> {
+    let mut html = String::new();
+    let mut number = 0;
+    for section in sections {
+        let _ = writeln!(
+            html,
+            "<h2 id=\"{}\">{}</h2>",
+            section_id(*section),
+            escape(section.title())
+        );
+        for figure in figures.iter().filter(|f| f.section == *section) {
+            number += 1;
+            let href = url_path(&relative_path(&figure.path, out_dir)?);
+            let _ = writeln!(
+                html,
+                "<figure id=\"figure-{number}\">\n<a href=\"{href}\"><img src=\"{href}\" \
+                 alt=\"{alt}\"></a>\n<figcaption><b>Figure {number}.</b> {caption}</figcaption>\n\
+                 </figure>",
+                alt = escape(first_sentence(&figure.caption)),
+                caption = escape(&figure.caption)
+            );
+        }
+    }
+    Ok(html)
+}
+
 const STYLE: &str = "body { font-family: 'DejaVu Sans', 'Segoe UI', Helvetica, Arial, sans-serif; \
 color: #222; max-width: 1280px; margin: 2em auto; padding: 0 1.5em; line-height: 1.45; }
 h1 { font-size: 1.6em; margin-bottom: 0.2em; }
@@ -190,6 +215,7 @@ pre { background: #f7f7f7; padding: 1em; overflow-x: auto; }
 footer { margin-top: 3em; }
 ";
 
+/// The "Key numbers" heading and table: one (name, value) row each, in HTML.
 fn key_numbers_table(n: &KeyNumbers) -> String {
     let mut rows: Vec<(String, String)> = Vec::new();
     for (split, step, acc) in &n.final_accuracy {
@@ -198,47 +224,9 @@ fn key_numbers_table(n: &KeyNumbers) -> String {
             format!("{acc:.3} <span class=\"meta\">(step {step})</span>"),
         ));
     }
-    rows.push((
-        "Training saturated".to_string(),
-        match &n.saturation {
-            Some(s) => format!(
-                "step {} <span class=\"meta\">(<code>{}</code> accuracy first ≥ {}{})</span>",
-                s.step,
-                escape(&s.split),
-                s.threshold,
-                if s.threshold < 0.99 {
-                    "; it never reached 0.99"
-                } else {
-                    ""
-                }
-            ),
-            None => "not reached (training accuracy never ≥ 0.95)".to_string(),
-        },
-    ));
+    rows.push(("Training saturated".to_string(), saturation_cell(n)));
     let test_label = format!("<code>{TEST_ID_SPLIT}</code> first ≥ {TEST_ID_TARGET}");
-    rows.push((
-        test_label,
-        match (n.test_id_reached, &n.test_id_best) {
-            (Some(step), _) => {
-                let ratio = n
-                    .saturation
-                    .as_ref()
-                    .filter(|s| s.step > 0)
-                    .map(|s| {
-                        format!(
-                            " <span class=\"meta\">({:.1}× the saturation step)</span>",
-                            step as f64 / s.step as f64
-                        )
-                    })
-                    .unwrap_or_default();
-                format!("step {step}{ratio}")
-            }
-            (None, Some((step, best))) => {
-                format!("not reached <span class=\"meta\">(best {best:.3} at step {step})</span>")
-            }
-            (None, None) => format!("no <code>{TEST_ID_SPLIT}_acc</code> column"),
-        },
-    ));
+    rows.push((test_label, test_id_cell(n)));
     rows.push((
         "Weight norm at saturation".to_string(),
         match (&n.saturation, n.weight_norm_at_saturation) {
@@ -248,20 +236,7 @@ fn key_numbers_table(n: &KeyNumbers) -> String {
             _ => "—".to_string(),
         },
     ));
-    rows.push((
-        "Weight norm now".to_string(),
-        match n.weight_norm_last {
-            Some((step, norm)) => {
-                let change = n
-                    .weight_norm_at_saturation
-                    .filter(|s| *s > 0.0)
-                    .map(|s| format!(", {:.2}× the value at saturation", norm / s))
-                    .unwrap_or_default();
-                format!("{norm:.2} <span class=\"meta\">(step {step}{change})</span>")
-            }
-            None => "—".to_string(),
-        },
-    ));
+    rows.push(("Weight norm now".to_string(), weight_norm_now_cell(n)));
     rows.push(("Last step".to_string(), n.last_step.to_string()));
     let mut html = String::from("<h2 id=\"key-numbers\">Key numbers</h2>\n<table>\n<tbody>\n");
     for (name, value) in rows {
@@ -269,6 +244,64 @@ fn key_numbers_table(n: &KeyNumbers) -> String {
     }
     html.push_str("</tbody>\n</table>\n");
     html
+}
+
+/// The step where training saturated, its split and threshold, or that it never did.
+fn saturation_cell(n: &KeyNumbers) -> String {
+    match &n.saturation {
+        Some(s) => format!(
+            "step {} <span class=\"meta\">(<code>{}</code> accuracy first ≥ {}{})</span>",
+            s.step,
+            escape(&s.split),
+            s.threshold,
+            if s.threshold < 0.99 {
+                "; it never reached 0.99"
+            } else {
+                ""
+            }
+        ),
+        None => "not reached (training accuracy never ≥ 0.95)".to_string(),
+    }
+}
+
+/// The step the in-distribution test split reached its target (with its ratio to the saturation
+/// step), else its best accuracy, else that the column is missing.
+fn test_id_cell(n: &KeyNumbers) -> String {
+    match (n.test_id_reached, &n.test_id_best) {
+        (Some(step), _) => {
+            let ratio = n
+                .saturation
+                .as_ref()
+                .filter(|s| s.step > 0)
+                .map(|s| {
+                    format!(
+                        " <span class=\"meta\">({:.1}× the saturation step)</span>",
+                        step as f64 / s.step as f64
+                    )
+                })
+                .unwrap_or_default();
+            format!("step {step}{ratio}")
+        }
+        (None, Some((step, best))) => {
+            format!("not reached <span class=\"meta\">(best {best:.3} at step {step})</span>")
+        }
+        (None, None) => format!("no <code>{TEST_ID_SPLIT}_acc</code> column"),
+    }
+}
+
+/// The last weight norm, its step and its ratio to the norm at saturation.
+fn weight_norm_now_cell(n: &KeyNumbers) -> String {
+    match n.weight_norm_last {
+        Some((step, norm)) => {
+            let change = n
+                .weight_norm_at_saturation
+                .filter(|s| *s > 0.0)
+                .map(|s| format!(", {:.2}× the value at saturation", norm / s))
+                .unwrap_or_default();
+            format!("{norm:.2} <span class=\"meta\">(step {step}{change})</span>")
+        }
+        None => "—".to_string(),
+    }
 }
 
 fn missing_analyses(inputs: &RunInputs) -> Vec<String> {

@@ -8,9 +8,9 @@ use crate::colormap::{ColorMap, ColorScale};
 use crate::data::{distinct, read_dla, DlaRow};
 use crate::error::Result;
 use crate::figures::{
-    choose_step, saturation_note, CellLabels, Figure, FigureOptions, Section, STEP_AXIS,
+    choose_step, saturation_note, step_axis, CellLabels, Figure, FigureOptions, Section,
 };
-use crate::line_chart::{AxisScale, LineChart, Series};
+use crate::line_chart::{LineChart, Series};
 use crate::style::{format_number, INK};
 
 /// Most components drawn as lines over training (those with the largest contributions).
@@ -36,112 +36,138 @@ pub fn direct_logit_attribution(
     let components = distinct(rows.iter().map(|r| r.component.as_str()));
     let (heads, others): (Vec<String>, Vec<String>) =
         components.into_iter().partition(|c| head_of(c).is_some());
-    let value_at = |component: &str, step: u64| {
-        rows.iter()
-            .find(|r| r.component == component && r.step == step)
-            .map_or(f64::NAN, |r| r.value)
-    };
     let mut figures = Vec::new();
-
     if !others.is_empty() {
-        let bars: Vec<(String, f64)> = others
-            .iter()
-            .map(|c| (c.clone(), value_at(c, step)))
-            .collect();
-        let total: f64 = bars.iter().map(|b| b.1).filter(|v| v.is_finite()).sum();
-        let chart = BarChart::new(
-            format!("Direct logit attribution, step {step}"),
-            VALUE_AXIS,
-            "component",
-            bars,
-        );
-        let path = out_dir.join(format!("dla_step{step}.png"));
-        chart.save(&path, chart.default_size())?;
-        figures.push(Figure {
-            path,
-            caption: format!(
-                "Direct logit attribution at checkpoint {step}: each component's output, scaled by \
-                 the final LayerNorm's cached scale and projected on the unembedding direction of \
-                 the gold answer minus its rival. Green pushes towards the gold answer, orange \
-                 away. The bars sum to {}.{note}",
-                format_number(total)
-            ),
-            section: Section::DirectLogitAttribution,
-        });
+        figures.push(component_bars(&rows, &others, step, &note, out_dir)?);
     }
-
     if !heads.is_empty() {
         figures.push(head_heatmap(&rows, &heads, step, &note, out_dir)?);
     }
-
     if steps.len() > 1 && !others.is_empty() {
-        let (marker, saturation_text) = saturation_note(options.saturation.as_ref(), &steps);
-        let positive = steps.iter().filter(|s| **s > 0).count() >= 2;
-        let (x_scale, x_label) = if positive {
-            (AxisScale::Log, STEP_AXIS)
-        } else {
-            (AxisScale::Linear, "training step")
-        };
-        let max_layer = others.iter().filter_map(|c| layer_of(c)).max().unwrap_or(0);
-        let largest = |c: &String| {
-            steps
-                .iter()
-                .map(|&s| value_at(c, s).abs())
-                .filter(|v| v.is_finite())
-                .fold(0.0f64, f64::max)
-        };
-        let mut ranked: Vec<&String> = others.iter().collect();
-        ranked.sort_by(|a, b| largest(b).total_cmp(&largest(a)));
-        ranked.truncate(MAX_LINES);
-        let shown: Vec<&String> = others.iter().filter(|c| ranked.contains(c)).collect();
-        let left_out = if shown.len() < others.len() {
-            format!(
-                " The {} components with the largest contributions are shown; {} others are \
-                 left out.",
-                shown.len(),
-                others.len() - shown.len()
-            )
-        } else {
-            String::new()
-        };
-        let mut chart = LineChart::new(
-            "Direct logit attribution over training",
-            x_label,
-            VALUE_AXIS,
-        )
-        .x_scale(x_scale)
-        .legend_title("component");
-        for component in shown {
-            let points = steps
-                .iter()
-                .map(|&s| (s as f64, value_at(component, s)))
-                .collect();
-            let color = match layer_of(component) {
-                Some(l) => ColorMap::Sequential.at(0.9 * l as f64 / max_layer.max(1) as f64),
-                None => INK,
-            };
-            let series = Series::new(component.as_str(), points, color);
-            chart = chart.series(if component.contains("mlp") {
-                series.dashed()
-            } else {
-                series
-            });
-        }
-        if let Some((x, text)) = &marker {
-            chart = chart.marker(*x, text.as_str());
-        }
-        let path = out_dir.join("dla_over_training.png");
-        chart.save(&path, chart.default_size())?;
-        figures.push(Figure {
-            path,
-            caption: format!(
-                "Direct logit attribution of each component over training; colour follows the \
-                 layer, MLP outputs are dashed.{left_out}{saturation_text}"
-            ),
-            section: Section::DirectLogitAttribution,
-        });
+        figures.push(over_training(&rows, &others, &steps, out_dir, options)?);
     }
     Ok(figures)
+}
+
+/// The value of `component` at `step`; NaN when the file has no such row.
+fn value_at(rows: &[DlaRow], component: &str, step: u64) -> f64 {
+    rows.iter()
+        .find(|r| r.component == component && r.step == step)
+        .map_or(f64::NAN, |r| r.value)
+}
+
+/// `dla_step<N>.png`: one bar per component at `step`, in file order.
+fn component_bars(
+    rows: &[DlaRow],
+    components: &[String],
+    step: u64,
+    note: &str,
+    out_dir: &Path,
+) -> Result<Figure> {
+    let bars: Vec<(String, f64)> = components
+        .iter()
+        .map(|c| (c.clone(), value_at(rows, c, step)))
+        .collect();
+    let total: f64 = bars.iter().map(|b| b.1).filter(|v| v.is_finite()).sum();
+    let chart = BarChart::new(
+        format!("Direct logit attribution, step {step}"),
+        VALUE_AXIS,
+        "component",
+        bars,
+    );
+    let path = out_dir.join(format!("dla_step{step}.png"));
+    chart.save(&path, chart.default_size())?;
+    Ok(Figure {
+        path,
+        caption: format!(
+            "Direct logit attribution at checkpoint {step}: each component's output, scaled by \
+             the final LayerNorm's cached scale and projected on the unembedding direction of \
+             the gold answer minus its rival. Green pushes towards the gold answer, orange \
+             away. The bars sum to {}.{note}",
+            format_number(total)
+        ),
+        section: Section::DirectLogitAttribution,
+    })
+}
+
+/// The [`MAX_LINES`] components with the largest |value| over `steps`, in file order.
+fn largest_components<'c>(
+    rows: &[DlaRow],
+    components: &'c [String],
+    steps: &[u64],
+) -> Vec<&'c String> {
+    let largest = |c: &String| {
+        steps
+            .iter()
+            .map(|&s| value_at(rows, c, s).abs())
+            .filter(|v| v.is_finite())
+            .fold(0.0f64, f64::max)
+    };
+    let mut ranked: Vec<&String> = components.iter().collect();
+    ranked.sort_by(|a, b| largest(b).total_cmp(&largest(a)));
+    ranked.truncate(MAX_LINES);
+    components.iter().filter(|c| ranked.contains(c)).collect()
+}
+
+/// `dla_over_training.png`: one line per shown component over `steps`, coloured by layer, MLP
+/// outputs dashed.
+fn over_training(
+    rows: &[DlaRow],
+    others: &[String],
+    steps: &[u64],
+    out_dir: &Path,
+    options: &FigureOptions,
+) -> Result<Figure> {
+    let (marker, saturation_text) = saturation_note(options.saturation.as_ref(), steps);
+    let (x_scale, x_label) = step_axis(steps);
+    let max_layer = others.iter().filter_map(|c| layer_of(c)).max().unwrap_or(0);
+    let shown = largest_components(rows, others, steps);
+    let left_out = if shown.len() < others.len() {
+        format!(
+            " The {} components with the largest contributions are shown; {} others are \
+             left out.",
+            shown.len(),
+            others.len() - shown.len()
+        )
+    } else {
+        String::new()
+    };
+    let mut chart = LineChart::new(
+        "Direct logit attribution over training",
+        x_label,
+        VALUE_AXIS,
+    )
+    .x_scale(x_scale)
+    .legend_title("component");
+    for component in shown {
+        let points = steps
+            .iter()
+            .map(|&s| (s as f64, value_at(rows, component, s)))
+            .collect();
+        let color = match layer_of(component) {
+            Some(l) => ColorMap::Sequential.at(0.9 * l as f64 / max_layer.max(1) as f64),
+            None => INK,
+        };
+        let series = Series::new(component.as_str(), points, color);
+        chart = chart.series(if component.contains("mlp") {
+            series.dashed()
+        } else {
+            series
+        });
+    }
+    if let Some((x, text)) = &marker {
+        chart = chart.marker(*x, text.as_str());
+    }
+    let path = out_dir.join("dla_over_training.png");
+    chart.save(&path, chart.default_size())?;
+    Ok(Figure {
+        path,
+        caption: format!(
+            "Direct logit attribution of each component over training; colour follows the \
+             layer, MLP outputs are dashed.{left_out}{saturation_text}"
+        ),
+        section: Section::DirectLogitAttribution,
+    })
 }
 
 fn head_heatmap(
