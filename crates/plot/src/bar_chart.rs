@@ -84,25 +84,11 @@ impl BarChart {
             y1: h as i32 - m.bottom,
         };
         draw_title(area, &self.title)?;
-        let finite = self.bars.iter().map(|b| b.1).filter(|v| v.is_finite());
-        let lo = finite.clone().fold(0.0f64, f64::min);
-        let hi = finite.fold(0.0f64, f64::max);
-        let span = if hi > lo { hi - lo } else { 1.0 };
-        let (lo, hi) = (lo - 0.08 * span * (lo < 0.0) as u8 as f64, hi + 0.08 * span);
+        let (lo, hi) = self.value_range();
         let x_of = |v: f64| plot.x0 + ((v - lo) / (hi - lo) * plot.width() as f64).round() as i32;
-
         for tick in nice_ticks(lo, hi, 6) {
             let x = x_of(tick);
-            fill_rect(
-                area,
-                PixelRect {
-                    x0: x,
-                    y0: plot.y0,
-                    x1: x + 1,
-                    y1: plot.y1,
-                },
-                &GRID,
-            )?;
+            vertical_rule(area, plot, x, 1, &GRID)?;
             draw_text(
                 area,
                 &format_number(tick),
@@ -115,63 +101,9 @@ impl BarChart {
         }
         let n = self.bars.len().max(1);
         for (i, (label, value)) in self.bars.iter().enumerate() {
-            let row = plot.cell(i, 0, n, 1);
-            let (cy, half) = (row.center().1, (row.height() * 7 / 20).max(2));
-            draw_text(
-                area,
-                label,
-                TICK_SIZE,
-                false,
-                &INK,
-                (plot.x0 - 8, cy),
-                (HPos::Right, VPos::Center),
-            )?;
-            if !value.is_finite() {
-                continue;
-            }
-            let (x0, x1) = (x_of(0.0), x_of(*value));
-            let color = if *value >= 0.0 {
-                ColorMap::Diverging.at(0.85)
-            } else {
-                ColorMap::Diverging.at(0.15)
-            };
-            fill_rect(
-                area,
-                PixelRect {
-                    x0: x0.min(x1),
-                    y0: cy - half,
-                    x1: x0.max(x1) + 1,
-                    y1: cy + half,
-                },
-                &color,
-            )?;
-            let text = format_number(*value);
-            let (pos, anchor) = if *value >= 0.0 {
-                (x1 + 5, HPos::Left)
-            } else {
-                (x1 - 5, HPos::Right)
-            };
-            draw_text(
-                area,
-                &text,
-                TICK_SIZE - 2.0,
-                false,
-                &INK,
-                (pos, cy),
-                (anchor, VPos::Center),
-            )?;
+            draw_bar(area, plot.cell(i, 0, n, 1), plot.x0, (label, *value), x_of)?;
         }
-        let zero = x_of(0.0);
-        fill_rect(
-            area,
-            PixelRect {
-                x0: zero,
-                y0: plot.y0,
-                x1: zero + 2,
-                y1: plot.y1,
-            },
-            &INK,
-        )?;
+        vertical_rule(area, plot, x_of(0.0), 2, &INK)?;
         fill_rect(
             area,
             PixelRect {
@@ -192,6 +124,16 @@ impl BarChart {
             (PAD + cap / 2, plot.center().1),
         )?;
         draw_bottom_axis_title(area, &self.value_label, plot.center().0)
+    }
+
+    /// The value axis's range: the finite values and 0, with 8 % of the span added on the right
+    /// (and on the left when a value is negative).
+    fn value_range(&self) -> (f64, f64) {
+        let finite = self.bars.iter().map(|b| b.1).filter(|v| v.is_finite());
+        let lo = finite.clone().fold(0.0f64, f64::min);
+        let hi = finite.fold(0.0f64, f64::max);
+        let span = if hi > lo { hi - lo } else { 1.0 };
+        (lo - 0.08 * span * (lo < 0.0) as u8 as f64, hi + 0.08 * span)
     }
 
     fn margins(&self) -> Margins {
@@ -221,4 +163,79 @@ struct Margins {
     left: i32,
     bottom: i32,
     right: i32,
+}
+
+/// A vertical line `width` pixels wide from `x` rightwards over the height of `plot`.
+fn vertical_rule<DB: DrawingBackend>(
+    area: &DrawingArea<DB, Shift>,
+    plot: PixelRect,
+    x: i32,
+    width: i32,
+    color: &RGBColor,
+) -> Result<()> {
+    fill_rect(
+        area,
+        PixelRect {
+            x0: x,
+            y0: plot.y0,
+            x1: x + width,
+            y1: plot.y1,
+        },
+        color,
+    )
+}
+
+/// One bar in its `row` of the plot: the label right-aligned before `plot_left`, a bar from 0 to
+/// the value (green when ≥ 0, orange below; nothing when not finite) and the value beside its
+/// end; `x_of` maps a value to its pixel column.
+fn draw_bar<DB: DrawingBackend>(
+    area: &DrawingArea<DB, Shift>,
+    row: PixelRect,
+    plot_left: i32,
+    (label, value): (&str, f64),
+    x_of: impl Fn(f64) -> i32,
+) -> Result<()> {
+    let (cy, half) = (row.center().1, (row.height() * 7 / 20).max(2));
+    draw_text(
+        area,
+        label,
+        TICK_SIZE,
+        false,
+        &INK,
+        (plot_left - 8, cy),
+        (HPos::Right, VPos::Center),
+    )?;
+    if !value.is_finite() {
+        return Ok(());
+    }
+    let (x0, x1) = (x_of(0.0), x_of(value));
+    let color = if value >= 0.0 {
+        ColorMap::Diverging.at(0.85)
+    } else {
+        ColorMap::Diverging.at(0.15)
+    };
+    fill_rect(
+        area,
+        PixelRect {
+            x0: x0.min(x1),
+            y0: cy - half,
+            x1: x0.max(x1) + 1,
+            y1: cy + half,
+        },
+        &color,
+    )?;
+    let (pos, anchor) = if value >= 0.0 {
+        (x1 + 5, HPos::Left)
+    } else {
+        (x1 - 5, HPos::Right)
+    };
+    draw_text(
+        area,
+        &format_number(value),
+        TICK_SIZE - 2.0,
+        false,
+        &INK,
+        (pos, cy),
+        (anchor, VPos::Center),
+    )
 }

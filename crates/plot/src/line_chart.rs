@@ -218,7 +218,22 @@ impl LineChart {
         let show_legend = self.series.iter().any(|s| !s.name.is_empty());
         let legend_w = if show_legend { self.legend_width() } else { 0 };
         let (plot_area, legend_area) = area.split_horizontally(w as i32 - legend_w);
+        let (x_axis, y_axis) = self.axes(&runs);
+        let title_h = PAD + text_size("Ag", TITLE_SIZE, true).1 + 22;
+        // Marker labels sit in a strip above the plot so that they never cover data.
+        let marker_h = if self.markers.is_empty() { 0 } else { 26 };
+        let mut plot = self.plot_with_mesh(&plot_area, x_axis, y_axis, title_h + marker_h)?;
+        self.draw_lines(&mut plot, &runs)?;
+        self.draw_markers(&mut plot, area)?;
+        if show_legend {
+            self.draw_legend(&legend_area, title_h + marker_h)?;
+        }
+        Ok(())
+    }
 
+    /// The x axis over the drawable points and the markers (padded 2 %), and the y axis: exactly
+    /// `y_range` when set, else over the points (padded 5 %).
+    fn axes(&self, runs: &[Vec<Stretch>]) -> (Axis, Axis) {
         let points = runs.iter().flatten().flatten().copied();
         let (x_lo, x_hi) = finite_range(points.clone().map(|p| p.0)).unwrap_or((0.0, 1.0));
         let (x_lo, x_hi) = self
@@ -234,6 +249,18 @@ impl LineChart {
                 Axis::padded(lo, hi, self.y_scale, 0.05)
             }
         };
+        (x_axis, y_axis)
+    }
+
+    /// The plot on `area`, `top` pixels below its top edge, with the grid, tick labels and axis
+    /// names drawn.
+    fn plot_with_mesh<'a, DB: DrawingBackend>(
+        &self,
+        area: &'a DrawingArea<DB, Shift>,
+        x_axis: Axis,
+        y_axis: Axis,
+        top: i32,
+    ) -> Result<Plot<'a, DB>> {
         let y_label_w = max_text_width(
             y_axis
                 .ticks(8, true)
@@ -244,11 +271,8 @@ impl LineChart {
                 .map(String::as_str),
             TICK_SIZE,
         );
-        let title_h = PAD + text_size("Ag", TITLE_SIZE, true).1 + 22;
-        // Marker labels sit in a strip above the plot so that they never cover data.
-        let marker_h = if self.markers.is_empty() { 0 } else { 26 };
-        let mut chart = ChartBuilder::on(&plot_area)
-            .margin_top(title_h + marker_h)
+        let mut plot = ChartBuilder::on(area)
+            .margin_top(top)
             .margin_left(PAD)
             .margin_right(18)
             .margin_bottom(PAD)
@@ -256,8 +280,7 @@ impl LineChart {
             .y_label_area_size(y_label_w + 44)
             .build_cartesian_2d(x_axis, y_axis)
             .map_err(draw_error)?;
-        chart
-            .configure_mesh()
+        plot.configure_mesh()
             .x_desc(self.x_label.as_str())
             .y_desc(self.y_label.as_str())
             .axis_desc_style(crate::style::font(AXIS_SIZE, false).color(&INK))
@@ -271,47 +294,60 @@ impl LineChart {
             .axis_style(INK)
             .draw()
             .map_err(draw_error)?;
+        Ok(plot)
+    }
 
-        for (series, runs) in self.series.iter().zip(&runs) {
+    /// Each series' stretches as solid or dashed lines, with a dot at each point when asked.
+    fn draw_lines<DB: DrawingBackend>(
+        &self,
+        plot: &mut Plot<'_, DB>,
+        runs: &[Vec<Stretch>],
+    ) -> Result<()> {
+        for (series, runs) in self.series.iter().zip(runs) {
             let style = series.color.stroke_width(series.width);
             for run in runs {
                 if series.dashed {
-                    chart
-                        .draw_series(DashedLineSeries::new(run.iter().copied(), 8, 5, style))
+                    plot.draw_series(DashedLineSeries::new(run.iter().copied(), 8, 5, style))
                         .map_err(draw_error)?;
                 } else {
-                    chart
-                        .draw_series(LineSeries::new(run.iter().copied(), style))
+                    plot.draw_series(LineSeries::new(run.iter().copied(), style))
                         .map_err(draw_error)?;
                 }
                 if series.markers {
-                    chart
-                        .draw_series(
-                            run.iter()
-                                .map(|&p| Circle::new(p, 3, series.color.filled())),
-                        )
-                        .map_err(draw_error)?;
+                    plot.draw_series(
+                        run.iter()
+                            .map(|&p| Circle::new(p, 3, series.color.filled())),
+                    )
+                    .map_err(draw_error)?;
                 }
             }
         }
+        Ok(())
+    }
 
-        let (y_lo, y_hi) = (chart.y_range().start, chart.y_range().end);
+    /// Each marker as a dashed vertical line over the plot's height, its label above the plot
+    /// (kept inside the plot's width); markers at x ≤ 0 on a log axis are skipped.
+    fn draw_markers<DB: DrawingBackend>(
+        &self,
+        plot: &mut Plot<'_, DB>,
+        area: &DrawingArea<DB, Shift>,
+    ) -> Result<()> {
+        let (y_lo, y_hi) = (plot.y_range().start, plot.y_range().end);
         let base = area.get_base_pixel();
-        let plot_left = chart.backend_coord(&(chart.x_range().start, y_hi)).0 - base.0;
-        let plot_right = chart.backend_coord(&(chart.x_range().end, y_hi)).0 - base.0;
+        let plot_left = plot.backend_coord(&(plot.x_range().start, y_hi)).0 - base.0;
+        let plot_right = plot.backend_coord(&(plot.x_range().end, y_hi)).0 - base.0;
         for marker in &self.markers {
             if self.x_scale == AxisScale::Log && marker.x <= 0.0 {
                 continue;
             }
-            chart
-                .draw_series(DashedLineSeries::new(
-                    [(marker.x, y_lo), (marker.x, y_hi)],
-                    6,
-                    4,
-                    RGBColor(90, 90, 90).stroke_width(2),
-                ))
-                .map_err(draw_error)?;
-            let top = chart.backend_coord(&(marker.x, y_hi));
+            plot.draw_series(DashedLineSeries::new(
+                [(marker.x, y_lo), (marker.x, y_hi)],
+                6,
+                4,
+                RGBColor(90, 90, 90).stroke_width(2),
+            ))
+            .map_err(draw_error)?;
+            let top = plot.backend_coord(&(marker.x, y_hi));
             let (x, y) = (top.0 - base.0, top.1 - base.1);
             let tw = text_size(&marker.label, TICK_SIZE, false).0;
             let anchor = if x + tw / 2 > plot_right {
@@ -330,10 +366,6 @@ impl LineChart {
                 (anchor.0, y - 8),
                 (anchor.1, VPos::Bottom),
             )?;
-        }
-
-        if show_legend {
-            self.draw_legend(&legend_area, title_h + marker_h)?;
         }
         Ok(())
     }
@@ -391,6 +423,9 @@ const LEGEND_ROW: i32 = 24;
 
 /// Consecutive drawable points of a series, joined by one line.
 type Stretch = Vec<(f64, f64)>;
+
+/// The plotting area of a line chart: (x, y) in axis units mapped to pixels.
+type Plot<'a, DB> = ChartContext<'a, DB, Cartesian2d<Axis, Axis>>;
 
 /// A numeric axis, linear or log10, with round-numbered ticks.
 #[derive(Clone, Copy, Debug)]
