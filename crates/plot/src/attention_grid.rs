@@ -141,16 +141,54 @@ impl AttentionGrid {
         let layout = self.layout((w, h));
         let scale = Self::scale();
         draw_title(area, &self.title)?;
+        self.draw_panels(area, &layout, &scale)?;
+        let first = layout.panels[0][0];
+        let cap = text_size("Ag", AXIS_SIZE, false).1;
+        draw_vertical_text(
+            area,
+            "query position",
+            AXIS_SIZE,
+            false,
+            &INK,
+            (
+                PAD + cap / 2,
+                (layout.color_bar.y0 + layout.color_bar.y1) / 2,
+            ),
+        )?;
+        let right = layout.panels[0].last().map_or(first.x1, |r| r.x1);
+        draw_bottom_axis_title(area, "key position", (first.x0 + right) / 2)?;
+        paint_color_bar(area, layout.color_bar, &scale, QUANTITY)?;
+        let any_missing = self
+            .patterns
+            .iter()
+            .flatten()
+            .flatten()
+            .flatten()
+            .any(|v| v.is_nan());
+        if any_missing {
+            paint_no_data_key(area, (layout.color_bar.x0, layout.color_bar.y1 + 14))?;
+        }
+        Ok(())
+    }
+
+    /// Every (layer, head) panel's cells on `scale`, the head names above the top row, the key
+    /// labels under the bottom row, and the query labels and layer name left of each row.
+    fn draw_panels<DB: DrawingBackend>(
+        &self,
+        area: &DrawingArea<DB, Shift>,
+        layout: &AttentionLayout,
+        scale: &ColorScale,
+    ) -> Result<()> {
         let first = layout.panels[0][0];
         let cell_w = first.width() / self.key_labels.len().max(1) as i32;
         let key_labels_vertical =
             max_text_width(self.key_labels.iter().map(String::as_str), TICK_SIZE) > cell_w - 4;
-        let annotate = self.annotations_fit(&layout);
+        let annotate = self.annotations_fit(layout);
         let query_w = max_text_width(self.query_labels.iter().map(String::as_str), TICK_SIZE);
         let n_layers = self.layer_labels.len();
         for (l, (heads, rects)) in self.patterns.iter().zip(&layout.panels).enumerate() {
             for (hd, (pattern, rect)) in heads.iter().zip(rects).enumerate() {
-                paint_cells(area, *rect, pattern, &scale, false, annotate)?;
+                paint_cells(area, *rect, pattern, scale, false, annotate)?;
                 if l == 0 {
                     draw_text(
                         area,
@@ -177,31 +215,6 @@ impl AttentionGrid {
                 (left.x0 - 8 - query_w - 12, left.center().1),
                 (HPos::Right, VPos::Center),
             )?;
-        }
-        let cap = text_size("Ag", AXIS_SIZE, false).1;
-        draw_vertical_text(
-            area,
-            "query position",
-            AXIS_SIZE,
-            false,
-            &INK,
-            (
-                PAD + cap / 2,
-                (layout.color_bar.y0 + layout.color_bar.y1) / 2,
-            ),
-        )?;
-        let right = layout.panels[0].last().map_or(first.x1, |r| r.x1);
-        draw_bottom_axis_title(area, "key position", (first.x0 + right) / 2)?;
-        paint_color_bar(area, layout.color_bar, &scale, QUANTITY)?;
-        let any_missing = self
-            .patterns
-            .iter()
-            .flatten()
-            .flatten()
-            .flatten()
-            .any(|v| v.is_nan());
-        if any_missing {
-            paint_no_data_key(area, (layout.color_bar.x0, layout.color_bar.y1 + 14))?;
         }
         Ok(())
     }

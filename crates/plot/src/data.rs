@@ -176,37 +176,13 @@ impl Metrics {
             .iter()
             .map(|c| table.column(c))
             .collect::<Result<Vec<_>>>()?;
-        let mut splits = Vec::new();
-        for name in &table.header {
-            if let Some(split) = name.strip_suffix("_acc") {
-                for suffix in ["_loss", "_p"] {
-                    table.column(&format!("{split}{suffix}"))?;
-                }
-                splits.push(split.to_string());
-            }
-        }
-        if splits.is_empty() {
-            return Err(PlotError::BadFile {
-                path: path.to_path_buf(),
-                message: format!(
-                    "no per-split columns `<split>_acc` (the header has: {})",
-                    table.header.join(",")
-                ),
-            });
-        }
+        let splits = split_names(&table, path)?;
         if table.rows.is_empty() {
             return Err(PlotError::BadFile {
                 path: path.to_path_buf(),
                 message: "no rows (has training evaluated yet?)".to_string(),
             });
         }
-        splits.sort_by_key(|s| {
-            SPLIT_ORDER
-                .iter()
-                .position(|o| o == s)
-                .unwrap_or(usize::MAX)
-        });
-
         let mut value_columns = fixed[1..]
             .iter()
             .map(|c| c.name.clone())
@@ -313,6 +289,36 @@ impl Metrics {
             split: split.to_string(),
         })
     }
+}
+
+/// The splits of metrics.csv (each `<split>_acc` column, which needs `<split>_loss` and
+/// `<split>_p` too), in [`SPLIT_ORDER`]; an error when there is none.
+fn split_names(table: &CsvTable, path: &Path) -> Result<Vec<String>> {
+    let mut splits = Vec::new();
+    for name in &table.header {
+        if let Some(split) = name.strip_suffix("_acc") {
+            for suffix in ["_loss", "_p"] {
+                table.column(&format!("{split}{suffix}"))?;
+            }
+            splits.push(split.to_string());
+        }
+    }
+    if splits.is_empty() {
+        return Err(PlotError::BadFile {
+            path: path.to_path_buf(),
+            message: format!(
+                "no per-split columns `<split>_acc` (the header has: {})",
+                table.header.join(",")
+            ),
+        });
+    }
+    splits.sort_by_key(|s| {
+        SPLIT_ORDER
+            .iter()
+            .position(|o| o == s)
+            .unwrap_or(usize::MAX)
+    });
+    Ok(splits)
 }
 
 /// A row of layer_norms.csv.

@@ -170,23 +170,7 @@ fn over_steps(
     let shown = spread_steps(&mean_steps, MAX_STEPS, &keep);
     let keys = distinct(from.iter().map(|r| r.key.as_str()));
     let (layers, heads) = layers_and_heads(&from);
-    let panels: Vec<Panel> = layers
-        .iter()
-        .flat_map(|&l| heads.iter().map(move |&h| (l, h)))
-        .map(|(l, h)| {
-            let mut values = vec![vec![f64::NAN; shown.len()]; keys.len()];
-            for r in from.iter().filter(|r| r.layer == l && r.head == h) {
-                let k = keys.iter().position(|k| *k == r.key);
-                if let (Some(k), Ok(s)) = (k, shown.binary_search(&r.step)) {
-                    values[k][s] = r.value;
-                }
-            }
-            Panel {
-                title: format!("layer {l}, head {h}"),
-                values,
-            }
-        })
-        .collect();
+    let panels = head_panels_over_steps(&from, &layers, &heads, &keys, &shown);
     let labels = CellLabels {
         rows: keys,
         columns: shown.iter().map(u64::to_string).collect(),
@@ -209,4 +193,32 @@ fn over_steps(
         ),
         section: Section::Attention,
     }))
+}
+
+/// One panel per (layer, head), layer-major: `values[key][step]` of `rows` over the `keys` and
+/// the sorted `steps`; NaN where there is no row.
+fn head_panels_over_steps(
+    rows: &[&AttentionRow],
+    layers: &[usize],
+    heads: &[usize],
+    keys: &[String],
+    steps: &[u64],
+) -> Vec<Panel> {
+    layers
+        .iter()
+        .flat_map(|&l| heads.iter().map(move |&h| (l, h)))
+        .map(|(l, h)| {
+            let mut values = vec![vec![f64::NAN; steps.len()]; keys.len()];
+            for r in rows.iter().filter(|r| r.layer == l && r.head == h) {
+                let k = keys.iter().position(|k| *k == r.key);
+                if let (Some(k), Ok(s)) = (k, steps.binary_search(&r.step)) {
+                    values[k][s] = r.value;
+                }
+            }
+            Panel {
+                title: format!("layer {l}, head {h}"),
+                values,
+            }
+        })
+        .collect()
 }
