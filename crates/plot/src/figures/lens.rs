@@ -9,11 +9,11 @@ use crate::colormap::ColorMap;
 use crate::data::{distinct, read_lens, role_rank, roles_in_order, LensRow};
 use crate::error::Result;
 use crate::figures::{
-    choose_step, is_unit_metric, metric_label, metric_scale, saturation_note, saturation_step,
-    slug, spread_steps, step_axis, CellLabels, Figure, FigureOptions, Section, LAYER_AXIS,
+    choose_step, is_unit_metric, metric_label, metric_scale, panels_scale, saturation_note,
+    saturation_step, slug, spread_steps, step_axis, step_panels, CellLabels, Figure, FigureOptions,
+    Section, LAYER_AXIS,
 };
 use crate::line_chart::{LineChart, Series};
-use crate::small_multiples::Panel;
 
 /// Most checkpoints shown as small multiples.
 const MAX_PANELS: usize = 8;
@@ -196,20 +196,9 @@ impl LensGrid {
             .into_iter()
             .collect();
         let shown = spread_steps(&self.steps, MAX_PANELS, &keep);
-        let panels: Vec<Panel> = shown
-            .iter()
-            .map(|&s| Panel {
-                title: format!("step {s}"),
-                values: self.matrix(s),
-            })
-            .collect();
+        let panels = step_panels(&shown, |s| self.matrix(s));
         let label = metric_label(metric);
-        let scale = metric_scale(
-            metric,
-            panels
-                .iter()
-                .flat_map(|p| p.values.iter().flatten().copied()),
-        );
+        let scale = panels_scale(metric, &panels);
         let path = out_dir.join(format!("{name}_over_steps.png"));
         let title = format!("{} over training: {label} of {target}", kind.title);
         self.labels(label.clone())

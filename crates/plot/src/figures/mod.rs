@@ -309,6 +309,27 @@ pub(crate) fn metric_scale(
     }
 }
 
+/// The colour scale of a metric (see [`metric_scale`]) over every value of `panels`.
+pub(crate) fn panels_scale(metric: &str, panels: &[Panel]) -> ColorScale {
+    metric_scale(
+        metric,
+        panels
+            .iter()
+            .flat_map(|p| p.values.iter().flatten().copied()),
+    )
+}
+
+/// One panel titled `step <N>` per step of `steps`, holding `matrix(step)`.
+pub(crate) fn step_panels(steps: &[u64], matrix: impl Fn(u64) -> Vec<Vec<f64>>) -> Vec<Panel> {
+    steps
+        .iter()
+        .map(|&s| Panel {
+            title: format!("step {s}"),
+            values: matrix(s),
+        })
+        .collect()
+}
+
 /// The checkpoint a single-step figure shows: `wanted` if the file has it, else the nearest step
 /// (with a note for the caption); the last step when nothing is asked for.
 pub(crate) fn choose_step(steps: &[u64], wanted: Option<u64>) -> Option<(u64, String)> {

@@ -9,8 +9,8 @@ use crate::colormap::ColorScale;
 use crate::data::{distinct, read_attribution, read_patch, roles_in_order, PatchRow};
 use crate::error::Result;
 use crate::figures::{
-    choose_step, metric_label, metric_scale, saturation_step, slug, spread_steps, CellLabels,
-    Figure, FigureOptions, Section, LAYER_AXIS,
+    choose_step, metric_label, metric_scale, panels_scale, saturation_step, slug, spread_steps,
+    step_panels, CellLabels, Figure, FigureOptions, Section, LAYER_AXIS,
 };
 use crate::small_multiples::Panel;
 
@@ -138,12 +138,7 @@ impl Context<'_> {
             )
         });
         let panels = method_panels(&grid, &methods_in_order(rows), &components);
-        let scale = metric_scale(
-            metric,
-            panels
-                .iter()
-                .flat_map(|p| p.values.iter().flatten().copied()),
-        );
+        let scale = panels_scale(metric, &panels);
         let label = metric_label(metric);
         let path = self.out_dir.join(format!(
             "attribution_{}_{}_{}_step{step}.png",
@@ -575,19 +570,8 @@ impl<'a> Circuit<'a> {
     fn over_steps(&self, compared: &ComparedSteps) -> Result<Figure> {
         let (direction, label, explain) = (self.direction, &self.label, &self.explain);
         let shown = spread_steps(&self.steps, MAX_PANELS, &[compared.from, compared.to]);
-        let panels: Vec<Panel> = shown
-            .iter()
-            .map(|&s| Panel {
-                title: format!("step {s}"),
-                values: self.matrix(s),
-            })
-            .collect();
-        let scale = metric_scale(
-            self.metric,
-            panels
-                .iter()
-                .flat_map(|p| p.values.iter().flatten().copied()),
-        );
+        let panels = step_panels(&shown, |s| self.matrix(s));
+        let scale = panels_scale(self.metric, &panels);
         let path = self
             .out_dir
             .join(format!("circuit_{}_over_steps.png", slug(direction)));
