@@ -25,7 +25,7 @@ use crate::net::{logits_at, Net};
 use crate::probe::ProbeSet;
 use crate::states::{alt_tokens, tokens_tensor};
 use crate::stats::{to_f64, to_i64};
-use model::{HookPoint, RunRequest};
+use model::{Attention, HookPoint, RunOutput, RunRequest};
 use ndarray::Array2;
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -173,57 +173,15 @@ pub fn direct_logit_attribution(
     alternative: Option<u32>,
     max_rows: usize,
 ) -> Result<DlaResult> {
-    if let Some(a) = alternative {
-        if a as usize >= net.vocab_size() {
-            return Err(InterpError::spec(
-                "alternative token",
-                a.to_string(),
-                format!("outside the model's vocabulary of {}", net.vocab_size()),
-            ));
-        }
-    }
-    let n_layer = net.n_layer();
-    let n_head = net.n_head();
-    let components = DlaComponent::all(n_layer, n_head);
+    check_alternative(net, alternative)?;
+    let components = DlaComponent::all(net.n_layer(), net.n_head());
     let column = |c: DlaComponent| components.iter().position(|x| *x == c).unwrap_or_default();
+    let weights = DlaWeights::new(net)?;
+    let capture = captured_hooks(net.n_layer());
     let device = net.device();
-    let gpt = net.gpt;
-    let double = |t: &Tensor| t.to_device(device).to_kind(Kind::Double);
-    let wte = double(&gpt.embed.wte);
-    let ln_w = double(&gpt.ln_f.weight);
-    let ln_b = double(&gpt.ln_f.bias);
-    let attn = (0..n_layer)
-        .map(|l| {
-            gpt.block_at(l)
-                .map(|b| &b.attn)
-                .ok_or(InterpError::LayerOutOfRange {
-                    layer: l,
-                    max: n_layer,
-                })
-        })
-        .collect::<Result<Vec<_>>>()?;
-    // Per-head results are computed at the answer position only, from hook_z through the model's
-    // own per-head W_O (Attention::per_head_result, the values of hook_result).
-    let mut capture = vec![
-        HookPoint::Embed,
-        HookPoint::PosEmbed,
-        HookPoint::LnFinalScale,
-    ];
-    for l in 0..n_layer {
-        capture.extend([HookPoint::AttnOut(l), HookPoint::MlpOut(l), HookPoint::Z(l)]);
-    }
-
     let n = probe.examples.len();
-    let pos = probe.answer_pos as i64;
     let tokens = tokens_tensor(probe.examples.iter().map(|e| e.tokens.as_slice()), device);
-    let gold_all = Tensor::from_slice(
-        &probe
-            .examples
-            .iter()
-            .map(|e| i64::from(e.gold))
-            .collect::<Vec<_>>(),
-    )
-    .to_device(device);
+    let gold_all = gold_tensor(probe, device);
     let mut values = Array2::<f64>::zeros((n, components.len()));
     let mut logit_diff = Vec::with_capacity(n);
     let mut alt_ids = Vec::with_capacity(n);
@@ -234,76 +192,16 @@ pub fn direct_logit_attribution(
             let mut req = RunRequest::capture(capture.iter().copied());
             req.logit_positions = logits_at(probe.answer_pos);
             let out = net.run(&tokens.narrow(0, start as i64, m as i64), &req)?;
-            let cached = |hook: HookPoint| -> Result<&Tensor> {
-                out.cache.get(&hook).ok_or_else(|| InterpError::BadSpec {
-                    what: "hook",
-                    value: hook.to_string(),
-                    reason: "the model did not return a requested activation".into(),
-                })
+            let acts = AnswerActivations {
+                out: &out,
+                pos: probe.answer_pos as i64,
             };
-            // A stream hook at the answer position: [m, T, d] → [m, d] (double).
-            let take = |hook: HookPoint| -> Result<Tensor> {
-                Ok(cached(hook)?.select(1, pos).to_kind(Kind::Double))
-            };
-            let logits = out.logits.squeeze_dim(1);
             let gold = gold_all.narrow(0, start as i64, m as i64);
-            let alt = match alternative {
-                Some(a) => Tensor::full([m as i64], i64::from(a), (Kind::Int64, device)),
-                None => alt_tokens(&logits, &gold),
-            };
-            let logits = logits.to_kind(Kind::Double);
-            let ld = logits.gather(1, &gold.unsqueeze(1), false)
-                - logits.gather(1, &alt.unsqueeze(1), false);
-            // ΔW_U [m, d], and the readout direction through the LN weight.
-            let delta = wte.index_select(0, &gold) - wte.index_select(0, &alt);
-            let dir = &delta * &ln_w;
-            // The cached final LN scale [m, 1].
-            let scale = take(HookPoint::LnFinalScale)?;
-            // Attribution of components [m, ..., d] → [m, ...].
-            let attr = |c: &Tensor, dir: &Tensor, scale: &Tensor| -> Tensor {
-                ((c - c.mean_dim(-1, true, Kind::Double)) / scale * dir).sum_dim_intlist(
-                    -1,
-                    false,
-                    Kind::Double,
-                )
-            };
-            let mut cols: Vec<(usize, Tensor)> = vec![
-                (
-                    column(DlaComponent::Embed),
-                    attr(&take(HookPoint::Embed)?, &dir, &scale),
-                ),
-                (
-                    column(DlaComponent::PosEmbed),
-                    attr(&take(HookPoint::PosEmbed)?, &dir, &scale),
-                ),
-                (
-                    column(DlaComponent::LnBias),
-                    (&delta * &ln_b).sum_dim_intlist(-1, false, Kind::Double),
-                ),
-            ];
-            let (dir_h, scale_h) = (dir.unsqueeze(1), scale.unsqueeze(1));
-            for (l, attn) in attn.iter().enumerate() {
-                cols.push((
-                    column(DlaComponent::AttnOut(l)),
-                    attr(&take(HookPoint::AttnOut(l))?, &dir, &scale),
-                ));
-                cols.push((
-                    column(DlaComponent::MlpOut(l)),
-                    attr(&take(HookPoint::MlpOut(l))?, &dir, &scale),
-                ));
-                // z [m, 1, H, d_head] → result [m, H, d] → attribution [m, H].
-                let z = cached(HookPoint::Z(l))?.narrow(1, pos, 1);
-                let result = attn.per_head_result(&z).squeeze_dim(1);
-                let heads = attr(&result.to_kind(Kind::Double), &dir_h, &scale_h);
-                for h in 0..n_head {
-                    cols.push((column(DlaComponent::Head(l, h)), heads.select(1, h as i64)));
-                }
-                let bias = double(&attn.c_proj.bias).expand([m as i64, -1], false);
-                cols.push((column(DlaComponent::AttnBias(l)), attr(&bias, &dir, &scale)));
-            }
-            for (j, col) in cols {
+            let (alt, ld) = logit_difference(&out.logits.squeeze_dim(1), &gold, alternative);
+            let readout = ChunkReadout::new(&weights, &acts, &gold, &alt)?;
+            for (c, col) in chunk_attributions(&weights, &acts, &readout, m)? {
                 for (i, v) in to_f64(&col)?.into_iter().enumerate() {
-                    values[[start + i, j]] = v;
+                    values[[start + i, column(c)]] = v;
                 }
             }
             logit_diff.extend(to_f64(&ld)?);
@@ -317,4 +215,227 @@ pub fn direct_logit_attribution(
         logit_diff,
         alt: alt_ids,
     })
+}
+
+/// Errors unless the fixed alternative token (if any) is inside the model's vocabulary.
+fn check_alternative(net: &Net, alternative: Option<u32>) -> Result<()> {
+    match alternative {
+        Some(a) if a as usize >= net.vocab_size() => Err(InterpError::spec(
+            "alternative token",
+            a.to_string(),
+            format!("outside the model's vocabulary of {}", net.vocab_size()),
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// The hooks that DLA captures: the embeddings, the final LayerNorm scale, and per layer the
+/// attention and MLP outputs and `hook_z`. Per-head results are computed at the answer position
+/// only, from `hook_z` through the model's own per-head `W_O` (`Attention::per_head_result`, the
+/// values of `hook_result`).
+fn captured_hooks(n_layer: usize) -> Vec<HookPoint> {
+    let mut capture = vec![
+        HookPoint::Embed,
+        HookPoint::PosEmbed,
+        HookPoint::LnFinalScale,
+    ];
+    for l in 0..n_layer {
+        capture.extend([HookPoint::AttnOut(l), HookPoint::MlpOut(l), HookPoint::Z(l)]);
+    }
+    capture
+}
+
+/// The gold token of every probe example, `[n]` (int64) on `device`.
+fn gold_tensor(probe: &ProbeSet, device: tch::Device) -> Tensor {
+    let gold: Vec<i64> = probe.examples.iter().map(|e| i64::from(e.gold)).collect();
+    Tensor::from_slice(&gold).to_device(device)
+}
+
+/// The model weights that DLA reads, in double precision on the model's device.
+struct DlaWeights<'a> {
+    /// The model's device.
+    device: tch::Device,
+    /// The tied embedding and unembedding `W_E = W_Uᵀ`, `[V, d]`.
+    wte: Tensor,
+    /// The final LayerNorm weight `w_ln`, `[d]`.
+    ln_w: Tensor,
+    /// The final LayerNorm bias `b_ln`, `[d]`.
+    ln_b: Tensor,
+    /// Every layer's attention, in layer order.
+    attn: Vec<&'a Attention>,
+}
+
+impl<'a> DlaWeights<'a> {
+    /// The weights of `net`. Errors: a layer the model does not have.
+    fn new(net: &Net<'a>) -> Result<DlaWeights<'a>> {
+        let n_layer = net.n_layer();
+        let gpt = net.gpt;
+        let attn = (0..n_layer)
+            .map(|l| {
+                gpt.block_at(l)
+                    .map(|b| &b.attn)
+                    .ok_or(InterpError::LayerOutOfRange {
+                        layer: l,
+                        max: n_layer,
+                    })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let device = net.device();
+        let double = |t: &Tensor| t.to_device(device).to_kind(Kind::Double);
+        Ok(DlaWeights {
+            device,
+            wte: double(&gpt.embed.wte),
+            ln_w: double(&gpt.ln_f.weight),
+            ln_b: double(&gpt.ln_f.bias),
+            attn,
+        })
+    }
+
+    /// The attention output bias `b_O` of layer `l` for `m` examples, `[m, d]` (double).
+    fn attn_bias(&self, l: usize, m: usize) -> Tensor {
+        self.attn[l]
+            .c_proj
+            .bias
+            .to_device(self.device)
+            .to_kind(Kind::Double)
+            .expand([m as i64, -1], false)
+    }
+}
+
+/// The cached activations of one chunk of `m` examples, read at the answer position `pos`.
+struct AnswerActivations<'o> {
+    out: &'o RunOutput,
+    pos: i64,
+}
+
+impl AnswerActivations<'_> {
+    /// The whole cached activation of `hook` (`[m, T, ...]`, the model's kind). Errors: a hook the
+    /// run did not return.
+    fn cached(&self, hook: HookPoint) -> Result<&Tensor> {
+        self.out
+            .cache
+            .get(&hook)
+            .ok_or_else(|| InterpError::BadSpec {
+                what: "hook",
+                value: hook.to_string(),
+                reason: "the model did not return a requested activation".into(),
+            })
+    }
+
+    /// A stream hook at the answer position: `[m, T, d]` → `[m, d]` (double).
+    fn at_answer(&self, hook: HookPoint) -> Result<Tensor> {
+        Ok(self.cached(hook)?.select(1, self.pos).to_kind(Kind::Double))
+    }
+}
+
+/// The alternative token of every example of a chunk, `[m]` (int64), and the logit difference
+/// `logit[gold] − logit[alt]`, `[m]` (double), from the answer-position logits `[m, V]` and the
+/// gold tokens `[m]`.
+fn logit_difference(logits: &Tensor, gold: &Tensor, alternative: Option<u32>) -> (Tensor, Tensor) {
+    let alt = match alternative {
+        Some(a) => Tensor::full(
+            [gold.size()[0]],
+            i64::from(a),
+            (Kind::Int64, logits.device()),
+        ),
+        None => alt_tokens(logits, gold),
+    };
+    let logits = logits.to_kind(Kind::Double);
+    let ld =
+        logits.gather(1, &gold.unsqueeze(1), false) - logits.gather(1, &alt.unsqueeze(1), false);
+    (alt, ld)
+}
+
+/// The readout of one chunk of `m` examples (double): what a component's attribution is the
+/// projection on.
+struct ChunkReadout {
+    /// `ΔW_U = W_U[:, gold] − W_U[:, alt]`, `[m, d]`.
+    delta: Tensor,
+    /// The readout direction through the LayerNorm weight, `ΔW_U ⊙ w_ln`, `[m, d]`.
+    dir: Tensor,
+    /// The cached final LayerNorm scale `s`, `[m, 1]`.
+    scale: Tensor,
+}
+
+impl ChunkReadout {
+    /// The readout of gold `[m]` versus alt `[m]` with the chunk's cached LayerNorm scale.
+    fn new(
+        weights: &DlaWeights,
+        acts: &AnswerActivations,
+        gold: &Tensor,
+        alt: &Tensor,
+    ) -> Result<ChunkReadout> {
+        let delta = weights.wte.index_select(0, gold) - weights.wte.index_select(0, alt);
+        let dir = &delta * &weights.ln_w;
+        let scale = acts.at_answer(HookPoint::LnFinalScale)?;
+        Ok(ChunkReadout { delta, dir, scale })
+    }
+
+    /// The attribution `((c − mean(c)) / s) · dir` of components `[m, d]` → `[m]` (double).
+    fn attribute(&self, c: &Tensor) -> Tensor {
+        project(c, &self.dir, &self.scale)
+    }
+
+    /// The attribution of per-head components `[m, H, d]` → `[m, H]` (double).
+    fn attribute_heads(&self, c: &Tensor) -> Tensor {
+        project(c, &self.dir.unsqueeze(1), &self.scale.unsqueeze(1))
+    }
+
+    /// The LayerNorm bias term `b_ln · ΔW_U`, `[m]` (double).
+    fn ln_bias(&self, weights: &DlaWeights) -> Tensor {
+        (&self.delta * &weights.ln_b).sum_dim_intlist(-1, false, Kind::Double)
+    }
+}
+
+/// `((c − mean(c)) / scale) · dir` over the last dimension: `[m, ..., d]` → `[m, ...]` (double),
+/// with `dir` and `scale` broadcast against `c`.
+fn project(c: &Tensor, dir: &Tensor, scale: &Tensor) -> Tensor {
+    ((c - c.mean_dim(-1, true, Kind::Double)) / scale * dir).sum_dim_intlist(
+        -1,
+        false,
+        Kind::Double,
+    )
+}
+
+/// The attribution of every component for one chunk of `m` examples, each `[m]` (double), with
+/// its component.
+fn chunk_attributions(
+    weights: &DlaWeights,
+    acts: &AnswerActivations,
+    readout: &ChunkReadout,
+    m: usize,
+) -> Result<Vec<(DlaComponent, Tensor)>> {
+    let mut cols = vec![
+        (
+            DlaComponent::Embed,
+            readout.attribute(&acts.at_answer(HookPoint::Embed)?),
+        ),
+        (
+            DlaComponent::PosEmbed,
+            readout.attribute(&acts.at_answer(HookPoint::PosEmbed)?),
+        ),
+        (DlaComponent::LnBias, readout.ln_bias(weights)),
+    ];
+    for (l, attn) in weights.attn.iter().enumerate() {
+        cols.push((
+            DlaComponent::AttnOut(l),
+            readout.attribute(&acts.at_answer(HookPoint::AttnOut(l))?),
+        ));
+        cols.push((
+            DlaComponent::MlpOut(l),
+            readout.attribute(&acts.at_answer(HookPoint::MlpOut(l))?),
+        ));
+        // z [m, 1, H, d_head] → result [m, H, d] → attribution [m, H].
+        let z = acts.cached(HookPoint::Z(l))?.narrow(1, acts.pos, 1);
+        let result = attn.per_head_result(&z).squeeze_dim(1);
+        let heads = readout.attribute_heads(&result.to_kind(Kind::Double));
+        for h in 0..attn.n_head {
+            cols.push((DlaComponent::Head(l, h), heads.select(1, h as i64)));
+        }
+        cols.push((
+            DlaComponent::AttnBias(l),
+            readout.attribute(&weights.attn_bias(l, m)),
+        ));
+    }
+    Ok(cols)
 }
