@@ -385,3 +385,70 @@ fn tuned_lens(dir: &std::path::Path, ckpt_s: &str) {
     let out_bad = run(&bad);
     assert_eq!(out_bad.status.code(), Some(2));
 }
+
+/// The last row of a run's `metrics.csv` as column → value, without the step bookkeeping columns.
+fn last_eval(run: &std::path::Path) -> std::collections::BTreeMap<String, String> {
+    let text = std::fs::read_to_string(run.join("metrics.csv")).unwrap();
+    let mut lines = text.lines();
+    let header: Vec<&str> = lines.next().unwrap().split(',').collect();
+    let last: Vec<&str> = lines.last().unwrap().split(',').collect();
+    header
+        .iter()
+        .zip(last)
+        .filter(|(h, _)| !["step", "epoch", "lr", "train_loss", "grad_norm"].contains(h))
+        .map(|(h, v)| (h.to_string(), v.to_string()))
+        .collect()
+}
+
+#[test]
+fn training_starts_from_a_checkpoint_with_init() {
+    let dir = scratch("train-init");
+    let ckpt = common::train_miniature(&dir);
+    let data = dir.join("data");
+    let sizes = ["d_model=32", "d_mlp=64", "batch_size=64", "warmup_steps=0"];
+    let train = |out: &std::path::Path, extra: &[&str]| {
+        let mut args = vec!["--threads", "1", "train", "--preset", "tiny-composition"];
+        args.extend([
+            "--data",
+            data.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ]);
+        args.push("--quiet");
+        let init = format!("init={}", ckpt.display());
+        let sets: Vec<String> = sizes
+            .iter()
+            .chain(extra)
+            .map(|s| s.to_string())
+            .chain([init])
+            .collect();
+        let mut all: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+        for set in sets {
+            all.extend(["--set".to_string(), set]);
+        }
+        run(&all.iter().map(String::as_str).collect::<Vec<_>>())
+    };
+    // With a learning rate of 1e-30 (every update below the weights' float resolution) the weights
+    // stay the checkpoint's: the evaluation at step 1 is the source run's at its last step.
+    let still = dir.join("still");
+    let extra = [
+        "n_layer=2",
+        "lr=1e-30",
+        "steps=1",
+        "eval_every=1",
+        "checkpoints=steps:1",
+    ];
+    let out = train(&still, &extra);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(last_eval(&still), last_eval(&dir.join("run")));
+    let config = std::fs::read_to_string(still.join("config.json")).unwrap();
+    assert!(config.contains("\"init\""), "{config}");
+    // A checkpoint of another shape is refused before anything is written.
+    let other = dir.join("other");
+    let out = train(&other, &["n_layer=3", "steps=1"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = stderr(&out);
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(err.contains("init") && err.contains("3 blocks"), "{err}");
+    assert!(!other.exists(), "the refused run wrote {other:?}");
+}

@@ -24,6 +24,13 @@ pub struct TrainConfig {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub data_dir: Option<PathBuf>,
 
+    /// Start from this checkpoint's weights instead of a random initialisation (e.g. a model
+    /// made by `grokscope surgery`); it must describe the configured model (sizes, vocabulary,
+    /// blocks and schedule). The optimiser starts fresh. A resumed run restores its own
+    /// checkpoint instead.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub init: Option<PathBuf>,
+
     /// Distinct transformer blocks (parameter sets).
     pub n_layer: usize,
     /// Order in which the blocks are applied: `plain`, `repeat:K` or an explicit list.
@@ -176,6 +183,7 @@ impl TrainConfig {
             preset: Some(name.to_string()),
             dataset: Some(dataset),
             data_dir: None,
+            init: None,
             n_layer: 8,
             schedule: BlockSchedule::Plain,
             d_model: 768,
@@ -291,6 +299,9 @@ impl TrainConfig {
                 .ok_or_else(|| TrainError::Config(format!("--set {item:?}: expected key=value")))?;
             let (key, raw) = (key.trim(), raw.trim());
             let parsed = serde_json::from_str::<Value>(raw).unwrap_or(Value::String(raw.into()));
+            if let (OPTIONAL_KEY, Value::Object(map)) = (key, &mut value) {
+                map.entry(OPTIONAL_KEY).or_insert(Value::Null);
+            }
             let current = lookup(&value, key).ok_or_else(|| unknown_key(key, &value))?;
             let new = match (current, parsed) {
                 (Value::String(_), Value::Number(_) | Value::Bool(_)) => Value::String(raw.into()),
@@ -463,6 +474,9 @@ impl FromStr for TrainConfig {
     }
 }
 
+/// The optional top-level key `--set` may add (absent from a config that does not use it).
+const OPTIONAL_KEY: &str = "init";
+
 /// Deserialises a config; the error names the offending key (`batch_size: invalid type …`).
 fn from_value(value: Value) -> Result<TrainConfig> {
     serde_path_to_error::deserialize(value).map_err(|e| {
@@ -522,7 +536,9 @@ fn merge(base: &mut Value, patch: Value, path: &str) -> Result<()> {
                 };
                 match dst.get_mut(&k) {
                     Some(slot) => merge(slot, v, &full)?,
-                    None if path.is_empty() && (k == "data_dir" || k == "dataset") => {
+                    None if path.is_empty()
+                        && ["data_dir", "dataset", OPTIONAL_KEY].contains(&k.as_str()) =>
+                    {
                         dst.insert(k, v);
                     }
                     None => return Err(TrainError::Config(format!("unknown config key {full:?}"))),

@@ -230,11 +230,19 @@ impl Trainer {
         let data_fingerprint = ds.fingerprint();
         let gpt_cfg = cfg.gpt_config(&ds);
         gpt_cfg.validate()?;
+        let init = cfg
+            .init
+            .as_deref()
+            .map(|path| initial_weights(path, &gpt_cfg, device))
+            .transpose()?;
         let (lock, resume) = open_run_dir(run_dir, &mut cfg, &data_fingerprint)?;
 
         tch::manual_seed(cfg.seed as i64);
-        let vs = nn::VarStore::new(device);
+        let mut vs = nn::VarStore::new(device);
         let model = Gpt::new(&vs.root(), &gpt_cfg)?;
+        if let (Some(init), None) = (&init, resume) {
+            vs.copy(&init.vs)?;
+        }
         let opt = AdamW::new(vs.variables(), model::is_decayed, cfg.adamw_params());
         let components = opt
             .decayed_names()
@@ -654,6 +662,32 @@ pub(crate) fn answer_cross_entropy(
 /// Checks or creates the run folder and takes its lock. Returns the lock and the step of the
 /// latest complete checkpoint to resume from (`None` for a fresh run). Writes the resolved config
 /// to `config.json`.
+/// The checkpoint a run starts from (`init`), checked to describe the configured model (every
+/// size and the schedule; dropout may differ).
+fn initial_weights(path: &Path, gpt_cfg: &GptConfig, device: Device) -> Result<Checkpoint> {
+    let ckpt = Checkpoint::load(path, device)?;
+    let theirs = GptConfig {
+        dropout: gpt_cfg.dropout,
+        ..ckpt.config.clone()
+    };
+    if theirs != *gpt_cfg {
+        let describe = |c: &GptConfig| {
+            format!(
+                "vocab {}, n_ctx {}, d_model {}, {} heads, d_mlp {}, {} blocks, schedule {:?}",
+                c.vocab_size, c.n_ctx, c.d_model, c.n_head, c.d_mlp, c.n_blocks, c.schedule
+            )
+        };
+        return Err(TrainError::Config(format!(
+            "init {}: the checkpoint's model ({}) is not the configured one ({}): set n_layer, \
+             schedule and the sizes to match",
+            path.display(),
+            describe(&theirs),
+            describe(gpt_cfg)
+        )));
+    }
+    Ok(ckpt)
+}
+
 fn open_run_dir(
     run_dir: &Path,
     cfg: &mut TrainConfig,
