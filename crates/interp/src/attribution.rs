@@ -17,7 +17,7 @@ use crate::patch::{
 use crate::probe::ProbeSet;
 use crate::states::{for_each_corruption, noise_scale, CleanRuns, CorruptionInputs, States};
 use crate::stats::{restoration, to_f64};
-use model::{HookPoint, RunRequest};
+use model::{HookPoint, RunOutput, RunRequest};
 use serde::Serialize;
 use std::collections::BTreeMap;
 use tch::{Kind, Tensor};
@@ -313,6 +313,36 @@ fn gradient_attributions(
         .iter()
         .map(|g| g.vars.iter().map(|_| Vec::new()).collect())
         .collect();
+    let hooks = gradient_hooks(net, groups);
+    let mut start = 0;
+    while start < n {
+        let m = chunk.min(n - start);
+        let rows = Rows { start, m };
+        let grads = ChunkGradients::new(net, pair, &hooks, ap, rows)?;
+        tch::no_grad(|| -> Result<()> {
+            for (group, out) in groups.iter().zip(out.iter_mut()) {
+                let per_variant = group_attribution(net, pair, group, &grads, rows)?;
+                for (out, values) in out.iter_mut().zip(per_variant) {
+                    out.extend(values);
+                }
+            }
+            Ok(())
+        })?;
+        start += m;
+    }
+    Ok(out)
+}
+
+/// A chunk of examples: `m` rows from row `start`.
+#[derive(Copy, Clone, Debug)]
+struct Rows {
+    start: i64,
+    m: i64,
+}
+
+/// The hooks whose gradients the groups need, sorted and without repeats, leaving out
+/// `ResidPre(0)` (the run's input, which always has its gradient taken).
+fn gradient_hooks(net: &Net, groups: &[Group]) -> Vec<HookPoint> {
     let mut hooks: Vec<HookPoint> = groups
         .iter()
         .map(|g| group_hook(net, g.kind, g.layer))
@@ -320,11 +350,31 @@ fn gradient_attributions(
         .collect();
     hooks.sort();
     hooks.dedup();
-    let mut start = 0;
-    while start < n {
-        let m = chunk.min(n - start);
+    hooks
+}
+
+/// The gradients `∂M/∂a` of one chunk's summed logit difference with respect to the run's input
+/// and the captured activations, from one forward with gradients and one backward pass.
+struct ChunkGradients {
+    /// One gradient per entry of `hooks`, of that activation's shape (`[m, T, d]` or
+    /// `[m, T, H, d_head]`); undefined where the metric does not depend on it.
+    grads: Vec<Tensor>,
+    /// The hook of every gradient: `ResidPre(0)`, then the captured hooks in order.
+    hooks: Vec<HookPoint>,
+}
+
+impl ChunkGradients {
+    /// The gradients of the base run of `rows` with respect to `ResidPre(0)` and `hooks`, for the
+    /// metric read at the answer position `ap`.
+    fn new(
+        net: &Net,
+        pair: &Pair,
+        hooks: &[HookPoint],
+        ap: usize,
+        rows: Rows,
+    ) -> Result<ChunkGradients> {
         let x0 = pair.base.resid[0]
-            .narrow(0, start, m)
+            .narrow(0, rows.start, rows.m)
             .detach()
             .to_kind(Kind::Float)
             .set_requires_grad(true);
@@ -333,70 +383,91 @@ fn gradient_attributions(
         if pair.base_scale.is_some() {
             req.capture.insert(net.resid_hook(net.n_layer()));
         }
-        let (grads, inputs_hooks) = tch::with_grad(|| -> Result<(Vec<Tensor>, Vec<HookPoint>)> {
+        tch::with_grad(|| {
             let out = net.run_from(0, &x0, &req)?;
-            let logits = match &pair.base_scale {
-                None => out.logits.squeeze_dim(1),
-                Some(scale) => {
-                    let fin = out
-                        .cache
-                        .get(&net.resid_hook(net.n_layer()))
-                        .ok_or_else(|| InterpError::BadSpec {
-                            what: "hook",
-                            value: net.resid_hook(net.n_layer()).to_string(),
-                            reason: "the model did not return a requested activation".into(),
-                        })?;
-                    net.readout(
-                        &fin.select(1, ap as i64),
-                        Some(&scale.narrow(0, start, m).detach()),
-                    )
-                }
-            };
-            let gold = pair.gold.narrow(0, start, m).unsqueeze(1);
-            let alt = pair.alt.narrow(0, start, m).unsqueeze(1);
+            let logits = metric_logits(net, pair, &out, ap, rows)?;
+            let gold = pair.gold.narrow(0, rows.start, rows.m).unsqueeze(1);
+            let alt = pair.alt.narrow(0, rows.start, rows.m).unsqueeze(1);
             let metric =
                 (logits.gather(1, &gold, false) - logits.gather(1, &alt, false)).sum(Kind::Float);
             let mut inputs = vec![x0.shallow_clone()];
             let mut order = vec![HookPoint::ResidPre(0)];
-            for h in &hooks {
+            for h in hooks {
                 if let Some(t) = out.cache.get(h) {
                     inputs.push(t.shallow_clone());
                     order.push(*h);
                 }
             }
             let grads = Tensor::f_run_backward(&[metric], &inputs, false, false)?;
-            Ok((grads, order))
-        })?;
-        tch::no_grad(|| -> Result<()> {
-            for (g, group) in groups.iter().enumerate() {
-                let hook = group_hook(net, group.kind, group.layer);
-                let grad = inputs_hooks
-                    .iter()
-                    .position(|h| *h == hook)
-                    .map(|i| &grads[i])
-                    .filter(|t| t.defined());
-                let delta = group_delta(pair, group.kind, group.layer, start, m);
-                let prod = match grad {
-                    Some(grad) => grad.to_kind(Kind::Double) * delta.to_kind(Kind::Double),
-                    None => delta.zeros_like().to_kind(Kind::Double),
-                };
-                for (v, (component, set)) in group.vars.iter().enumerate() {
-                    let idx = Tensor::from_slice(
-                        &set.positions.iter().map(|&p| p as i64).collect::<Vec<_>>(),
-                    )
-                    .to_device(net.device());
-                    let sel = prod.index_select(1, &idx);
-                    let sel = match component {
-                        Component::Head(h) => sel.narrow(2, *h as i64, 1),
-                        _ => sel,
-                    };
-                    let per_example = sel.reshape([m, -1]).sum_dim_intlist(1, false, Kind::Double);
-                    out[g][v].extend(to_f64(&per_example)?);
-                }
-            }
-            Ok(())
-        })?;
-        start += m;
+            Ok(ChunkGradients {
+                grads,
+                hooks: order,
+            })
+        })
     }
-    Ok(out)
+
+    /// The defined gradient of `hook`, if any.
+    fn of(&self, hook: HookPoint) -> Option<&Tensor> {
+        self.hooks
+            .iter()
+            .position(|h| *h == hook)
+            .map(|i| &self.grads[i])
+            .filter(|t| t.defined())
+    }
+}
+
+/// The answer-position logits `[m, V]` of the metric: the run's own logits, or with the base
+/// run's cached final LayerNorm scale the readout of the run's final state (kept in the graph).
+fn metric_logits(net: &Net, pair: &Pair, out: &RunOutput, ap: usize, rows: Rows) -> Result<Tensor> {
+    let Some(scale) = &pair.base_scale else {
+        return Ok(out.logits.squeeze_dim(1));
+    };
+    let final_hook = net.resid_hook(net.n_layer());
+    let fin = out
+        .cache
+        .get(&final_hook)
+        .ok_or_else(|| InterpError::BadSpec {
+            what: "hook",
+            value: final_hook.to_string(),
+            reason: "the model did not return a requested activation".into(),
+        })?;
+    Ok(net.readout(
+        &fin.select(1, ap as i64),
+        Some(&scale.narrow(0, rows.start, rows.m).detach()),
+    ))
+}
+
+/// One group's attribution of a chunk, per variant per example: `Σ_{pos ∈ set} Σ_d ∂M/∂a ·
+/// (a_source − a_base)` (double; zero where the metric has no gradient for the activation).
+fn group_attribution(
+    net: &Net,
+    pair: &Pair,
+    group: &Group,
+    grads: &ChunkGradients,
+    rows: Rows,
+) -> Result<Vec<Vec<f64>>> {
+    let Rows { start, m } = rows;
+    let hook = group_hook(net, group.kind, group.layer);
+    let delta = group_delta(pair, group.kind, group.layer, start, m);
+    // ∂M/∂a · Δa, of the activation's shape [m, T, ...].
+    let prod = match grads.of(hook) {
+        Some(grad) => grad.to_kind(Kind::Double) * delta.to_kind(Kind::Double),
+        None => delta.zeros_like().to_kind(Kind::Double),
+    };
+    group
+        .vars
+        .iter()
+        .map(|(component, set)| {
+            let idx =
+                Tensor::from_slice(&set.positions.iter().map(|&p| p as i64).collect::<Vec<_>>())
+                    .to_device(net.device());
+            let sel = prod.index_select(1, &idx);
+            let sel = match component {
+                Component::Head(h) => sel.narrow(2, *h as i64, 1),
+                _ => sel,
+            };
+            let per_example = sel.reshape([m, -1]).sum_dim_intlist(1, false, Kind::Double);
+            to_f64(&per_example)
+        })
+        .collect()
 }
