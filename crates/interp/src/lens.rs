@@ -247,19 +247,11 @@ pub fn logit_lens(
     tuned: Option<&TunedLens>,
 ) -> Result<LensResult> {
     let layers = net.layers_or_all(layers)?;
-    let device = net.device();
     let n = probe.examples.len();
-    let mut prepared = Vec::new();
-    for spec in targets {
-        let pos = probe.position(&spec.position)?;
-        let tokens = Tensor::from_slice(&target_tokens(probe, spec)?).to_device(device);
-        let tokens = if spec.role == LABELS {
-            tokens.view([n as i64, 3])
-        } else {
-            tokens
-        };
-        prepared.push((spec, pos, tokens));
-    }
+    let prepared = targets
+        .iter()
+        .map(|spec| TargetTokens::new(net, probe, spec))
+        .collect::<Result<Vec<_>>>()?;
     let values = tch::no_grad(|| -> Result<Vec<Array2<f64>>> {
         let states = States::of_probe(net, probe, max_rows)?;
         let mut values: Vec<Array2<f64>> = prepared
@@ -270,43 +262,21 @@ pub fn logit_lens(
         for (li, &layer) in layers.iter().enumerate() {
             for start in (0..n).step_by(chunk) {
                 let m = chunk.min(n - start);
-                let resid = states.resid[layer].narrow(0, start as i64, m as i64);
-                let finals = states.resid[net.n_layer()].narrow(0, start as i64, m as i64);
-                let mut cache: Vec<(usize, Tensor)> = Vec::new();
-                for (ti, (spec, pos, tokens)) in prepared.iter().enumerate() {
-                    let logits = match cache.iter().find(|(p, _)| p == pos) {
-                        Some((_, lg)) => lg.shallow_clone(),
-                        None => {
-                            let x = resid.select(1, *pos as i64);
-                            let x = tuned.map_or(x.shallow_clone(), |t| t.translate(layer, &x));
-                            let scale = (ln_mode == LnMode::CachedScale)
-                                .then(|| net.ln_scale(&finals.select(1, *pos as i64)));
-                            let lg = net.readout(&x, scale.as_ref()).to_kind(Kind::Float);
-                            cache.push((*pos, lg.shallow_clone()));
-                            lg
-                        }
-                    };
-                    let tok = tokens.narrow(0, start as i64, m as i64);
-                    let v = if spec.role == LABELS {
-                        let (_, top) = logits.topk(3, 1, true, true);
-                        let hits = top
-                            .unsqueeze(1)
-                            .eq_tensor(&tok.unsqueeze(2))
-                            .any_dim(2, false);
-                        to_f64(
-                            &(hits
-                                .to_kind(Kind::Double)
-                                .sum_dim_intlist(1, false, Kind::Double)
-                                / 3.0),
-                        )?
-                    } else {
-                        to_i64(&model::gold_rank(&logits, &tok))?
-                            .into_iter()
-                            .map(|r| r as f64)
-                            .collect()
-                    };
+                let mut lens = ChunkLens {
+                    net,
+                    layer,
+                    ln_mode,
+                    tuned,
+                    resid: states.resid[layer].narrow(0, start as i64, m as i64),
+                    finals: states.resid[net.n_layer()].narrow(0, start as i64, m as i64),
+                    logits: Vec::new(),
+                };
+                for (target, values) in prepared.iter().zip(values.iter_mut()) {
+                    let logits = lens.logits_at(target.pos);
+                    let tok = target.tokens.narrow(0, start as i64, m as i64);
+                    let v = target_values(target.spec, &logits, &tok)?;
                     for (j, x) in v.into_iter().enumerate() {
-                        values[ti][[li, start + j]] = x;
+                        values[[li, start + j]] = x;
                     }
                 }
             }
@@ -318,13 +288,95 @@ pub fn logit_lens(
         targets: prepared
             .into_iter()
             .zip(values)
-            .map(|((spec, pos, _), values)| TargetResult {
-                spec: spec.clone(),
-                position: probe.positions[pos].clone(),
-                pos,
+            .map(|(target, values)| TargetResult {
+                spec: target.spec.clone(),
+                position: probe.positions[target.pos].clone(),
+                pos: target.pos,
                 layers: layers.clone(),
                 values,
             })
             .collect(),
     })
+}
+
+/// A lens target resolved against the probe set: its position and its tokens.
+struct TargetTokens<'s> {
+    spec: &'s TargetSpec,
+    /// The position index the lens reads.
+    pos: usize,
+    /// The target token of every example, `[N]` i64 (`[N, 3]` for `labels`) on the model's
+    /// device.
+    tokens: Tensor,
+}
+
+impl<'s> TargetTokens<'s> {
+    /// The target `spec` on the probe set. Errors: an unknown position or role.
+    fn new(net: &Net, probe: &ProbeSet, spec: &'s TargetSpec) -> Result<TargetTokens<'s>> {
+        let pos = probe.position(&spec.position)?;
+        let tokens = Tensor::from_slice(&target_tokens(probe, spec)?).to_device(net.device());
+        let tokens = if spec.role == LABELS {
+            tokens.view([probe.examples.len() as i64, 3])
+        } else {
+            tokens
+        };
+        Ok(TargetTokens { spec, pos, tokens })
+    }
+}
+
+/// The lens over one chunk of `m` examples at one layer, computing the logits of each position
+/// once.
+struct ChunkLens<'a> {
+    net: &'a Net<'a>,
+    layer: usize,
+    ln_mode: LnMode,
+    tuned: Option<&'a TunedLens>,
+    /// The chunk's residual states at the layer, `[m, T, d]`.
+    resid: Tensor,
+    /// The chunk's final residual states, `[m, T, d]` (for the cached-scale readout).
+    finals: Tensor,
+    /// The logits `[m, V]` (float) of every position read so far, with its index.
+    logits: Vec<(usize, Tensor)>,
+}
+
+impl ChunkLens<'_> {
+    /// The lens's logits `[m, V]` (float) at position `pos`: the readout of the (translated, with
+    /// a tuned lens) state, with the final state's LayerNorm scale in cached-scale mode.
+    fn logits_at(&mut self, pos: usize) -> Tensor {
+        if let Some((_, lg)) = self.logits.iter().find(|(p, _)| *p == pos) {
+            return lg.shallow_clone();
+        }
+        let x = self.resid.select(1, pos as i64);
+        let x = self
+            .tuned
+            .map_or(x.shallow_clone(), |t| t.translate(self.layer, &x));
+        let scale = (self.ln_mode == LnMode::CachedScale)
+            .then(|| self.net.ln_scale(&self.finals.select(1, pos as i64)));
+        let lg = self.net.readout(&x, scale.as_ref()).to_kind(Kind::Float);
+        self.logits.push((pos, lg.shallow_clone()));
+        lg
+    }
+}
+
+/// The per-example value of a target from the lens's logits `[m, V]` and its tokens: the 0-based
+/// rank of the token (`[m]`), or for `labels` (`[m, 3]`) the fraction of the three labels among
+/// the top 3 tokens.
+fn target_values(spec: &TargetSpec, logits: &Tensor, tok: &Tensor) -> Result<Vec<f64>> {
+    if spec.role == LABELS {
+        let (_, top) = logits.topk(3, 1, true, true);
+        let hits = top
+            .unsqueeze(1)
+            .eq_tensor(&tok.unsqueeze(2))
+            .any_dim(2, false);
+        to_f64(
+            &(hits
+                .to_kind(Kind::Double)
+                .sum_dim_intlist(1, false, Kind::Double)
+                / 3.0),
+        )
+    } else {
+        Ok(to_i64(&model::gold_rank(logits, tok))?
+            .into_iter()
+            .map(|r| r as f64)
+            .collect())
+    }
 }
