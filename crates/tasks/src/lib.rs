@@ -32,7 +32,9 @@ pub use dataset::{Dataset, DATA_FILES, GROKSCOPE_VERSION};
 pub use error::{Result, TaskError};
 pub use example::{Example, TaskKind};
 pub use facts::Facts;
-pub use roles::{corrupt, position_names, roles, Corruption};
+pub use roles::{
+    corrupt, corruptible_roles, lens_readings, position_names, roles, Corruption, LABEL_ROLES,
+};
 pub use spec::{
     ComparisonParams, ComplexParams, CompositionParams, Manifest, TaskSpec, MAX_CHAINS,
 };

@@ -6,6 +6,7 @@ use crate::error::{Result, TaskError};
 use crate::example::{Example, TaskKind};
 use crate::facts::{atomic_key, comparison_operands, Facts};
 use rand::Rng;
+use std::cmp::Ordering;
 use std::collections::BTreeMap;
 
 /// Names of the prompt positions of a `kind` prompt of `prompt_len` tokens:
@@ -27,9 +28,45 @@ pub fn position_names(kind: TaskKind, prompt_len: usize) -> Vec<String> {
     fixed.iter().map(|s| s.to_string()).collect()
 }
 
+/// The roles the paper's corruption rules apply to in an inferred prompt of `kind`
+/// (§5.1, §5.2): composition `h, r1, …, rk`; comparison and complex `a, e1, e2`.
+pub fn corruptible_roles(kind: TaskKind) -> Vec<String> {
+    match kind {
+        TaskKind::Composition { hops } => std::iter::once("h".to_string())
+            .chain((1..=hops).map(|i| format!("r{i}")))
+            .collect(),
+        TaskKind::Comparison | TaskKind::Complex => ["a", "e1", "e2"].map(String::from).to_vec(),
+    }
+}
+
+/// Names of the three comparison label roles, in label order (`<`, `=`, `>`).
+pub const LABEL_ROLES: [&str; 3] = ["label0", "label1", "label2"];
+
+/// Where the paper reads each intermediate role of an inferred prompt with the logit lens, as
+/// `(role, position)`: composition (k hops) each bridge `b_i` at `r_i` and `r_k` at `r_k`;
+/// comparison and complex `v1` at `e1`, `v2` at `e2` and the three labels at `a`.
+pub fn lens_readings(kind: TaskKind) -> Vec<(String, String)> {
+    let pair = |role: String, position: String| (role, position);
+    match kind {
+        TaskKind::Composition { hops } => (1..hops)
+            .map(|i| pair(format!("b{i}"), format!("r{i}")))
+            .chain(std::iter::once(pair(
+                format!("r{hops}"),
+                format!("r{hops}"),
+            )))
+            .collect(),
+        TaskKind::Comparison | TaskKind::Complex => [("v1", "e1"), ("v2", "e2")]
+            .into_iter()
+            .chain(LABEL_ROLES.map(|l| (l, "a")))
+            .map(|(r, p)| pair(r.into(), p.into()))
+            .collect(),
+    }
+}
+
 /// Token id of each role of `ex`: composition `h, r1…rK, b1…b(K−1), t` (atomic: `h, r1, t`);
-/// comparison and complex `a, e1, e2, v1, v2, label` (atomic: `e, a, v`). Bridges and values
-/// come from the dataset's atomic facts; fails if one is missing.
+/// comparison and complex `a, e1, e2, v1, v2, label` and, when the dataset determines them, the
+/// attribute's three labels [`LABEL_ROLES`] (atomic: `e, a, v`). Bridges and values come from
+/// the dataset's atomic facts; fails if one is missing.
 pub fn roles(ds: &Dataset, ex: &Example) -> Result<BTreeMap<String, u32>> {
     let facts = &ds.facts;
     let vocab = &ds.vocab;
@@ -87,9 +124,27 @@ pub fn roles(ds: &Dataset, ex: &Example) -> Result<BTreeMap<String, u32>> {
             set("v1", v1);
             set("v2", v2);
             set("label", ex.answer);
+            if let Some(labels) = attribute_labels(ds, attribute) {
+                for (name, id) in LABEL_ROLES.iter().zip(labels) {
+                    set(name, id);
+                }
+            }
         }
     }
     Ok(roles)
+}
+
+/// The three labels (`<`, `=`, `>`) of `attribute`: from the dataset's facts, else from the
+/// vocabulary's `<attr_k_i>` tokens; `None` when either misses one.
+fn attribute_labels(ds: &Dataset, attribute: u32) -> Option<[u32; 3]> {
+    let orderings = [Ordering::Less, Ordering::Equal, Ordering::Greater];
+    let label = |i: usize| {
+        ds.facts.label(attribute, orderings[i]).or_else(|| {
+            let name = ds.vocab.token(attribute).strip_suffix('>')?;
+            ds.vocab.get(&format!("{name}_{i}>"))
+        })
+    };
+    Some([label(0)?, label(1)?, label(2)?])
 }
 
 /// A corrupted copy of an example for activation patching.

@@ -132,3 +132,24 @@ fn corruption_is_deterministic_given_the_rng() {
     )
     .is_none());
 }
+
+#[test]
+fn corruptible_roles_and_lens_readings_follow_the_paper() {
+    let three = TaskKind::Composition { hops: 3 };
+    assert_eq!(tasks::corruptible_roles(three), ["h", "r1", "r2", "r3"]);
+    assert_eq!(
+        tasks::corruptible_roles(TaskKind::Comparison),
+        ["a", "e1", "e2"]
+    );
+    let pairs = |v: Vec<(String, String)>| -> Vec<String> {
+        v.into_iter().map(|(r, p)| format!("{r}@{p}")).collect()
+    };
+    assert_eq!(
+        pairs(tasks::lens_readings(three)),
+        ["b1@r1", "b2@r2", "r3@r3"]
+    );
+    assert_eq!(
+        pairs(tasks::lens_readings(TaskKind::Complex)),
+        ["v1@e1", "v2@e2", "label0@a", "label1@a", "label2@a"]
+    );
+}
