@@ -316,33 +316,8 @@ impl CorruptionInputs {
         name: &str,
         noise_scale: f64,
     ) -> Result<CorruptionInputs> {
-        let examples: Vec<usize> = probe
-            .admitting(name)
-            .into_iter()
-            .filter(|&i| {
-                let e = &probe.examples[i];
-                e.corruptions[name].tokens.len() == e.tokens.len()
-            })
-            .collect();
-        let Some(&first) = examples.first() else {
-            return Err(InterpError::NoCorruptedExamples {
-                corruption: name.to_string(),
-            });
-        };
-        let positions = probe.examples[first].corruptions[name].positions.clone();
-        if let Some(&bad) = examples
-            .iter()
-            .find(|&&i| probe.examples[i].corruptions[name].positions != positions)
-        {
-            return Err(InterpError::BadSpec {
-                what: "corruption",
-                value: name.to_string(),
-                reason: format!(
-                    "examples {} and {} patch different positions",
-                    probe.examples[first].index, probe.examples[bad].index
-                ),
-            });
-        }
+        let examples = admitted_examples(probe, name);
+        let positions = shared_positions(probe, &examples, name)?;
         let device = net.device();
         let clean = tokens_tensor(
             examples
@@ -356,29 +331,13 @@ impl CorruptionInputs {
                 .map(|&i| probe.examples[i].corruptions[name].tokens.as_slice()),
             device,
         );
-        let t = probe.seq_len();
-        let d = net.d_model() as usize;
         let noise = examples
             .iter()
             .map(|&i| probe.examples[i].corruptions[name].noise_seed)
             .collect::<Option<Vec<u64>>>()
             .map(|seeds| {
-                let mut host = vec![0f32; seeds.len() * t * d];
-                for (row, seed) in seeds.iter().enumerate() {
-                    let values = noise_values(*seed, positions.len() * d);
-                    for (k, &p) in positions.iter().enumerate() {
-                        let dst = (row * t + p) * d;
-                        for (x, v) in host[dst..dst + d]
-                            .iter_mut()
-                            .zip(&values[k * d..(k + 1) * d])
-                        {
-                            *x = (f64::from(*v) * noise_scale) as f32;
-                        }
-                    }
-                }
-                Tensor::from_slice(&host)
-                    .view([seeds.len() as i64, t as i64, d as i64])
-                    .to_device(device)
+                let size = [probe.seq_len(), net.d_model() as usize];
+                embedding_noise(&seeds, &positions, size, noise_scale).to_device(device)
             });
         let gold = Tensor::from_slice(
             &examples
@@ -447,6 +406,69 @@ impl CorruptionInputs {
     pub fn is_empty(&self) -> bool {
         self.examples.is_empty()
     }
+}
+
+/// The probe examples that admit corruption `name` with a corrupted input of the clean input's
+/// length, in probe-set order.
+fn admitted_examples(probe: &ProbeSet, name: &str) -> Vec<usize> {
+    probe
+        .admitting(name)
+        .into_iter()
+        .filter(|&i| {
+            let e = &probe.examples[i];
+            e.corruptions[name].tokens.len() == e.tokens.len()
+        })
+        .collect()
+}
+
+/// The positions that corruption `name` changes, the same in every one of `examples`. Errors: no
+/// example, or two examples that patch different positions.
+fn shared_positions(probe: &ProbeSet, examples: &[usize], name: &str) -> Result<Vec<usize>> {
+    let Some(&first) = examples.first() else {
+        return Err(InterpError::NoCorruptedExamples {
+            corruption: name.to_string(),
+        });
+    };
+    let positions = probe.examples[first].corruptions[name].positions.clone();
+    if let Some(&bad) = examples
+        .iter()
+        .find(|&&i| probe.examples[i].corruptions[name].positions != positions)
+    {
+        return Err(InterpError::BadSpec {
+            what: "corruption",
+            value: name.to_string(),
+            reason: format!(
+                "examples {} and {} patch different positions",
+                probe.examples[first].index, probe.examples[bad].index
+            ),
+        });
+    }
+    Ok(positions)
+}
+
+/// The noise of a noise corruption on the CPU, `[n, T, d]` float: per example (one noise seed
+/// each) `ν · noise_values(seed, |P| · d)` at the corrupted `positions`, zero elsewhere; `size`
+/// is `[T, d]` and `noise_scale` is ν.
+fn embedding_noise(
+    seeds: &[u64],
+    positions: &[usize],
+    [t, d]: [usize; 2],
+    noise_scale: f64,
+) -> Tensor {
+    let mut host = vec![0f32; seeds.len() * t * d];
+    for (row, seed) in seeds.iter().enumerate() {
+        let values = noise_values(*seed, positions.len() * d);
+        for (k, &p) in positions.iter().enumerate() {
+            let dst = (row * t + p) * d;
+            for (x, v) in host[dst..dst + d]
+                .iter_mut()
+                .zip(&values[k * d..(k + 1) * d])
+            {
+                *x = (f64::from(*v) * noise_scale) as f32;
+            }
+        }
+    }
+    Tensor::from_slice(&host).view([seeds.len() as i64, t as i64, d as i64])
 }
 
 /// The best non-gold token of each row: the "corrupted-run answer" of the logit difference.
