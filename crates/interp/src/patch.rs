@@ -695,74 +695,23 @@ fn run_resid_group(
 ) -> Result<Vec<Outcomes>> {
     let n = pair.gold.size()[0];
     let chunk = ((max_rows / sets.len().max(1)) as i64).max(1);
-    let device = net.device();
-    let l = net.n_layer();
     let mut results: Vec<Outcomes> = sets.iter().map(|_| Outcomes::default()).collect();
     let mut start = 0;
     while start < n {
         let m = chunk.min(n - start);
-        let base = pair.base.narrow(start, m);
-        let src = pair.src.narrow(start, m);
-        let width = ap as i64 + 1;
-        let (base_resid, src_resid) = (
-            base.resid[layer].narrow(1, 0, width),
-            src.resid[layer].narrow(1, 0, width),
-        );
-        let differs = crate::stats::to_i64(
-            &src_resid
-                .ne_tensor(&base_resid)
-                .any_dim(2, false)
-                .any_dim(0, false)
-                .to_kind(tch::Kind::Int64),
-        )?;
-        let gold = pair.gold.narrow(0, start, m);
-        let alt = pair.alt.narrow(0, start, m);
+        let rc = ResidChunk::new(pair, layer, ap, start, m);
+        let differs = rc.changed_positions()?;
+        // Variants by their first patched position: (variant, patched positions).
         let mut by_first: BTreeMap<usize, Vec<(usize, Vec<usize>)>> = BTreeMap::new();
         for (v, set) in sets.iter().enumerate() {
-            let patched: Vec<usize> = set
-                .positions
-                .iter()
-                .copied()
-                .filter(|&p| p <= ap && differs[p] != 0 && (layer < l || p == ap))
-                .collect();
+            let patched = rc.effective_positions(set, &differs, net.n_layer());
             match patched.first() {
                 Some(&first) => by_first.entry(first).or_default().push((v, patched)),
                 None => results[v].extend(pair.base_outcomes.slice(start as usize, m as usize)),
             }
         }
         for (first, group) in by_first {
-            let k = group.len() as i64;
-            let len = width - first as i64;
-            let mut mask = vec![false; (k * len) as usize];
-            for (g, (_, patched)) in group.iter().enumerate() {
-                for &p in patched {
-                    mask[g * len as usize + p - first] = true;
-                }
-            }
-            let mask = Tensor::from_slice(&mask)
-                .view([k, 1, len, 1])
-                .to_device(device);
-            let narrow = |t: &Tensor| t.narrow(1, first as i64, len).unsqueeze(0);
-            let suffix = narrow(&src_resid)
-                .where_self(&mask, &narrow(&base_resid))
-                .reshape([k * m, len, -1]);
-            let prefix: Vec<KeyValues> = pair.base_kv(net)?[layer..]
-                .iter()
-                .map(|kv| {
-                    kv.map(|t| {
-                        t.narrow(0, start, m)
-                            .narrow(2, 0, first as i64)
-                            .repeat([k, 1, 1, 1])
-                    })
-                })
-                .collect();
-            let last = net.run_suffix(layer, &suffix, &prefix)?;
-            let scale = pair
-                .base_scale
-                .as_ref()
-                .map(|s| s.narrow(0, start, m).repeat([k, 1]));
-            let logits = net.readout(&last, scale.as_ref());
-            let all = Outcomes::from_logits(&logits, &gold.repeat([k]), &alt.repeat([k]))?;
+            let all = rc.run_variants(net, pair, first, &group)?;
             for (g, (v, _)) in group.iter().enumerate() {
                 results[*v].extend(all.slice(g * m as usize, m as usize));
             }
@@ -770,6 +719,124 @@ fn run_resid_group(
         start += m;
     }
     Ok(results)
+}
+
+/// One chunk of `m` examples (from row `start`) of a residual group at `resid_pre[layer]`, with
+/// the states of the positions up to the answer position `ap`.
+struct ResidChunk {
+    layer: usize,
+    ap: usize,
+    start: i64,
+    m: i64,
+    /// Positions `0..=ap`: `ap + 1`.
+    width: i64,
+    /// The base run's states, `[m, width, d]`.
+    base_resid: Tensor,
+    /// The source run's states, `[m, width, d]`.
+    src_resid: Tensor,
+}
+
+impl ResidChunk {
+    /// The chunk of `m` examples from row `start`.
+    fn new(pair: &Pair, layer: usize, ap: usize, start: i64, m: i64) -> ResidChunk {
+        let width = ap as i64 + 1;
+        let base = pair.base.narrow(start, m);
+        let src = pair.src.narrow(start, m);
+        ResidChunk {
+            layer,
+            ap,
+            start,
+            m,
+            width,
+            base_resid: base.resid[layer].narrow(1, 0, width),
+            src_resid: src.resid[layer].narrow(1, 0, width),
+        }
+    }
+
+    /// Per position `0..=ap`: 1 where the source and base states differ in some example of the
+    /// chunk, else 0.
+    fn changed_positions(&self) -> Result<Vec<i64>> {
+        crate::stats::to_i64(
+            &self
+                .src_resid
+                .ne_tensor(&self.base_resid)
+                .any_dim(2, false)
+                .any_dim(0, false)
+                .to_kind(tch::Kind::Int64),
+        )
+    }
+
+    /// The positions of `set` whose patch can change the prediction, in order: up to the answer,
+    /// with states that differ (`differs`), and at the last layer (`n_layer`) the answer only.
+    fn effective_positions(
+        &self,
+        set: &PositionSet,
+        differs: &[i64],
+        n_layer: usize,
+    ) -> Vec<usize> {
+        set.positions
+            .iter()
+            .copied()
+            .filter(|&p| p <= self.ap && differs[p] != 0 && (self.layer < n_layer || p == self.ap))
+            .collect()
+    }
+
+    /// The outcomes of the `k` variants of `group` (variant, patched positions), which share their
+    /// first patched position `first`: one suffix forward of `k · m` rows, variant-major.
+    fn run_variants(
+        &self,
+        net: &Net,
+        pair: &Pair,
+        first: usize,
+        group: &[(usize, Vec<usize>)],
+    ) -> Result<Outcomes> {
+        let (start, m, k) = (self.start, self.m, group.len() as i64);
+        let suffix = self.patched_suffix(net.device(), first, group);
+        let prefix: Vec<KeyValues> = pair.base_kv(net)?[self.layer..]
+            .iter()
+            .map(|kv| {
+                kv.map(|t| {
+                    t.narrow(0, start, m)
+                        .narrow(2, 0, first as i64)
+                        .repeat([k, 1, 1, 1])
+                })
+            })
+            .collect();
+        let last = net.run_suffix(self.layer, &suffix, &prefix)?;
+        let scale = pair
+            .base_scale
+            .as_ref()
+            .map(|s| s.narrow(0, start, m).repeat([k, 1]));
+        let logits = net.readout(&last, scale.as_ref());
+        let gold = pair.gold.narrow(0, start, m);
+        let alt = pair.alt.narrow(0, start, m);
+        Outcomes::from_logits(&logits, &gold.repeat([k]), &alt.repeat([k]))
+    }
+
+    /// The input states of positions `first..=ap` of every variant of `group`, `[k · m, len, d]`
+    /// (variant-major): the source state at the variant's patched positions, else the base state.
+    fn patched_suffix(
+        &self,
+        device: tch::Device,
+        first: usize,
+        group: &[(usize, Vec<usize>)],
+    ) -> Tensor {
+        let k = group.len() as i64;
+        let len = self.width - first as i64;
+        let mut mask = vec![false; (k * len) as usize];
+        for (g, (_, patched)) in group.iter().enumerate() {
+            for &p in patched {
+                mask[g * len as usize + p - first] = true;
+            }
+        }
+        let mask = Tensor::from_slice(&mask)
+            .view([k, 1, len, 1])
+            .to_device(device);
+        let narrow = |t: &Tensor| t.narrow(1, first as i64, len).unsqueeze(0);
+        narrow(&self.src_resid)
+            .where_self(&mask, &narrow(&self.base_resid))
+            .reshape([k * self.m, len, -1])
+    }
 }
 
 /// The naive reference: for each example and variant one full forward of the base input (batch
