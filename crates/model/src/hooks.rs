@@ -512,97 +512,152 @@ fn broadcastable(from: &[i64], to: &[i64]) -> bool {
 /// Applies one intervention in place to `y`, a fresh copy of the hook's activation.
 fn apply_edit(hook: HookPoint, y: &mut Tensor, iv: &Intervention) -> Result<()> {
     let size = y.size();
-    let (pos_axis, head_axis) = match hook.layout() {
-        Layout::Stream => (1, None),
-        Layout::PerHead => (1, Some(2)),
-        Layout::Pattern => (2, Some(1)),
-    };
-    let axis_len = |axis: usize| size.get(axis).copied().unwrap_or(0);
-    if let Some(rows) = &iv.rows {
-        check_indices(hook, "row", rows, axis_len(0))?;
-    }
-    if let Some(positions) = &iv.positions {
-        check_indices(hook, "position", positions, axis_len(pos_axis))?;
-    }
-    match (head_axis, &iv.heads) {
-        (None, Some(_)) => {
-            return Err(ModelError::hook(
-                hook,
-                "heads can only be selected on per-head hooks",
-            ))
-        }
-        (Some(axis), Some(heads)) => check_indices(hook, "head", heads, axis_len(axis))?,
-        _ => {}
-    }
+    let axes = EditAxes::of(hook);
+    axes.check_selection(hook, iv, &size)?;
     let whole = iv.rows.is_none() && iv.positions.is_none() && iv.heads.is_none();
-    let n_axes = if head_axis.is_some() { 3 } else { 2 };
-    let indices: Vec<Option<Tensor>> = if whole {
-        Vec::new()
+    let target = if whole {
+        size.clone()
     } else {
-        let mut idx: Vec<Option<Tensor>> = (0..n_axes).map(|_| None).collect();
-        idx[0] = Some(axis_index(&iv.rows, size[0], 0, n_axes, y.device()));
-        idx[pos_axis] = Some(axis_index(
-            &iv.positions,
-            size[pos_axis],
-            pos_axis,
-            n_axes,
-            y.device(),
-        ));
-        if let Some(axis) = head_axis {
-            idx[axis] = Some(axis_index(&iv.heads, size[axis], axis, n_axes, y.device()));
-        }
-        idx
+        axes.selected_shape(iv, &size)
     };
-    let mut target = size.clone();
-    if !whole {
-        target[0] = iv.rows.as_ref().map_or(size[0], |v| v.len() as i64);
-        target[pos_axis] = iv
-            .positions
-            .as_ref()
-            .map_or(size[pos_axis], |v| v.len() as i64);
-        if let Some(axis) = head_axis {
-            target[axis] = iv.heads.as_ref().map_or(size[axis], |v| v.len() as i64);
+    let (device, kind) = (y.device(), y.kind());
+    let values = |v: &Tensor| edit_values(hook, v, &target, device, kind);
+    if whole {
+        match &iv.edit {
+            Edit::Replace(v) => {
+                y.f_copy_(&values(v)?)?;
+            }
+            Edit::Add(v) => {
+                let _ = y.f_add_(&values(v)?)?;
+            }
+            Edit::Zero => {
+                let _ = y.f_zero_()?;
+            }
+            Edit::Scale(s) => {
+                let _ = y.f_mul_scalar_(*s)?;
+            }
         }
-    }
-    let values = |v: &Tensor| -> Result<Tensor> {
-        if !broadcastable(&v.size(), &target) {
-            return Err(ModelError::hook(
-                hook,
-                format!(
-                    "edit tensor of shape {:?} does not broadcast to the selected shape {target:?}",
-                    v.size()
-                ),
-            ));
-        }
-        Ok(v.to_device(y.device()).to_kind(y.kind()))
-    };
-    let zero = || Tensor::zeros([], (y.kind(), y.device()));
-    match (&iv.edit, whole) {
-        (Edit::Replace(v), true) => {
-            y.f_copy_(&values(v)?)?;
-        }
-        (Edit::Add(v), true) => {
-            let _ = y.f_add_(&values(v)?)?;
-        }
-        (Edit::Zero, true) => {
-            let _ = y.f_zero_()?;
-        }
-        (Edit::Scale(s), true) => {
-            let _ = y.f_mul_scalar_(*s)?;
-        }
-        (Edit::Replace(v), false) => {
-            let _ = y.f_index_put_(&indices, &values(v)?, false)?;
-        }
-        (Edit::Add(v), false) => {
-            let _ = y.f_index_put_(&indices, &values(v)?, true)?;
-        }
-        (Edit::Zero, false) => {
-            let _ = y.f_index_put_(&indices, &zero(), false)?;
-        }
-        (Edit::Scale(s), false) => {
-            let scaled = y.f_index(&indices)?.f_mul_scalar(*s)?;
-            let _ = y.f_index_put_(&indices, &scaled, false)?;
+    } else {
+        let indices = axes.indices(iv, &size, device);
+        match &iv.edit {
+            Edit::Replace(v) => {
+                let _ = y.f_index_put_(&indices, &values(v)?, false)?;
+            }
+            Edit::Add(v) => {
+                let _ = y.f_index_put_(&indices, &values(v)?, true)?;
+            }
+            Edit::Zero => {
+                let zero = Tensor::zeros([], (kind, device));
+                let _ = y.f_index_put_(&indices, &zero, false)?;
+            }
+            Edit::Scale(s) => {
+                let scaled = y.f_index(&indices)?.f_mul_scalar(*s)?;
+                let _ = y.f_index_put_(&indices, &scaled, false)?;
+            }
         }
     }
     Ok(())
+}
+
+/// Where the selectable axes of a hooked tensor lie (the batch rows are axis 0).
+struct EditAxes {
+    /// The sequence-position axis (the query position of attention patterns).
+    pos: usize,
+    /// The head axis, for per-head and pattern hooks.
+    head: Option<usize>,
+}
+
+impl EditAxes {
+    /// The axes of `hook`'s activation.
+    fn of(hook: HookPoint) -> EditAxes {
+        let (pos, head) = match hook.layout() {
+            Layout::Stream => (1, None),
+            Layout::PerHead => (1, Some(2)),
+            Layout::Pattern => (2, Some(1)),
+        };
+        EditAxes { pos, head }
+    }
+
+    /// The number of leading axes that a selection indexes: batch and position, and heads.
+    fn n_axes(&self) -> usize {
+        if self.head.is_some() {
+            3
+        } else {
+            2
+        }
+    }
+
+    /// Checks the rows, positions and heads of `iv` against an activation of shape `size`.
+    /// Errors: an index out of range or repeated, heads on a hook without a head axis.
+    fn check_selection(&self, hook: HookPoint, iv: &Intervention, size: &[i64]) -> Result<()> {
+        let axis_len = |axis: usize| size.get(axis).copied().unwrap_or(0);
+        if let Some(rows) = &iv.rows {
+            check_indices(hook, "row", rows, axis_len(0))?;
+        }
+        if let Some(positions) = &iv.positions {
+            check_indices(hook, "position", positions, axis_len(self.pos))?;
+        }
+        match (self.head, &iv.heads) {
+            (None, Some(_)) => Err(ModelError::hook(
+                hook,
+                "heads can only be selected on per-head hooks",
+            )),
+            (Some(axis), Some(heads)) => check_indices(hook, "head", heads, axis_len(axis)),
+            _ => Ok(()),
+        }
+    }
+
+    /// The index tensors of a (partial) selection of an activation of shape `size`, one per
+    /// leading axis, each shaped to broadcast against the others.
+    fn indices(&self, iv: &Intervention, size: &[i64], device: Device) -> Vec<Option<Tensor>> {
+        let n_axes = self.n_axes();
+        let mut idx: Vec<Option<Tensor>> = (0..n_axes).map(|_| None).collect();
+        idx[0] = Some(axis_index(&iv.rows, size[0], 0, n_axes, device));
+        idx[self.pos] = Some(axis_index(
+            &iv.positions,
+            size[self.pos],
+            self.pos,
+            n_axes,
+            device,
+        ));
+        if let Some(axis) = self.head {
+            idx[axis] = Some(axis_index(&iv.heads, size[axis], axis, n_axes, device));
+        }
+        idx
+    }
+
+    /// The shape of the selected part of an activation of shape `size`.
+    fn selected_shape(&self, iv: &Intervention, size: &[i64]) -> Vec<i64> {
+        let selected = |sel: &Option<Vec<i64>>, axis: usize| {
+            sel.as_ref().map_or(size[axis], |v| v.len() as i64)
+        };
+        let mut target = size.to_vec();
+        target[0] = selected(&iv.rows, 0);
+        target[self.pos] = selected(&iv.positions, self.pos);
+        if let Some(axis) = self.head {
+            target[axis] = selected(&iv.heads, axis);
+        }
+        target
+    }
+}
+
+/// An edit's tensor on the activation's device and of its kind. Errors: a tensor that does not
+/// broadcast to the selected shape `target`.
+fn edit_values(
+    hook: HookPoint,
+    v: &Tensor,
+    target: &[i64],
+    device: Device,
+    kind: Kind,
+) -> Result<Tensor> {
+    if !broadcastable(&v.size(), target) {
+        return Err(ModelError::hook(
+            hook,
+            format!(
+                "edit tensor of shape {:?} does not broadcast to the selected shape {target:?}",
+                v.size()
+            ),
+        ));
+    }
+    Ok(v.to_device(device).to_kind(kind))
 }
