@@ -81,28 +81,30 @@ enum Slot {
 
 /// Computes the new config of `op` applied to `cfg`, without touching parameters.
 pub fn plan(cfg: &GptConfig, op: &SurgeryOp) -> Result<SurgeryPlan> {
+    let slots = new_slots(cfg, op)?;
+    let (sources, schedule) = renumber(&slots);
+    let config = cfg.clone().with_schedule(sources.len(), schedule);
+    config.validate()?;
+    Ok(SurgeryPlan { config, sources })
+}
+
+impl Slot {
+    /// A use of old block `b`: a fresh copy when `materialize`, else shared.
+    fn of(b: usize, materialize: bool) -> Slot {
+        if materialize {
+            Slot::Fresh(b)
+        } else {
+            Slot::Shared(b)
+        }
+    }
+}
+
+/// The layers of the schedule after `op`, in order. Errors: a layer, block or position that does
+/// not exist, an empty schedule, removing the only layer, a reorder that is no permutation.
+fn new_slots(cfg: &GptConfig, op: &SurgeryOp) -> Result<Vec<Slot>> {
     let err = |msg: String| Err(ModelError::Surgery(msg));
     let n = cfg.n_layer();
     let sched = &cfg.schedule;
-    let layer_ok = |l: usize| {
-        if l < n {
-            Ok(())
-        } else {
-            Err(ModelError::Surgery(format!(
-                "layer {l} does not exist: the schedule {sched:?} has {n} layers"
-            )))
-        }
-    };
-    let block_ok = |b: usize| {
-        if b < cfg.n_blocks {
-            Ok(())
-        } else {
-            Err(ModelError::Surgery(format!(
-                "block {b} does not exist: the model has {} blocks",
-                cfg.n_blocks
-            )))
-        }
-    };
     let mut slots: Vec<Slot> = sched.iter().map(|&b| Slot::Shared(b)).collect();
     match op {
         SurgeryOp::Schedule(new) => {
@@ -110,21 +112,13 @@ pub fn plan(cfg: &GptConfig, op: &SurgeryOp) -> Result<SurgeryPlan> {
                 return err("the new schedule is empty".into());
             }
             for &b in new {
-                block_ok(b)?;
+                check_block(cfg, b)?;
             }
             slots = new.iter().map(|&b| Slot::Shared(b)).collect();
         }
         SurgeryOp::Duplicate { layer, materialize } => {
-            layer_ok(*layer)?;
-            let b = sched[*layer];
-            slots.insert(
-                layer + 1,
-                if *materialize {
-                    Slot::Fresh(b)
-                } else {
-                    Slot::Shared(b)
-                },
-            );
+            check_layer(cfg, *layer)?;
+            slots.insert(layer + 1, Slot::of(sched[*layer], *materialize));
         }
         SurgeryOp::Insert {
             at,
@@ -136,18 +130,11 @@ pub fn plan(cfg: &GptConfig, op: &SurgeryOp) -> Result<SurgeryPlan> {
                     "insert position {at} is beyond the end of the {n}-layer schedule"
                 ));
             }
-            block_ok(*block)?;
-            slots.insert(
-                *at,
-                if *materialize {
-                    Slot::Fresh(*block)
-                } else {
-                    Slot::Shared(*block)
-                },
-            );
+            check_block(cfg, *block)?;
+            slots.insert(*at, Slot::of(*block, *materialize));
         }
         SurgeryOp::Remove { layer } => {
-            layer_ok(*layer)?;
+            check_layer(cfg, *layer)?;
             if n == 1 {
                 return err("cannot remove the only layer".into());
             }
@@ -167,6 +154,38 @@ pub fn plan(cfg: &GptConfig, op: &SurgeryOp) -> Result<SurgeryPlan> {
             slots = sched.iter().map(|&b| Slot::Fresh(b)).collect();
         }
     }
+    Ok(slots)
+}
+
+/// Errors unless layer `l` is in `cfg`'s schedule.
+fn check_layer(cfg: &GptConfig, l: usize) -> Result<()> {
+    let n = cfg.n_layer();
+    if l < n {
+        Ok(())
+    } else {
+        Err(ModelError::Surgery(format!(
+            "layer {l} does not exist: the schedule {:?} has {n} layers",
+            cfg.schedule
+        )))
+    }
+}
+
+/// Errors unless block `b` is one of `cfg`'s blocks.
+fn check_block(cfg: &GptConfig, b: usize) -> Result<()> {
+    if b < cfg.n_blocks {
+        Ok(())
+    } else {
+        Err(ModelError::Surgery(format!(
+            "block {b} does not exist: the model has {} blocks",
+            cfg.n_blocks
+        )))
+    }
+}
+
+/// Numbers the new blocks in order of first use: `(sources, schedule)`, with `sources[j]` the old
+/// block that new block `j` copies and `schedule` the new block of every layer. Every use of a
+/// shared old block maps to one new block; every fresh slot gets its own.
+fn renumber(slots: &[Slot]) -> (Vec<usize>, Vec<usize>) {
     let mut sources = Vec::new();
     let mut shared_ids: HashMap<usize, usize> = HashMap::new();
     let schedule = slots
@@ -182,9 +201,7 @@ pub fn plan(cfg: &GptConfig, op: &SurgeryOp) -> Result<SurgeryPlan> {
             }
         })
         .collect();
-    let config = cfg.clone().with_schedule(sources.len(), schedule);
-    config.validate()?;
-    Ok(SurgeryPlan { config, sources })
+    (sources, schedule)
 }
 
 /// Applies `op` to `ckpt`: a new checkpoint on the same device whose blocks are copies of the
