@@ -141,84 +141,137 @@ pub fn fit_probes(
     n_classes: usize,
     opts: &FitOptions,
 ) -> Result<ProbeFit> {
-    let size = train_x.size();
-    let [g, n, d] = size[..] else {
-        return Err(shape_error("training features", &size, "[G, N_train, d]"));
-    };
-    let test_size = test_x.size();
-    let [_, n_test, _] = test_size[..] else {
-        return Err(shape_error(
-            "held-out features",
-            &test_size,
-            "[G, N_test, d]",
-        ));
-    };
-    if test_size[0] != g || test_size[2] != d {
-        return Err(shape_error(
-            "held-out features",
-            &test_size,
-            &format!("[{g}, N_test, {d}]"),
-        ));
-    }
-    if n == 0 || n_classes == 0 {
-        return Err(InterpError::spec(
-            "probe data",
-            format!("{n} training rows, {n_classes} classes"),
-            "a probe needs training rows and at least one class",
-        ));
-    }
-    let labels = |y: &Tensor, rows: i64, what: &'static str| -> Result<Tensor> {
-        let y = match y.size()[..] {
-            [r] if r == rows => y.unsqueeze(0).expand([g, rows], false),
-            [h, r] if h == g && r == rows => y.shallow_clone(),
-            _ => {
-                return Err(shape_error(
-                    what,
-                    &y.size(),
-                    &format!("[{rows}] or [{g}, {rows}]"),
-                ))
-            }
-        };
-        let y = y.to_device(train_x.device()).to_kind(Kind::Int64);
-        if y.numel() > 0 {
-            let (lo, hi) = (i64::try_from(y.min())?, i64::try_from(y.max())?);
-            if lo < 0 || hi >= n_classes as i64 {
-                return Err(InterpError::spec(
-                    what,
-                    format!("{lo}..={hi}"),
-                    format!("a class index is outside 0..{n_classes}"),
-                ));
-            }
-        }
-        Ok(y)
+    let ProbeShape { g, n, n_test } = ProbeShape::check(train_x, test_x, n_classes)?;
+    let labels = |y: &Tensor, rows: i64, what: &'static str| {
+        probe_labels(y, [g, rows], n_classes, train_x.device(), what)
     };
     let train_y = labels(train_y, n, "training labels")?;
     let test_y = labels(test_y, n_test, "held-out labels")?;
     let c = n_classes as i64;
     tch::no_grad(|| {
         let x = train_x.to_kind(Kind::Float);
-        let mean = x.mean_dim(1, true, Kind::Float);
-        let std = x.std_dim(1, false, true).clamp_min(1e-6);
-        let xs = (&x - &mean) / &std;
+        let standardiser = Standardiser::fit(&x);
+        let xs = standardiser.apply(&x);
         let (w, b) = match opts.solver {
             Solver::Logistic => fit_logistic(&xs, &train_y, c, opts),
             Solver::Ridge => fit_ridge(&xs, &train_y, c, opts.l2)?,
         };
-        let accuracy = |x: &Tensor, y: &Tensor| -> Result<Vec<f64>> {
-            let pred = (x.bmm(&w) + &b).argmax(-1, false);
-            to_f64(
-                &pred
-                    .eq_tensor(y)
-                    .to_kind(Kind::Float)
-                    .mean_dim(1, false, Kind::Float),
-            )
-        };
-        let test_xs = (test_x.to_kind(Kind::Float) - &mean) / &std;
+        let test_xs = standardiser.apply(&test_x.to_kind(Kind::Float));
         Ok(ProbeFit {
-            held_out_acc: accuracy(&test_xs, &test_y)?,
-            train_acc: accuracy(&xs, &train_y)?,
+            held_out_acc: probe_accuracy(&test_xs, &test_y, &w, &b)?,
+            train_acc: probe_accuracy(&xs, &train_y, &w, &b)?,
         })
     })
+}
+
+/// The sizes of a [`fit_probes`] call: `g` probes, `n` training rows and `n_test` held-out rows.
+struct ProbeShape {
+    g: i64,
+    n: i64,
+    n_test: i64,
+}
+
+impl ProbeShape {
+    /// The sizes of training features `[G, N_train, d]` and held-out features `[G, N_test, d]`.
+    /// Errors: features of another rank or of mismatched `G` or `d`, no training rows, no class.
+    fn check(train_x: &Tensor, test_x: &Tensor, n_classes: usize) -> Result<ProbeShape> {
+        let size = train_x.size();
+        let [g, n, d] = size[..] else {
+            return Err(shape_error("training features", &size, "[G, N_train, d]"));
+        };
+        let test_size = test_x.size();
+        let [_, n_test, _] = test_size[..] else {
+            return Err(shape_error(
+                "held-out features",
+                &test_size,
+                "[G, N_test, d]",
+            ));
+        };
+        if test_size[0] != g || test_size[2] != d {
+            return Err(shape_error(
+                "held-out features",
+                &test_size,
+                &format!("[{g}, N_test, {d}]"),
+            ));
+        }
+        if n == 0 || n_classes == 0 {
+            return Err(InterpError::spec(
+                "probe data",
+                format!("{n} training rows, {n_classes} classes"),
+                "a probe needs training rows and at least one class",
+            ));
+        }
+        Ok(ProbeShape { g, n, n_test })
+    }
+}
+
+/// Class labels `[rows]` (shared by every probe) or `[G, rows]` as `[G, rows]` i64 on `device`.
+/// Errors (naming `what`): another shape, a class index outside `0..n_classes`.
+fn probe_labels(
+    y: &Tensor,
+    [g, rows]: [i64; 2],
+    n_classes: usize,
+    device: tch::Device,
+    what: &'static str,
+) -> Result<Tensor> {
+    let y = match y.size()[..] {
+        [r] if r == rows => y.unsqueeze(0).expand([g, rows], false),
+        [h, r] if h == g && r == rows => y.shallow_clone(),
+        _ => {
+            return Err(shape_error(
+                what,
+                &y.size(),
+                &format!("[{rows}] or [{g}, {rows}]"),
+            ))
+        }
+    };
+    let y = y.to_device(device).to_kind(Kind::Int64);
+    if y.numel() > 0 {
+        let (lo, hi) = (i64::try_from(y.min())?, i64::try_from(y.max())?);
+        if lo < 0 || hi >= n_classes as i64 {
+            return Err(InterpError::spec(
+                what,
+                format!("{lo}..={hi}"),
+                format!("a class index is outside 0..{n_classes}"),
+            ));
+        }
+    }
+    Ok(y)
+}
+
+/// Per-probe feature standardisation with the training rows' statistics.
+struct Standardiser {
+    /// The training rows' mean, `[G, 1, d]`.
+    mean: Tensor,
+    /// The training rows' standard deviation (unbiased, at least 1e-6), `[G, 1, d]`.
+    std: Tensor,
+}
+
+impl Standardiser {
+    /// The statistics of float features `[G, N, d]` over their rows.
+    fn fit(x: &Tensor) -> Standardiser {
+        Standardiser {
+            mean: x.mean_dim(1, true, Kind::Float),
+            std: x.std_dim(1, false, true).clamp_min(1e-6),
+        }
+    }
+
+    /// Float features `[G, N, d]` standardised: `(x − mean) / std`.
+    fn apply(&self, x: &Tensor) -> Tensor {
+        (x - &self.mean) / &self.std
+    }
+}
+
+/// The accuracy of every probe (W `[G, d, C]`, b `[G, 1, C]`) on standardised features
+/// `[G, N, d]` with labels `[G, N]`: one fraction in `0..=1` per probe (NaN without rows).
+fn probe_accuracy(x: &Tensor, y: &Tensor, w: &Tensor, b: &Tensor) -> Result<Vec<f64>> {
+    let pred = (x.bmm(w) + b).argmax(-1, false);
+    to_f64(
+        &pred
+            .eq_tensor(y)
+            .to_kind(Kind::Float)
+            .mean_dim(1, false, Kind::Float),
+    )
 }
 
 /// Full-batch Adam on the L2-regularised mean cross-entropy. Shapes: xs `[G, N, d]`
@@ -527,57 +580,17 @@ pub fn linear_probes(
     layers: Option<&[usize]>,
     opts: &LinearProbeOptions,
 ) -> Result<LinearProbeResult> {
-    if targets.is_empty() {
-        return Err(InterpError::spec(
-            "probe targets",
-            "",
-            "give at least one role",
-        ));
-    }
-    if !(opts.holdout > 0.0 && opts.holdout < 1.0) {
-        return Err(InterpError::spec(
-            "holdout",
-            opts.holdout.to_string(),
-            "expected a fraction strictly between 0 and 1",
-        ));
-    }
-    let pos_idx: Vec<usize> = match positions {
-        Some(names) => {
-            let mut idx: Vec<usize> = Vec::new();
-            for name in names {
-                let p = probe.position(name)?;
-                if !idx.contains(&p) {
-                    idx.push(p);
-                }
-            }
-            idx
-        }
-        None => (0..probe.seq_len()).collect(),
-    };
+    check_probe_request(targets, opts)?;
+    let pos_idx = position_indices(probe, positions)?;
     let layers = net.layers_or_all(layers)?;
     let labels = targets
         .iter()
         .map(|t| TargetLabels::new(probe, t, opts.holdout, opts.seed))
         .collect::<Result<Vec<_>>>()?;
 
-    let device = net.device();
     let started = Instant::now();
-    let (features, top1) = tch::no_grad(|| -> Result<(Vec<Tensor>, Tensor)> {
-        let states = States::of_probe(net, probe, opts.max_rows)?;
-        // One feature matrix [N, d] per cell (layer-major), and the lens's top-1 token [cells, N].
-        let mut features = Vec::with_capacity(layers.len() * pos_idx.len());
-        let mut top1 = Vec::with_capacity(layers.len() * pos_idx.len());
-        for &layer in &layers {
-            for &p in &pos_idx {
-                let x = states.resid[layer].select(1, p as i64).to_kind(Kind::Float);
-                top1.push(net.readout(&x, None).argmax(-1, false));
-                features.push(x);
-            }
-        }
-        Ok((features, Tensor::stack(&top1, 0)))
-    })?;
+    let cell_features = CellFeatures::new(net, probe, &layers, &pos_idx, opts.max_rows)?;
     let mut forward_seconds = started.elapsed().as_secs_f64();
-    let d = net.d_model() as usize;
     let cell_keys: Vec<(usize, usize)> = layers
         .iter()
         .flat_map(|&l| pos_idx.iter().map(move |&p| (l, p)))
@@ -586,59 +599,12 @@ pub fn linear_probes(
     let mut fit_seconds = 0.0;
     let mut cells = Vec::new();
     for t in &labels {
-        let index = |held: bool| -> Tensor {
-            let rows: Vec<i64> = (0..t.labels.len())
-                .filter(|&i| t.held_out[i] == held)
-                .map(|i| i as i64)
-                .collect();
-            Tensor::from_slice(&rows).to_device(device)
-        };
-        let (train_rows, test_rows) = (index(false), index(true));
-        let class_of = |rows: &Tensor| -> Result<Tensor> {
-            let ids: Vec<i64> = t.labels.iter().map(|&c| c as i64).collect();
-            Ok(Tensor::from_slice(&ids)
-                .to_device(device)
-                .f_index_select(0, rows)?)
-        };
-        let (train_y, test_y) = (class_of(&train_rows)?, class_of(&test_rows)?);
-        let n_train = t.n_train();
-        let per_group = n_train * t.classes.len().max(d);
-        let batch = (FIT_BUDGET / per_group.max(1)).max(1);
-        let all: Vec<usize> = (0..features.len()).collect();
+        let split = TargetSplit::new(t, net.device())?;
         let started = Instant::now();
-        let mut accs: Vec<(f64, f64)> = Vec::with_capacity(all.len());
-        for group in all.chunks(batch) {
-            let stack = |rows: &Tensor| {
-                Tensor::stack(
-                    &group
-                        .iter()
-                        .map(|&i| features[i].index_select(0, rows))
-                        .collect::<Vec<_>>(),
-                    0,
-                )
-            };
-            let fit = fit_probes(
-                &stack(&train_rows),
-                &train_y,
-                &stack(&test_rows),
-                &test_y,
-                t.classes.len(),
-                &opts.fit,
-            )?;
-            accs.extend(fit.held_out_acc.into_iter().zip(fit.train_acc));
-        }
+        let accs = fit_target_probes(&cell_features.features, t, &split, net.d_model(), opts)?;
         fit_seconds += started.elapsed().as_secs_f64();
         let started = Instant::now();
-        let lens_acc = tch::no_grad(|| -> Result<Vec<f64>> {
-            let gold: Vec<i64> = t.labels.iter().map(|&c| i64::from(t.classes[c])).collect();
-            let gold = Tensor::from_slice(&gold)
-                .to_device(device)
-                .index_select(0, &test_rows);
-            let hits = top1
-                .index_select(1, &test_rows)
-                .eq_tensor(&gold.unsqueeze(0));
-            to_f64(&hits.to_kind(Kind::Float).mean_dim(1, false, Kind::Float))
-        })?;
+        let lens_acc = cell_features.lens_accuracy(t, &split.test_rows)?;
         forward_seconds += started.elapsed().as_secs_f64();
         for (i, &(layer, p)) in cell_keys.iter().enumerate() {
             cells.push(ProbeCell {
@@ -658,4 +624,171 @@ pub fn linear_probes(
         forward_seconds,
         fit_seconds,
     })
+}
+
+/// Errors unless there is a target and the held-out fraction is strictly between 0 and 1.
+fn check_probe_request(targets: &[String], opts: &LinearProbeOptions) -> Result<()> {
+    if targets.is_empty() {
+        return Err(InterpError::spec(
+            "probe targets",
+            "",
+            "give at least one role",
+        ));
+    }
+    if !(opts.holdout > 0.0 && opts.holdout < 1.0) {
+        return Err(InterpError::spec(
+            "holdout",
+            opts.holdout.to_string(),
+            "expected a fraction strictly between 0 and 1",
+        ));
+    }
+    Ok(())
+}
+
+/// The indices of the named positions, first occurrence order without repeats (`None`: every
+/// position of the probe set). Errors: an unknown position name.
+fn position_indices(probe: &ProbeSet, positions: Option<&[String]>) -> Result<Vec<usize>> {
+    Ok(match positions {
+        Some(names) => {
+            let mut idx: Vec<usize> = Vec::new();
+            for name in names {
+                let p = probe.position(name)?;
+                if !idx.contains(&p) {
+                    idx.push(p);
+                }
+            }
+            idx
+        }
+        None => (0..probe.seq_len()).collect(),
+    })
+}
+
+/// The probed residual states of every cell (layer-major, then position) on the probe set's clean
+/// inputs.
+struct CellFeatures {
+    /// One float feature matrix `[N, d]` per cell.
+    features: Vec<Tensor>,
+    /// The logit lens's top-1 token of every cell and example, `[cells, N]` i64.
+    top1: Tensor,
+}
+
+impl CellFeatures {
+    /// The residual states before each of `layers` at each position index of `pos_idx`, from
+    /// forward passes of at most `max_rows` examples.
+    fn new(
+        net: &Net,
+        probe: &ProbeSet,
+        layers: &[usize],
+        pos_idx: &[usize],
+        max_rows: usize,
+    ) -> Result<CellFeatures> {
+        tch::no_grad(|| {
+            let states = States::of_probe(net, probe, max_rows)?;
+            let mut features = Vec::with_capacity(layers.len() * pos_idx.len());
+            let mut top1 = Vec::with_capacity(layers.len() * pos_idx.len());
+            for &layer in layers {
+                for &p in pos_idx {
+                    let x = states.resid[layer].select(1, p as i64).to_kind(Kind::Float);
+                    top1.push(net.readout(&x, None).argmax(-1, false));
+                    features.push(x);
+                }
+            }
+            Ok(CellFeatures {
+                features,
+                top1: Tensor::stack(&top1, 0),
+            })
+        })
+    }
+
+    /// The logit lens's accuracy on target `t`'s held-out rows (`test_rows` `[N_test]` i64): the
+    /// fraction whose top-1 token is the class's token, one per cell.
+    fn lens_accuracy(&self, t: &TargetLabels, test_rows: &Tensor) -> Result<Vec<f64>> {
+        tch::no_grad(|| {
+            let gold: Vec<i64> = t.labels.iter().map(|&c| i64::from(t.classes[c])).collect();
+            let gold = Tensor::from_slice(&gold)
+                .to_device(test_rows.device())
+                .index_select(0, test_rows);
+            let hits = self
+                .top1
+                .index_select(1, test_rows)
+                .eq_tensor(&gold.unsqueeze(0));
+            to_f64(&hits.to_kind(Kind::Float).mean_dim(1, false, Kind::Float))
+        })
+    }
+}
+
+/// A target's train/held-out split as tensors on the model's device.
+struct TargetSplit {
+    /// Indices of the training examples, `[N_train]` i64.
+    train_rows: Tensor,
+    /// Indices of the held-out examples, `[N_test]` i64.
+    test_rows: Tensor,
+    /// Class indices of the training examples, `[N_train]` i64.
+    train_y: Tensor,
+    /// Class indices of the held-out examples, `[N_test]` i64.
+    test_y: Tensor,
+}
+
+impl TargetSplit {
+    /// The split of `t` on `device`.
+    fn new(t: &TargetLabels, device: tch::Device) -> Result<TargetSplit> {
+        let index = |held: bool| -> Tensor {
+            let rows: Vec<i64> = (0..t.labels.len())
+                .filter(|&i| t.held_out[i] == held)
+                .map(|i| i as i64)
+                .collect();
+            Tensor::from_slice(&rows).to_device(device)
+        };
+        let (train_rows, test_rows) = (index(false), index(true));
+        let class_of = |rows: &Tensor| -> Result<Tensor> {
+            let ids: Vec<i64> = t.labels.iter().map(|&c| c as i64).collect();
+            Ok(Tensor::from_slice(&ids)
+                .to_device(device)
+                .f_index_select(0, rows)?)
+        };
+        let (train_y, test_y) = (class_of(&train_rows)?, class_of(&test_rows)?);
+        Ok(TargetSplit {
+            train_rows,
+            test_rows,
+            train_y,
+            test_y,
+        })
+    }
+}
+
+/// Fits the probes of target `t` at every cell (features `[N, d]` each, `d` the model width), in
+/// batches of cells that keep within [`FIT_BUDGET`]: (held-out, training) accuracy per cell.
+fn fit_target_probes(
+    features: &[Tensor],
+    t: &TargetLabels,
+    split: &TargetSplit,
+    d: i64,
+    opts: &LinearProbeOptions,
+) -> Result<Vec<(f64, f64)>> {
+    let per_group = t.n_train() * t.classes.len().max(d as usize);
+    let batch = (FIT_BUDGET / per_group.max(1)).max(1);
+    let all: Vec<usize> = (0..features.len()).collect();
+    let mut accs: Vec<(f64, f64)> = Vec::with_capacity(all.len());
+    for group in all.chunks(batch) {
+        // The group's features at `rows`: [G, rows, d].
+        let stack = |rows: &Tensor| {
+            Tensor::stack(
+                &group
+                    .iter()
+                    .map(|&i| features[i].index_select(0, rows))
+                    .collect::<Vec<_>>(),
+                0,
+            )
+        };
+        let fit = fit_probes(
+            &stack(&split.train_rows),
+            &split.train_y,
+            &stack(&split.test_rows),
+            &split.test_y,
+            t.classes.len(),
+            &opts.fit,
+        )?;
+        accs.extend(fit.held_out_acc.into_iter().zip(fit.train_acc));
+    }
+    Ok(accs)
 }
