@@ -247,14 +247,42 @@ pub fn logit_lens(
     tuned: Option<&TunedLens>,
 ) -> Result<LensResult> {
     let layers = net.layers_or_all(layers)?;
-    let n = probe.examples.len();
     let prepared = targets
         .iter()
         .map(|spec| TargetTokens::new(net, probe, spec))
         .collect::<Result<Vec<_>>>()?;
-    let values = tch::no_grad(|| -> Result<Vec<Array2<f64>>> {
+    let values = lens_values(net, probe, &prepared, &layers, ln_mode, max_rows, tuned)?;
+    Ok(LensResult {
+        ln_mode,
+        targets: prepared
+            .into_iter()
+            .zip(values)
+            .map(|(target, values)| TargetResult {
+                spec: target.spec.clone(),
+                position: probe.positions[target.pos].clone(),
+                pos: target.pos,
+                layers: layers.clone(),
+                values,
+            })
+            .collect(),
+    })
+}
+
+/// The values of every target at every layer of `layers`, `[layers, N]` per target (see
+/// [`TargetResult`]), from the probe set's clean states in chunks of at most `max_rows` examples.
+fn lens_values(
+    net: &Net,
+    probe: &ProbeSet,
+    targets: &[TargetTokens],
+    layers: &[usize],
+    ln_mode: LnMode,
+    max_rows: usize,
+    tuned: Option<&TunedLens>,
+) -> Result<Vec<Array2<f64>>> {
+    tch::no_grad(|| {
         let states = States::of_probe(net, probe, max_rows)?;
-        let mut values: Vec<Array2<f64>> = prepared
+        let n = probe.examples.len();
+        let mut values: Vec<Array2<f64>> = targets
             .iter()
             .map(|_| Array2::zeros((layers.len(), n)))
             .collect();
@@ -271,7 +299,7 @@ pub fn logit_lens(
                     finals: states.resid[net.n_layer()].narrow(0, start as i64, m as i64),
                     logits: Vec::new(),
                 };
-                for (target, values) in prepared.iter().zip(values.iter_mut()) {
+                for (target, values) in targets.iter().zip(values.iter_mut()) {
                     let logits = lens.logits_at(target.pos);
                     let tok = target.tokens.narrow(0, start as i64, m as i64);
                     let v = target_values(target.spec, &logits, &tok)?;
@@ -282,20 +310,6 @@ pub fn logit_lens(
             }
         }
         Ok(values)
-    })?;
-    Ok(LensResult {
-        ln_mode,
-        targets: prepared
-            .into_iter()
-            .zip(values)
-            .map(|(target, values)| TargetResult {
-                spec: target.spec.clone(),
-                position: probe.positions[target.pos].clone(),
-                pos: target.pos,
-                layers: layers.clone(),
-                values,
-            })
-            .collect(),
     })
 }
 
