@@ -14,7 +14,6 @@ use crate::tuned_lens::TunedLens;
 use ndarray::Array2;
 use std::fmt;
 use std::str::FromStr;
-use tasks::TaskKind;
 use tch::{Kind, Tensor};
 use util::stats::mean;
 
@@ -67,41 +66,24 @@ impl TargetSpec {
     }
 }
 
-/// Names of the three comparison label roles, in label order (`<`, `=`, `>`).
-pub const LABEL_ROLES: [&str; 3] = ["label0", "label1", "label2"];
+pub use tasks::LABEL_ROLES;
 
-/// The paper's lens targets for the probe set's task, keeping those whose roles exist:
-/// composition (k hops): each bridge `b_i` at `r_i`, `r_k` at `r_k`, the answer at the last
-/// position; comparison: `v1` at `e1`, `v2` at `e2`, the three labels (and Recall@3) at `a`, the
-/// answer at the last position (complex: the same as comparison).
+/// The paper's lens targets for the probe set's task ([`tasks::lens_readings`]), keeping those
+/// whose roles exist: composition (k hops): each bridge `b_i` at `r_i`, `r_k` at `r_k`;
+/// comparison and complex: `v1` at `e1`, `v2` at `e2`, the three labels and their Recall@3 at `a`
+/// (when all three are known); then the answer at the last position.
 pub fn default_targets(probe: &ProbeSet) -> Vec<TargetSpec> {
     let roles = probe.role_names();
     let has = |r: &str| roles.iter().any(|x| x == r);
+    let labels_known = LABEL_ROLES.iter().all(|r| has(r));
+    let is_label = |r: &str| LABEL_ROLES.contains(&r);
     let mut out = Vec::new();
-    match probe.kind {
-        TaskKind::Composition { hops } => {
-            for i in 1..hops {
-                if has(&format!("b{i}")) {
-                    out.push(TargetSpec::new(&format!("b{i}"), &format!("r{i}")));
-                }
-            }
-            let last = format!("r{hops}");
-            if has(&last) {
-                out.push(TargetSpec::new(&last, &last));
-            }
+    for (role, position) in tasks::lens_readings(probe.kind) {
+        if (is_label(&role) && labels_known) || (!is_label(&role) && has(&role)) {
+            out.push(TargetSpec::new(&role, &position));
         }
-        TaskKind::Comparison | TaskKind::Complex => {
-            for (v, e) in [("v1", "e1"), ("v2", "e2")] {
-                if has(v) {
-                    out.push(TargetSpec::new(v, e));
-                }
-            }
-            if LABEL_ROLES.iter().all(|r| has(r)) {
-                for r in LABEL_ROLES {
-                    out.push(TargetSpec::new(r, "a"));
-                }
-                out.push(TargetSpec::new(LABELS, "a"));
-            }
+        if role == LABEL_ROLES[2] && labels_known {
+            out.push(TargetSpec::new(LABELS, &position));
         }
     }
     out.retain(|t| probe.position(&t.position).is_ok());

@@ -10,7 +10,6 @@ use crate::error::{InterpError, Result};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
-use std::cmp::Ordering;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::path::Path;
@@ -157,17 +156,13 @@ impl FromStr for CorruptionSpec {
     }
 }
 
-/// The paper's corruptions for a task: composition `h, r1, …, rk`; comparison `a, e1, e2`.
+/// The paper's corruptions for a task ([`tasks::corruptible_roles`]): composition
+/// `h, r1, …, rk`; comparison `a, e1, e2`.
 pub fn default_corruptions(kind: TaskKind) -> Vec<CorruptionSpec> {
-    let roles: Vec<String> = match kind {
-        TaskKind::Composition { hops } => std::iter::once("h".to_string())
-            .chain((1..=hops).map(|i| format!("r{i}")))
-            .collect(),
-        TaskKind::Comparison | TaskKind::Complex => {
-            vec!["a".into(), "e1".into(), "e2".into()]
-        }
-    };
-    roles.into_iter().map(CorruptionSpec::Token).collect()
+    tasks::corruptible_roles(kind)
+        .into_iter()
+        .map(CorruptionSpec::Token)
+        .collect()
 }
 
 /// One corrupted variant of a probe example.
@@ -432,59 +427,19 @@ impl ProbeSet {
     }
 }
 
-/// Names of the model-input positions (`0..=answer_pos`) of an example: the task's prompt
-/// position names, then `open` for complex's `<a>` token (and `p{i}` beyond).
+/// Names of the model-input positions (`0..=answer_pos`) of an example
+/// ([`tasks::input_position_names`]).
 pub fn position_names(kind: TaskKind, ex: &Example) -> Vec<String> {
-    let mut names = tasks::position_names(kind, ex.prompt_len);
-    names.truncate(ex.answer_pos + 1);
-    for i in names.len()..=ex.answer_pos {
-        names.push(if i == ex.prompt_len && kind == TaskKind::Complex {
-            "open".to_string()
-        } else {
-            format!("p{i}")
-        });
-    }
-    names
+    tasks::input_position_names(kind, ex.prompt_len, ex.answer_pos)
 }
 
-/// The roles the paper's corruption rules apply to: composition `h, r1, …, rk`; comparison and
-/// complex `a, e1, e2`; none for atomic prompts.
+/// The roles the paper's corruption rules apply to ([`tasks::corruptible_roles`]); none for
+/// atomic prompts.
 pub fn corruptible_roles(kind: TaskKind, ex: &Example) -> Vec<String> {
     if kind.is_atomic(ex.prompt_len) || ex.prompt_len != kind.inferred_prompt_len() {
         return Vec::new();
     }
-    match kind {
-        TaskKind::Composition { .. } => std::iter::once("h".to_string())
-            .chain((1..ex.prompt_len).map(|i| format!("r{i}")))
-            .collect(),
-        TaskKind::Comparison | TaskKind::Complex => vec!["a".into(), "e1".into(), "e2".into()],
-    }
-}
-
-/// The role → token map of `tasks::roles`, plus for comparison/complex inferred prompts the
-/// three labels of the attribute as `label0` (<), `label1` (=), `label2` (>) when the dataset's
-/// facts (or its vocabulary's `<attr_k_i>` tokens) determine them.
-pub fn example_roles(ds: &Dataset, ex: &Example) -> Result<BTreeMap<String, u32>> {
-    let mut roles = tasks::roles(ds, ex)?;
-    if let (Some(&a), true) = (roles.get("a"), roles.contains_key("label")) {
-        let orderings = [Ordering::Less, Ordering::Equal, Ordering::Greater];
-        let labels: Vec<Option<u32>> = orderings
-            .iter()
-            .enumerate()
-            .map(|(i, &o)| {
-                ds.facts.label(a, o).or_else(|| {
-                    let name = ds.vocab.token(a).strip_suffix('>')?;
-                    ds.vocab.get(&format!("{name}_{i}>"))
-                })
-            })
-            .collect();
-        if let [Some(l0), Some(l1), Some(l2)] = labels[..] {
-            roles.insert("label0".into(), l0);
-            roles.insert("label1".into(), l1);
-            roles.insert("label2".into(), l2);
-        }
-    }
-    Ok(roles)
+    tasks::corruptible_roles(kind)
 }
 
 fn position_index(positions: &[String], name: &str) -> Result<usize> {
@@ -526,7 +481,7 @@ fn split_pool<'d>(
 fn prompt_shape(ds: &Dataset, ex: &Example) -> Result<(usize, Vec<String>)> {
     Ok((
         ex.answer_pos,
-        example_roles(ds, ex)?.keys().cloned().collect(),
+        tasks::roles(ds, ex)?.keys().cloned().collect(),
     ))
 }
 
@@ -570,7 +525,7 @@ impl Corruptor<'_> {
             index,
             tokens,
             gold: ex.answer,
-            roles: example_roles(self.ds, ex)?,
+            roles: tasks::roles(self.ds, ex)?,
             corruptions: corrupted,
         })
     }

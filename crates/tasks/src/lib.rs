@@ -33,7 +33,8 @@ pub use error::{Result, TaskError};
 pub use example::{Example, TaskKind};
 pub use facts::Facts;
 pub use roles::{
-    corrupt, corruptible_roles, lens_readings, position_names, roles, Corruption, LABEL_ROLES,
+    corrupt, corruptible_roles, input_position_names, lens_readings, position_names, roles,
+    Corruption, LABEL_ROLES,
 };
 pub use spec::{
     ComparisonParams, ComplexParams, CompositionParams, Manifest, TaskSpec, MAX_CHAINS,

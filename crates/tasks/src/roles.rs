@@ -28,6 +28,22 @@ pub fn position_names(kind: TaskKind, prompt_len: usize) -> Vec<String> {
     fixed.iter().map(|s| s.to_string()).collect()
 }
 
+/// Names of the model-input positions `0..=answer_pos` of an example whose prompt has
+/// `prompt_len` tokens: the prompt's [`position_names`], then `open` for complex's `<a>` token
+/// and `p{i}` beyond.
+pub fn input_position_names(kind: TaskKind, prompt_len: usize, answer_pos: usize) -> Vec<String> {
+    let mut names = position_names(kind, prompt_len);
+    names.truncate(answer_pos + 1);
+    for i in names.len()..=answer_pos {
+        names.push(if i == prompt_len && kind == TaskKind::Complex {
+            "open".to_string()
+        } else {
+            format!("p{i}")
+        });
+    }
+    names
+}
+
 /// The roles the paper's corruption rules apply to in an inferred prompt of `kind`
 /// (§5.1, §5.2): composition `h, r1, …, rk`; comparison and complex `a, e1, e2`.
 pub fn corruptible_roles(kind: TaskKind) -> Vec<String> {
