@@ -79,11 +79,57 @@ impl Ids {
 /// Generates the paper's composition files for `p` (validated) from `seed`.
 pub(crate) fn generate(p: &CompositionParams, seed: u64) -> Result<GeneratedFiles> {
     let graph = build_graph(p, seed);
-    let n_atomic = graph.tail.len();
+    let heads = classify_chains(p, &graph, seed)?;
+    let train_chains = sample_train_chains(p, &graph, &heads, seed)?;
+    let test_iid: Vec<(u32, u64)> = flatten(&heads, |h| &h.test_iid);
+    let test_ood: Vec<(u32, u64)> = flatten(&heads, |h| &h.test_ood);
+    let id_edges: Vec<usize> = (0..graph.tail.len()).filter(|&e| !graph.ood[e]).collect();
+    let ood_edges: Vec<usize> = (0..graph.tail.len()).filter(|&e| graph.ood[e]).collect();
+
+    let probe_rng = |set: u64| stream(seed, Purpose::Probes, set);
+    let n = p.test_size;
+    let id_atomic_probes = choose(&mut probe_rng(0), &id_edges, n);
+    let ood_atomic_probes = choose(&mut probe_rng(1), &ood_edges, n);
+    let test_iid_probes = choose(&mut probe_rng(2), &test_iid, n);
+    let test_ood_probes = choose(&mut probe_rng(3), &test_ood, n);
+    let train_probes = choose(&mut probe_rng(4), &train_chains, n);
+
+    let writer = ExampleWriter::new(p, &graph);
+    let mut train: Vec<Example> = id_edges
+        .iter()
+        .chain(&ood_edges)
+        .map(|&e| writer.fact("train", e))
+        .collect();
+    train.extend(writer.queries("train", &train_chains));
+    let valid = writer.queries("valid", &test_ood_probes);
+    let mut test: Vec<Example> = id_atomic_probes
+        .iter()
+        .map(|&e| writer.fact("id_atomic", e))
+        .collect();
+    test.extend(
+        ood_atomic_probes
+            .iter()
+            .map(|&e| writer.fact("ood_atomic", e)),
+    );
+    test.extend(writer.queries("train_inferred", &train_probes));
+    test.extend(writer.queries("test_inferred_iid", &test_iid_probes));
+    test.extend(writer.queries("test_inferred_ood", &test_ood_probes));
+
+    Ok(GeneratedFiles {
+        vocab: composition_vocab(p),
+        train,
+        valid,
+        test,
+    })
+}
+
+/// Sorts every head's chains into training candidates, ID test and OOD test chains, one random
+/// stream per head (so the result does not depend on the thread count).
+fn classify_chains(p: &CompositionParams, graph: &Graph, seed: u64) -> Result<Vec<HeadChains>> {
     let chains_per_head = (p.out_degree as u64).pow(p.hops as u32);
     let test_draw = Bernoulli::new(p.id_test_ratio)
         .map_err(|e| TaskError::param("id-test-ratio", e.to_string()))?;
-    let heads: Vec<HeadChains> = (0..p.entities as u32)
+    Ok((0..p.entities as u32)
         .into_par_iter()
         .map(|head| {
             let mut rng = stream(seed, Purpose::Chains, u64::from(head));
@@ -92,7 +138,7 @@ pub(crate) fn generate(p: &CompositionParams, seed: u64) -> Result<GeneratedFile
                 ..HeadChains::default()
             };
             let mut visit = ChainVisit {
-                graph: &graph,
+                graph,
                 hops: p.hops,
                 test_draw,
                 rng: &mut rng,
@@ -101,10 +147,18 @@ pub(crate) fn generate(p: &CompositionParams, seed: u64) -> Result<GeneratedFile
             visit.visit(head, 0, 0, HopMix::Empty);
             out
         })
-        .collect();
+        .collect())
+}
 
-    let n_ood = graph.ood.iter().filter(|&&o| o).count();
-    let n_id_atomic = n_atomic - n_ood;
+/// Draws the training inferred facts: `phi` per ID atomic fact, as (head, chain) pairs sampled
+/// without replacement from all training candidates; an error when there are too few.
+fn sample_train_chains(
+    p: &CompositionParams,
+    graph: &Graph,
+    heads: &[HeadChains],
+    seed: u64,
+) -> Result<Vec<(u32, u64)>> {
+    let n_id_atomic = graph.ood.iter().filter(|&&o| !o).count();
     let pool: u64 = heads.iter().map(|h| h.train_count).sum();
     let wanted = count_for_ratio(p.phi, n_id_atomic) as u64;
     if wanted > pool {
@@ -119,76 +173,72 @@ pub(crate) fn generate(p: &CompositionParams, seed: u64) -> Result<GeneratedFile
         ));
     }
     let ranks = choose_indices(&mut stream(seed, Purpose::TrainSample, 0), pool, wanted);
-    let train_chains = chains_of_ranks(&heads, &ranks);
-    let test_iid: Vec<(u32, u64)> = flatten(&heads, |h| &h.test_iid);
-    let test_ood: Vec<(u32, u64)> = flatten(&heads, |h| &h.test_ood);
+    Ok(chains_of_ranks(heads, &ranks))
+}
 
-    let ids = Ids {
-        entities: p.entities as u32,
-        relations: p.relations as u32,
-    };
-    let fact = |split: &str, edge: usize| {
-        let head = (edge / p.out_degree) as u32;
+/// Writes atomic facts (by edge) and k-hop queries (by head and chain number) as examples.
+struct ExampleWriter<'a> {
+    graph: &'a Graph,
+    ids: Ids,
+    hops: usize,
+    /// `out_degree^hops`: the number of chain numbers of one head.
+    chains_per_head: u64,
+}
+
+impl<'a> ExampleWriter<'a> {
+    fn new(p: &CompositionParams, graph: &'a Graph) -> Self {
+        ExampleWriter {
+            graph,
+            ids: Ids {
+                entities: p.entities as u32,
+                relations: p.relations as u32,
+            },
+            hops: p.hops,
+            chains_per_head: (p.out_degree as u64).pow(p.hops as u32),
+        }
+    }
+
+    /// The atomic fact `head relation → tail` of `edge`.
+    fn fact(&self, split: &str, edge: usize) -> Example {
+        let (ids, graph) = (&self.ids, self.graph);
+        let head = (edge / graph.out_degree) as u32;
         Example::build(
             split.to_string(),
             &[ids.entity(head), ids.relation(graph.relation[edge])],
             ids.entity(graph.tail[edge]),
             ids.frame(),
         )
-    };
-    let query = |split: &str, &(head, chain): &(u32, u64)| {
-        let mut prompt = Vec::with_capacity(p.hops + 1);
+    }
+
+    /// The query `head r_1 … r_k → tail` of chain number `chain` from `head`.
+    fn query(&self, split: &str, &(head, chain): &(u32, u64)) -> Example {
+        let (ids, graph) = (&self.ids, self.graph);
+        let degree = graph.out_degree;
+        let mut prompt = Vec::with_capacity(self.hops + 1);
         prompt.push(ids.entity(head));
         let mut entity = head;
-        let mut place = chains_per_head;
-        for _ in 0..p.hops {
-            place /= p.out_degree as u64;
-            let edge =
-                entity as usize * p.out_degree + ((chain / place) % p.out_degree as u64) as usize;
+        let mut place = self.chains_per_head;
+        for _ in 0..self.hops {
+            place /= degree as u64;
+            let edge = entity as usize * degree + ((chain / place) % degree as u64) as usize;
             prompt.push(ids.relation(graph.relation[edge]));
             entity = graph.tail[edge];
         }
         Example::build(split.to_string(), &prompt, ids.entity(entity), ids.frame())
-    };
-    let queries = |split: &str, chains: &[(u32, u64)]| -> Vec<Example> {
-        chains.par_iter().map(|c| query(split, c)).collect()
-    };
-    let id_edges: Vec<usize> = (0..n_atomic).filter(|&e| !graph.ood[e]).collect();
-    let ood_edges: Vec<usize> = (0..n_atomic).filter(|&e| graph.ood[e]).collect();
+    }
 
-    let probe_rng = |set: u64| stream(seed, Purpose::Probes, set);
-    let n = p.test_size;
-    let id_atomic_probes = choose(&mut probe_rng(0), &id_edges, n);
-    let ood_atomic_probes = choose(&mut probe_rng(1), &ood_edges, n);
-    let test_iid_probes = choose(&mut probe_rng(2), &test_iid, n);
-    let test_ood_probes = choose(&mut probe_rng(3), &test_ood, n);
-    let train_probes = choose(&mut probe_rng(4), &train_chains, n);
+    /// The queries of `chains`, in order (built in parallel).
+    fn queries(&self, split: &str, chains: &[(u32, u64)]) -> Vec<Example> {
+        chains.par_iter().map(|c| self.query(split, c)).collect()
+    }
+}
 
-    let mut train: Vec<Example> = id_edges
-        .iter()
-        .chain(&ood_edges)
-        .map(|&e| fact("train", e))
-        .collect();
-    train.extend(queries("train", &train_chains));
-    let valid = queries("valid", &test_ood_probes);
-    let mut test: Vec<Example> = id_atomic_probes
-        .iter()
-        .map(|&e| fact("id_atomic", e))
-        .collect();
-    test.extend(ood_atomic_probes.iter().map(|&e| fact("ood_atomic", e)));
-    test.extend(queries("train_inferred", &train_probes));
-    test.extend(queries("test_inferred_iid", &test_iid_probes));
-    test.extend(queries("test_inferred_ood", &test_ood_probes));
-
+/// Entity tokens, relation tokens, then the special tokens.
+fn composition_vocab(p: &CompositionParams) -> Vec<String> {
     let mut vocab: Vec<String> = (0..p.entities).map(|e| format!("<e_{e}>")).collect();
     vocab.extend((0..p.relations).map(|r| format!("<r_{r}>")));
     vocab.extend(SPECIAL_TOKENS.iter().map(|t| t.to_string()));
-    Ok(GeneratedFiles {
-        vocab,
-        train,
-        valid,
-        test,
-    })
+    vocab
 }
 
 /// Draws the out-edges of every head, then the OOD atomic facts.
