@@ -134,100 +134,140 @@ fn draw_pools(
     keep_cross: bool,
     seed: u64,
 ) -> Result<(Values, Pools)> {
+    let values = draw_values(sizes, seed);
+    let classify = PairClassifier {
+        entities: sizes.entities,
+        n_ood: count_for_ratio(ood_ratio, sizes.entities),
+        test_draw: Bernoulli::new(id_test_ratio)
+            .map_err(|e| TaskError::param("id-test-ratio", e.to_string()))?,
+        keep_cross,
+        seed,
+    };
+    let per_attribute: Vec<AttributePairs> = (0..sizes.attributes as u64)
+        .into_par_iter()
+        .map(|attribute| classify.attribute(attribute))
+        .collect();
+    Ok((values, Pools::collect(per_attribute)))
+}
+
+/// One value in `0..values` per (entity, attribute), entity-major.
+fn draw_values(sizes: Sizes, seed: u64) -> Values {
     let mut rng = stream(seed, Purpose::Values, 0);
     let value = (0..sizes.entities * sizes.attributes)
         .map(|_| rng.gen_range(0..sizes.values as u32))
         .collect();
-    let values = Values {
+    Values {
         attributes: sizes.attributes,
         value,
-    };
-    let test_draw = Bernoulli::new(id_test_ratio)
-        .map_err(|e| TaskError::param("id-test-ratio", e.to_string()))?;
-    let n_ood = count_for_ratio(ood_ratio, sizes.entities);
-    struct AttributePairs {
-        ood: Vec<bool>,
-        id_train: Vec<[u32; 2]>,
-        id_test: Vec<[u32; 2]>,
-        ood_test: Vec<[u32; 2]>,
-        cross: Vec<[u32; 2]>,
     }
-    let per_attribute: Vec<AttributePairs> = (0..sizes.attributes as u64)
-        .into_par_iter()
-        .map(|attribute| {
-            let mut ood = vec![false; sizes.entities];
-            let mut split_rng = stream(seed, Purpose::OodEntities, attribute);
-            for e in choose_indices(&mut split_rng, sizes.entities as u64, n_ood as u64) {
-                ood[e as usize] = true;
-            }
-            let mut rng = stream(seed, Purpose::Pairs, attribute);
-            let mut out = AttributePairs {
-                ood,
-                id_train: Vec::new(),
-                id_test: Vec::new(),
-                ood_test: Vec::new(),
-                cross: Vec::new(),
-            };
-            for e1 in 0..sizes.entities {
-                for e2 in e1 + 1..sizes.entities {
-                    let pair = [e1 as u32, e2 as u32];
-                    match (out.ood[e1], out.ood[e2]) {
-                        (true, true) => out.ood_test.push(pair),
-                        (false, false) => {
-                            if rng.sample(test_draw) {
-                                out.id_test.push(pair);
-                            } else {
-                                out.id_train.push(pair);
-                            }
+}
+
+/// The entity split and classified pairs of one attribute.
+struct AttributePairs {
+    /// Whether each entity is OOD under this attribute.
+    ood: Vec<bool>,
+    id_train: Vec<[u32; 2]>,
+    id_test: Vec<[u32; 2]>,
+    ood_test: Vec<[u32; 2]>,
+    cross: Vec<[u32; 2]>,
+}
+
+/// Splits one attribute's entities into ID and OOD and classifies its pairs, from the
+/// attribute's own random streams (so the result does not depend on the thread count).
+struct PairClassifier {
+    entities: usize,
+    /// OOD entities per attribute.
+    n_ood: usize,
+    /// True: an ID–ID pair is an ID test pair rather than a training pair.
+    test_draw: Bernoulli,
+    /// Keep ID–OOD pairs (complex) rather than dropping them (comparison).
+    keep_cross: bool,
+    seed: u64,
+}
+
+impl PairClassifier {
+    fn attribute(&self, attribute: u64) -> AttributePairs {
+        let mut out = AttributePairs {
+            ood: self.ood_entities(attribute),
+            id_train: Vec::new(),
+            id_test: Vec::new(),
+            ood_test: Vec::new(),
+            cross: Vec::new(),
+        };
+        let mut rng = stream(self.seed, Purpose::Pairs, attribute);
+        for e1 in 0..self.entities {
+            for e2 in e1 + 1..self.entities {
+                let pair = [e1 as u32, e2 as u32];
+                match (out.ood[e1], out.ood[e2]) {
+                    (true, true) => out.ood_test.push(pair),
+                    (false, false) => {
+                        if rng.sample(self.test_draw) {
+                            out.id_test.push(pair);
+                        } else {
+                            out.id_train.push(pair);
                         }
-                        _ if keep_cross => out.cross.push(pair),
-                        _ => {}
                     }
+                    _ if self.keep_cross => out.cross.push(pair),
+                    _ => {}
                 }
             }
-            out
-        })
-        .collect();
-
-    let mut id_atomic = Vec::new();
-    let mut ood_atomic = Vec::new();
-    let mut ood_entities = Vec::new();
-    for (attribute, pairs) in per_attribute.iter().enumerate() {
-        let mut ood_here = Vec::new();
-        for (entity, &ood) in pairs.ood.iter().enumerate() {
-            let atom = Atom {
-                attribute: attribute as u32,
-                entity: entity as u32,
-            };
-            if ood {
-                ood_atomic.push(atom);
-                ood_here.push(entity as u32);
-            } else {
-                id_atomic.push(atom);
-            }
         }
-        ood_entities.push(ood_here);
+        out
     }
-    let mut id_train = Vec::new();
-    let mut id_test = Vec::new();
-    let mut ood_test = Vec::new();
-    let mut cross = Vec::new();
-    for pairs in per_attribute {
-        id_train.push(pairs.id_train);
-        id_test.push(pairs.id_test);
-        ood_test.push(pairs.ood_test);
-        cross.push(pairs.cross);
+
+    /// Whether each entity is OOD under `attribute`: `n_ood` of them, drawn afresh.
+    fn ood_entities(&self, attribute: u64) -> Vec<bool> {
+        let mut ood = vec![false; self.entities];
+        let mut split_rng = stream(self.seed, Purpose::OodEntities, attribute);
+        for e in choose_indices(&mut split_rng, self.entities as u64, self.n_ood as u64) {
+            ood[e as usize] = true;
+        }
+        ood
     }
-    let pools = Pools {
-        id_atomic,
-        ood_atomic,
-        id_train: PairPool::new(id_train),
-        id_test: PairPool::new(id_test),
-        ood_test: PairPool::new(ood_test),
-        cross: PairPool::new(cross),
-        ood_entities,
-    };
-    Ok((values, pools))
+}
+
+impl Pools {
+    /// Gathers the atomic facts and pair pools of every attribute, attribute by attribute.
+    fn collect(per_attribute: Vec<AttributePairs>) -> Pools {
+        let mut id_atomic = Vec::new();
+        let mut ood_atomic = Vec::new();
+        let mut ood_entities = Vec::new();
+        for (attribute, pairs) in per_attribute.iter().enumerate() {
+            let mut ood_here = Vec::new();
+            for (entity, &ood) in pairs.ood.iter().enumerate() {
+                let atom = Atom {
+                    attribute: attribute as u32,
+                    entity: entity as u32,
+                };
+                if ood {
+                    ood_atomic.push(atom);
+                    ood_here.push(entity as u32);
+                } else {
+                    id_atomic.push(atom);
+                }
+            }
+            ood_entities.push(ood_here);
+        }
+        let mut id_train = Vec::new();
+        let mut id_test = Vec::new();
+        let mut ood_test = Vec::new();
+        let mut cross = Vec::new();
+        for pairs in per_attribute {
+            id_train.push(pairs.id_train);
+            id_test.push(pairs.id_test);
+            ood_test.push(pairs.ood_test);
+            cross.push(pairs.cross);
+        }
+        Pools {
+            id_atomic,
+            ood_atomic,
+            id_train: PairPool::new(id_train),
+            id_test: PairPool::new(id_test),
+            ood_test: PairPool::new(ood_test),
+            cross: PairPool::new(cross),
+            ood_entities,
+        }
+    }
 }
 
 /// Token ids of the comparison vocabulary: entities, attributes, values, the special tokens,
