@@ -422,15 +422,7 @@ pub(crate) fn generate_complex(p: &ComplexParams, seed: u64) -> Result<Generated
         values: p.values,
     };
     let (values, pools) = draw_pools(sizes, p.ood_ratio, p.id_test_ratio, true, seed)?;
-    let keep = |pool: &PairPool| count_for_ratio(p.train_fraction, pool.len() as usize) as u64;
-    let topleft = pools.id_train.sample(
-        &mut stream(seed, Purpose::TrainSample, 0),
-        keep(&pools.id_train),
-    );
-    let cross = pools.cross.sample(
-        &mut stream(seed, Purpose::TrainSample, 1),
-        keep(&pools.cross),
-    );
+    let (topleft, cross) = sample_complex_train(p, &pools, seed);
     let hard = hard_queries(sizes, &values, &pools, &topleft, &cross);
 
     let probe_rng = |set: u64| stream(seed, Purpose::Probes, set);
@@ -445,33 +437,25 @@ pub(crate) fn generate_complex(p: &ComplexParams, seed: u64) -> Result<Generated
         sizes,
         complex: true,
     };
-    let mut train = atomics(&ids, &values, "id_atomic", &pools.id_atomic);
-    train.extend(inferred(&ids, &values, "train_inferred_topleft", &topleft));
-    train.extend(inferred(&ids, &values, "train_inferred_cross", &cross));
-    let valid = inferred(&ids, &values, "test_inferred_ood", &ood_test);
+    let atomics = |split: &str, atoms: &[Atom]| atomics(&ids, &values, split, atoms);
+    let inferred = |split: &str, queries: &[Query]| inferred(&ids, &values, split, queries);
+    let mut train = atomics("id_atomic", &pools.id_atomic);
+    train.extend(inferred("train_inferred_topleft", &topleft));
+    train.extend(inferred("train_inferred_cross", &cross));
+    let valid = inferred("test_inferred_ood", &ood_test);
     let mut test = valid.clone();
-    test.extend(atomics(&ids, &values, "id_atomic", &id_atomic_probes));
-    test.extend(inferred(&ids, &values, "test_inferred_iid", &id_test));
-    test.extend(atomics(&ids, &values, "ood_atomic", &pools.ood_atomic));
-    test.extend(inferred(
-        &ids,
-        &values,
-        "train_inferred_topleft",
-        &topleft_probes,
-    ));
-    test.extend(inferred(
-        &ids,
-        &values,
-        "train_inferred_cross",
-        &cross_probes,
-    ));
+    test.extend(atomics("id_atomic", &id_atomic_probes));
+    test.extend(inferred("test_inferred_iid", &id_test));
+    test.extend(atomics("ood_atomic", &pools.ood_atomic));
+    test.extend(inferred("train_inferred_topleft", &topleft_probes));
+    test.extend(inferred("train_inferred_cross", &cross_probes));
     for (label, queries) in hard.iter().enumerate() {
         let chosen = choose(
             &mut stream(seed, Purpose::Hard, label as u64),
             queries,
             p.hard_per_label,
         );
-        test.extend(inferred(&ids, &values, "test_hard", &chosen));
+        test.extend(inferred("test_hard", &chosen));
     }
     Ok(GeneratedFiles {
         vocab: ids.vocab(),
@@ -479,6 +463,21 @@ pub(crate) fn generate_complex(p: &ComplexParams, seed: u64) -> Result<Generated
         valid,
         test,
     })
+}
+
+/// The complex task's training comparisons: `train_fraction` of the ID–ID ("topleft") pool and
+/// of the ID–OOD ("cross") pool, as (topleft, cross).
+fn sample_complex_train(p: &ComplexParams, pools: &Pools, seed: u64) -> (Vec<Query>, Vec<Query>) {
+    let keep = |pool: &PairPool| count_for_ratio(p.train_fraction, pool.len() as usize) as u64;
+    let topleft = pools.id_train.sample(
+        &mut stream(seed, Purpose::TrainSample, 0),
+        keep(&pools.id_train),
+    );
+    let cross = pools.cross.sample(
+        &mut stream(seed, Purpose::TrainSample, 1),
+        keep(&pools.cross),
+    );
+    (topleft, cross)
 }
 
 /// The paper's `test_hard` candidates, grouped by label index (<, =, >): ordered OOD–OOD pairs
@@ -503,43 +502,8 @@ fn hard_queries(
         .par_iter()
         .enumerate()
         .map(|(attribute, (cross, topleft))| {
-            let attribute = attribute as u32;
-            let ood = &pools.ood_entities[attribute as usize];
-            // Nodes 0..entities are entities; node entities + v stands for "value v".
-            let mut with_values = AtLeastGraph::new(sizes.entities + sizes.values);
-            let mut comparisons_only = AtLeastGraph::new(sizes.entities);
-            let mut is_ood = vec![false; sizes.entities];
-            for &e in ood {
-                is_ood[e as usize] = true;
-            }
-            for e in (0..sizes.entities as u32).filter(|&e| !is_ood[e as usize]) {
-                let level = sizes.entities as u32 + values.of(e, attribute);
-                with_values.add(e, level, Ordering::Equal);
-            }
-            for v in 1..sizes.values as u32 {
-                let level = sizes.entities as u32 + v;
-                with_values.add(level, level - 1, Ordering::Greater);
-            }
-            for &q in cross {
-                with_values.add(q.e1, q.e2, values.ordering(q));
-                comparisons_only.add(q.e1, q.e2, values.ordering(q));
-            }
-            for &q in topleft {
-                comparisons_only.add(q.e1, q.e2, values.ordering(q));
-            }
-            let solvable = with_values.orderings_among(ood);
-            let easy = comparisons_only.orderings_among(ood);
-            let mut out: [Vec<Query>; 3] = Default::default();
-            for (i, &e1) in ood.iter().enumerate() {
-                for (j, &e2) in ood.iter().enumerate() {
-                    if let (true, Some(ordering)) = (i != j, solvable[i][j]) {
-                        if easy[i][j] != Some(ordering) {
-                            out[label_index(ordering) as usize].push(Query { attribute, e1, e2 });
-                        }
-                    }
-                }
-            }
-            out
+            let reach = AttributeReach::new(sizes, values, pools, attribute as u32);
+            reach.hard_queries(cross, topleft)
         })
         .collect();
     let mut hard: [Vec<Query>; 3] = Default::default();
@@ -549,4 +513,77 @@ fn hard_queries(
         }
     }
     hard
+}
+
+/// What one attribute's training data lets a reasoner derive about its OOD entities.
+struct AttributeReach<'a> {
+    sizes: Sizes,
+    values: &'a Values,
+    attribute: u32,
+    /// OOD entities of this attribute, ascending.
+    ood: &'a [u32],
+}
+
+impl<'a> AttributeReach<'a> {
+    fn new(sizes: Sizes, values: &'a Values, pools: &'a Pools, attribute: u32) -> Self {
+        AttributeReach {
+            sizes,
+            values,
+            attribute,
+            ood: &pools.ood_entities[attribute as usize],
+        }
+    }
+
+    /// Hard queries of this attribute by label index: ordered OOD pairs solvable with the ID
+    /// atomic values and the `cross` comparisons but not from `cross` and `topleft` alone.
+    fn hard_queries(&self, cross: &[Query], topleft: &[Query]) -> [Vec<Query>; 3] {
+        let solvable = self.with_values(cross).orderings_among(self.ood);
+        let easy = self
+            .comparisons_only(cross, topleft)
+            .orderings_among(self.ood);
+        let mut out: [Vec<Query>; 3] = Default::default();
+        for (i, &e1) in self.ood.iter().enumerate() {
+            for (j, &e2) in self.ood.iter().enumerate() {
+                if let (true, Some(ordering)) = (i != j, solvable[i][j]) {
+                    if easy[i][j] != Some(ordering) {
+                        let attribute = self.attribute;
+                        out[label_index(ordering) as usize].push(Query { attribute, e1, e2 });
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// The ID entities' atomic values, the value order and the `cross` comparisons. Nodes
+    /// `0..entities` are entities; node `entities + v` stands for "value v".
+    fn with_values(&self, cross: &[Query]) -> AtLeastGraph {
+        let (entities, attribute) = (self.sizes.entities, self.attribute);
+        let mut graph = AtLeastGraph::new(entities + self.sizes.values);
+        let mut is_ood = vec![false; entities];
+        for &e in self.ood {
+            is_ood[e as usize] = true;
+        }
+        for e in (0..entities as u32).filter(|&e| !is_ood[e as usize]) {
+            let level = entities as u32 + self.values.of(e, attribute);
+            graph.add(e, level, Ordering::Equal);
+        }
+        for v in 1..self.sizes.values as u32 {
+            let level = entities as u32 + v;
+            graph.add(level, level - 1, Ordering::Greater);
+        }
+        for &q in cross {
+            graph.add(q.e1, q.e2, self.values.ordering(q));
+        }
+        graph
+    }
+
+    /// The training comparisons alone (`cross` then `topleft`), over the entities.
+    fn comparisons_only(&self, cross: &[Query], topleft: &[Query]) -> AtLeastGraph {
+        let mut graph = AtLeastGraph::new(self.sizes.entities);
+        for &q in cross.iter().chain(topleft) {
+            graph.add(q.e1, q.e2, self.values.ordering(q));
+        }
+        graph
+    }
 }
