@@ -106,6 +106,29 @@ impl Facts {
             format!("{} record {}", name.display(), source.record + 1)
         };
         let comparing = !matches!(kind, TaskKind::Composition { .. });
+        facts.collect_atomic(kind, vocab, files, &record_error, &where_)?;
+        if comparing {
+            facts.learn_labels(kind, vocab, files, &record_error, &where_)?;
+        } else {
+            facts.check_chains(kind, vocab, files, &record_error)?;
+        }
+        facts.mark_training_use(kind, files[0].1);
+        facts.index_id_facts(comparing);
+        Ok(facts)
+    }
+
+    /// Records every atomic record of `files` as a fact (train.json's as stated in training),
+    /// failing on two objects for the same (head|entity, relation|attribute); comparison and
+    /// complex values must be number tokens `<N>`, whose numbers are kept.
+    fn collect_atomic(
+        &mut self,
+        kind: TaskKind,
+        vocab: &Vocab,
+        files: &[(&Path, &[Example])],
+        record_error: &dyn Fn(Source, String) -> TaskError,
+        where_: &dyn Fn(Source) -> String,
+    ) -> Result<()> {
+        let comparing = !matches!(kind, TaskKind::Composition { .. });
         for (file, (_, examples)) in files.iter().enumerate() {
             for (record, ex) in examples.iter().enumerate() {
                 if !kind.is_atomic(ex.prompt_len) {
@@ -113,7 +136,7 @@ impl Facts {
                 }
                 let source = Source { file, record };
                 let (left, right) = atomic_key(kind, ex.prompt());
-                let entry = facts.atomic.entry(pair_key(left, right)).or_insert(Fact {
+                let entry = self.atomic.entry(pair_key(left, right)).or_insert(Fact {
                     object: ex.answer,
                     in_train: false,
                     used_in_training: false,
@@ -144,43 +167,40 @@ impl Facts {
                             ),
                         )
                     })?;
-                    facts.value_numbers.insert(ex.answer, number);
+                    self.value_numbers.insert(ex.answer, number);
                 }
             }
         }
-        if comparing {
-            facts.learn_labels(kind, vocab, files, &record_error, &where_)?;
-        } else {
-            facts.check_chains(kind, vocab, files, &record_error)?;
-        }
-        facts.mark_training_use(kind, files[0].1);
-        for (&key, fact) in &facts.atomic {
+        Ok(())
+    }
+
+    /// Indexes the ID facts (stated in train.json and used in training), sorted: by head
+    /// (composition) or by attribute (`comparing`).
+    fn index_id_facts(&mut self, comparing: bool) {
+        for (&key, fact) in &self.atomic {
             if !(fact.in_train && fact.used_in_training) {
                 continue;
             }
             let (left, right) = ((key >> 32) as u32, key as u32);
             if comparing {
-                facts
-                    .id_values
+                self.id_values
                     .entry(right)
                     .or_default()
                     .push((left, fact.object));
             } else {
-                facts
-                    .id_edges
+                self.id_edges
                     .entry(left)
                     .or_default()
                     .push((right, fact.object));
             }
         }
-        for list in facts
+        for list in self
             .id_edges
             .values_mut()
-            .chain(facts.id_values.values_mut())
+            .chain(self.id_values.values_mut())
         {
             list.sort_unstable();
         }
-        Ok(facts)
     }
 
     /// Composition: every inferred answer must equal the tail its chain reaches, when the
