@@ -84,70 +84,82 @@ pub fn lens_readings(kind: TaskKind) -> Vec<(String, String)> {
 /// attribute's three labels [`LABEL_ROLES`] (atomic: `e, a, v`). Bridges and values come from
 /// the dataset's atomic facts; fails if one is missing.
 pub fn roles(ds: &Dataset, ex: &Example) -> Result<BTreeMap<String, u32>> {
-    let facts = &ds.facts;
-    let vocab = &ds.vocab;
     let prompt = ex.prompt();
     if prompt.len() != ds.kind.atomic_prompt_len() && prompt.len() != ds.kind.inferred_prompt_len()
     {
         return Err(TaskError::Invalid(format!(
             "`{}` is not a {} prompt",
-            vocab.decode(prompt),
+            ds.vocab.decode(prompt),
             ds.kind.name()
         )));
     }
     let mut roles = BTreeMap::new();
+    match ds.kind {
+        TaskKind::Composition { .. } => composition_roles(ds, ex, &mut roles)?,
+        TaskKind::Comparison | TaskKind::Complex if ds.kind.is_atomic(prompt.len()) => {
+            let (entity, attribute) = atomic_key(ds.kind, prompt);
+            for (name, id) in [("e", entity), ("a", attribute), ("v", ex.answer)] {
+                roles.insert(name.to_string(), id);
+            }
+        }
+        TaskKind::Comparison | TaskKind::Complex => comparison_roles(ds, ex, &mut roles)?,
+    }
+    Ok(roles)
+}
+
+/// Composition roles of `ex` into `roles`: `h, r1…rK`, the bridges `b1…b(K−1)` the atomic
+/// facts lead through, and `t`.
+fn composition_roles(ds: &Dataset, ex: &Example, roles: &mut BTreeMap<String, u32>) -> Result<()> {
+    let prompt = ex.prompt();
     let mut set = |name: &str, id: u32| {
         roles.insert(name.to_string(), id);
     };
-    match ds.kind {
-        TaskKind::Composition { .. } => {
-            set("h", prompt[0]);
-            for (i, &r) in prompt[1..].iter().enumerate() {
-                set(&format!("r{}", i + 1), r);
-            }
-            let bridges = facts.bridges(prompt[0], &prompt[1..]).ok_or_else(|| {
-                TaskError::Invalid(format!(
-                    "the atomic facts do not cover every hop of `{}`",
-                    vocab.decode(prompt)
-                ))
-            })?;
-            for (i, &b) in bridges.iter().enumerate() {
-                set(&format!("b{}", i + 1), b);
-            }
-            set("t", ex.answer);
-        }
-        TaskKind::Comparison | TaskKind::Complex if ds.kind.is_atomic(prompt.len()) => {
-            let (entity, attribute) = atomic_key(ds.kind, prompt);
-            set("e", entity);
-            set("a", attribute);
-            set("v", ex.answer);
-        }
-        TaskKind::Comparison | TaskKind::Complex => {
-            let (attribute, e1, e2) = comparison_operands(prompt);
-            let value = |e: u32| {
-                facts.value(e, attribute).ok_or_else(|| {
-                    TaskError::Invalid(format!(
-                        "no atomic fact gives the value of ({}, {})",
-                        vocab.token(e),
-                        vocab.token(attribute)
-                    ))
-                })
-            };
-            let (v1, v2) = (value(e1)?, value(e2)?);
-            set("a", attribute);
-            set("e1", e1);
-            set("e2", e2);
-            set("v1", v1);
-            set("v2", v2);
-            set("label", ex.answer);
-            if let Some(labels) = attribute_labels(ds, attribute) {
-                for (name, id) in LABEL_ROLES.iter().zip(labels) {
-                    set(name, id);
-                }
-            }
+    set("h", prompt[0]);
+    for (i, &r) in prompt[1..].iter().enumerate() {
+        set(&format!("r{}", i + 1), r);
+    }
+    let bridges = ds.facts.bridges(prompt[0], &prompt[1..]).ok_or_else(|| {
+        TaskError::Invalid(format!(
+            "the atomic facts do not cover every hop of `{}`",
+            ds.vocab.decode(prompt)
+        ))
+    })?;
+    for (i, &b) in bridges.iter().enumerate() {
+        set(&format!("b{}", i + 1), b);
+    }
+    set("t", ex.answer);
+    Ok(())
+}
+
+/// Roles of an inferred comparison/complex `ex` into `roles`: `a, e1, e2`, the values `v1, v2`
+/// from the atomic facts, `label` and, when the dataset determines them, [`LABEL_ROLES`].
+fn comparison_roles(ds: &Dataset, ex: &Example, roles: &mut BTreeMap<String, u32>) -> Result<()> {
+    let (attribute, e1, e2) = comparison_operands(ex.prompt());
+    let value = |e: u32| {
+        ds.facts.value(e, attribute).ok_or_else(|| {
+            TaskError::Invalid(format!(
+                "no atomic fact gives the value of ({}, {})",
+                ds.vocab.token(e),
+                ds.vocab.token(attribute)
+            ))
+        })
+    };
+    let (v1, v2) = (value(e1)?, value(e2)?);
+    let mut set = |name: &str, id: u32| {
+        roles.insert(name.to_string(), id);
+    };
+    set("a", attribute);
+    set("e1", e1);
+    set("e2", e2);
+    set("v1", v1);
+    set("v2", v2);
+    set("label", ex.answer);
+    if let Some(labels) = attribute_labels(ds, attribute) {
+        for (name, id) in LABEL_ROLES.iter().zip(labels) {
+            set(name, id);
         }
     }
-    Ok(roles)
+    Ok(())
 }
 
 /// The three labels (`<`, `=`, `>`) of `attribute`: from the dataset's facts, else from the
