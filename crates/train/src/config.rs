@@ -179,45 +179,8 @@ const RESUMABLE_KEYS: [&str; 6] = [
 impl TrainConfig {
     /// The built-in preset `name`.
     pub fn preset(name: &str) -> Result<TrainConfig> {
-        let paper = |dataset: DatasetSpec| TrainConfig {
-            preset: Some(name.to_string()),
-            dataset: Some(dataset),
-            data_dir: None,
-            init: None,
-            n_layer: 8,
-            schedule: BlockSchedule::Plain,
-            d_model: 768,
-            n_head: 12,
-            d_mlp: 3072,
-            dropout: 0.1,
-            steps: 1_500_000,
-            batch_size: 512,
-            lr: 1e-4,
-            lr_schedule: LrShape::Constant,
-            warmup_steps: 2000,
-            weight_decay: 0.1,
-            beta1: 0.9,
-            beta2: 0.999,
-            eps: 1e-8,
-            grad_clip: 1.0,
-            seed: 42,
-            eval_every: 2000,
-            eval_batch_size: 1024,
-            log_every: 100,
-            checkpoints: CheckpointSchedule::Paper,
-            precision: Precision::Fp32,
-        };
-        let tiny = |dataset: DatasetSpec| TrainConfig {
-            n_layer: 4,
-            d_model: 128,
-            n_head: 4,
-            d_mlp: 512,
-            dropout: 0.0,
-            warmup_steps: 200,
-            eval_every: 100,
-            log_every: 10,
-            ..paper(dataset)
-        };
+        let paper = |dataset: DatasetSpec| paper_config(name, dataset);
+        let tiny = |dataset: DatasetSpec| tiny_config(name, dataset);
         Ok(match name {
             "paper-composition" => paper(DatasetSpec::paper_composition(7.2)),
             "paper-comparison" => paper(DatasetSpec::paper_comparison()),
@@ -320,6 +283,19 @@ impl TrainConfig {
 
     /// Checks every value's range and the consistency of the model sizes.
     pub fn validate(&self) -> Result<()> {
+        self.validate_sizes_and_counts()?;
+        self.validate_optimiser()?;
+        model::check_schedule(&self.schedule.blocks(self.n_layer), self.n_layer)
+            .map_err(TrainError::Config)?;
+        if let Some(spec) = &self.dataset {
+            spec.validate()?;
+        }
+        Ok(())
+    }
+
+    /// Model sizes, batch sizes and step counts are at least 1, `log:N` checkpoints fit in the
+    /// run and the heads divide `d_model`.
+    fn validate_sizes_and_counts(&self) -> Result<()> {
         let fail = |msg: String| Err(TrainError::Config(msg));
         let positive_usize = [
             ("n_layer", self.n_layer),
@@ -358,6 +334,12 @@ impl TrainConfig {
                 self.d_model, self.n_head
             ));
         }
+        Ok(())
+    }
+
+    /// The optimiser's and dropout's hyperparameters are in range.
+    fn validate_optimiser(&self) -> Result<()> {
+        let fail = |msg: String| Err(TrainError::Config(msg));
         let finite_positive = [
             ("lr", self.lr),
             ("eps", self.eps),
@@ -384,11 +366,6 @@ impl TrainConfig {
         }
         if !(0.0..1.0).contains(&self.dropout) {
             return fail(format!("dropout = {}: must be in [0, 1)", self.dropout));
-        }
-        model::check_schedule(&self.schedule.blocks(self.n_layer), self.n_layer)
-            .map_err(TrainError::Config)?;
-        if let Some(spec) = &self.dataset {
-            spec.validate()?;
         }
         Ok(())
     }
@@ -570,4 +547,53 @@ fn first_unknown_key(file: &Value, known: &Value, path: &str) -> Option<String> 
             Some(known) => first_unknown_key(v, known, &full),
         }
     })
+}
+
+/// The paper's model and optimiser settings (8 layers, d_model 768, 1.5M steps) on `dataset`,
+/// as preset `name`.
+fn paper_config(name: &str, dataset: DatasetSpec) -> TrainConfig {
+    TrainConfig {
+        preset: Some(name.to_string()),
+        dataset: Some(dataset),
+        data_dir: None,
+        init: None,
+        n_layer: 8,
+        schedule: BlockSchedule::Plain,
+        d_model: 768,
+        n_head: 12,
+        d_mlp: 3072,
+        dropout: 0.1,
+        steps: 1_500_000,
+        batch_size: 512,
+        lr: 1e-4,
+        lr_schedule: LrShape::Constant,
+        warmup_steps: 2000,
+        weight_decay: 0.1,
+        beta1: 0.9,
+        beta2: 0.999,
+        eps: 1e-8,
+        grad_clip: 1.0,
+        seed: 42,
+        eval_every: 2000,
+        eval_batch_size: 1024,
+        log_every: 100,
+        checkpoints: CheckpointSchedule::Paper,
+        precision: Precision::Fp32,
+    }
+}
+
+/// A small, fast variant of [`paper_config`] (4 layers, d_model 128, no dropout) on `dataset`,
+/// as preset `name`.
+fn tiny_config(name: &str, dataset: DatasetSpec) -> TrainConfig {
+    TrainConfig {
+        n_layer: 4,
+        d_model: 128,
+        n_head: 4,
+        d_mlp: 512,
+        dropout: 0.0,
+        warmup_steps: 200,
+        eval_every: 100,
+        log_every: 10,
+        ..paper_config(name, dataset)
+    }
 }
