@@ -220,6 +220,8 @@ pub fn train(mut cfg: TrainConfig, run_dir: &Path, opts: &TrainOptions) -> Resul
 }
 
 impl Trainer {
+    /// Sets up the run in `run_dir`: model (fresh from `cfg.seed`, from `cfg.init`, or restored
+    /// from the latest checkpoint), optimiser, data on the device, logs and progress display.
     fn new(
         mut cfg: TrainConfig,
         ds: Dataset,
@@ -237,57 +239,21 @@ impl Trainer {
             .transpose()?;
         let (lock, resume) = open_run_dir(run_dir, &mut cfg, &data_fingerprint)?;
 
-        tch::manual_seed(cfg.seed as i64);
-        let mut vs = nn::VarStore::new(device);
-        let model = Gpt::new(&vs.root(), &gpt_cfg)?;
-        if let (Some(init), None) = (&init, resume) {
-            vs.copy(&init.vs)?;
-        }
+        // A resumed run restores its checkpoint instead of the initial weights.
+        let start_weights = init.as_ref().filter(|_| resume.is_none()).map(|c| &c.vs);
+        let (vs, model) = build_model(&cfg, &gpt_cfg, start_weights, device)?;
         let opt = AdamW::new(vs.variables(), model::is_decayed, cfg.adamw_params());
         let components = opt
             .decayed_names()
             .iter()
             .map(|n| component_of(n))
             .collect();
-
-        let data = TrainTensors::new(&ds.train, ds.vocab.pad_id(), device)?;
-        model.check_tokens(&data.tokens)?;
-        let splits = EvalSplit::all(&ds, device)?;
-        for split in splits.iter().filter(|s| s.len > 0) {
-            model.check_tokens(&split.tokens)?;
-        }
+        let (data, splits) = load_tensors(&ds, &model, device)?;
         let steps_per_epoch = data::steps_per_epoch(data.len, cfg.batch_size);
-
-        let mut header: Vec<String> = [
-            "step",
-            "epoch",
-            "lr",
-            "train_loss",
-            "grad_norm",
-            "weight_norm",
-        ]
-        .map(String::from)
-        .into();
-        for split in &splits {
-            for m in ["acc", "loss", "p"] {
-                header.push(format!("{}_{m}", split.name));
-            }
-        }
         let resume_step = resume.unwrap_or(0);
-        let metrics = CsvLog::open(&run_dir.join("metrics.csv"), &header, resume_step)?;
-        let ln_header = ["step", "component", "norm"].map(String::from);
-        let layer_norms = CsvLog::open(&run_dir.join("layer_norms.csv"), &ln_header, resume_step)?;
-
+        let (metrics, layer_norms) = open_logs(run_dir, &splits, resume_step)?;
         let progress = Progress::new(resume_step, cfg.steps, opts.quiet);
-        let team = if cfg.dropout == 0.0 {
-            Team::new(tch::get_num_threads() as usize, device)
-        } else {
-            None
-        };
-        let sharding = team.map(|team| Sharding {
-            team,
-            params: opt.params(),
-        });
+        let sharding = sharding(&cfg, &opt, device);
         let mut trainer = Trainer {
             running: Running::new(device),
             cfg,
@@ -657,6 +623,77 @@ pub(crate) fn answer_cross_entropy(
         .to_kind(Kind::Float)
         .view([-1, vocab])
         .f_cross_entropy_loss::<Tensor>(&targets.view([-1]), None, reduction, IGNORE, 0.0)?)
+}
+
+/// The model's variables and modules, initialised from `cfg.seed`, then overwritten with
+/// `start_weights` when given.
+fn build_model(
+    cfg: &TrainConfig,
+    gpt_cfg: &GptConfig,
+    start_weights: Option<&nn::VarStore>,
+    device: Device,
+) -> Result<(nn::VarStore, Gpt)> {
+    tch::manual_seed(cfg.seed as i64);
+    let mut vs = nn::VarStore::new(device);
+    let model = Gpt::new(&vs.root(), gpt_cfg)?;
+    if let Some(weights) = start_weights {
+        vs.copy(weights)?;
+    }
+    Ok((vs, model))
+}
+
+/// The training set and every evaluation split on `device`, with their tokens checked against
+/// `model`'s vocabulary and context.
+fn load_tensors(
+    ds: &Dataset,
+    model: &Gpt,
+    device: Device,
+) -> Result<(TrainTensors, Vec<EvalSplit>)> {
+    let data = TrainTensors::new(&ds.train, ds.vocab.pad_id(), device)?;
+    model.check_tokens(&data.tokens)?;
+    let splits = EvalSplit::all(ds, device)?;
+    for split in splits.iter().filter(|s| s.len > 0) {
+        model.check_tokens(&split.tokens)?;
+    }
+    Ok((data, splits))
+}
+
+/// Opens `metrics.csv` (step, epoch, lr, train loss, norms, then acc/loss/p per split) and
+/// `layer_norms.csv` for appending, keeping only rows up to `resume_step` (none when 0).
+fn open_logs(run_dir: &Path, splits: &[EvalSplit], resume_step: u64) -> Result<(CsvLog, CsvLog)> {
+    let mut header: Vec<String> = [
+        "step",
+        "epoch",
+        "lr",
+        "train_loss",
+        "grad_norm",
+        "weight_norm",
+    ]
+    .map(String::from)
+    .into();
+    for split in splits {
+        for m in ["acc", "loss", "p"] {
+            header.push(format!("{}_{m}", split.name));
+        }
+    }
+    let metrics = CsvLog::open(&run_dir.join("metrics.csv"), &header, resume_step)?;
+    let ln_header = ["step", "component", "norm"].map(String::from);
+    let layer_norms = CsvLog::open(&run_dir.join("layer_norms.csv"), &ln_header, resume_step)?;
+    Ok((metrics, layer_norms))
+}
+
+/// A thread team that shards each training step, for runs without dropout; `None` with dropout
+/// or when [`Team::new`] gives none (one thread, not the CPU, or no libgomp).
+fn sharding(cfg: &TrainConfig, opt: &AdamW, device: Device) -> Option<Sharding> {
+    let team = if cfg.dropout == 0.0 {
+        Team::new(tch::get_num_threads() as usize, device)
+    } else {
+        None
+    };
+    team.map(|team| Sharding {
+        team,
+        params: opt.params(),
+    })
 }
 
 /// Checks or creates the run folder and takes its lock. Returns the lock and the step of the
