@@ -11,19 +11,7 @@ use std::path::Path;
 
 /// The rows of a CSV file as maps from column name to value.
 fn read_csv(path: &Path) -> Vec<BTreeMap<String, String>> {
-    let mut reader = csv::Reader::from_path(path).unwrap_or_else(|e| panic!("{path:?}: {e}"));
-    let header: Vec<String> = reader.headers().unwrap().iter().map(String::from).collect();
-    reader
-        .records()
-        .map(|r| {
-            let r = r.unwrap();
-            header
-                .iter()
-                .cloned()
-                .zip(r.iter().map(String::from))
-                .collect()
-        })
-        .collect()
+    common::read_csv(path).1
 }
 
 fn num(row: &BTreeMap<String, String>, col: &str) -> f64 {

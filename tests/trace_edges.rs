@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{make_data, run_err, run_ok, s, scratch};
+use common::{make_data, read_csv, run_err, run_ok, s, scratch};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
@@ -18,24 +18,6 @@ const EDGE_FILES: [&str; 6] = [
     "circuit_saturation.png",
     "circuit_end.png",
 ];
-
-/// A CSV file's header and its rows as column → value maps.
-fn read_csv(path: &Path) -> (Vec<String>, Vec<BTreeMap<String, String>>) {
-    let mut reader = csv::Reader::from_path(path).unwrap();
-    let header: Vec<String> = reader.headers().unwrap().iter().map(String::from).collect();
-    let rows = reader
-        .records()
-        .map(|r| {
-            let r = r.unwrap();
-            header
-                .iter()
-                .cloned()
-                .zip(r.iter().map(String::from))
-                .collect()
-        })
-        .collect();
-    (header, rows)
-}
 
 /// Trains a 2-layer miniature with checkpoints at steps 30 and 60 in `dir/run`.
 fn train_two_checkpoints(dir: &Path) -> std::path::PathBuf {
