@@ -326,12 +326,7 @@ impl Trainer {
             train_secs += secs;
 
             if step.is_multiple_of(self.cfg.log_every) {
-                let value = loss
-                    .to_device(Device::Cpu)
-                    .to_kind(Kind::Double)
-                    .double_value(&[]);
-                self.check_finite(value, last_log, step, last_checkpoint)?;
-                self.progress.tick(step, value);
+                self.log_loss(&loss, last_log, step, last_checkpoint)?;
                 last_log = step;
             }
             let is_checkpoint = checkpoints.contains(&step);
@@ -345,6 +340,24 @@ impl Trainer {
             }
         }
         Ok((step, false, [first_secs, train_secs], last_eval))
+    }
+
+    /// Shows the training loss (a 0-dim tensor) reached at `step` in the progress display, after
+    /// checking that it is finite (see [`Trainer::check_finite`]).
+    fn log_loss(
+        &mut self,
+        loss: &Tensor,
+        last_log: u64,
+        step: u64,
+        last_checkpoint: Option<u64>,
+    ) -> Result<()> {
+        let value = loss
+            .to_device(Device::Cpu)
+            .to_kind(Kind::Double)
+            .double_value(&[]);
+        self.check_finite(value, last_log, step, last_checkpoint)?;
+        self.progress.tick(step, value);
+        Ok(())
     }
 
     /// One optimiser update on batch `batch` of the epoch whose permutation is `order`.
