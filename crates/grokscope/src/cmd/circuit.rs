@@ -193,9 +193,6 @@ fn print_summary(found: &Discovery, clean: f64, corrupted: f64) {
     );
 }
 
-/// A diagram node's key: its name and column.
-type NodeKey = (String, usize);
-
 /// The circuit's edges as a diagram: heads and MLPs by layer, one column per position.
 fn diagram(session: &EdgeSession, graph: &Graph, found: &Discovery) -> CircuitDiagram {
     let answer = session.batch.answer_pos.first().copied().unwrap_or(0);
@@ -211,22 +208,7 @@ pub(crate) fn circuit_diagram(
     graph: &Graph,
     found: &Discovery,
 ) -> CircuitDiagram {
-    let mut nodes: BTreeMap<NodeKey, (usize, usize)> = BTreeMap::new();
-    let mut list = Vec::new();
-    let mut edges = Vec::new();
-    let mut node = |name: String, level: usize, column: usize| -> usize {
-        let key = (name.clone(), column);
-        let next = list.len();
-        let (index, _) = *nodes.entry(key).or_insert((next, level));
-        if index == next {
-            list.push(DiagramNode {
-                label: name,
-                level,
-                column,
-            });
-        }
-        index
-    };
+    let mut diagram = DiagramBuilder::default();
     let kept = found
         .scores
         .edges
@@ -236,15 +218,15 @@ pub(crate) fn circuit_diagram(
     for ((edge, &score), _) in kept.filter(|(_, &k)| k) {
         let column = edge.position.unwrap_or(0) as usize;
         let sender = graph.senders[edge.sender];
-        let from = node(sender.to_string(), sender_level(sender), column);
+        let from = diagram.node(sender.to_string(), sender_level(sender), column);
         let receiver = graph.receivers[edge.receiver];
         let (name, level, tag) = receiver_node(receiver, graph.n_layer);
         let to_column = match (receiver, edge.position) {
             (Receiver::Logits, Some(_)) => answer as usize,
             _ => column,
         };
-        let to = node(name, level, to_column);
-        edges.push(DiagramEdge {
+        let to = diagram.node(name, level, to_column);
+        diagram.edges.push(DiagramEdge {
             from,
             to,
             score,
@@ -257,14 +239,37 @@ pub(crate) fn circuit_diagram(
     };
     CircuitDiagram {
         title: format!(
-            "circuit at step {}: {} edges, {:.0}% recovered",
-            step,
+            "circuit at step {step}: {} edges, {:.0}% recovered",
             found.circuit.edges_kept,
             100.0 * found.circuit.recovered
         ),
         column_labels,
-        nodes: list,
-        edges,
+        nodes: diagram.nodes,
+        edges: diagram.edges,
+    }
+}
+
+/// The nodes and edges of a diagram being built, each node once per (name, column).
+#[derive(Default)]
+struct DiagramBuilder {
+    index: BTreeMap<(String, usize), usize>,
+    nodes: Vec<DiagramNode>,
+    edges: Vec<DiagramEdge>,
+}
+
+impl DiagramBuilder {
+    /// The index of the node `name` in `column`, added at `level` if new.
+    fn node(&mut self, name: String, level: usize, column: usize) -> usize {
+        let next = self.nodes.len();
+        let index = *self.index.entry((name.clone(), column)).or_insert(next);
+        if index == next {
+            self.nodes.push(DiagramNode {
+                label: name,
+                level,
+                column,
+            });
+        }
+        index
     }
 }
 
