@@ -56,6 +56,7 @@ struct PredictionLine<'a> {
     gold_rank: i64,
 }
 
+/// Runs `grokscope eval`: accuracy per split, and every prediction as JSON lines with `--out`.
 pub fn run(args: EvalArgs, ctx: &Ctx) -> Result<()> {
     if args.batch_size == 0 {
         bail!("--batch-size must be at least 1");
@@ -71,18 +72,7 @@ pub fn run(args: EvalArgs, ctx: &Ctx) -> Result<()> {
         &ds.fingerprint(),
         args.allow_other_data,
     )?;
-    let mut groups = ds.splits();
-    if let Some(name) = &args.split {
-        let known: Vec<String> = groups.iter().map(|(n, _)| n.clone()).collect();
-        groups.retain(|(n, _)| n == name);
-        if groups.is_empty() {
-            bail!(
-                "no split {name:?} in {} (splits: {})",
-                args.data.display(),
-                known.join(", ")
-            );
-        }
-    }
+    let groups = selected_splits(&ds, &args)?;
     let mut writer = match &args.out {
         Some(out) => Some(BufWriter::new(
             std::fs::File::create(out)
@@ -109,31 +99,63 @@ pub fn run(args: EvalArgs, ctx: &Ctx) -> Result<()> {
             correct as f64 / split.len as f64
         );
         if let Some(w) = writer.as_mut() {
-            for (index, (p, ex)) in preds.iter().zip(examples).enumerate() {
-                let input_ids = &ex.tokens[..=ex.answer_pos];
-                let pred_id = u32::try_from(p.pred)
-                    .ok()
-                    .filter(|&id| (id as usize) < ds.vocab.len());
-                let line = PredictionLine {
-                    split: name,
-                    index,
-                    input: ds.vocab.decode(input_ids),
-                    input_ids,
-                    gold: ds.vocab.token(ex.answer),
-                    pred: pred_id.map_or("?", |id| ds.vocab.token(id)),
-                    correct: p.pred == i64::from(ex.answer),
-                    gold_prob: p.gold_prob,
-                    gold_rank: p.gold_rank + 1,
-                };
-                serde_json::to_writer(&mut *w, &line)?;
-                w.write_all(b"\n")?;
-            }
+            write_predictions(w, &ds, name, &preds, examples)?;
         }
     }
     if let (Some(mut w), Some(out)) = (writer, &args.out) {
         w.flush()
             .with_context(|| format!("cannot write {}", out.display()))?;
         eprintln!("predictions written to {}", out.display());
+    }
+    Ok(())
+}
+
+/// The dataset's splits, or only `--split` (an error lists the splits when it is unknown).
+fn selected_splits<'d>(
+    ds: &'d Dataset,
+    args: &EvalArgs,
+) -> Result<Vec<(String, Vec<&'d tasks::Example>)>> {
+    let mut groups = ds.splits();
+    if let Some(name) = &args.split {
+        let known: Vec<String> = groups.iter().map(|(n, _)| n.clone()).collect();
+        groups.retain(|(n, _)| n == name);
+        if groups.is_empty() {
+            bail!(
+                "no split {name:?} in {} (splits: {})",
+                args.data.display(),
+                known.join(", ")
+            );
+        }
+    }
+    Ok(groups)
+}
+
+/// One JSON line per prediction of split `name`.
+fn write_predictions(
+    w: &mut impl Write,
+    ds: &Dataset,
+    name: &str,
+    preds: &[eval::Prediction],
+    examples: &[&tasks::Example],
+) -> Result<()> {
+    for (index, (p, ex)) in preds.iter().zip(examples).enumerate() {
+        let input_ids = &ex.tokens[..=ex.answer_pos];
+        let pred_id = u32::try_from(p.pred)
+            .ok()
+            .filter(|&id| (id as usize) < ds.vocab.len());
+        let line = PredictionLine {
+            split: name,
+            index,
+            input: ds.vocab.decode(input_ids),
+            input_ids,
+            gold: ds.vocab.token(ex.answer),
+            pred: pred_id.map_or("?", |id| ds.vocab.token(id)),
+            correct: p.pred == i64::from(ex.answer),
+            gold_prob: p.gold_prob,
+            gold_rank: p.gold_rank + 1,
+        };
+        serde_json::to_writer(&mut *w, &line)?;
+        w.write_all(b"\n")?;
     }
     Ok(())
 }

@@ -66,20 +66,36 @@ fn remove_stale_step_temps(out: &std::path::Path) -> Result<()> {
 
 /// Runs `grokscope trace` and prints the key numbers of `trace.json`.
 pub fn run(args: TraceArgs, ctx: &Ctx) -> Result<()> {
+    let opts = trace_options(&args, ctx)?;
+    let out = output_folder(&args);
+    let edge_plan = crate::cmd::trace_edges::plan(&args, ctx.device)?;
+    let _lock = crate::cmd::lock_output(&out)?;
+    remove_stale_step_temps(&out)?;
+    match args.rank_over {
+        Some(universe) => println!("ranks over: {universe} (--rank-over)"),
+        None => println!(
+            "ranks over: each checkpoint's default (all rows for checkpoints with a token map, such \
+             as the paper's; the task's tokens otherwise)"
+        ),
+    }
+    let s = trace(&args.run, &out, &opts)?;
+    print_summary(&args, &s);
+    println!(
+        "wrote lens.csv, patch.csv, state_effect.csv, attention.csv, circuit_change.csv, trace.json to {}",
+        out.display()
+    );
+    if let Some(plan) = &edge_plan {
+        crate::cmd::trace_edges::run(plan, &s, &out)?;
+    }
+    Ok(())
+}
+
+/// The trace options of the arguments, checked.
+fn trace_options(args: &TraceArgs, ctx: &Ctx) -> Result<TraceOptions> {
     let corruptions: Vec<CorruptionSpec> = parse_all(&args.corruptions)?;
     let positions: Vec<PositionChoice> = parse_all(&args.positions)?;
     crate::cmd::check_positive("--max-rows", args.max_rows)?;
-    let out = args.out.clone().unwrap_or_else(|| {
-        let name = args
-            .run
-            .canonicalize()
-            .ok()
-            .and_then(|p| p.file_name().map(|n| n.to_os_string()))
-            .or_else(|| args.run.file_name().map(|n| n.to_os_string()))
-            .unwrap_or_else(|| "run".into());
-        PathBuf::from("notebooks-out").join(name)
-    });
-    let opts = TraceOptions {
+    Ok(TraceOptions {
         probe: args.sample.spec()?,
         steps: args.steps.clone(),
         corruptions: (!corruptions.is_empty()).then_some(corruptions),
@@ -92,18 +108,25 @@ pub fn run(args: TraceArgs, ctx: &Ctx) -> Result<()> {
         device: ctx.device,
         progress: !args.quiet,
         rank_over: args.rank_over,
-    };
-    let edge_plan = crate::cmd::trace_edges::plan(&args, ctx.device)?;
-    let _lock = crate::cmd::lock_output(&out)?;
-    remove_stale_step_temps(&out)?;
-    match args.rank_over {
-        Some(universe) => println!("ranks over: {universe} (--rank-over)"),
-        None => println!(
-            "ranks over: each checkpoint's default (all rows for checkpoints with a token map, such \
-             as the paper's; the task's tokens otherwise)"
-        ),
-    }
-    let s = trace(&args.run, &out, &opts)?;
+    })
+}
+
+/// `--out`, else `notebooks-out/<run folder name>`.
+fn output_folder(args: &TraceArgs) -> PathBuf {
+    args.out.clone().unwrap_or_else(|| {
+        let name = args
+            .run
+            .canonicalize()
+            .ok()
+            .and_then(|p| p.file_name().map(|n| n.to_os_string()))
+            .or_else(|| args.run.file_name().map(|n| n.to_os_string()))
+            .unwrap_or_else(|| "run".into());
+        PathBuf::from("notebooks-out").join(name)
+    })
+}
+
+/// Prints what was traced and the key numbers: saturation, lens and causal strengths.
+fn print_summary(args: &TraceArgs, s: &interp::TraceSummary) {
     println!(
         "traced {} checkpoints of {} ({} computed now{}) on {} {} examples",
         s.steps.len(),
@@ -137,12 +160,4 @@ pub fn run(args: TraceArgs, ctx: &Ctx) -> Result<()> {
             fmt(c.end)
         );
     }
-    println!(
-        "wrote lens.csv, patch.csv, state_effect.csv, attention.csv, circuit_change.csv, trace.json to {}",
-        out.display()
-    );
-    if let Some(plan) = &edge_plan {
-        crate::cmd::trace_edges::run(plan, &s, &out)?;
-    }
-    Ok(())
 }
