@@ -73,11 +73,7 @@ pub fn run(args: PatchArgs, ctx: &Ctx) -> Result<()> {
         components,
         positions,
         layers: args.probe.layers.clone(),
-        mode: if args.naive {
-            SweepMode::Naive
-        } else {
-            SweepMode::Batched
-        },
+        mode: sweep_mode(args.naive),
         max_rows: args.probe.max_rows,
         ..SweepOptions::default()
     };
@@ -112,6 +108,14 @@ pub fn run(args: PatchArgs, ctx: &Ctx) -> Result<()> {
         out.display()
     );
     Ok(())
+}
+
+/// The naive per-cell loop with `--naive`, else the batched sweep.
+fn sweep_mode(naive: bool) -> SweepMode {
+    match naive {
+        true => SweepMode::Naive,
+        false => SweepMode::Batched,
+    }
 }
 
 fn summary(
