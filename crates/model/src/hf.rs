@@ -8,6 +8,7 @@ use crate::checkpoint::{
 use crate::config::{shared_schedule, GptConfig};
 use crate::error::{ModelError, Result};
 use crate::token_map::{TokenMap, GPT2_BASE_VOCAB, GPT2_EOS, TOKEN_ROWS_KEY};
+use safetensors::tensor::TensorView;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::fs;
@@ -198,31 +199,8 @@ pub fn config_from_hf(config: &Value, path: &Path) -> Result<GptConfig> {
         }
     };
     let required = |key: &str| size(key)?.ok_or_else(|| bad(format!("config.json has no `{key}`")));
-    if let Some(t) = config.get("model_type").and_then(Value::as_str) {
-        if t != "gpt2" {
-            return Err(bad(format!(
-                "model_type is `{t}`, only `gpt2` can be imported"
-            )));
-        }
-    }
-    let activation = config
-        .get("activation_function")
-        .and_then(Value::as_str)
-        .unwrap_or("gelu_new");
-    if !matches!(activation, "gelu_new" | "gelu_pytorch_tanh") {
-        return Err(bad(format!(
-            "activation_function `{activation}` is not supported (grokscope uses gelu_new)"
-        )));
-    }
+    check_supported(config, path)?;
     let flag = |key: &str| config.get(key).and_then(Value::as_bool);
-    if flag("scale_attn_weights") == Some(false) {
-        return Err(bad("scale_attn_weights = false is not supported".into()));
-    }
-    if flag("scale_attn_by_inverse_layer_idx") == Some(true) {
-        return Err(bad(
-            "scale_attn_by_inverse_layer_idx = true is not supported".into(),
-        ));
-    }
     let d_model = required("n_embd")?;
     let n_layer = required("n_layer")?;
     let n_ctx = match size("n_positions")? {
@@ -249,6 +227,34 @@ pub fn config_from_hf(config: &Value, path: &Path) -> Result<GptConfig> {
     }
     cfg.validate().map_err(|e| bad(e.to_string()))?;
     Ok(cfg)
+}
+
+/// Refuses what grokscope does not implement: another `model_type`, an activation other than
+/// `gelu_new` / `gelu_pytorch_tanh`, unscaled or layer-scaled attention.
+fn check_supported(config: &Value, path: &Path) -> Result<()> {
+    let bad = |msg: String| Err(ModelError::checkpoint(path, msg));
+    if let Some(t) = config.get("model_type").and_then(Value::as_str) {
+        if t != "gpt2" {
+            return bad(format!("model_type is `{t}`, only `gpt2` can be imported"));
+        }
+    }
+    let activation = config
+        .get("activation_function")
+        .and_then(Value::as_str)
+        .unwrap_or("gelu_new");
+    if !matches!(activation, "gelu_new" | "gelu_pytorch_tanh") {
+        return bad(format!(
+            "activation_function `{activation}` is not supported (grokscope uses gelu_new)"
+        ));
+    }
+    let flag = |key: &str| config.get(key).and_then(Value::as_bool);
+    if flag("scale_attn_weights") == Some(false) {
+        return bad("scale_attn_weights = false is not supported".into());
+    }
+    if flag("scale_attn_by_inverse_layer_idx") == Some(true) {
+        return bad("scale_attn_by_inverse_layer_idx = true is not supported".into());
+    }
+    Ok(())
 }
 
 /// `config.json` keys of `transformers`' `GPT2Config` and `PretrainedConfig` that grokscope reads
@@ -369,24 +375,7 @@ pub fn import_hf(
         } else {
             None
         };
-    let safetensors = dir.join("model.safetensors");
-    let bin = dir.join("pytorch_model.bin");
-    let (weights, _converted) = if safetensors.is_file() {
-        (safetensors, None)
-    } else if bin.is_file() {
-        let converted = convert_bin(&bin)?;
-        (converted.0.clone(), Some(converted))
-    } else if dir.join("model.safetensors.index.json").is_file() {
-        return Err(ModelError::checkpoint(
-            dir,
-            "sharded checkpoints (model.safetensors.index.json) are not supported",
-        ));
-    } else {
-        return Err(ModelError::checkpoint(
-            dir,
-            "no model.safetensors or pytorch_model.bin in this folder",
-        ));
-    };
+    let (weights, _converted) = weights_file(dir)?;
     let bytes = fs::read(&weights).map_err(|e| ModelError::io(&weights, e))?;
     let (views, _) = parse_safetensors(&bytes, &weights)?;
     let mut tensors = BTreeMap::new();
@@ -404,16 +393,7 @@ pub fn import_hf(
         }
     }
     if let (Some(head), Some(wte)) = (&lm_head, tensors.get("transformer.wte.weight")) {
-        let (head, wte) = (
-            tensor_from_view(head, "lm_head.weight", &weights)?,
-            tensor_from_view(wte, "wte", &weights)?,
-        );
-        if head.size() != wte.size() || !head.f_equal(&wte.to_kind(head.kind()))? {
-            return Err(ModelError::checkpoint(
-                &weights,
-                "lm_head.weight differs from transformer.wte.weight: untied output embeddings are not supported",
-            ));
-        }
+        check_tied(head, wte, &weights)?;
     }
     let shapes = tensors
         .iter()
@@ -456,6 +436,44 @@ save_file(out, sys.argv[2], metadata={"format": "pt"})
 "#;
 
 /// Converts `bin` to a temporary safetensors file with the Python at [`python_path`].
+/// The folder's weights: `model.safetensors`, else `pytorch_model.bin` converted to a temporary
+/// safetensors file (removed when the returned [`Converted`] is dropped).
+fn weights_file(dir: &Path) -> Result<(PathBuf, Option<Converted>)> {
+    let safetensors = dir.join("model.safetensors");
+    let bin = dir.join("pytorch_model.bin");
+    if safetensors.is_file() {
+        Ok((safetensors, None))
+    } else if bin.is_file() {
+        let converted = convert_bin(&bin)?;
+        Ok((converted.0.clone(), Some(converted)))
+    } else if dir.join("model.safetensors.index.json").is_file() {
+        Err(ModelError::checkpoint(
+            dir,
+            "sharded checkpoints (model.safetensors.index.json) are not supported",
+        ))
+    } else {
+        Err(ModelError::checkpoint(
+            dir,
+            "no model.safetensors or pytorch_model.bin in this folder",
+        ))
+    }
+}
+
+/// Refuses an `lm_head.weight` that is not the token embedding (untied output embeddings).
+fn check_tied(head: &TensorView<'_>, wte: &TensorView<'_>, weights: &Path) -> Result<()> {
+    let (head, wte) = (
+        tensor_from_view(head, "lm_head.weight", weights)?,
+        tensor_from_view(wte, "wte", weights)?,
+    );
+    if head.size() != wte.size() || !head.f_equal(&wte.to_kind(head.kind()))? {
+        return Err(ModelError::checkpoint(
+            weights,
+            "lm_head.weight differs from transformer.wte.weight: untied output embeddings are not supported",
+        ));
+    }
+    Ok(())
+}
+
 fn convert_bin(bin: &Path) -> Result<Converted> {
     let python = python_path();
     let out = std::env::temp_dir().join(format!(
