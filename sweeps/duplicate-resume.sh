@@ -2,8 +2,9 @@
 # Training resumed from duplicated-layer models (docs/experiments.md, "Duplicated layers"): for each
 # layer L of a grokked 4-layer checkpoint, `grokscope surgery --duplicate L --materialize` makes a
 # 5-layer model whose copy of block L can diverge; each is trained STEPS more steps with the
-# tiny-composition preset's settings (`init`), from training seeds 42, 0 and 1. This script makes
-# the models and plans the sweep; `grokscope sweep run OUT/sweep --jobs 2` runs it.
+# tiny-composition preset's settings (`init`), from training seeds 42, 0 and 1; the control trains
+# the undisturbed checkpoint the same number of steps. This script makes the models and plans the
+# two sweeps; `grokscope sweep run OUT/sweep --jobs 2` and `grokscope sweep run OUT/control` run them.
 # Usage: sweeps/duplicate-resume.sh CHECKPOINT OUT [STEPS]   (STEPS default: 600)
 set -euo pipefail
 BIN="${GROKSCOPE:-target/release/grokscope}"
@@ -30,3 +31,16 @@ init = [$(IFS=,; echo "${inits[*]}")]
 seed = [42, 0, 1]
 TOML
 "$BIN" sweep plan "$OUT/sweep.toml" --out "$OUT/sweep"
+cat > "$OUT/control.toml" <<TOML
+[base]
+preset = "tiny-composition"
+
+[base.set]
+init = "$(cd "$(dirname "$CKPT")" && pwd)/$(basename "$CKPT")"
+steps = $STEPS
+checkpoints = "steps:$STEPS"
+
+[grid]
+seed = [42, 0, 1]
+TOML
+"$BIN" sweep plan "$OUT/control.toml" --out "$OUT/control"
