@@ -78,20 +78,23 @@ pub fn edge_attribution(
     let b = runs.batch.len() as f64;
     let deltas = runs.sender_deltas().to_kind(Kind::Double);
     let by_position = Tensor::einsum("sbtd,rbtd->srt", &[&deltas, &grads], None::<i64>) / b;
-    let by_position = by_position.to_device(tch::Device::Cpu);
     let t = by_position.size()[2];
+    let by_position: Vec<f64> = by_position
+        .to_device(tch::Device::Cpu)
+        .flatten(0, -1)
+        .try_into()?;
+    let n_r = runs.graph.receivers.len() as i64;
+    let at =
+        |s: usize, r: usize, p: i64| by_position[((s as i64 * n_r + r as i64) * t + p) as usize];
     let positions: Vec<i64> = (0..t).collect();
     let edges = runs
         .graph
         .edges(per_position.then_some(positions.as_slice()));
     let scores = edges
         .iter()
-        .map(|e| {
-            let (s, r) = (e.sender as i64, e.receiver as i64);
-            match e.position {
-                Some(p) => by_position.double_value(&[s, r, p]),
-                None => (0..t).map(|p| by_position.double_value(&[s, r, p])).sum(),
-            }
+        .map(|e| match e.position {
+            Some(p) => at(e.sender, e.receiver, p),
+            None => (0..t).map(|p| at(e.sender, e.receiver, p)).sum(),
         })
         .collect();
     Ok(EdgeScores {

@@ -2,7 +2,9 @@
 //! the faithfulness curve and the smallest top-scored circuit that recovers a target fraction.
 
 use super::attribution::{edge_attribution, EdgeMethod, EdgeScores};
-use super::evaluate::{curve_counts, faithfulness_curve, ranked, smallest_circuit, CurvePoint};
+use super::evaluate::{
+    by_magnitude, curve_counts, faithfulness_curve, ranked, smallest_circuit, CurvePoint,
+};
 use super::patching::patch_edges;
 use super::runs::EdgeRuns;
 use crate::error::Result;
@@ -99,8 +101,7 @@ pub fn discover(runs: &EdgeRuns, opts: &DiscoveryOptions) -> Result<Discovery> {
 /// Spearman correlation and top-k overlaps at k = 10 and the circuit's size.
 fn agreement(scores: &[f64], exact: &[f64], circuit_size: usize) -> Agreement {
     let top = |values: &[f64], k: usize| -> Vec<usize> {
-        let mut order: Vec<usize> = (0..values.len()).collect();
-        order.sort_by(|&a, &b| values[b].abs().total_cmp(&values[a].abs()));
+        let mut order = by_magnitude(values);
         order.truncate(k);
         order
     };

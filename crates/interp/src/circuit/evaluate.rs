@@ -126,8 +126,13 @@ pub struct CurvePoint {
 
 /// Edge indices by decreasing |score| (ties in edge order).
 pub fn ranked(scores: &EdgeScores) -> Vec<usize> {
-    let mut order: Vec<usize> = (0..scores.scores.len()).collect();
-    order.sort_by(|&a, &b| scores.scores[b].abs().total_cmp(&scores.scores[a].abs()));
+    by_magnitude(&scores.scores)
+}
+
+/// Indices of `values` by decreasing absolute value (ties in index order).
+pub(crate) fn by_magnitude(values: &[f64]) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..values.len()).collect();
+    order.sort_by(|&a, &b| values[b].abs().total_cmp(&values[a].abs()));
     order
 }
 
