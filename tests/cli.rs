@@ -452,3 +452,54 @@ fn training_starts_from_a_checkpoint_with_init() {
     assert!(err.contains("init") && err.contains("3 blocks"), "{err}");
     assert!(!other.exists(), "the refused run wrote {other:?}");
 }
+
+#[test]
+fn training_with_extra_vocab_rows_keeps_the_task_rows_and_ranks_over_all() {
+    let dir = scratch("train-extra-rows");
+    let data = dir.join("data");
+    make_data(&data, "1");
+    let run_dir = dir.join("run");
+    let sets = [
+        "extra_vocab_rows=300",
+        "steps=20",
+        "eval_every=20",
+        "checkpoints=steps:20",
+        "d_model=32",
+        "d_mlp=64",
+        "n_layer=2",
+        "batch_size=64",
+    ];
+    let mut args = vec!["--threads", "1", "train", "--preset", "tiny-composition"];
+    args.extend(["--data", data.to_str().unwrap(), "--out", run_dir.to_str().unwrap()]);
+    args.push("--quiet");
+    for set in &sets {
+        args.extend(["--set", set]);
+    }
+    run_ok(&args);
+    let config = std::fs::read_to_string(run_dir.join("config.json")).unwrap();
+    assert!(config.contains("\"extra_vocab_rows\": 300"), "{config}");
+    // The task's tokens keep rows 0..V, recorded in the metadata; 300 rows follow them.
+    let ckpt_path = run_dir.join("step-20/model.safetensors");
+    let ckpt = model::Checkpoint::load(&ckpt_path, tch::Device::Cpu).unwrap();
+    let map = ckpt.metadata[model::token_map::TOKEN_ROWS_KEY].clone();
+    let rows: std::collections::BTreeMap<String, i64> = serde_json::from_str(&map).unwrap();
+    let tokens: Vec<String> =
+        serde_json::from_str(&std::fs::read_to_string(data.join("vocab.json")).unwrap()).unwrap();
+    let mut taken: Vec<i64> = rows.values().copied().collect();
+    taken.sort_unstable();
+    assert_eq!(taken, (0..rows.len() as i64).collect::<Vec<_>>());
+    assert!(tokens.iter().all(|t| rows.contains_key(t)), "{rows:?}");
+    assert_eq!(ckpt.config.vocab_size, rows.len() + 300);
+    // The analyses read it and rank over every row, the unused ones included.
+    let lens_dir = dir.join("lens");
+    let ckpt_s = ckpt_path.to_str().unwrap();
+    let (data_s, lens_s) = (data.to_str().unwrap(), lens_dir.to_str().unwrap());
+    run_ok(&["lens", "--checkpoint", ckpt_s, "--data", data_s, "--out", lens_s]);
+    let (_, lens) = common::read_csv(&lens_dir.join("lens.csv"));
+    let worst = lens
+        .iter()
+        .filter(|r| r["metric"] == "mean_rank")
+        .map(|r| r["value"].parse::<f64>().unwrap())
+        .fold(0.0, f64::max);
+    assert!(worst > rows.len() as f64 && worst <= ckpt.config.vocab_size as f64, "{worst}");
+}

@@ -31,6 +31,14 @@ pub struct TrainConfig {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub init: Option<PathBuf>,
 
+    /// Embedding and softmax rows added after the task's tokens that no example ever uses (unset
+    /// or 0: the task's tokens only). The paper trains GPT-2's 50,257 BPE rows around its task
+    /// tokens: `extra_vocab_rows = 50257` reproduces that softmax. Rows `0..V` stay the dataset's
+    /// tokens, and the checkpoints record that map (`token_rows` metadata), so the analyses rank
+    /// over every row as the paper's scripts do.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub extra_vocab_rows: Option<usize>,
+
     /// Distinct transformer blocks (parameter sets).
     pub n_layer: usize,
     /// Order in which the blocks are applied: `plain`, `repeat:K` or an explicit list.
@@ -262,8 +270,8 @@ impl TrainConfig {
                 .ok_or_else(|| TrainError::Config(format!("--set {item:?}: expected key=value")))?;
             let (key, raw) = (key.trim(), raw.trim());
             let parsed = serde_json::from_str::<Value>(raw).unwrap_or(Value::String(raw.into()));
-            if let (OPTIONAL_KEY, Value::Object(map)) = (key, &mut value) {
-                map.entry(OPTIONAL_KEY).or_insert(Value::Null);
+            if let (true, Value::Object(map)) = (OPTIONAL_KEYS.contains(&key), &mut value) {
+                map.entry(key).or_insert(Value::Null);
             }
             let current = lookup(&value, key).ok_or_else(|| unknown_key(key, &value))?;
             let new = match (current, parsed) {
@@ -425,11 +433,11 @@ impl TrainConfig {
         }
     }
 
-    /// The model this config trains on `ds`: its vocabulary and longest sequence, this config's
-    /// sizes, schedule and dropout, LayerNorm ε 1e-5.
+    /// The model this config trains on `ds`: its vocabulary plus `extra_vocab_rows`, its longest
+    /// sequence, this config's sizes, schedule and dropout, LayerNorm ε 1e-5.
     pub fn gpt_config(&self, ds: &tasks::Dataset) -> model::GptConfig {
         model::GptConfig {
-            vocab_size: ds.vocab.len(),
+            vocab_size: ds.vocab.len() + self.extra_vocab_rows.unwrap_or(0),
             n_ctx: ds.max_len(),
             d_model: self.d_model,
             n_head: self.n_head,
@@ -451,8 +459,8 @@ impl FromStr for TrainConfig {
     }
 }
 
-/// The optional top-level key `--set` may add (absent from a config that does not use it).
-const OPTIONAL_KEY: &str = "init";
+/// The optional top-level keys `--set` may add (absent from a config that does not use them).
+const OPTIONAL_KEYS: [&str; 2] = ["init", "extra_vocab_rows"];
 
 /// Deserialises a config; the error names the offending key (`batch_size: invalid type …`).
 fn from_value(value: Value) -> Result<TrainConfig> {
@@ -514,7 +522,7 @@ fn merge(base: &mut Value, patch: Value, path: &str) -> Result<()> {
                 match dst.get_mut(&k) {
                     Some(slot) => merge(slot, v, &full)?,
                     None if path.is_empty()
-                        && ["data_dir", "dataset", OPTIONAL_KEY].contains(&k.as_str()) =>
+                        && (["data_dir", "dataset"].contains(&k.as_str()) || OPTIONAL_KEYS.contains(&k.as_str())) =>
                     {
                         dst.insert(k, v);
                     }
@@ -557,6 +565,7 @@ fn paper_config(name: &str, dataset: DatasetSpec) -> TrainConfig {
         dataset: Some(dataset),
         data_dir: None,
         init: None,
+        extra_vocab_rows: None,
         n_layer: 8,
         schedule: BlockSchedule::Plain,
         d_model: 768,

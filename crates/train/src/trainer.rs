@@ -166,6 +166,8 @@ struct Trainer {
     splits: Vec<EvalSplit>,
     steps_per_epoch: u64,
     data_fingerprint: String,
+    /// Metadata of every checkpoint besides its step ([`run_metadata`]).
+    checkpoint_metadata: BTreeMap<String, String>,
     running: Running,
     metrics: CsvLog,
     layer_norms: CsvLog,
@@ -254,6 +256,7 @@ impl Trainer {
         let (metrics, layer_norms) = open_logs(run_dir, &splits, resume_step)?;
         let progress = Progress::new(resume_step, cfg.steps, opts.quiet);
         let sharding = sharding(&cfg, &opt, device);
+        let checkpoint_metadata = run_metadata(&cfg, &ds, &data_fingerprint);
         let mut trainer = Trainer {
             running: Running::new(device),
             cfg,
@@ -267,6 +270,7 @@ impl Trainer {
             splits,
             steps_per_epoch,
             data_fingerprint,
+            checkpoint_metadata,
             metrics,
             layer_norms,
             progress,
@@ -493,13 +497,8 @@ impl Trainer {
             device: device_name(self.opts.device),
             hashes: BTreeMap::new(),
         };
-        let metadata = BTreeMap::from([
-            ("step".to_string(), step.to_string()),
-            (
-                model::DATA_FINGERPRINT_KEY.to_string(),
-                self.data_fingerprint.clone(),
-            ),
-        ]);
+        let mut metadata = self.checkpoint_metadata.clone();
+        metadata.insert("step".to_string(), step.to_string());
         checkpoint::write(&self.run_dir, &state, |dir| {
             Checkpoint::save(
                 dir.join(checkpoint::MODEL_FILE),
@@ -636,6 +635,22 @@ pub(crate) fn answer_cross_entropy(
         .to_kind(Kind::Float)
         .view([-1, vocab])
         .f_cross_entropy_loss::<Tensor>(&targets.view([-1]), None, reduction, IGNORE, 0.0)?)
+}
+
+/// The metadata every checkpoint of a run on `ds` carries besides its step: the data fingerprint
+/// and, when the model has `extra_vocab_rows`, the rows of the task's tokens (row `i` = token `i`),
+/// which tells the analyses to rank over every row ([`model::token_map`]).
+fn run_metadata(cfg: &TrainConfig, ds: &Dataset, data_fingerprint: &str) -> BTreeMap<String, String> {
+    let mut metadata = BTreeMap::from([(
+        model::DATA_FINGERPRINT_KEY.to_string(),
+        data_fingerprint.to_string(),
+    )]);
+    if cfg.extra_vocab_rows.unwrap_or(0) > 0 {
+        let rows = ds.vocab.tokens().into_iter().zip(0..);
+        let map = model::token_map::TokenMap::new(rows.map(|(t, r)| (t.to_string(), r)).collect());
+        metadata.insert(model::token_map::TOKEN_ROWS_KEY.to_string(), map.to_metadata());
+    }
+    metadata
 }
 
 /// The model's variables and modules, initialised from `cfg.seed`, then overwritten with

@@ -235,3 +235,34 @@ fn resumable_keys_do_not_change_the_trajectory() {
         "cosine depends on steps"
     );
 }
+
+#[test]
+fn extra_vocab_rows_is_optional_and_changes_the_trajectory() {
+    let plain = preset("tiny-composition");
+    let json = serde_json::to_string(&plain).unwrap();
+    assert!(!json.contains("extra_vocab_rows"), "{json}");
+    let mut wide = plain.clone();
+    wide.apply_overrides(&["extra_vocab_rows=50257".into()])
+        .unwrap();
+    assert_eq!(wide.extra_vocab_rows, Some(50257));
+    let diffs = wide.trajectory_differences(&plain);
+    assert_eq!(
+        diffs,
+        ["extra_vocab_rows was unset and is now 50257".to_string()]
+    );
+    let err = set_err(&plain, "extra_vocab_rows=-1");
+    assert!(err.contains("extra_vocab_rows"), "{err}");
+    let dir = std::env::temp_dir().join(format!("train-rows-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("rows.toml");
+    std::fs::write(
+        &file,
+        "preset = \"tiny-composition\"\nextra_vocab_rows = 12\n",
+    )
+    .unwrap();
+    assert_eq!(
+        TrainConfig::from_file(&file).unwrap().extra_vocab_rows,
+        Some(12)
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
