@@ -68,6 +68,24 @@ fn data_bad_input_exits_2_with_one_line() {
     assert_eq!(stderr(&out).trim().lines().count(), 1, "{}", stderr(&out));
     assert!(stderr(&out).contains("out-degree"), "{}", stderr(&out));
     assert!(!out_dir.exists(), "a failed run left {}", out_dir.display());
+    let sizes = ["--entities", "20", "--relations", "5", "--out-degree", "3"];
+    let out = run(&[
+        &["data", "composition"][..],
+        &sizes,
+        &[
+            "--hops",
+            "2",
+            "--shorter-hops",
+            "2",
+            "--out",
+            out_dir.to_str().unwrap(),
+        ],
+    ]
+    .concat());
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert_eq!(stderr(&out).trim().lines().count(), 1, "{}", stderr(&out));
+    assert!(stderr(&out).contains("--shorter-hops"), "{}", stderr(&out));
+    assert!(!out_dir.exists(), "a failed run left {}", out_dir.display());
 }
 
 /// The whole pipeline in miniature through the CLI: data → train → trace → plot → report, then
@@ -470,7 +488,12 @@ fn training_with_extra_vocab_rows_keeps_the_task_rows_and_ranks_over_all() {
         "batch_size=64",
     ];
     let mut args = vec!["--threads", "1", "train", "--preset", "tiny-composition"];
-    args.extend(["--data", data.to_str().unwrap(), "--out", run_dir.to_str().unwrap()]);
+    args.extend([
+        "--data",
+        data.to_str().unwrap(),
+        "--out",
+        run_dir.to_str().unwrap(),
+    ]);
     args.push("--quiet");
     for set in &sets {
         args.extend(["--set", set]);
@@ -494,12 +517,23 @@ fn training_with_extra_vocab_rows_keeps_the_task_rows_and_ranks_over_all() {
     let lens_dir = dir.join("lens");
     let ckpt_s = ckpt_path.to_str().unwrap();
     let (data_s, lens_s) = (data.to_str().unwrap(), lens_dir.to_str().unwrap());
-    run_ok(&["lens", "--checkpoint", ckpt_s, "--data", data_s, "--out", lens_s]);
+    run_ok(&[
+        "lens",
+        "--checkpoint",
+        ckpt_s,
+        "--data",
+        data_s,
+        "--out",
+        lens_s,
+    ]);
     let (_, lens) = common::read_csv(&lens_dir.join("lens.csv"));
     let worst = lens
         .iter()
         .filter(|r| r["metric"] == "mean_rank")
         .map(|r| r["value"].parse::<f64>().unwrap())
         .fold(0.0, f64::max);
-    assert!(worst > rows.len() as f64 && worst <= ckpt.config.vocab_size as f64, "{worst}");
+    assert!(
+        worst > rows.len() as f64 && worst <= ckpt.config.vocab_size as f64,
+        "{worst}"
+    );
 }

@@ -76,8 +76,38 @@ impl Ids {
     }
 }
 
-/// Generates the paper's composition files for `p` (validated) from `seed`.
+/// Generates the paper's composition files for `p` (validated) from `seed`: the `hops`-hop files,
+/// then for each of `shorter_hops` the queries of that many hops over the same graph.
 pub(crate) fn generate(p: &CompositionParams, seed: u64) -> Result<GeneratedFiles> {
+    let mut files = generate_hops(p, seed)?;
+    for &hops in &p.shorter_hops {
+        let shorter = CompositionParams {
+            hops,
+            shorter_hops: Vec::new(),
+            ..p.clone()
+        };
+        add_shorter_queries(&mut files, generate_hops(&shorter, seed)?, hops);
+    }
+    Ok(files)
+}
+
+/// Adds the queries of `shorter` (`hops` hops, same graph and atomic facts) to `files`: its
+/// training queries as they are, its test queries under the split name suffixed `_{hops}hop`.
+fn add_shorter_queries(files: &mut GeneratedFiles, shorter: GeneratedFiles, hops: usize) {
+    let is_query = |ex: &Example| ex.prompt_len == hops + 1;
+    files
+        .train
+        .extend(shorter.train.into_iter().filter(is_query));
+    files
+        .test
+        .extend(shorter.test.into_iter().filter(is_query).map(|mut ex| {
+            ex.split = format!("{}_{hops}hop", ex.split);
+            ex
+        }));
+}
+
+/// The files of `p`'s `hops`-hop queries alone.
+fn generate_hops(p: &CompositionParams, seed: u64) -> Result<GeneratedFiles> {
     let graph = build_graph(p, seed);
     let heads = classify_chains(p, &graph, seed)?;
     let train_chains = sample_train_chains(p, &graph, &heads, seed)?;

@@ -153,12 +153,13 @@ impl Example {
     }
 }
 
-/// True if `prompt` is an atomic or inferred prompt of `kind`.
+/// True if `prompt` is an atomic or inferred prompt of `kind` (for composition, a query of at
+/// most `hops` hops: mixed-hop datasets hold shorter ones too).
 fn prompt_has_shape(kind: TaskKind, prompt: &[u32], ids: &SpecialIds) -> bool {
     let plain = |i: usize| !ids.is_special(prompt[i]);
     let is = |i: usize, id: Option<u32>| id.is_some() && Some(prompt[i]) == id;
     match (kind, prompt.len()) {
-        (TaskKind::Composition { hops }, n) => (n == 2 || n == hops + 1) && (0..n).all(plain),
+        (TaskKind::Composition { hops }, n) => (2..=hops + 1).contains(&n) && (0..n).all(plain),
         (TaskKind::Comparison, 2) => plain(0) && plain(1),
         (TaskKind::Comparison, 5) => {
             plain(0) && is(1, ids.question_open) && plain(2) && is(3, ids.mask) && plain(4)

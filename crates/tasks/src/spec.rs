@@ -20,6 +20,12 @@ pub struct CompositionParams {
     pub out_degree: usize,
     /// Hops per inferred fact (paper: 2; 3 and 4 are supported).
     pub hops: usize,
+    /// Fewer hop counts whose queries are added over the same graph (empty: none). Each adds φ
+    /// training queries per ID atomic fact and its test splits with the suffix `_{k}hop`
+    /// (`test_inferred_iid_2hop`, …); the unsuffixed splits stay the `hops`-hop ones. For
+    /// mixed-hop training, e.g. `hops = 3, shorter_hops = [2]`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub shorter_hops: Vec<usize>,
     /// Training inferred facts per ID atomic fact (paper: 3.6 … 18.0).
     pub phi: f64,
     /// Fraction of atomic facts held out as OOD (paper: 0.05).
@@ -37,6 +43,7 @@ impl Default for CompositionParams {
             relations: 200,
             out_degree: 20,
             hops: 2,
+            shorter_hops: Vec::new(),
             phi: 7.2,
             ood_ratio: 0.05,
             id_test_ratio: 0.005,
@@ -137,15 +144,19 @@ impl TaskSpec {
     }
 
     /// Folder name in the paper's style, e.g. `composition.2000.200.7.2`,
-    /// `composition3.2000.200.7.2` for three hops, `comparison.1000.7.2`, `complex.1000`.
+    /// `composition3.2000.200.7.2` for three hops, `composition3+2.2000.200.7.2` for three hops
+    /// with two-hop queries added, `comparison.1000.7.2`, `complex.1000`.
     pub fn name(&self) -> String {
         match self {
             TaskSpec::Composition(p) => {
-                let hops = if p.hops == 2 {
+                let mut hops = if p.hops == 2 {
                     String::new()
                 } else {
                     p.hops.to_string()
                 };
+                for k in &p.shorter_hops {
+                    hops.push_str(&format!("+{k}"));
+                }
                 format!(
                     "composition{hops}.{}.{}.{:?}",
                     p.entities, p.relations, p.phi
@@ -185,6 +196,7 @@ impl TaskSpec {
                         format!("must be 2, 3 or 4 (got {})", p.hops),
                     ));
                 }
+                check_shorter_hops(p)?;
                 let chains = (p.out_degree as u64)
                     .checked_pow(p.hops as u32)
                     .and_then(|c| c.checked_mul(p.entities as u64));
@@ -327,4 +339,22 @@ mod tests {
         let c = TaskSpec::Comparison(ComparisonParams::default());
         assert_eq!(c.name(), "comparison.1000.7.2");
     }
+}
+
+/// `shorter_hops`: distinct hop counts from 2 to `hops − 1` (a dataset's hop count is that of its
+/// longest queries).
+fn check_shorter_hops(p: &CompositionParams) -> Result<()> {
+    for (i, &k) in p.shorter_hops.iter().enumerate() {
+        if !(2..p.hops).contains(&k) || p.shorter_hops[..i].contains(&k) {
+            return Err(TaskError::param(
+                "shorter-hops",
+                format!(
+                    "{:?}: each must be from 2 to hops − 1 = {}, each once",
+                    p.shorter_hops,
+                    p.hops - 1
+                ),
+            ));
+        }
+    }
+    Ok(())
 }

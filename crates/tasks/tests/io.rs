@@ -6,7 +6,7 @@ mod common;
 use common::*;
 use std::fs;
 use std::path::Path;
-use tasks::{CompositionParams, Dataset, TaskError, TaskKind, TaskSpec};
+use tasks::{CompositionParams, Dataset, Example, TaskError, TaskKind, TaskSpec};
 
 const FILES: [&str; 5] = [
     "train.json",
@@ -225,8 +225,19 @@ fn bad_parameters_name_the_flag() {
         ..small.clone()
     });
     assert!(err.starts_with("--entities: must be at least 1"), "{err}");
-    let err = param_error(CompositionParams { hops: 5, ..small });
+    let err = param_error(CompositionParams {
+        hops: 5,
+        ..small.clone()
+    });
     assert!(err.starts_with("--hops"), "{err}");
+    for shorter in [vec![3], vec![1], vec![2, 2]] {
+        let err = param_error(CompositionParams {
+            hops: 3,
+            shorter_hops: shorter,
+            ..small.clone()
+        });
+        assert!(err.starts_with("--shorter-hops"), "{err}");
+    }
 }
 
 /// Names of the entries of `dir`.
@@ -290,4 +301,67 @@ fn manifest_that_disagrees_with_the_files_is_an_error() {
     fs::write(dir.join("dataset.json"), edited).unwrap();
     let err = Dataset::load(&dir).unwrap_err().to_string();
     assert!(err.contains("dataset.json: vocab_size"), "{err}");
+}
+
+#[test]
+fn shorter_hops_add_the_shorter_datasets_queries_over_the_same_graph() {
+    let TaskSpec::Composition(three) = small_composition(3) else {
+        unreachable!()
+    };
+    let three = CompositionParams { phi: 3.0, ..three };
+    let two = CompositionParams {
+        hops: 2,
+        ..three.clone()
+    };
+    let mixed = CompositionParams {
+        shorter_hops: vec![2],
+        ..three.clone()
+    };
+    let generate =
+        |p: &CompositionParams| Dataset::generate(&TaskSpec::Composition(p.clone()), 4).unwrap();
+    let (three_ds, two_ds, mixed_ds) = (generate(&three), generate(&two), generate(&mixed));
+    let key = |ex: &Example| (ex.split.clone(), ex.tokens.clone());
+    let queries = |ds: &Dataset, suffix: &str| -> Vec<_> {
+        let of = |examples: &[Example]| -> Vec<_> {
+            let inferred = examples.iter().filter(|ex| ex.prompt_len > 2);
+            inferred
+                .map(|ex| (format!("{}{suffix}", ex.split), ex.tokens.clone()))
+                .collect()
+        };
+        [of(&ds.train), of(&ds.test)].concat()
+    };
+    // The 3-hop files unchanged, then the 2-hop queries (atomic facts once), test splits renamed.
+    let n_three = three_ds.train.len();
+    assert_eq!(
+        mixed_ds.train[..n_three]
+            .iter()
+            .map(key)
+            .collect::<Vec<_>>(),
+        three_ds.train.iter().map(key).collect::<Vec<_>>()
+    );
+    let added_train = mixed_ds.train[n_three..].iter().map(key);
+    let added_test = mixed_ds.test[three_ds.test.len()..].iter().map(key);
+    let two_queries = queries(&two_ds, "");
+    let (two_train, two_test) =
+        two_queries.split_at(two_ds.train.iter().filter(|ex| ex.prompt_len > 2).count());
+    assert_eq!(added_train.collect::<Vec<_>>(), two_train);
+    let renamed: Vec<_> = two_test
+        .iter()
+        .map(|(s, t)| (format!("{s}_2hop"), t.clone()))
+        .collect();
+    assert_eq!(added_test.collect::<Vec<_>>(), renamed);
+    assert!(
+        renamed.iter().any(|(s, _)| s == "test_inferred_iid_2hop"),
+        "{renamed:?}"
+    );
+    // Written and read back: a 3-hop dataset whose 2-hop answers follow the same atomic facts.
+    let dir = scratch("shorter-hops");
+    mixed_ds.write(&dir).unwrap();
+    let loaded = Dataset::load(&dir).unwrap();
+    assert_eq!(loaded.kind, TaskKind::Composition { hops: 3 });
+    assert_eq!(loaded.train.len(), mixed_ds.train.len());
+    assert_eq!(
+        TaskSpec::Composition(mixed).name(),
+        "composition3+2.60.12.3.0"
+    );
 }

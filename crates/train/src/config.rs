@@ -270,9 +270,7 @@ impl TrainConfig {
                 .ok_or_else(|| TrainError::Config(format!("--set {item:?}: expected key=value")))?;
             let (key, raw) = (key.trim(), raw.trim());
             let parsed = serde_json::from_str::<Value>(raw).unwrap_or(Value::String(raw.into()));
-            if let (true, Value::Object(map)) = (OPTIONAL_KEYS.contains(&key), &mut value) {
-                map.entry(key).or_insert(Value::Null);
-            }
+            add_optional_key(&mut value, key);
             let current = lookup(&value, key).ok_or_else(|| unknown_key(key, &value))?;
             let new = match (current, parsed) {
                 (Value::String(_), Value::Number(_) | Value::Bool(_)) => Value::String(raw.into()),
@@ -462,6 +460,33 @@ impl FromStr for TrainConfig {
 /// The optional top-level keys `--set` may add (absent from a config that does not use them).
 const OPTIONAL_KEYS: [&str; 2] = ["init", "extra_vocab_rows"];
 
+/// Optional keys below the top level (absent when empty), e.g. the composition generator's.
+const OPTIONAL_NESTED_KEYS: [&str; 1] = ["dataset.params.shorter_hops"];
+
+/// True if a config file may add key `key` of table `path` (dotted) to a preset's config.
+fn may_add(path: &str, key: &str) -> bool {
+    match path {
+        "" => ["data_dir", "dataset"].contains(&key) || OPTIONAL_KEYS.contains(&key),
+        _ => OPTIONAL_NESTED_KEYS.contains(&format!("{path}.{key}").as_str()),
+    }
+}
+
+/// Makes room for optional key `key` in `value` (a null placeholder that `set` then replaces),
+/// when its parent table exists.
+fn add_optional_key(value: &mut Value, key: &str) {
+    if !OPTIONAL_KEYS.contains(&key) && !OPTIONAL_NESTED_KEYS.contains(&key) {
+        return;
+    }
+    let (parent, last) = key.rsplit_once('.').unwrap_or(("", key));
+    let mut table = Some(value);
+    for part in parent.split('.').filter(|p| !p.is_empty()) {
+        table = table.and_then(|t| t.as_object_mut()?.get_mut(part));
+    }
+    if let Some(Value::Object(map)) = table {
+        map.entry(last).or_insert(Value::Null);
+    }
+}
+
 /// Deserialises a config; the error names the offending key (`batch_size: invalid type …`).
 fn from_value(value: Value) -> Result<TrainConfig> {
     serde_path_to_error::deserialize(value).map_err(|e| {
@@ -521,9 +546,7 @@ fn merge(base: &mut Value, patch: Value, path: &str) -> Result<()> {
                 };
                 match dst.get_mut(&k) {
                     Some(slot) => merge(slot, v, &full)?,
-                    None if path.is_empty()
-                        && (["data_dir", "dataset"].contains(&k.as_str()) || OPTIONAL_KEYS.contains(&k.as_str())) =>
-                    {
+                    None if may_add(path, &k) => {
                         dst.insert(k, v);
                     }
                     None => return Err(TrainError::Config(format!("unknown config key {full:?}"))),

@@ -55,6 +55,7 @@ impl DatasetSpec {
             relations: 20,
             out_degree: 10,
             hops: 2,
+            shorter_hops: Vec::new(),
             phi: 9.0,
             ood_ratio: 0.05,
             id_test_ratio: 0.03,

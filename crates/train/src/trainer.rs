@@ -640,7 +640,11 @@ pub(crate) fn answer_cross_entropy(
 /// The metadata every checkpoint of a run on `ds` carries besides its step: the data fingerprint
 /// and, when the model has `extra_vocab_rows`, the rows of the task's tokens (row `i` = token `i`),
 /// which tells the analyses to rank over every row ([`model::token_map`]).
-fn run_metadata(cfg: &TrainConfig, ds: &Dataset, data_fingerprint: &str) -> BTreeMap<String, String> {
+fn run_metadata(
+    cfg: &TrainConfig,
+    ds: &Dataset,
+    data_fingerprint: &str,
+) -> BTreeMap<String, String> {
     let mut metadata = BTreeMap::from([(
         model::DATA_FINGERPRINT_KEY.to_string(),
         data_fingerprint.to_string(),
@@ -648,7 +652,10 @@ fn run_metadata(cfg: &TrainConfig, ds: &Dataset, data_fingerprint: &str) -> BTre
     if cfg.extra_vocab_rows.unwrap_or(0) > 0 {
         let rows = ds.vocab.tokens().into_iter().zip(0..);
         let map = model::token_map::TokenMap::new(rows.map(|(t, r)| (t.to_string(), r)).collect());
-        metadata.insert(model::token_map::TOKEN_ROWS_KEY.to_string(), map.to_metadata());
+        metadata.insert(
+            model::token_map::TOKEN_ROWS_KEY.to_string(),
+            map.to_metadata(),
+        );
     }
     metadata
 }

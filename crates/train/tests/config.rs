@@ -266,3 +266,30 @@ fn extra_vocab_rows_is_optional_and_changes_the_trajectory() {
     );
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn shorter_hops_can_be_set_on_the_composition_generator() {
+    let mut cfg = preset("tiny-composition");
+    cfg.apply_overrides(&[
+        "dataset.params.hops=3".into(),
+        "dataset.params.shorter_hops=[2]".into(),
+    ])
+    .unwrap();
+    let json = serde_json::to_string(&cfg.dataset).unwrap();
+    assert!(json.contains("\"shorter_hops\":[2]"), "{json}");
+    assert!(!serde_json::to_string(&preset("tiny-composition").dataset)
+        .unwrap()
+        .contains("shorter_hops"));
+    let err = set_err(
+        &preset("tiny-composition"),
+        "dataset.params.shorter_hops=[3]",
+    );
+    assert!(err.contains("shorter-hops"), "{err}");
+    // A config file naming a preset may add it too (what `sweep plan` writes for each point).
+    let dir = std::env::temp_dir().join(format!("train-shorter-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("mixed.json");
+    std::fs::write(&file, serde_json::to_string(&cfg).unwrap()).unwrap();
+    assert_eq!(TrainConfig::from_file(&file).unwrap(), cfg);
+    std::fs::remove_dir_all(&dir).unwrap();
+}

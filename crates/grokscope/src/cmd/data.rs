@@ -50,6 +50,10 @@ pub struct CompositionArgs {
     /// Hops per inferred fact (2, 3 or 4)
     #[arg(long, default_value_t = 2)]
     pub hops: usize,
+    /// Fewer hop counts whose queries are added over the same graph (training queries and test
+    /// splits suffixed `_{k}hop`), e.g. `--hops 3 --shorter-hops 2`
+    #[arg(long, value_delimiter = ',')]
+    pub shorter_hops: Vec<usize>,
     /// Training inferred facts per ID atomic fact
     #[arg(long, default_value_t = 7.2)]
     pub phi: f64,
@@ -133,6 +137,7 @@ impl DataTask {
                     relations: a.relations,
                     out_degree: a.out_degree,
                     hops: a.hops,
+                    shorter_hops: a.shorter_hops.clone(),
                     phi: a.phi,
                     ood_ratio: a.ood_ratio,
                     id_test_ratio: a.id_test_ratio,

@@ -31,6 +31,7 @@ pub fn small_composition(hops: usize) -> TaskSpec {
         relations: 20,
         out_degree: 6,
         hops: 2,
+        shorter_hops: Vec::new(),
         phi: 4.0,
         ood_ratio: 0.1,
         id_test_ratio: 0.05,
