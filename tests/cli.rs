@@ -537,3 +537,36 @@ fn training_with_extra_vocab_rows_keeps_the_task_rows_and_ranks_over_all() {
         "{worst}"
     );
 }
+
+#[test]
+fn chart_draws_any_csv_and_refuses_bad_columns() {
+    let dir = scratch("chart");
+    let csv = dir.join("loops.csv");
+    let rows = "seed,loops,split,acc\n1,1,a,0.1\n2,1,a,0.3\n1,2,a,0.5\n1,1,b,0.9\n";
+    std::fs::write(&csv, rows).unwrap();
+    let png = dir.join("out/loops.png");
+    let (csv_s, png_s) = (csv.to_str().unwrap(), png.to_str().unwrap());
+    let base = ["chart", "--csv", csv_s, "--x", "loops", "--y", "acc"];
+    let out = run_ok(
+        &[
+            &base[..],
+            &["--series", "split", "--y-range", "0,1", "--out", png_s],
+        ]
+        .concat(),
+    );
+    assert!(out.contains("(2 lines)"), "{out}");
+    let bytes = std::fs::read(&png).unwrap();
+    assert_eq!(&bytes[..4], b"\x89PNG");
+    let bad = dir.join("bad.png");
+    let bad_s = bad.to_str().unwrap();
+    for extra in [
+        &["--series", "nope"][..],
+        &["--where", "split=z"],
+        &["--y-range", "1,0"],
+    ] {
+        let out = run(&[&base[..], extra, &["--out", bad_s]].concat());
+        assert_eq!(out.status.code(), Some(2), "{extra:?}: {}", stderr(&out));
+        assert_eq!(stderr(&out).trim().lines().count(), 1, "{}", stderr(&out));
+        assert!(!bad.exists(), "{extra:?} wrote {bad:?}");
+    }
+}

@@ -57,6 +57,8 @@ enum Command {
     Plot(cmd::plot::PlotArgs),
     /// Write an HTML report of a run
     Report(cmd::report::ReportArgs),
+    /// Line chart of any CSV file: one line per series value, y averaged per x (e.g. over seeds)
+    Chart(cmd::chart::ChartArgs),
     /// Many runs from one sweep file: plan, run here or on Slurm, status, collect.
     Sweep(cmd::sweep::SweepArgs),
     /// Check a run's checkpoints (files, content hashes, finite weights) and say how to repair.
@@ -87,6 +89,7 @@ fn main() {
         Command::Dla(a) => cmd::dla::run(a, &ctx),
         Command::Plot(a) => cmd::plot::run(&a),
         Command::Report(a) => cmd::report::run(&a),
+        Command::Chart(a) => cmd::chart::run(&a),
         Command::Verify(a) => cmd::verify::run(&a),
         Command::Demo(a) => cmd::demo::run(&a, &ctx),
         Command::Sweep(a) => cmd::sweep::run(a, &ctx),

@@ -3,6 +3,7 @@
 pub mod args;
 pub mod attribute;
 pub mod cache;
+pub mod chart;
 pub mod circuit;
 pub mod data;
 pub mod demo;
