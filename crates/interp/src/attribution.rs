@@ -170,19 +170,9 @@ impl AttributionResult {
                 if let Some(r) = restoration(base + delta, b.clean, b.corrupted) {
                     metrics.push(("restoration", r));
                 }
-                for (metric, value) in metrics {
-                    rows.push(AttributionRow {
-                        step,
-                        corruption: c.cell.corruption.clone(),
-                        direction: c.cell.direction.to_string(),
-                        component: c.cell.component.to_string(),
-                        layer: c.cell.layer,
-                        position: c.cell.position.clone(),
-                        metric: metric.into(),
-                        value,
-                        method: method.into(),
-                    });
-                }
+                rows.extend(metrics.into_iter().map(|(metric, value)| {
+                    AttributionRow::new(c.cell.row(step, metric, value), method)
+                }));
             }
         }
         rows

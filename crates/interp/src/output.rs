@@ -43,6 +43,23 @@ pub struct AttributionRow {
     pub method: String,
 }
 
+impl AttributionRow {
+    /// The `patch.csv` row `row` as estimated by `method`.
+    pub fn new(row: PatchRow, method: &str) -> AttributionRow {
+        AttributionRow {
+            step: row.step,
+            corruption: row.corruption,
+            direction: row.direction,
+            component: row.component,
+            layer: row.layer,
+            position: row.position,
+            metric: row.metric,
+            value: row.value,
+            method: method.into(),
+        }
+    }
+}
+
 /// One row of `state_effect.csv`: `step,corruption,layer,position,target,metric,value` — how a
 /// corruption changes the intermediate state S[layer, position] (paper App. D.1, Fig. 11).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

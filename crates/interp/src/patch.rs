@@ -245,6 +245,22 @@ pub struct Cell {
     pub positions: Vec<usize>,
 }
 
+impl Cell {
+    /// The `patch.csv` row of this cell's `metric` at checkpoint `step`.
+    pub fn row(&self, step: u64, metric: &str, value: f64) -> PatchRow {
+        PatchRow {
+            step,
+            corruption: self.corruption.clone(),
+            direction: self.direction.to_string(),
+            component: self.component.to_string(),
+            layer: self.layer,
+            position: self.position.clone(),
+            metric: metric.into(),
+            value,
+        }
+    }
+}
+
 /// A cell with the per-example outcomes of its patched runs (order of [`Baseline::examples`]).
 #[derive(Clone, Debug)]
 pub struct CellResult {
@@ -302,18 +318,11 @@ impl PatchResult {
             ) {
                 metrics.push(("restoration", r));
             }
-            for (metric, value) in metrics {
-                rows.push(PatchRow {
-                    step,
-                    corruption: c.cell.corruption.clone(),
-                    direction: c.cell.direction.to_string(),
-                    component: c.cell.component.to_string(),
-                    layer: c.cell.layer,
-                    position: c.cell.position.clone(),
-                    metric: metric.into(),
-                    value,
-                });
-            }
+            rows.extend(
+                metrics
+                    .into_iter()
+                    .map(|(m, value)| c.cell.row(step, m, value)),
+            );
         }
         rows
     }

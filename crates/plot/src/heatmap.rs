@@ -25,6 +25,39 @@ pub enum Annotate {
     Never,
 }
 
+/// The builder setters of the axis names, colour-bar quantity, colour scale and annotation rule
+/// that [`Heatmap`] and [`crate::small_multiples::SmallMultiples`] share (fields `row_axis`,
+/// `col_axis`, `quantity`, `scale`, `annotate`).
+macro_rules! grid_style_setters {
+    ($figure:ty) => {
+        /// Sets the names of the row and column axes.
+        pub fn axes(mut self, row_axis: impl Into<String>, col_axis: impl Into<String>) -> $figure {
+            self.row_axis = row_axis.into();
+            self.col_axis = col_axis.into();
+            self
+        }
+
+        /// Sets the quantity named on the colour bar.
+        pub fn quantity(mut self, quantity: impl Into<String>) -> $figure {
+            self.quantity = quantity.into();
+            self
+        }
+
+        /// Sets the colour scale (shared by every panel).
+        pub fn scale(mut self, scale: ColorScale) -> $figure {
+            self.scale = scale;
+            self
+        }
+
+        /// Sets when cell values are written.
+        pub fn annotate(mut self, annotate: Annotate) -> $figure {
+            self.annotate = annotate;
+            self
+        }
+    };
+}
+pub(crate) use grid_style_setters;
+
 /// A heatmap with labelled rows (row 0 drawn at the bottom) and columns.
 #[derive(Clone, Debug)]
 pub struct Heatmap {
@@ -86,30 +119,7 @@ impl Heatmap {
         }
     }
 
-    /// Sets the names of the row and column axes.
-    pub fn axes(mut self, row_axis: impl Into<String>, col_axis: impl Into<String>) -> Heatmap {
-        self.row_axis = row_axis.into();
-        self.col_axis = col_axis.into();
-        self
-    }
-
-    /// Sets the quantity named on the colour bar.
-    pub fn quantity(mut self, quantity: impl Into<String>) -> Heatmap {
-        self.quantity = quantity.into();
-        self
-    }
-
-    /// Sets the colour scale.
-    pub fn scale(mut self, scale: ColorScale) -> Heatmap {
-        self.scale = scale;
-        self
-    }
-
-    /// Sets when cell values are written.
-    pub fn annotate(mut self, annotate: Annotate) -> Heatmap {
-        self.annotate = annotate;
-        self
-    }
+    grid_style_setters!(Heatmap);
 
     /// Checks that the grid is non-empty and matches its labels.
     pub fn validate(&self) -> Result<()> {

@@ -10,8 +10,8 @@ use plotters::style::text_anchor::{HPos, VPos};
 use crate::colormap::ColorScale;
 use crate::error::{PlotError, Result};
 use crate::heatmap::{
-    color_bar_extent, grid_cell, paint_cells, paint_col_labels, paint_color_bar, paint_no_data_key,
-    paint_row_labels, validate_grid, Annotate, COLOR_BAR_WIDTH,
+    color_bar_extent, grid_cell, grid_style_setters, paint_cells, paint_col_labels,
+    paint_color_bar, paint_no_data_key, paint_row_labels, validate_grid, Annotate, COLOR_BAR_WIDTH,
 };
 use crate::render::render_png;
 use crate::style::{
@@ -84,38 +84,11 @@ impl SmallMultiples {
         }
     }
 
-    /// Sets the names of the row and column axes.
-    pub fn axes(
-        mut self,
-        row_axis: impl Into<String>,
-        col_axis: impl Into<String>,
-    ) -> SmallMultiples {
-        self.row_axis = row_axis.into();
-        self.col_axis = col_axis.into();
-        self
-    }
-
-    /// Sets the quantity named on the colour bar.
-    pub fn quantity(mut self, quantity: impl Into<String>) -> SmallMultiples {
-        self.quantity = quantity.into();
-        self
-    }
-
-    /// Sets the shared colour scale.
-    pub fn scale(mut self, scale: ColorScale) -> SmallMultiples {
-        self.scale = scale;
-        self
-    }
+    grid_style_setters!(SmallMultiples);
 
     /// Sets how many panels go in a row.
     pub fn columns(mut self, columns: usize) -> SmallMultiples {
         self.columns = columns.max(1);
-        self
-    }
-
-    /// Sets when cell values are written.
-    pub fn annotate(mut self, annotate: Annotate) -> SmallMultiples {
-        self.annotate = annotate;
         self
     }
 
