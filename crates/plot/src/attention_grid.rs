@@ -245,15 +245,9 @@ impl AttentionGrid {
     }
 
     fn annotations_fit(&self, layout: &AttentionLayout) -> bool {
-        match self.annotate {
-            Annotate::Always => true,
-            Annotate::Never => false,
-            Annotate::Auto => {
-                let cell = self.cell(layout, 0, 0, 0, 0);
-                cell.width() >= text_size(&format_cell(0.55), CELL_SIZE, false).0 + 8
-                    && cell.height() as f64 >= CELL_SIZE + 6.0
-            }
-        }
+        self.annotate.applies(self.cell(layout, 0, 0, 0, 0), || {
+            Some(text_size(&format_cell(0.55), CELL_SIZE, false).0)
+        })
     }
 
     fn margins(&self, cell_w: i32) -> Margins {

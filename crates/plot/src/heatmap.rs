@@ -25,6 +25,29 @@ pub enum Annotate {
     Never,
 }
 
+impl Annotate {
+    /// Whether the values are written into cells like `cell`: always, never, or (`Auto`) when
+    /// the widest value's text (`widest` pixels; `None`: too many cells to annotate) fits with a
+    /// margin.
+    pub(crate) fn applies(self, cell: PixelRect, widest: impl FnOnce() -> Option<i32>) -> bool {
+        match self {
+            Annotate::Always => true,
+            Annotate::Never => false,
+            Annotate::Auto => widest()
+                .is_some_and(|w| cell.width() >= w + 8 && cell.height() as f64 >= CELL_SIZE + 6.0),
+        }
+    }
+}
+
+/// Width in pixels of the widest finite value of `values` written in a cell.
+pub(crate) fn widest_cell_text<'a>(values: impl Iterator<Item = &'a f64>) -> i32 {
+    values
+        .filter(|v| v.is_finite())
+        .map(|v| text_size(&format_cell(*v), CELL_SIZE, false).0)
+        .max()
+        .unwrap_or(0)
+}
+
 /// The builder setters of the axis names, colour-bar quantity, colour scale and annotation rule
 /// that [`Heatmap`] and [`crate::small_multiples::SmallMultiples`] share (fields `row_axis`,
 /// `col_axis`, `quantity`, `scale`, `annotate`).
@@ -220,24 +243,10 @@ impl Heatmap {
     }
 
     fn annotations_fit(&self, layout: &HeatmapLayout) -> bool {
-        match self.annotate {
-            Annotate::Always => true,
-            Annotate::Never => false,
-            Annotate::Auto => {
-                let cell = layout.cell(0, 0);
-                let widest = self
-                    .values
-                    .iter()
-                    .flatten()
-                    .filter(|v| v.is_finite())
-                    .map(|v| text_size(&format_cell(*v), CELL_SIZE, false).0)
-                    .max()
-                    .unwrap_or(0);
-                layout.n_rows * layout.n_cols <= 200
-                    && cell.width() >= widest + 8
-                    && cell.height() as f64 >= CELL_SIZE + 6.0
-            }
-        }
+        let few_cells = layout.n_rows * layout.n_cols <= 200;
+        self.annotate.applies(layout.cell(0, 0), || {
+            few_cells.then(|| widest_cell_text(self.values.iter().flatten()))
+        })
     }
 
     fn margins(&self, cell_w: i32) -> Margins {

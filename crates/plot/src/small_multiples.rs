@@ -11,12 +11,13 @@ use crate::colormap::ColorScale;
 use crate::error::{PlotError, Result};
 use crate::heatmap::{
     color_bar_extent, grid_cell, grid_style_setters, paint_cells, paint_col_labels,
-    paint_color_bar, paint_no_data_key, paint_row_labels, validate_grid, Annotate, COLOR_BAR_WIDTH,
+    paint_color_bar, paint_no_data_key, paint_row_labels, validate_grid, widest_cell_text,
+    Annotate, COLOR_BAR_WIDTH,
 };
 use crate::render::render_png;
 use crate::style::{
-    draw_bottom_axis_title, draw_text, draw_title, draw_vertical_text, format_cell, max_text_width,
-    text_size, PixelRect, AXIS_SIZE, CELL_SIZE, INK, PAD, TICK_SIZE, TITLE_SIZE,
+    draw_bottom_axis_title, draw_text, draw_title, draw_vertical_text, max_text_width, text_size,
+    PixelRect, AXIS_SIZE, INK, PAD, TICK_SIZE, TITLE_SIZE,
 };
 
 /// One heatmap of a small-multiples figure.
@@ -255,22 +256,10 @@ impl SmallMultiples {
     }
 
     fn annotations_fit(&self, layout: &SmallMultiplesLayout) -> bool {
-        match self.annotate {
-            Annotate::Always => true,
-            Annotate::Never => false,
-            Annotate::Auto => {
-                let cell = self.cell(layout, 0, 0, 0);
-                let widest = self
-                    .panels
-                    .iter()
-                    .flat_map(|p| p.values.iter().flatten())
-                    .filter(|v| v.is_finite())
-                    .map(|v| text_size(&format_cell(*v), CELL_SIZE, false).0)
-                    .max()
-                    .unwrap_or(0);
-                cell.width() >= widest + 8 && cell.height() as f64 >= CELL_SIZE + 6.0
-            }
-        }
+        let values = self.panels.iter().flat_map(|p| p.values.iter().flatten());
+        self.annotate.applies(self.cell(layout, 0, 0, 0), || {
+            Some(widest_cell_text(values))
+        })
     }
 
     fn margins(&self) -> Margins {
