@@ -90,7 +90,8 @@ fn read_table(path: &Path) -> Result<(Vec<String>, Vec<Vec<String>>)> {
     Ok((header, rows))
 }
 
-/// The chart's lines from `rows` under `header`: rows kept by the filters, grouped by the series
+/// The chart's lines from `rows` under `header`: rows kept by the filters and with both an x and
+/// a y value (an empty cell is a missing value, e.g. a milestone not reached), grouped by the series
 /// columns (names `col=value, …`, or the y column's name without series), y averaged per x.
 pub fn lines(header: &[String], rows: &[Vec<String>], args: &ChartArgs) -> Result<Vec<Line>> {
     let column = |name: &str| {
@@ -113,9 +114,10 @@ pub fn lines(header: &[String], rows: &[Vec<String>], args: &ChartArgs) -> Resul
         filters.entry(column(name)?).or_default().push(value);
     }
     let kept = rows.iter().enumerate().filter(|(_, row)| {
-        filters
+        let wanted = filters
             .iter()
-            .all(|(&c, values)| values.contains(&row[c].as_str()))
+            .all(|(&c, values)| values.contains(&row[c].as_str()));
+        wanted && !row[x].is_empty() && !row[y].is_empty()
     });
     let mut sums: BTreeMap<String, Vec<(f64, f64)>> = BTreeMap::new();
     for (i, row) in kept {
@@ -144,7 +146,7 @@ pub fn lines(header: &[String], rows: &[Vec<String>], args: &ChartArgs) -> Resul
         sums.entry(name).or_default().push((number(x)?, number(y)?));
     }
     if sums.is_empty() {
-        bail!("no row is left after the --where filters");
+        bail!("no row with an x and a y value is left after the --where filters");
     }
     Ok(sums
         .into_iter()
@@ -199,6 +201,7 @@ mod tests {
             "1,1,b,0.9",
             "2,1,b,0.8",
             "1,3,c,1",
+            "2,3,c,",
         ];
         let rows = rows
             .iter()
@@ -236,7 +239,7 @@ mod tests {
             |a: &ChartArgs, rows: &[Vec<String>]| lines(&header, rows, a).unwrap_err().to_string();
         assert!(err(&args(&["nope"], &[]), &rows).contains("no column `nope`"));
         assert!(err(&args(&[], &["split"]), &rows).contains("expected COLUMN=VALUE"));
-        assert!(err(&args(&[], &["split=z"]), &rows).contains("no row is left"));
+        assert!(err(&args(&[], &["split=z"]), &rows).contains("no row with an x and a y value"));
         rows[2][3] = "high".into();
         assert!(err(&args(&[], &[]), &rows).contains("row 4: acc = \"high\""));
     }
