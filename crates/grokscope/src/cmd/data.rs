@@ -70,8 +70,9 @@ pub struct CompositionArgs {
     pub output: OutputArgs,
 }
 
+/// The entity × attribute table of the comparison and complex generators.
 #[derive(Args, Debug)]
-pub struct ComparisonArgs {
+pub struct AttributeTableArgs {
     /// Number of entities
     #[arg(long, default_value_t = 1000)]
     pub entities: usize,
@@ -81,6 +82,12 @@ pub struct ComparisonArgs {
     /// Values per attribute (tokens <0>, <1>, …)
     #[arg(long, default_value_t = 20)]
     pub values: usize,
+}
+
+#[derive(Args, Debug)]
+pub struct ComparisonArgs {
+    #[command(flatten)]
+    pub table: AttributeTableArgs,
     /// Training comparisons per ID atomic fact
     #[arg(long, default_value_t = 7.2)]
     pub phi: f64,
@@ -99,15 +106,8 @@ pub struct ComparisonArgs {
 
 #[derive(Args, Debug)]
 pub struct ComplexArgs {
-    /// Number of entities
-    #[arg(long, default_value_t = 1000)]
-    pub entities: usize,
-    /// Number of attributes
-    #[arg(long, default_value_t = 20)]
-    pub attributes: usize,
-    /// Values per attribute (tokens <0>, <1>, …)
-    #[arg(long, default_value_t = 20)]
-    pub values: usize,
+    #[command(flatten)]
+    pub table: AttributeTableArgs,
     /// Fraction of the ID–ID and of the ID–OOD comparisons kept for training
     #[arg(long, default_value_t = 0.03)]
     pub train_fraction: f64,
@@ -147,9 +147,9 @@ impl DataTask {
             ),
             DataTask::Comparison(a) => (
                 TaskSpec::Comparison(ComparisonParams {
-                    entities: a.entities,
-                    attributes: a.attributes,
-                    values: a.values,
+                    entities: a.table.entities,
+                    attributes: a.table.attributes,
+                    values: a.table.values,
                     phi: a.phi,
                     ood_ratio: a.ood_ratio,
                     id_test_ratio: a.id_test_ratio,
@@ -159,9 +159,9 @@ impl DataTask {
             ),
             DataTask::Complex(a) => (
                 TaskSpec::Complex(ComplexParams {
-                    entities: a.entities,
-                    attributes: a.attributes,
-                    values: a.values,
+                    entities: a.table.entities,
+                    attributes: a.table.attributes,
+                    values: a.table.values,
                     train_fraction: a.train_fraction,
                     ood_ratio: a.ood_ratio,
                     id_test_ratio: a.id_test_ratio,
