@@ -129,15 +129,7 @@ fn csv_error(path: &Path, err: csv::Error) -> PlotError {
     }
 }
 
-/// The fixed leading columns of metrics.csv.
-pub const METRICS_COLUMNS: [&str; 6] = [
-    "step",
-    "epoch",
-    "lr",
-    "train_loss",
-    "grad_norm",
-    "weight_norm",
-];
+pub use util::csv::METRICS_COLUMNS;
 
 /// Split names in the order figures and tables list them; others follow in file order.
 const SPLIT_ORDER: [&str; 5] = [

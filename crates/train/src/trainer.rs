@@ -696,16 +696,7 @@ fn load_tensors(
 /// Opens `metrics.csv` (step, epoch, lr, train loss, norms, then acc/loss/p per split) and
 /// `layer_norms.csv` for appending, keeping only rows up to `resume_step` (none when 0).
 fn open_logs(run_dir: &Path, splits: &[EvalSplit], resume_step: u64) -> Result<(CsvLog, CsvLog)> {
-    let mut header: Vec<String> = [
-        "step",
-        "epoch",
-        "lr",
-        "train_loss",
-        "grad_norm",
-        "weight_norm",
-    ]
-    .map(String::from)
-    .into();
+    let mut header: Vec<String> = util::csv::METRICS_COLUMNS.map(String::from).into();
     for split in splits {
         for m in ["acc", "loss", "p"] {
             header.push(format!("{}_{m}", split.name));

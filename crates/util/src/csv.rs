@@ -5,6 +5,17 @@
 
 use std::fmt::Write;
 
+/// The leading columns of a training run's `metrics.csv` (written by the `train` crate, read by
+/// `plot` and the sweeps); accuracy, loss and gold probability per split follow.
+pub const METRICS_COLUMNS: [&str; 6] = [
+    "step",
+    "epoch",
+    "lr",
+    "train_loss",
+    "grad_norm",
+    "weight_norm",
+];
+
 /// One CSV record with its terminating newline.
 pub fn record<S: AsRef<str>>(fields: impl IntoIterator<Item = S>) -> String {
     let fields: Vec<S> = fields.into_iter().collect();
