@@ -90,71 +90,104 @@ fn read_table(path: &Path) -> Result<(Vec<String>, Vec<Vec<String>>)> {
     Ok((header, rows))
 }
 
+/// The columns a chart reads and the rows it keeps, resolved against a header.
+struct Selection<'a> {
+    x: usize,
+    y: usize,
+    /// Series columns: index and name.
+    series: Vec<(usize, &'a str)>,
+    /// Column → the values a kept row may have there.
+    filters: BTreeMap<usize, Vec<&'a str>>,
+}
+
+impl<'a> Selection<'a> {
+    /// Resolves `args`' column names against `header`; an unknown name is an error.
+    fn new(header: &[String], args: &'a ChartArgs) -> Result<Selection<'a>> {
+        let column = |name: &str| {
+            header
+                .iter()
+                .position(|h| h == name)
+                .with_context(|| format!("no column `{name}` (columns: {})", header.join(", ")))
+        };
+        let series = args
+            .series
+            .iter()
+            .map(|s| Ok((column(s)?, s.as_str())))
+            .collect::<Result<_>>()?;
+        let mut filters: BTreeMap<usize, Vec<&str>> = BTreeMap::new();
+        for filter in &args.filters {
+            let (name, value) = filter
+                .split_once('=')
+                .with_context(|| format!("--where {filter}: expected COLUMN=VALUE"))?;
+            filters.entry(column(name)?).or_default().push(value);
+        }
+        Ok(Selection {
+            x: column(&args.x)?,
+            y: column(&args.y)?,
+            series,
+            filters,
+        })
+    }
+
+    /// Whether `row` passes the filters and has an x and a y value.
+    fn keeps(&self, row: &[String]) -> bool {
+        let wanted = self
+            .filters
+            .iter()
+            .all(|(&c, values)| values.contains(&row[c].as_str()));
+        wanted && !row[self.x].is_empty() && !row[self.y].is_empty()
+    }
+
+    /// The name of `row`'s line: `col=value, …` of the series columns, or `y_name` without any.
+    fn line_name(&self, row: &[String], y_name: &str) -> String {
+        if self.series.is_empty() {
+            return y_name.to_string();
+        }
+        let parts: Vec<String> = self
+            .series
+            .iter()
+            .map(|&(c, s)| format!("{s}={}", row[c]))
+            .collect();
+        parts.join(", ")
+    }
+}
+
 /// The chart's lines from `rows` under `header`: rows kept by the filters and with both an x and
 /// a y value (an empty cell is a missing value, e.g. a milestone not reached), grouped by the series
 /// columns (names `col=value, …`, or the y column's name without series), y averaged per x.
 pub fn lines(header: &[String], rows: &[Vec<String>], args: &ChartArgs) -> Result<Vec<Line>> {
-    let column = |name: &str| {
-        header
-            .iter()
-            .position(|h| h == name)
-            .with_context(|| format!("no column `{name}` (columns: {})", header.join(", ")))
-    };
-    let (x, y) = (column(&args.x)?, column(&args.y)?);
-    let series: Vec<(usize, &str)> = args
-        .series
+    let selection = Selection::new(header, args)?;
+    let mut points: BTreeMap<String, Vec<(f64, f64)>> = BTreeMap::new();
+    for (i, row) in rows
         .iter()
-        .map(|s| Ok((column(s)?, s.as_str())))
-        .collect::<Result<_>>()?;
-    let mut filters: BTreeMap<usize, Vec<&str>> = BTreeMap::new();
-    for filter in &args.filters {
-        let (name, value) = filter
-            .split_once('=')
-            .with_context(|| format!("--where {filter}: expected COLUMN=VALUE"))?;
-        filters.entry(column(name)?).or_default().push(value);
-    }
-    let kept = rows.iter().enumerate().filter(|(_, row)| {
-        let wanted = filters
-            .iter()
-            .all(|(&c, values)| values.contains(&row[c].as_str()));
-        wanted && !row[x].is_empty() && !row[y].is_empty()
-    });
-    let mut sums: BTreeMap<String, Vec<(f64, f64)>> = BTreeMap::new();
-    for (i, row) in kept {
+        .enumerate()
+        .filter(|(_, row)| selection.keeps(row))
+    {
         let number = |c: usize| {
-            row[c]
-                .parse::<f64>()
-                .ok()
-                .filter(|v| v.is_finite())
-                .with_context(|| {
-                    format!(
-                        "row {}: {} = {:?} is not a number",
-                        i + 2,
-                        header[c],
-                        row[c]
-                    )
-                })
+            let value = row[c].parse::<f64>().ok().filter(|v| v.is_finite());
+            value.with_context(|| {
+                format!(
+                    "row {}: {} = {:?} is not a number",
+                    i + 2,
+                    header[c],
+                    row[c]
+                )
+            })
         };
-        let name = match series.is_empty() {
-            true => args.y.clone(),
-            false => series
-                .iter()
-                .map(|&(c, s)| format!("{s}={}", row[c]))
-                .collect::<Vec<_>>()
-                .join(", "),
-        };
-        sums.entry(name).or_default().push((number(x)?, number(y)?));
+        let name = selection.line_name(row, &args.y);
+        points
+            .entry(name)
+            .or_default()
+            .push((number(selection.x)?, number(selection.y)?));
     }
-    if sums.is_empty() {
+    if points.is_empty() {
         bail!("no row with an x and a y value is left after the --where filters");
     }
-    Ok(sums
-        .into_iter()
-        .map(|(name, points)| Line {
-            name,
-            points: mean_per_x(points),
-        })
-        .collect())
+    let line = |(name, points)| Line {
+        name,
+        points: mean_per_x(points),
+    };
+    Ok(points.into_iter().map(line).collect())
 }
 
 /// The mean y of each distinct x, in increasing x.
