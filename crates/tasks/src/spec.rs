@@ -303,6 +303,24 @@ impl Manifest {
     }
 }
 
+/// `shorter_hops`: distinct hop counts from 2 to `hops − 1` (a dataset's hop count is that of its
+/// longest queries).
+fn check_shorter_hops(p: &CompositionParams) -> Result<()> {
+    for (i, &k) in p.shorter_hops.iter().enumerate() {
+        if !(2..p.hops).contains(&k) || p.shorter_hops[..i].contains(&k) {
+            return Err(TaskError::param(
+                "shorter-hops",
+                format!(
+                    "{:?}: each must be from 2 to hops − 1 = {}, each once",
+                    p.shorter_hops,
+                    p.hops - 1
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -339,22 +357,4 @@ mod tests {
         let c = TaskSpec::Comparison(ComparisonParams::default());
         assert_eq!(c.name(), "comparison.1000.7.2");
     }
-}
-
-/// `shorter_hops`: distinct hop counts from 2 to `hops − 1` (a dataset's hop count is that of its
-/// longest queries).
-fn check_shorter_hops(p: &CompositionParams) -> Result<()> {
-    for (i, &k) in p.shorter_hops.iter().enumerate() {
-        if !(2..p.hops).contains(&k) || p.shorter_hops[..i].contains(&k) {
-            return Err(TaskError::param(
-                "shorter-hops",
-                format!(
-                    "{:?}: each must be from 2 to hops − 1 = {}, each once",
-                    p.shorter_hops,
-                    p.hops - 1
-                ),
-            ));
-        }
-    }
-    Ok(())
 }
