@@ -18,7 +18,7 @@ echo "point,seed,loops,split,n,acc" > "$OUT/loops.csv"
 for point_dir in "$SWEEP"/points/p*/; do
     point="$(basename "$point_dir")"
     run="$point_dir/run"
-    last="$(ls -d "$run"/step-* | sort -t- -k2 -n | tail -n 1)"
+    last="$run/step-$(ls "$run" | sed -n 's/^step-\([0-9]*\)$/\1/p' | sort -n | tail -n 1)"
     seed="$(config_value "$run" seed)"
     data="$(config_value "$run" data_dir)"
     for loops in $(seq 1 "$MAX_LOOPS"); do
