@@ -424,27 +424,15 @@ fn training_starts_from_a_checkpoint_with_init() {
     let ckpt = common::train_miniature(&dir);
     let data = dir.join("data");
     let sizes = ["d_model=32", "d_mlp=64", "batch_size=64", "warmup_steps=0"];
+    let init = format!("init={}", ckpt.display());
     let train = |out: &std::path::Path, extra: &[&str]| {
-        let mut args = vec!["--threads", "1", "train", "--preset", "tiny-composition"];
-        args.extend([
-            "--data",
-            data.to_str().unwrap(),
-            "--out",
-            out.to_str().unwrap(),
-        ]);
-        args.push("--quiet");
-        let init = format!("init={}", ckpt.display());
-        let sets: Vec<String> = sizes
+        let sets: Vec<&str> = sizes
             .iter()
             .chain(extra)
-            .map(|s| s.to_string())
-            .chain([init])
+            .copied()
+            .chain([init.as_str()])
             .collect();
-        let mut all: Vec<String> = args.iter().map(|s| s.to_string()).collect();
-        for set in sets {
-            all.extend(["--set".to_string(), set]);
-        }
-        run(&all.iter().map(String::as_str).collect::<Vec<_>>())
+        run(&common::tiny_train_args(&data, out, &sets))
     };
     // With a learning rate of 1e-30 (every update below the weights' float resolution) the weights
     // stay the checkpoint's: the evaluation at step 1 is the source run's at its last step.
@@ -487,18 +475,7 @@ fn training_with_extra_vocab_rows_keeps_the_task_rows_and_ranks_over_all() {
         "n_layer=2",
         "batch_size=64",
     ];
-    let mut args = vec!["--threads", "1", "train", "--preset", "tiny-composition"];
-    args.extend([
-        "--data",
-        data.to_str().unwrap(),
-        "--out",
-        run_dir.to_str().unwrap(),
-    ]);
-    args.push("--quiet");
-    for set in &sets {
-        args.extend(["--set", set]);
-    }
-    run_ok(&args);
+    run_ok(&common::tiny_train_args(&data, &run_dir, &sets));
     let config = std::fs::read_to_string(run_dir.join("config.json")).unwrap();
     assert!(config.contains("\"extra_vocab_rows\": 300"), "{config}");
     // The task's tokens keep rows 0..V, recorded in the metadata; 300 rows follow them.

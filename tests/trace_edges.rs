@@ -24,9 +24,7 @@ fn train_two_checkpoints(dir: &Path) -> std::path::PathBuf {
     let data = dir.join("data");
     let run_dir = dir.join("run");
     make_data(&data, "1");
-    let mut args = vec!["--threads", "1", "train", "--preset", "tiny-composition"];
-    args.extend(["--data", s(&data), "--out", s(&run_dir), "--quiet"]);
-    for set in [
+    let sets = [
         "steps=60",
         "eval_every=30",
         "checkpoints=steps:30,60",
@@ -35,9 +33,8 @@ fn train_two_checkpoints(dir: &Path) -> std::path::PathBuf {
         "n_layer=2",
         "batch_size=64",
         "warmup_steps=10",
-    ] {
-        args.extend(["--set", set]);
-    }
+    ];
+    let args = common::tiny_train_args(&data, &run_dir, &sets);
     run_ok(&args);
     run_dir
 }

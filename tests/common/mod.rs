@@ -96,13 +96,19 @@ pub fn train_miniature(dir: &Path) -> PathBuf {
         "batch_size=64",
         "warmup_steps=10",
     ];
-    let mut args = vec!["--threads", "1", "train", "--preset", "tiny-composition"];
-    args.extend(["--data", s(&data), "--out", s(&run_dir), "--quiet"]);
-    for set in &sets {
-        args.extend(["--set", set]);
-    }
-    run_ok(&args);
+    run_ok(&tiny_train_args(&data, &run_dir, &sets));
     run_dir.join("step-60/model.safetensors")
+}
+
+/// The arguments of a small CPU training run: `--threads 1 train --preset tiny-composition --data
+/// DATA --out OUT --quiet`, then `--set ITEM` for each of `sets`.
+pub fn tiny_train_args<'a>(data: &'a Path, out: &'a Path, sets: &[&'a str]) -> Vec<&'a str> {
+    let mut args = vec!["--threads", "1", "train", "--preset", "tiny-composition"];
+    args.extend(["--data", s(data), "--out", s(out), "--quiet"]);
+    for set in sets {
+        args.extend(["--set", *set]);
+    }
+    args
 }
 
 /// A CSV file's header and its rows as column → value maps.

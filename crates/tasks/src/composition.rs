@@ -79,14 +79,15 @@ impl Ids {
 /// Generates the paper's composition files for `p` (validated) from `seed`: the `hops`-hop files,
 /// then for each of `shorter_hops` the queries of that many hops over the same graph.
 pub(crate) fn generate(p: &CompositionParams, seed: u64) -> Result<GeneratedFiles> {
-    let mut files = generate_hops(p, seed)?;
+    let graph = build_graph(p, seed);
+    let mut files = generate_hops(p, &graph, seed)?;
     for &hops in &p.shorter_hops {
         let shorter = CompositionParams {
             hops,
             shorter_hops: Vec::new(),
             ..p.clone()
         };
-        add_shorter_queries(&mut files, generate_hops(&shorter, seed)?, hops);
+        add_shorter_queries(&mut files, generate_hops(&shorter, &graph, seed)?, hops);
     }
     Ok(files)
 }
@@ -106,11 +107,11 @@ fn add_shorter_queries(files: &mut GeneratedFiles, shorter: GeneratedFiles, hops
         }));
 }
 
-/// The files of `p`'s `hops`-hop queries alone.
-fn generate_hops(p: &CompositionParams, seed: u64) -> Result<GeneratedFiles> {
-    let graph = build_graph(p, seed);
-    let heads = classify_chains(p, &graph, seed)?;
-    let train_chains = sample_train_chains(p, &graph, &heads, seed)?;
+/// The files of `p`'s `hops`-hop queries alone, over `graph` (drawn by [`build_graph`] from `p`
+/// and `seed`; it does not depend on the hop count).
+fn generate_hops(p: &CompositionParams, graph: &Graph, seed: u64) -> Result<GeneratedFiles> {
+    let heads = classify_chains(p, graph, seed)?;
+    let train_chains = sample_train_chains(p, graph, &heads, seed)?;
     let test_iid: Vec<(u32, u64)> = flatten(&heads, |h| &h.test_iid);
     let test_ood: Vec<(u32, u64)> = flatten(&heads, |h| &h.test_ood);
     let id_edges: Vec<usize> = (0..graph.tail.len()).filter(|&e| !graph.ood[e]).collect();
@@ -124,7 +125,7 @@ fn generate_hops(p: &CompositionParams, seed: u64) -> Result<GeneratedFiles> {
     let test_ood_probes = choose(&mut probe_rng(3), &test_ood, n);
     let train_probes = choose(&mut probe_rng(4), &train_chains, n);
 
-    let writer = ExampleWriter::new(p, &graph);
+    let writer = ExampleWriter::new(p, graph);
     let mut train: Vec<Example> = id_edges
         .iter()
         .chain(&ood_edges)

@@ -457,24 +457,24 @@ impl FromStr for TrainConfig {
     }
 }
 
-/// The optional top-level keys `--set` may add (absent from a config that does not use them).
-const OPTIONAL_KEYS: [&str; 2] = ["init", "extra_vocab_rows"];
-
-/// Optional keys below the top level (absent when empty), e.g. the composition generator's.
-const OPTIONAL_NESTED_KEYS: [&str; 1] = ["dataset.params.shorter_hops"];
+/// The optional keys (dotted paths) `--set` and config files may add: absent from a config that
+/// does not use them.
+const OPTIONAL_KEYS: [&str; 3] = ["init", "extra_vocab_rows", "dataset.params.shorter_hops"];
 
 /// True if a config file may add key `key` of table `path` (dotted) to a preset's config.
 fn may_add(path: &str, key: &str) -> bool {
-    match path {
-        "" => ["data_dir", "dataset"].contains(&key) || OPTIONAL_KEYS.contains(&key),
-        _ => OPTIONAL_NESTED_KEYS.contains(&format!("{path}.{key}").as_str()),
-    }
+    let full = if path.is_empty() {
+        key.to_string()
+    } else {
+        format!("{path}.{key}")
+    };
+    ["data_dir", "dataset"].contains(&full.as_str()) || OPTIONAL_KEYS.contains(&full.as_str())
 }
 
 /// Makes room for optional key `key` in `value` (a null placeholder that `set` then replaces),
 /// when its parent table exists.
 fn add_optional_key(value: &mut Value, key: &str) {
-    if !OPTIONAL_KEYS.contains(&key) && !OPTIONAL_NESTED_KEYS.contains(&key) {
+    if !OPTIONAL_KEYS.contains(&key) {
         return;
     }
     let (parent, last) = key.rsplit_once('.').unwrap_or(("", key));

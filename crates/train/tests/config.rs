@@ -6,6 +6,17 @@ fn preset(name: &str) -> TrainConfig {
     TrainConfig::preset(name).unwrap()
 }
 
+/// Writes `text` to a scratch file `name` and reads it as a config file.
+fn from_file_text(name: &str, text: &str) -> train::Result<TrainConfig> {
+    let dir = std::env::temp_dir().join(format!("train-config-{name}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join(name);
+    std::fs::write(&file, text).unwrap();
+    let cfg = TrainConfig::from_file(&file);
+    std::fs::remove_dir_all(&dir).unwrap();
+    cfg
+}
+
 fn set_err(cfg: &TrainConfig, item: &str) -> String {
     let mut cfg = cfg.clone();
     match cfg.apply_overrides(&[item.to_string()]) {
@@ -252,19 +263,11 @@ fn extra_vocab_rows_is_optional_and_changes_the_trajectory() {
     );
     let err = set_err(&plain, "extra_vocab_rows=-1");
     assert!(err.contains("extra_vocab_rows"), "{err}");
-    let dir = std::env::temp_dir().join(format!("train-rows-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let file = dir.join("rows.toml");
-    std::fs::write(
-        &file,
-        "preset = \"tiny-composition\"\nextra_vocab_rows = 12\n",
-    )
-    .unwrap();
+    let text = "preset = \"tiny-composition\"\nextra_vocab_rows = 12\n";
     assert_eq!(
-        TrainConfig::from_file(&file).unwrap().extra_vocab_rows,
+        from_file_text("rows.toml", text).unwrap().extra_vocab_rows,
         Some(12)
     );
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]
@@ -286,10 +289,6 @@ fn shorter_hops_can_be_set_on_the_composition_generator() {
     );
     assert!(err.contains("shorter-hops"), "{err}");
     // A config file naming a preset may add it too (what `sweep plan` writes for each point).
-    let dir = std::env::temp_dir().join(format!("train-shorter-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let file = dir.join("mixed.json");
-    std::fs::write(&file, serde_json::to_string(&cfg).unwrap()).unwrap();
-    assert_eq!(TrainConfig::from_file(&file).unwrap(), cfg);
-    std::fs::remove_dir_all(&dir).unwrap();
+    let text = serde_json::to_string(&cfg).unwrap();
+    assert_eq!(from_file_text("mixed.json", &text).unwrap(), cfg);
 }

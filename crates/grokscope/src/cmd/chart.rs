@@ -193,18 +193,9 @@ pub fn lines(header: &[String], rows: &[Vec<String>], args: &ChartArgs) -> Resul
 /// The mean y of each distinct x, in increasing x.
 fn mean_per_x(mut points: Vec<(f64, f64)>) -> Vec<(f64, f64)> {
     points.sort_by(|a, b| a.0.total_cmp(&b.0));
-    let mut out: Vec<(f64, f64, usize)> = Vec::new();
-    for (x, y) in points {
-        match out.last_mut() {
-            Some(last) if last.0 == x => {
-                last.1 += y;
-                last.2 += 1;
-            }
-            _ => out.push((x, y, 1)),
-        }
-    }
-    out.into_iter()
-        .map(|(x, sum, n)| (x, sum / n as f64))
+    points
+        .chunk_by(|a, b| a.0 == b.0)
+        .map(|same_x| (same_x[0].0, util::stats::mean(same_x.iter().map(|p| p.1))))
         .collect()
 }
 
