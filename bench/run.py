@@ -128,7 +128,7 @@ def main():
             add(*(name, f"{ours:.{digits}f}", f"{theirs:.{digits}f}",
                   f"{statistics.median(ratios):.2f}×{spread}", f"{100 * ours * fl / limit:.0f}%"))
 
-        # Causal tracing and lens on the tiny composition checkpoint (same probe set, same checkpoint).
+        # Causal tracing and lens on the tiny composition checkpoint (same prompt sample, same checkpoint).
         run = runs["tiny-composition"]
         ckpt = os.path.join(run, f"step-{steps}", "model.safetensors")
         size = "60" if args.quick else "300"
@@ -158,7 +158,7 @@ def main():
                      "--which", "lens")
         add(*(f"logit lens, tiny, {size} ex (s/ckpt)", f"{dt_ours:.3f} s (CLI {dt_lens_cli:.2f} s)",
               f"{res[-1]['seconds']:.3f} s", f"{res[-1]['seconds'] / dt_ours:.1f}× (CLI {res[-1]['seconds'] / dt_lens_cli:.1f}×)", ""))
-        # Edge attribution over every edge against exact patching of each edge, same graph and probe set.
+        # Edge attribution over every edge against exact patching of each edge, same graph and prompt sample.
         circuit_dir = os.path.join(work, "circuit")
         _, out = gs(t, "circuit", "--checkpoint", ckpt, "--out", circuit_dir, "--size", size)
         edges = re.search(r"([0-9]+) edges scored", out).group(1)

@@ -1,11 +1,11 @@
 """Reference causal tracing and logit lens on an HF-exported grokscope checkpoint.
 
-Three references, on the same probe set (grokscope's examples.jsonl) and the same checkpoint:
+Three references, on the same prompt sample (grokscope's examples.jsonl) and the same checkpoint:
   paper  - the paper's script structure: per example, per layer, per patched role, an HF
            GPT2LMHeadModel forward for the clean and corrupted runs, then the upper blocks re-run by hand.
   tl     - TransformerLens 4 (TransformerBridge) get_act_patch_resid_pre: one batched forward per
            (layer, position) cell, denoising, per corruption role.
-  lens   - the logit lens over the probe set (ln_f(hidden_states[l]) @ wte.T, ranks), HF.
+  lens   - the logit lens over the prompt sample (ln_f(hidden_states[l]) @ wte.T, ranks), HF.
 Prints one JSON line per reference with the seconds of its loop (model loading excluded).
 """
 import argparse

@@ -8,7 +8,7 @@ use common::{run_err, run_ok, s, scratch, train_miniature};
 use std::collections::BTreeMap;
 use std::path::Path;
 
-/// The probe examples a task-level command wrote to `examples.jsonl`, as a prompt file: clean
+/// The sampled prompts a task-level command wrote to `examples.jsonl`, as a prompt file: clean
 /// tokens as strings, the answer as an id, the corrupted tokens of `corruption` when given.
 fn prompts_from_examples(examples: &Path, corruption: Option<&str>, out: &Path) {
     let text = std::fs::read_to_string(examples).unwrap();

@@ -47,7 +47,7 @@ enum Command {
     TunedLens(cmd::tuned_lens::TunedLensArgs),
     /// Lens and causal tracing over every checkpoint of a run, and the circuit change.
     Trace(cmd::trace::TraceArgs),
-    /// Export activations of chosen hooks on a probe set to a safetensors file (for Python).
+    /// Export activations of chosen hooks on a prompt sample to a safetensors file (for Python).
     Cache(cmd::cache::CacheArgs),
     /// Linear probes per (layer, position) on a checkpoint or a run, next to the logit lens.
     Probe(cmd::probe::ProbeCmdArgs),

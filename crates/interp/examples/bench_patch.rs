@@ -11,8 +11,8 @@
 
 use interp::patch::patch_sweep;
 use interp::{
-    ComponentKind, CorruptionSpec, Direction, Net, PositionChoice, ProbeSet, ProbeSpec, SweepMode,
-    SweepOptions,
+    ComponentKind, CorruptionSpec, Direction, Net, PositionChoice, PromptSample, SampleSpec,
+    SweepMode, SweepOptions,
 };
 use model::{Checkpoint, GptConfig};
 use std::time::Instant;
@@ -49,9 +49,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .map(|c| c.parse())
         .collect::<Result<_, _>>()?;
     let probe_of = |size| {
-        ProbeSet::build(
+        PromptSample::build(
             &ds,
-            &ProbeSpec {
+            &SampleSpec {
                 split: "train_inferred".into(),
                 size: Some(size),
                 seed: 0,

@@ -5,38 +5,42 @@
 //! `attention.csv` (`step,example,layer,head,query,key,value`): `layer` is the hook layer (the
 //! position in the block schedule, 0 = first block), `query` and `key` are position names
 //! (`h, r1, r2` / `a, q, e1, mask, e2`), `example` is [`MEAN_EXAMPLE`] for the mean over the
-//! probe set or an example's 0-based line in `examples.jsonl`. Future keys
+//! prompt sample or an example's 0-based line in `examples.jsonl`. Future keys
 //! (`key > query`, weight 0 under the causal mask) are not written.
 
 use crate::error::Result;
 use crate::export::capture;
 use crate::net::Net;
 use crate::output::AttentionRow;
-use crate::probe::ProbeSet;
+use crate::prompt_sample::PromptSample;
 use crate::stats::to_f64;
 use model::HookPoint;
 use tch::{Kind, Tensor};
 
-/// The `example` value of the rows that hold the mean over the probe examples.
+/// The `example` value of the rows that hold the mean over the sampled prompts.
 pub const MEAN_EXAMPLE: &str = "mean";
 
-/// How many examples (the first of the probe set) are written besides the mean.
+/// How many examples (the first of the prompt sample) are written besides the mean.
 pub const EXAMPLES_SHOWN: usize = 4;
 
-/// Attention patterns of every layer and head on a probe set.
+/// Attention patterns of every layer and head on a prompt sample.
 #[derive(Debug)]
 pub struct AttentionResult {
     /// Names of the `T` input positions.
     pub positions: Vec<String>,
-    /// `[L, H, T, T]` (layer, head, query, key), f64 on the CPU: the mean over the probe examples.
+    /// `[L, H, T, T]` (layer, head, query, key), f64 on the CPU: the mean over the sampled prompts.
     pub mean: Tensor,
     /// `[E, L, H, T, T]`, f64 on the CPU: the first `E = min(N, EXAMPLES_SHOWN)` examples.
     pub examples: Tensor,
 }
 
-/// Captures `hook_pattern` of every layer on the probe set (on the model's device, in chunks of
+/// Captures `hook_pattern` of every layer on the prompt sample (on the model's device, in chunks of
 /// at most `max_rows` examples) and returns the mean and the first examples' patterns.
-pub fn attention_patterns(net: &Net, probe: &ProbeSet, max_rows: usize) -> Result<AttentionResult> {
+pub fn attention_patterns(
+    net: &Net,
+    probe: &PromptSample,
+    max_rows: usize,
+) -> Result<AttentionResult> {
     let hooks: Vec<HookPoint> = (0..net.n_layer()).map(HookPoint::Pattern).collect();
     let per_layer: Vec<Tensor> = capture(net, probe, &hooks, max_rows)?
         .into_iter()

@@ -7,6 +7,7 @@
 //! Each cell is also patched exactly (the batched sweep of [`crate::patch`]), and the agreement
 //! between both is reported as a Spearman rank correlation over the grid.
 
+use crate::corruption::{for_each_corruption, noise_scale, CleanRuns, CorruptionInputs};
 use crate::error::{InterpError, Result};
 use crate::net::{logits_at, LnMode, Net};
 use crate::output::AttributionRow;
@@ -14,8 +15,8 @@ use crate::patch::{
     layers_for, position_sets, run_group_batched, variants, want_for, Cell, Component,
     ComponentKind, Direction, Pair, PositionChoice, PositionSet, Runs,
 };
-use crate::probe::ProbeSet;
-use crate::states::{for_each_corruption, noise_scale, CleanRuns, CorruptionInputs, States};
+use crate::prompt_sample::PromptSample;
+use crate::states::States;
 use crate::stats::{restoration, to_f64};
 use model::{HookPoint, RunOutput, RunRequest};
 use serde::Serialize;
@@ -183,7 +184,7 @@ impl AttributionResult {
 /// set.
 pub fn attribution_patching(
     net: &Net,
-    probe: &ProbeSet,
+    probe: &PromptSample,
     opts: &AttributionOptions,
 ) -> Result<AttributionResult> {
     let nu = tch::no_grad(|| noise_scale(net, probe));
@@ -209,7 +210,7 @@ struct Group<'s> {
 
 fn attribute_corruption(
     net: &Net,
-    probe: &ProbeSet,
+    probe: &PromptSample,
     ci: &CorruptionInputs,
     opts: &AttributionOptions,
     clean_runs: &mut CleanRuns,

@@ -22,7 +22,7 @@
 
 use crate::error::{InterpError, Result};
 use crate::net::{logits_at, Net};
-use crate::probe::ProbeSet;
+use crate::prompt_sample::PromptSample;
 use crate::states::{alt_tokens, tokens_tensor};
 use crate::stats::{to_f64, to_i64};
 use model::{Attention, HookPoint, RunOutput, RunRequest};
@@ -101,12 +101,12 @@ pub struct DlaRow {
     pub value: f64,
 }
 
-/// Direct logit attribution of a probe set.
+/// Direct logit attribution of a prompt sample.
 #[derive(Clone, Debug)]
 pub struct DlaResult {
     /// Components (columns of `values`), in the order of [`DlaComponent::all`].
     pub components: Vec<DlaComponent>,
-    /// Attribution per example (rows, probe order) and component `[N, C]`.
+    /// Attribution per example (rows, sample order) and component `[N, C]`.
     pub values: Array2<f64>,
     /// The model's logit difference `logit[gold] − logit[alt]` per example.
     pub logit_diff: Vec<f64>,
@@ -164,12 +164,12 @@ impl DlaResult {
 }
 
 /// Direct logit attribution of gold versus `alternative` (a token id; `None`: each example's
-/// runner-up, the highest-logit non-gold token) at the answer position of every probe example,
+/// runner-up, the highest-logit non-gold token) at the answer position of every sampled prompt,
 /// in chunks of at most `max_rows` examples. Computed in double precision from the cached
 /// activations. Errors: an alternative token outside the vocabulary.
 pub fn direct_logit_attribution(
     net: &Net,
-    probe: &ProbeSet,
+    probe: &PromptSample,
     alternative: Option<u32>,
     max_rows: usize,
 ) -> Result<DlaResult> {
@@ -245,8 +245,8 @@ fn captured_hooks(n_layer: usize) -> Vec<HookPoint> {
     capture
 }
 
-/// The gold token of every probe example, `[n]` (int64) on `device`.
-fn gold_tensor(probe: &ProbeSet, device: tch::Device) -> Tensor {
+/// The gold token of every sampled prompt, `[n]` (int64) on `device`.
+fn gold_tensor(probe: &PromptSample, device: tch::Device) -> Tensor {
     let gold: Vec<i64> = probe.examples.iter().map(|e| i64::from(e.gold)).collect();
     Tensor::from_slice(&gold).to_device(device)
 }

@@ -3,12 +3,12 @@
 //! between the corrupted and the clean residual state, and the logit-lens MRR of the lens targets
 //! in both runs.
 
+use crate::corruption::{noise_scale, CleanRuns, CorruptionInputs};
 use crate::error::Result;
 use crate::lens::{TargetSpec, ANSWER, LABELS};
 use crate::net::{Net, Want};
 use crate::output::EffectRow;
-use crate::probe::ProbeSet;
-use crate::states::{noise_scale, CleanRuns, CorruptionInputs};
+use crate::prompt_sample::PromptSample;
 use crate::stats::{mrr, to_f64, to_i64};
 use tch::{Kind, Tensor};
 use util::stats::mean;
@@ -16,14 +16,14 @@ use util::stats::mean;
 /// Target column of the distance metrics.
 pub const STATE: &str = "state";
 
-/// `state_effect.csv` rows for every corruption of the probe set: per (layer, position)
+/// `state_effect.csv` rows for every corruption of the prompt sample: per (layer, position)
 /// `l2` (mean ‖S_corrupted − S_clean‖), `rel_l2` (the same divided by ‖S_clean‖) and
 /// `cosine_distance` (mean 1 − cos) with target `state`; and per lens target (role token at its
 /// position; `labels` skipped) `mrr_clean`, `mrr_corrupted`, `mean_rank_clean`,
 /// `mean_rank_corrupted` at every layer. Lens readout: recompute mode.
 pub fn state_effect(
     net: &Net,
-    probe: &ProbeSet,
+    probe: &PromptSample,
     targets: &[TargetSpec],
     step: u64,
     max_rows: usize,
@@ -137,7 +137,7 @@ impl<'t> LensTarget<'t> {
     /// The target `t` of the examples of `ci`. Errors: an unknown role or position.
     fn new(
         net: &Net,
-        probe: &ProbeSet,
+        probe: &PromptSample,
         ci: &CorruptionInputs,
         t: &'t TargetSpec,
     ) -> Result<LensTarget<'t>> {

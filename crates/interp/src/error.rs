@@ -45,10 +45,10 @@ pub enum InterpError {
     /// A split the dataset does not have.
     #[error("the dataset has no split `{split}` (splits: {available})")]
     UnknownSplit { split: String, available: String },
-    /// The requested probe set is empty.
-    #[error("the probe set is empty: split `{split}` has no usable examples")]
+    /// The requested prompt sample is empty.
+    #[error("the prompt sample is empty: split `{split}` has no usable examples")]
     EmptyProbeSet { split: String },
-    /// Examples of different prompt shapes in one probe set.
+    /// Examples of different prompt shapes in one prompt sample.
     #[error(
         "split `{split}` mixes prompts of different shapes ({first} vs {other}); pick a split whose \
          prompts all have the same roles, e.g. train_inferred"
@@ -58,8 +58,8 @@ pub enum InterpError {
         first: String,
         other: String,
     },
-    /// No probe example admits the requested corruption.
-    #[error("no example of the probe set admits the corruption `{corruption}`")]
+    /// No sampled prompt admits the requested corruption.
+    #[error("no example of the prompt sample admits the corruption `{corruption}`")]
     NoCorruptedExamples { corruption: String },
     /// A malformed command-line specification (target, corruption, layer list, ...).
     #[error("invalid {what} `{value}`: {reason}")]

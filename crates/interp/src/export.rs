@@ -1,4 +1,4 @@
-//! Activation export: the activations of requested hooks on a probe set, written to a
+//! Activation export: the activations of requested hooks on a prompt sample, written to a
 //! safetensors file that Python reads directly (`safetensors.numpy.load_file`,
 //! `safetensors.torch.load_file`).
 //!
@@ -15,7 +15,7 @@
 
 use crate::error::{InterpError, Result};
 use crate::net::{logits_at, Net};
-use crate::probe::ProbeSet;
+use crate::prompt_sample::PromptSample;
 use crate::states::tokens_tensor;
 use model::{HookPoint, RunRequest};
 use std::collections::{BTreeMap, BTreeSet};
@@ -49,12 +49,12 @@ pub fn resolve_hooks(patterns: &[String], n_layer: usize) -> Result<Vec<HookPoin
         .collect())
 }
 
-/// Runs the probe set's inputs through the model in chunks of at most `max_rows` rows and
+/// Runs the prompt sample's inputs through the model in chunks of at most `max_rows` rows and
 /// returns the activations of `hooks` on the CPU, in the order given, each with the batch axis
 /// first (`[N, ...]`, the shapes of [`model::hooks`]).
 pub fn capture(
     net: &Net,
-    probe: &ProbeSet,
+    probe: &PromptSample,
     hooks: &[HookPoint],
     max_rows: usize,
 ) -> Result<Vec<(HookPoint, Tensor)>> {
@@ -102,12 +102,12 @@ pub struct ExportSummary {
     pub bytes: u64,
 }
 
-/// Captures `hooks` on the probe set (see [`capture`]) and writes them with the tokens, gold
+/// Captures `hooks` on the prompt sample (see [`capture`]) and writes them with the tokens, gold
 /// answers, example indices and role ids to the safetensors file `path` (layout in the module
 /// documentation). `metadata` is merged into the file's `__metadata__`.
 pub fn export_activations(
     net: &Net,
-    probe: &ProbeSet,
+    probe: &PromptSample,
     hooks: &[HookPoint],
     path: &Path,
     metadata: &BTreeMap<String, String>,
@@ -117,7 +117,7 @@ pub fn export_activations(
         .into_iter()
         .map(|(h, t)| (h.to_string(), t))
         .collect();
-    let ids = |f: &dyn Fn(&crate::probe::ProbeExample) -> i64| {
+    let ids = |f: &dyn Fn(&crate::prompt_sample::SampledPrompt) -> i64| {
         Tensor::from_slice(&probe.examples.iter().map(f).collect::<Vec<i64>>())
     };
     tensors.push((

@@ -3,18 +3,23 @@
 //! `logits_l = W_U · LN_final(S[l, pos])` (recompute mode, the default; or the cached-scale mode of
 //! [`LnMode`]), ranked over the whole vocabulary. Layer `l` is `resid_pre[l]`: 0 = embeddings,
 //! `L` = the last block's output before ln_final, so the lens at `L` is the model's prediction.
+//!
+//! This is the task layer over the token lens ([`crate::tokens::lens_readings`]): it turns a
+//! prompt sample's roles and positions into readings and the values into `lens.csv`'s metrics.
 
 use crate::error::{InterpError, Result};
+use crate::metric::{Metric, TokenSets};
 use crate::net::{LnMode, Net};
 use crate::output::LensRow;
-use crate::probe::ProbeSet;
-use crate::states::States;
-use crate::stats::{mrr, to_f64, to_i64};
+use crate::prompt_sample::PromptSample;
+use crate::states::tokens_tensor;
+use crate::stats::mrr;
+use crate::tokens::{lens_readings, LensOptions, LensReading};
 use crate::tuned_lens::TunedLens;
 use ndarray::Array2;
 use std::fmt;
 use std::str::FromStr;
-use tch::{Kind, Tensor};
+use tch::Tensor;
 use util::stats::mean;
 
 /// Pseudo-role of the gold answer token.
@@ -68,11 +73,11 @@ impl TargetSpec {
 
 pub use tasks::LABEL_ROLES;
 
-/// The paper's lens targets for the probe set's task ([`tasks::lens_readings`]), keeping those
+/// The paper's lens targets for the prompt sample's task ([`tasks::lens_readings`]), keeping those
 /// whose roles exist: composition (k hops): each bridge `b_i` at `r_i`, `r_k` at `r_k`;
 /// comparison and complex: `v1` at `e1`, `v2` at `e2`, the three labels and their Recall@3 at `a`
 /// (when all three are known); then the answer at the last position.
-pub fn default_targets(probe: &ProbeSet) -> Vec<TargetSpec> {
+pub fn default_targets(probe: &PromptSample) -> Vec<TargetSpec> {
     let roles = probe.role_names();
     let has = |r: &str| roles.iter().any(|x| x == r);
     let labels_known = LABEL_ROLES.iter().all(|r| has(r));
@@ -92,7 +97,7 @@ pub fn default_targets(probe: &ProbeSet) -> Vec<TargetSpec> {
 }
 
 /// Every role (and the answer) at every position.
-pub fn all_targets(probe: &ProbeSet) -> Vec<TargetSpec> {
+pub fn all_targets(probe: &PromptSample) -> Vec<TargetSpec> {
     let mut roles = probe.role_names();
     roles.push(ANSWER.into());
     let mut out: Vec<TargetSpec> = probe
@@ -160,7 +165,7 @@ impl TargetResult {
     }
 }
 
-/// The lens over a probe set.
+/// The lens over a prompt sample.
 #[derive(Clone, Debug)]
 pub struct LensResult {
     pub ln_mode: LnMode,
@@ -198,7 +203,7 @@ impl LensResult {
 }
 
 /// Token ids of a target per example (`[N]`), or `[N, 3]` for `labels`.
-fn target_tokens(probe: &ProbeSet, spec: &TargetSpec) -> Result<Vec<i64>> {
+fn target_tokens(probe: &PromptSample, spec: &TargetSpec) -> Result<Vec<i64>> {
     let mut out = Vec::new();
     for e in &probe.examples {
         if spec.role == ANSWER {
@@ -216,12 +221,12 @@ fn target_tokens(probe: &ProbeSet, spec: &TargetSpec) -> Result<Vec<i64>> {
     Ok(out)
 }
 
-/// The logit lens of `targets` on the probe set's clean inputs at `layers` (`None`: `0..=L`),
+/// The logit lens of `targets` on the prompt sample's clean inputs at `layers` (`None`: `0..=L`),
 /// in chunks of at most `max_rows` examples; with `tuned`, the tuned lens (each state translated
 /// by its layer's translator before the readout).
 pub fn logit_lens(
     net: &Net,
-    probe: &ProbeSet,
+    probe: &PromptSample,
     targets: &[TargetSpec],
     ln_mode: LnMode,
     layers: Option<&[usize]>,
@@ -251,128 +256,59 @@ pub fn logit_lens(
 }
 
 /// The values of every target at every layer of `layers`, `[layers, N]` per target (see
-/// [`TargetResult`]), from the probe set's clean states in chunks of at most `max_rows` examples.
+/// [`TargetResult`]): one reading of the token lens ([`lens_readings`]) per target, each token
+/// scored by its 0-based rank and the three labels by Recall@3.
 fn lens_values(
     net: &Net,
-    probe: &ProbeSet,
+    probe: &PromptSample,
     targets: &[TargetTokens],
     layers: &[usize],
     ln_mode: LnMode,
     max_rows: usize,
     tuned: Option<&TunedLens>,
 ) -> Result<Vec<Array2<f64>>> {
-    tch::no_grad(|| {
-        let states = States::of_probe(net, probe, max_rows)?;
-        let n = probe.examples.len();
-        let mut values: Vec<Array2<f64>> = targets
-            .iter()
-            .map(|_| Array2::zeros((layers.len(), n)))
-            .collect();
-        let chunk = max_rows.max(1);
-        for (li, &layer) in layers.iter().enumerate() {
-            for start in (0..n).step_by(chunk) {
-                let m = chunk.min(n - start);
-                let mut lens = ChunkLens {
-                    net,
-                    layer,
-                    ln_mode,
-                    tuned,
-                    resid: states.resid[layer].narrow(0, start as i64, m as i64),
-                    finals: states.resid[net.n_layer()].narrow(0, start as i64, m as i64),
-                    logits: Vec::new(),
-                };
-                for (target, values) in targets.iter().zip(values.iter_mut()) {
-                    let logits = lens.logits_at(target.pos);
-                    let tok = target.tokens.narrow(0, start as i64, m as i64);
-                    let v = target_values(target.spec, &logits, &tok)?;
-                    for (j, x) in v.into_iter().enumerate() {
-                        values[[li, start + j]] = x;
-                    }
-                }
-            }
-        }
-        Ok(values)
-    })
+    let n = probe.examples.len();
+    let readings: Vec<LensReading> = targets
+        .iter()
+        .map(|t| LensReading {
+            positions: vec![t.pos as i64; n],
+            sets: TokenSets::answers_only(&t.tokens),
+            metric: if t.spec.role == LABELS {
+                Metric::RecallAtK(LABEL_ROLES.len())
+            } else {
+                Metric::Rank
+            },
+        })
+        .collect();
+    let opts = LensOptions {
+        ln_mode,
+        layers: Some(layers),
+        max_rows,
+        tuned,
+    };
+    let rows = probe.examples.iter().map(|e| e.tokens.as_slice());
+    let tokens = tokens_tensor(rows, net.device());
+    Ok(lens_readings(net, &tokens, &readings, &opts)?.1)
 }
 
-/// A lens target resolved against the probe set: its position and its tokens.
+/// A lens target resolved against the prompt sample: its position and its tokens.
 struct TargetTokens<'s> {
     spec: &'s TargetSpec,
     /// The position index the lens reads.
     pos: usize,
-    /// The target token of every example, `[N]` i64 (`[N, 3]` for `labels`) on the model's
+    /// The target tokens of every example, `[N, 1]` i64 (`[N, 3]` for `labels`) on the model's
     /// device.
     tokens: Tensor,
 }
 
 impl<'s> TargetTokens<'s> {
-    /// The target `spec` on the probe set. Errors: an unknown position or role.
-    fn new(net: &Net, probe: &ProbeSet, spec: &'s TargetSpec) -> Result<TargetTokens<'s>> {
+    /// The target `spec` on the prompt sample. Errors: an unknown position or role.
+    fn new(net: &Net, probe: &PromptSample, spec: &'s TargetSpec) -> Result<TargetTokens<'s>> {
         let pos = probe.position(&spec.position)?;
-        let tokens = Tensor::from_slice(&target_tokens(probe, spec)?).to_device(net.device());
-        let tokens = if spec.role == LABELS {
-            tokens.view([probe.examples.len() as i64, 3])
-        } else {
-            tokens
-        };
+        let width = if spec.role == LABELS { 3 } else { 1 };
+        let tokens = Tensor::from_slice(&target_tokens(probe, spec)?)
+            .view([probe.examples.len() as i64, width])
+            .to_device(net.device());
         Ok(TargetTokens { spec, pos, tokens })
-    }
-}
-
-/// The lens over one chunk of `m` examples at one layer, computing the logits of each position
-/// once.
-struct ChunkLens<'a> {
-    net: &'a Net<'a>,
-    layer: usize,
-    ln_mode: LnMode,
-    tuned: Option<&'a TunedLens>,
-    /// The chunk's residual states at the layer, `[m, T, d]`.
-    resid: Tensor,
-    /// The chunk's final residual states, `[m, T, d]` (for the cached-scale readout).
-    finals: Tensor,
-    /// The logits `[m, V]` (float) of every position read so far, with its index.
-    logits: Vec<(usize, Tensor)>,
-}
-
-impl ChunkLens<'_> {
-    /// The lens's logits `[m, V]` (float) at position `pos`: the readout of the (translated, with
-    /// a tuned lens) state, with the final state's LayerNorm scale in cached-scale mode.
-    fn logits_at(&mut self, pos: usize) -> Tensor {
-        if let Some((_, lg)) = self.logits.iter().find(|(p, _)| *p == pos) {
-            return lg.shallow_clone();
-        }
-        let x = self.resid.select(1, pos as i64);
-        let x = self
-            .tuned
-            .map_or(x.shallow_clone(), |t| t.translate(self.layer, &x));
-        let scale = (self.ln_mode == LnMode::CachedScale)
-            .then(|| self.net.ln_scale(&self.finals.select(1, pos as i64)));
-        let lg = self.net.readout(&x, scale.as_ref()).to_kind(Kind::Float);
-        self.logits.push((pos, lg.shallow_clone()));
-        lg
-    }
-}
-
-/// The per-example value of a target from the lens's logits `[m, V]` and its tokens: the 0-based
-/// rank of the token (`[m]`), or for `labels` (`[m, 3]`) the fraction of the three labels among
-/// the top 3 tokens.
-fn target_values(spec: &TargetSpec, logits: &Tensor, tok: &Tensor) -> Result<Vec<f64>> {
-    if spec.role == LABELS {
-        let (_, top) = logits.topk(3, 1, true, true);
-        let hits = top
-            .unsqueeze(1)
-            .eq_tensor(&tok.unsqueeze(2))
-            .any_dim(2, false);
-        to_f64(
-            &(hits
-                .to_kind(Kind::Double)
-                .sum_dim_intlist(1, false, Kind::Double)
-                / 3.0),
-        )
-    } else {
-        Ok(to_i64(&model::gold_rank(logits, tok))?
-            .into_iter()
-            .map(|r| r as f64)
-            .collect())
     }
 }

@@ -31,6 +31,7 @@ pub mod attention;
 pub mod attribution;
 pub mod cache_helpers;
 pub mod circuit;
+pub mod corruption;
 pub mod dla;
 pub mod effect;
 pub mod error;
@@ -42,7 +43,7 @@ pub mod metric;
 pub mod net;
 pub mod output;
 pub mod patch;
-pub mod probe;
+pub mod prompt_sample;
 pub mod states;
 pub mod stats;
 pub mod tokens;
@@ -62,5 +63,7 @@ pub use net::{LnMode, Net};
 pub use patch::{
     patch_sweep, ComponentKind, Direction, PatchResult, PositionChoice, SweepMode, SweepOptions,
 };
-pub use probe::{default_corruptions, read_example_indices, CorruptionSpec, ProbeSet, ProbeSpec};
+pub use prompt_sample::{
+    default_corruptions, read_example_indices, CorruptionSpec, PromptSample, SampleSpec,
+};
 pub use trace::{trace, TraceOptions, TraceSummary};

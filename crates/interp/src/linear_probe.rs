@@ -1,6 +1,6 @@
 //! Linear probes: multinomial logistic regression that decodes a role's token (the bridge entity,
 //! a relation, an attribute value, the comparison label) from the residual stream at each
-//! (layer, position), trained on part of the probe set and scored on the held-out rest, next to
+//! (layer, position), trained on part of the prompt sample and scored on the held-out rest, next to
 //! the logit lens's top-1 accuracy of the same token on the same held-out examples.
 //!
 //! The probes of a target at every (layer, position) — all probes of every layer — are fitted in
@@ -20,7 +20,7 @@ use crate::error::{InterpError, Result};
 use crate::lens::{default_targets, ANSWER, LABELS, LABEL_ROLES};
 use crate::net::Net;
 use crate::output::LensRow;
-use crate::probe::ProbeSet;
+use crate::prompt_sample::PromptSample;
 use crate::states::States;
 use crate::stats::to_f64;
 use rand::seq::SliceRandom;
@@ -397,18 +397,18 @@ pub struct TargetLabels {
     pub role: String,
     /// Token id of each class, ascending.
     pub classes: Vec<u32>,
-    /// Class index per probe example.
+    /// Class index per sampled prompt.
     pub labels: Vec<usize>,
-    /// Held-out flag per probe example.
+    /// Held-out flag per sampled prompt.
     pub held_out: Vec<bool>,
     /// Majority baseline: held-out accuracy of always predicting the most frequent training class.
     pub chance: f64,
 }
 
 impl TargetLabels {
-    /// The labels of `role` (a role of the probe set or `answer`) with a stratified split.
+    /// The labels of `role` (a role of the prompt sample or `answer`) with a stratified split.
     /// Errors: unknown role, or too few examples per class for any held-out example.
-    pub fn new(probe: &ProbeSet, role: &str, holdout: f64, seed: u64) -> Result<TargetLabels> {
+    pub fn new(probe: &PromptSample, role: &str, holdout: f64, seed: u64) -> Result<TargetLabels> {
         let tokens = role_tokens(probe, role)?;
         let mut classes = tokens.clone();
         classes.sort_unstable();
@@ -465,8 +465,8 @@ impl TargetLabels {
     }
 }
 
-/// Token id of `role` (or the gold answer for `answer`) per probe example.
-fn role_tokens(probe: &ProbeSet, role: &str) -> Result<Vec<u32>> {
+/// Token id of `role` (or the gold answer for `answer`) per sampled prompt.
+fn role_tokens(probe: &PromptSample, role: &str) -> Result<Vec<u32>> {
     if role == ANSWER {
         return Ok(probe.examples.iter().map(|e| e.gold).collect());
     }
@@ -481,10 +481,10 @@ fn role_tokens(probe: &ProbeSet, role: &str) -> Result<Vec<u32>> {
     Ok(probe.examples.iter().map(|e| e.roles[role]).collect())
 }
 
-/// The paper's probe targets for the probe set's task: composition — each bridge entity `b_i`
+/// The paper's probe targets for the prompt sample's task: composition — each bridge entity `b_i`
 /// and the last relation; comparison — `v1`, `v2` and the gold `label`; otherwise (or when none
 /// of these exists) the answer.
-pub fn default_probe_targets(probe: &ProbeSet) -> Vec<String> {
+pub fn default_probe_targets(probe: &PromptSample) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
     for t in default_targets(probe) {
         let role = t.role;
@@ -567,14 +567,14 @@ impl LinearProbeResult {
 pub const FIT_BUDGET: usize = 1 << 28;
 
 /// Trains and scores linear probes of `targets` (roles, or `answer`) at `positions` (names;
-/// `None`: every position) and `layers` (`None`: `0..=L`) on the probe set's clean inputs.
+/// `None`: every position) and `layers` (`None`: `0..=L`) on the prompt sample's clean inputs.
 /// The probes of a target at every (layer, position) share its classes and its train/held-out
 /// split, and are fitted together in one batched optimisation on the model's device (split into
 /// batches only beyond [`FIT_BUDGET`]).
 /// Errors: unknown role/position/layer, or a target with too few examples to hold any out.
 pub fn linear_probes(
     net: &Net,
-    probe: &ProbeSet,
+    probe: &PromptSample,
     targets: &[String],
     positions: Option<&[String]>,
     layers: Option<&[usize]>,
@@ -646,8 +646,8 @@ fn check_probe_request(targets: &[String], opts: &LinearProbeOptions) -> Result<
 }
 
 /// The indices of the named positions, first occurrence order without repeats (`None`: every
-/// position of the probe set). Errors: an unknown position name.
-fn position_indices(probe: &ProbeSet, positions: Option<&[String]>) -> Result<Vec<usize>> {
+/// position of the prompt sample). Errors: an unknown position name.
+fn position_indices(probe: &PromptSample, positions: Option<&[String]>) -> Result<Vec<usize>> {
     Ok(match positions {
         Some(names) => {
             let mut idx: Vec<usize> = Vec::new();
@@ -663,7 +663,7 @@ fn position_indices(probe: &ProbeSet, positions: Option<&[String]>) -> Result<Ve
     })
 }
 
-/// The probed residual states of every cell (layer-major, then position) on the probe set's clean
+/// The probed residual states of every cell (layer-major, then position) on the prompt sample's clean
 /// inputs.
 struct CellFeatures {
     /// One float feature matrix `[N, d]` per cell.
@@ -677,13 +677,13 @@ impl CellFeatures {
     /// forward passes of at most `max_rows` examples.
     fn new(
         net: &Net,
-        probe: &ProbeSet,
+        probe: &PromptSample,
         layers: &[usize],
         pos_idx: &[usize],
         max_rows: usize,
     ) -> Result<CellFeatures> {
         tch::no_grad(|| {
-            let states = States::of_probe(net, probe, max_rows)?;
+            let states = States::of_sample(net, probe, max_rows)?;
             let mut features = Vec::with_capacity(layers.len() * pos_idx.len());
             let mut top1 = Vec::with_capacity(layers.len() * pos_idx.len());
             for &layer in layers {

@@ -57,6 +57,18 @@ impl TokenSets {
         })
     }
 
+    /// Answer sets without alternatives: every entry of `answer` (`[B, K]` i64) is real.
+    pub fn answers_only(answer: &Tensor) -> TokenSets {
+        let b = answer.size()[0];
+        let no_ids = Tensor::zeros([b, 0], (Kind::Int64, answer.device()));
+        TokenSets {
+            answer_mask: answer.ones_like().to_kind(Kind::Bool),
+            alternative_mask: no_ids.to_kind(Kind::Bool),
+            alternative: no_ids,
+            answer: answer.shallow_clone(),
+        }
+    }
+
     /// One answer and one alternative token per row. Shapes: `[B]` i64 each.
     pub fn single(answer: &Tensor, alternative: &Tensor) -> TokenSets {
         let ones = |t: &Tensor| t.ones_like().to_kind(Kind::Bool).unsqueeze(1);
@@ -145,6 +157,9 @@ pub enum Metric {
     Rank,
     /// `1 / (rank + 1)` of the best-ranked answer token (its mean is the MRR).
     ReciprocalRank,
+    /// The fraction of the answer set among the `k` highest logits (the comparison task's labels:
+    /// Recall@3).
+    RecallAtK(usize),
     /// `KL(p_clean ‖ p_run)` in nats: how far the run's distribution moved from the clean run's.
     KlToClean,
     /// A metric normalised by the clean and corrupted runs' means:
@@ -203,6 +218,7 @@ impl Metric {
             }
             Metric::Rank => best_rank(&logits, sets).to_kind(Kind::Float),
             Metric::ReciprocalRank => 1.0 / (best_rank(&logits, sets).to_kind(Kind::Float) + 1.0),
+            Metric::RecallAtK(k) => recall_at_k(&logits, sets, *k)?,
             Metric::KlToClean => {
                 let clean = clean_logits.ok_or_else(|| {
                     InterpError::spec("metric", "kl", "needs the clean run's logits")
@@ -236,6 +252,30 @@ fn set_mean(logits: &Tensor, ids: &Tensor, mask: &Tensor) -> Tensor {
     picked.sum_dim_intlist(1, false, Kind::Float) / mask.sum_dim_intlist(1, false, Kind::Float)
 }
 
+/// The fraction of each row's answer set among its `k` highest logits, in f64.
+/// Shapes: logits `[B, V]` → `[B]`. Errors: `k` is 0 or above `V`.
+fn recall_at_k(logits: &Tensor, sets: &TokenSets, k: usize) -> Result<Tensor> {
+    let vocab = logits.size()[1];
+    if k == 0 || k as i64 > vocab {
+        return Err(InterpError::spec(
+            "metric",
+            format!("recall@{k}"),
+            format!("k must be in 1..={vocab}"),
+        ));
+    }
+    let (_, top) = logits.topk(k as i64, 1, true, true);
+    let hits = top
+        .unsqueeze(1)
+        .eq_tensor(&sets.answer.unsqueeze(2))
+        .any_dim(2, false)
+        .logical_and(&sets.answer_mask);
+    let count = |t: &Tensor| {
+        t.to_kind(Kind::Double)
+            .sum_dim_intlist(1, false, Kind::Double)
+    };
+    Ok(count(&hits) / count(&sets.answer_mask))
+}
+
 /// 0-based rank of the best-ranked answer token of each row. Shapes: → `[B]` i64.
 fn best_rank(logits: &Tensor, sets: &TokenSets) -> Tensor {
     let answer_logits = logits
@@ -252,6 +292,7 @@ impl fmt::Display for Metric {
             Metric::Prob => f.write_str("prob"),
             Metric::Rank => f.write_str("rank"),
             Metric::ReciprocalRank => f.write_str("reciprocal_rank"),
+            Metric::RecallAtK(k) => write!(f, "recall_at_{k}"),
             Metric::KlToClean => f.write_str("kl_to_clean"),
             Metric::Restoration(inner) => write!(f, "restoration_{inner}"),
             Metric::Custom { name, .. } => f.write_str(name),
@@ -268,8 +309,8 @@ impl fmt::Debug for Metric {
 impl FromStr for Metric {
     type Err = InterpError;
 
-    /// `logit-diff`, `prob`, `rank`, `reciprocal-rank`, `kl`, and `restoration` (of the logit
-    /// difference) or `restoration:METRIC`; underscores work as dashes.
+    /// `logit-diff`, `prob`, `rank`, `reciprocal-rank`, `recall@K` (or `recall-at-K`), `kl`, and
+    /// `restoration` (of the logit difference) or `restoration:METRIC`; underscores work as dashes.
     fn from_str(s: &str) -> Result<Metric> {
         let name = s.trim().replace('_', "-");
         if name == "restoration" {
@@ -277,6 +318,19 @@ impl FromStr for Metric {
         }
         if let Some(inner) = name.strip_prefix("restoration:") {
             return Ok(Metric::Restoration(Box::new(inner.parse()?)));
+        }
+        if let Some(k) = name
+            .strip_prefix("recall@")
+            .or_else(|| name.strip_prefix("recall-at-"))
+        {
+            return match k.parse::<usize>() {
+                Ok(k) if k > 0 => Ok(Metric::RecallAtK(k)),
+                _ => Err(InterpError::spec(
+                    "metric",
+                    s,
+                    "recall@K needs a whole K ≥ 1",
+                )),
+            };
         }
         match name.as_str() {
             "logit-diff" => Ok(Metric::LogitDiff),
@@ -287,7 +341,8 @@ impl FromStr for Metric {
             _ => Err(InterpError::spec(
                 "metric",
                 s,
-                "expected logit-diff, prob, rank, reciprocal-rank, kl, restoration or restoration:METRIC",
+                "expected logit-diff, prob, rank, reciprocal-rank, recall@K, kl, restoration or \
+                 restoration:METRIC",
             )),
         }
     }

@@ -87,7 +87,7 @@ pub struct CircuitChangeRow {
 
 /// One row of `attention.csv`: `step,example,layer,head,query,key,value` — the weight head
 /// `head` of layer `layer` puts on position `key` from position `query`; `example` is
-/// [`crate::attention::MEAN_EXAMPLE`] (mean over the probe set) or an example's 0-based line in
+/// [`crate::attention::MEAN_EXAMPLE`] (mean over the prompt sample) or an example's 0-based line in
 /// `examples.jsonl`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct AttentionRow {

@@ -14,13 +14,12 @@
 //! run. The cost is `Σ_l (L − l)` block passes per example and variant instead of `L` per cell.
 //! [`SweepMode::Naive`] keeps the per-example, per-layer, per-cell full forward loop as a reference.
 
+use crate::corruption::{for_each_corruption, noise_scale, CleanRuns, CorruptionInputs};
 use crate::error::{InterpError, Result};
 use crate::net::{logits_at, LnMode, Net, Want};
 use crate::output::PatchRow;
-use crate::probe::ProbeSet;
-use crate::states::{
-    alt_tokens, for_each_corruption, noise_scale, CleanRuns, CorruptionInputs, States,
-};
+use crate::prompt_sample::PromptSample;
+use crate::states::{alt_tokens, States};
 use crate::stats::{restoration, Outcomes};
 use model::{Edit, HookPoint, Intervention, KeyValues, RunRequest};
 use std::cell::OnceCell;
@@ -167,7 +166,7 @@ pub struct PositionSet {
 /// The position sets of `choices` for a corruption that changes `corrupted` (duplicates removed,
 /// first name kept).
 pub fn position_sets(
-    probe: &ProbeSet,
+    probe: &PromptSample,
     corrupted: &[usize],
     choices: &[PositionChoice],
 ) -> Vec<PositionSet> {
@@ -272,7 +271,7 @@ pub struct CellResult {
 #[derive(Clone, Debug)]
 pub struct Baseline {
     pub corruption: String,
-    /// Indices into the probe set of the examples that admit the corruption.
+    /// Indices into the prompt sample of the examples that admit the corruption.
     pub examples: Vec<usize>,
     /// Positions the corruption changes.
     pub positions: Vec<usize>,
@@ -328,8 +327,8 @@ impl PatchResult {
     }
 }
 
-/// Runs a patching sweep over every corruption of the probe set.
-pub fn patch_sweep(net: &Net, probe: &ProbeSet, opts: &SweepOptions) -> Result<PatchResult> {
+/// Runs a patching sweep over every corruption of the prompt sample.
+pub fn patch_sweep(net: &Net, probe: &PromptSample, opts: &SweepOptions) -> Result<PatchResult> {
     tch::no_grad(|| {
         let nu = noise_scale(net, probe);
         let mut clean_runs = CleanRuns::default();
@@ -497,7 +496,7 @@ impl<'s> Pair<'s> {
 /// Baseline and cells of one corruption.
 fn sweep_corruption(
     net: &Net,
-    probe: &ProbeSet,
+    probe: &PromptSample,
     ci: &CorruptionInputs,
     opts: &SweepOptions,
     clean_runs: &mut CleanRuns,

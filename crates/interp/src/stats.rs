@@ -6,7 +6,7 @@ use crate::error::Result;
 use tch::{Device, Kind, Tensor};
 use util::stats::mean;
 
-/// Per-example outcomes at the answer position of some run, in probe order.
+/// Per-example outcomes at the answer position of some run, in sample order.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Outcomes {
     /// 0-based rank of the gold token among the whole vocabulary ([`model::gold_rank`]).

@@ -2,7 +2,7 @@
 //! the start of grokking and the end of training, and a summary for the demo.
 //!
 //! Files written to the output folder:
-//! - `examples.jsonl` — the probe set (same for every checkpoint);
+//! - `examples.jsonl` — the prompt sample (same for every checkpoint);
 //! - `steps/step-N/{lens,patch,state_effect,attention}.csv` + `done.json` — per checkpoint; a
 //!   checkpoint whose `done.json` matches the current options and checkpoint file is skipped on
 //!   re-runs;
@@ -26,7 +26,7 @@ use crate::output::{
 use crate::patch::{
     patch_sweep, ComponentKind, Direction, PositionChoice, SweepMode, SweepOptions,
 };
-use crate::probe::{default_corruptions, CorruptionSpec, ProbeSet, ProbeSpec};
+use crate::prompt_sample::{default_corruptions, CorruptionSpec, PromptSample, SampleSpec};
 use model::token_map::RankOver;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
@@ -38,7 +38,7 @@ use util::stats::mean;
 /// Options of [`trace`].
 #[derive(Clone, Debug)]
 pub struct TraceOptions {
-    pub probe: ProbeSpec,
+    pub sample: SampleSpec,
     /// Steps to trace (`None`: every checkpoint). The saturation and the last checkpoint are
     /// always added, so the circuit change is defined.
     pub steps: Option<Vec<u64>>,
@@ -66,7 +66,7 @@ pub struct TraceOptions {
 impl Default for TraceOptions {
     fn default() -> Self {
         TraceOptions {
-            probe: ProbeSpec::default(),
+            sample: SampleSpec::default(),
             steps: None,
             corruptions: None,
             positions: vec![PositionChoice::Corrupted],
@@ -285,13 +285,13 @@ fn combine_step_csvs(
 }
 
 /// Checks, before any work or output, what can fail late: the `checkpoint` (the run's last) reads
-/// the probe set, was trained on `data` (unless allowed otherwise) and has the requested key
+/// the prompt sample, was trained on `data` (unless allowed otherwise) and has the requested key
 /// layer.
 fn preflight(
     checkpoint: &Path,
     data: &tasks::Dataset,
     fingerprint: &str,
-    probe: &ProbeSet,
+    probe: &PromptSample,
     opts: &TraceOptions,
 ) -> Result<()> {
     let (ckpt, _) = load_fitted(checkpoint, data, tch::Device::Cpu, opts.rank_over)?;
@@ -317,7 +317,7 @@ fn preflight(
 struct TraceContext<'a> {
     data: &'a tasks::Dataset,
     data_fingerprint: String,
-    probe: &'a ProbeSet,
+    probe: &'a PromptSample,
     targets: &'a [TargetSpec],
     sweep: SweepOptions,
     opts: &'a TraceOptions,
@@ -328,7 +328,8 @@ struct TraceContext<'a> {
 }
 
 /// The options fingerprint recorded in each step's `done.json`: a step computed with other
-/// options is computed again.
+/// options is computed again. It spells out each field rather than a type's `Debug` form, so
+/// renaming a type does not invalidate finished steps.
 fn options_fingerprint(
     opts: &TraceOptions,
     corruptions: &[CorruptionSpec],
@@ -336,8 +337,12 @@ fn options_fingerprint(
     data_dir: &Path,
 ) -> String {
     format!(
-        "v2 probe={:?} corruptions={:?} targets={:?} positions={:?} data={}",
-        opts.probe,
+        "v3 sample=split:{} size:{:?} seed:{} indices:{:?} corruptions={:?} targets={:?} \
+         positions={:?} data={}",
+        opts.sample.split,
+        opts.sample.size,
+        opts.sample.seed,
+        opts.sample.indices,
         corruptions
             .iter()
             .map(ToString::to_string)
@@ -493,7 +498,7 @@ fn circuit_change(start: &StrengthByState, end: &StrengthByState) -> Vec<Circuit
 /// targets, MRR otherwise).
 fn lens_keys(
     targets: &[TargetSpec],
-    probe: &ProbeSet,
+    probe: &PromptSample,
     lens_rows: &[LensRow],
     steps: &[u64],
     key: usize,
@@ -536,7 +541,7 @@ fn lens_keys(
 /// Each corruption's causal strength at layer `key` at saturation (`start`) and at the end.
 fn causal_keys(
     corruptions: &[CorruptionSpec],
-    probe: &ProbeSet,
+    probe: &PromptSample,
     key: usize,
     start: &StrengthByState,
     end: &StrengthByState,
@@ -610,7 +615,7 @@ pub fn trace(run: &Path, out: &Path, opts: &TraceOptions) -> Result<TraceSummary
     let last_step = *all_steps.last().unwrap_or(&0);
     let selected = requested_steps(run, &all_steps, opts, &[sat.step, last_step])?;
     let corruptions = corruptions_to_trace(opts, data.kind);
-    let probe = ProbeSet::build(&data, &opts.probe, &corruptions)?;
+    let probe = PromptSample::build(&data, &opts.sample, &corruptions)?;
     let data_fingerprint = data.fingerprint();
     let last = &checkpoints[checkpoints.len() - 1].1;
     preflight(last, &data, &data_fingerprint, &probe, opts)?;

@@ -5,7 +5,7 @@ use interp::patch::{patch_sweep, Component, Direction, PatchResult};
 use interp::stats::Outcomes;
 use interp::{
     attribution_patching, AttributionOptions, ComponentKind, CorruptionSpec, InterpError, LnMode,
-    Net, PositionChoice, ProbeSet, ProbeSpec, SweepMode, SweepOptions,
+    Net, PositionChoice, PromptSample, SampleSpec, SweepMode, SweepOptions,
 };
 use model::{Checkpoint, GptConfig, HookPoint, RunRequest};
 use std::path::{Path, PathBuf};
@@ -64,15 +64,15 @@ fn tiny_model(vocab_size: usize, seed: i64) -> Checkpoint {
     ckpt
 }
 
-fn probe(ds: &Dataset, corruptions: &[&str], size: usize) -> ProbeSet {
+fn probe(ds: &Dataset, corruptions: &[&str], size: usize) -> PromptSample {
     let specs: Vec<CorruptionSpec> = corruptions.iter().map(|c| c.parse().unwrap()).collect();
-    let spec = ProbeSpec {
+    let spec = SampleSpec {
         split: "train_inferred".into(),
         size: Some(size),
         seed: 7,
         indices: None,
     };
-    ProbeSet::build(ds, &spec, &specs).unwrap()
+    PromptSample::build(ds, &spec, &specs).unwrap()
 }
 
 fn assert_same(a: &Outcomes, b: &Outcomes, what: &str) {
@@ -306,8 +306,8 @@ fn explicit_forward(ckpt: &Checkpoint, tokens: &Tensor) -> Explicit {
     Explicit { states, patterns }
 }
 
-/// The probe set's inputs `[N, T]`.
-fn probe_tokens(p: &ProbeSet) -> Tensor {
+/// The prompt sample's inputs `[N, T]`.
+fn probe_tokens(p: &PromptSample) -> Tensor {
     interp::states::tokens_tensor(p.examples.iter().map(|e| e.tokens.as_slice()), Device::Cpu)
 }
 
@@ -548,6 +548,16 @@ fn comparison_targets_corruptions_and_sweep() {
     assert!(rows
         .iter()
         .any(|r| r.target == "labels" && r.metric == "recall3" && (0.0..=1.0).contains(&r.value)));
+    let labels = lens.get("labels", "a").unwrap();
+    for (li, row) in labels.values.rows().into_iter().enumerate() {
+        for (i, &recall) in row.iter().enumerate() {
+            let in_top3 = ["label0", "label1", "label2"]
+                .iter()
+                .filter(|r| lens.get(r, "a").unwrap().values[[li, i]] < 3.0)
+                .count();
+            assert_eq!(recall, in_top3 as f64 / 3.0, "layer row {li} example {i}");
+        }
+    }
     let opts = SweepOptions {
         positions: vec![PositionChoice::Corrupted],
         directions: vec![Direction::Noising],
@@ -579,9 +589,9 @@ fn three_hops_and_complex_tasks_have_their_targets_and_corruptions() {
         ..CompositionParams::default()
     });
     let ds = Dataset::generate(&spec, 1).unwrap();
-    let p = ProbeSet::build(
+    let p = PromptSample::build(
         &ds,
-        &ProbeSpec {
+        &SampleSpec {
             split: "train_inferred".into(),
             size: Some(10),
             seed: 0,
@@ -616,9 +626,9 @@ fn three_hops_and_complex_tasks_have_their_targets_and_corruptions() {
         ..tasks::ComplexParams::default()
     });
     let ds = Dataset::generate(&spec, 2).unwrap();
-    let p = ProbeSet::build(
+    let p = PromptSample::build(
         &ds,
-        &ProbeSpec {
+        &SampleSpec {
             split: "train_inferred_topleft".into(),
             size: Some(10),
             seed: 0,
@@ -708,19 +718,20 @@ fn attribution_over_the_whole_grid_reports_agreement() {
 #[test]
 fn bad_input_gives_clear_errors() {
     let ds = composition();
-    let spec = |split: &str| ProbeSpec {
+    let spec = |split: &str| SampleSpec {
         split: split.into(),
         size: Some(5),
         seed: 0,
         indices: None,
     };
-    let err = ProbeSet::build(&ds, &spec("nope"), &[]).unwrap_err();
+    let err = PromptSample::build(&ds, &spec("nope"), &[]).unwrap_err();
     assert!(matches!(err, InterpError::UnknownSplit { .. }), "{err}");
-    let err = ProbeSet::build(&ds, &spec("train_inferred"), &["e1".parse().unwrap()]).unwrap_err();
+    let err =
+        PromptSample::build(&ds, &spec("train_inferred"), &["e1".parse().unwrap()]).unwrap_err();
     assert!(matches!(err, InterpError::UnknownRole { .. }), "{err}");
     assert!(err.to_string().contains("h, r1, r2"), "{err}");
-    let err =
-        ProbeSet::build(&ds, &spec("train_inferred"), &["noise:e9".parse().unwrap()]).unwrap_err();
+    let err = PromptSample::build(&ds, &spec("train_inferred"), &["noise:e9".parse().unwrap()])
+        .unwrap_err();
     assert!(matches!(err, InterpError::UnknownPosition { .. }), "{err}");
     assert!("noise:".parse::<CorruptionSpec>().is_err());
     assert!("b1".parse::<TargetSpec>().is_err());
@@ -810,7 +821,7 @@ fn trace_over_a_run_skips_done_checkpoints() {
     write_run(&run, &ds, &root.join("data"));
     let out = root.join("out");
     let opts = interp::TraceOptions {
-        probe: ProbeSpec {
+        sample: SampleSpec {
             split: "train_inferred".into(),
             size: Some(8),
             seed: 1,
@@ -890,8 +901,9 @@ fn trace_over_a_run_skips_done_checkpoints() {
 /// token corruption and a noise corruption, in chunks; a corruption of position 0 runs in full.
 #[test]
 fn corrupted_run_from_the_first_changed_position_equals_the_full_run() {
+    use interp::corruption::{noise_scale, CorruptionInputs};
     use interp::net::Want;
-    use interp::states::{noise_scale, CorruptionInputs, States};
+    use interp::states::States;
     let ds = composition();
     let ckpt = tiny_model(ds.vocab.len(), 8);
     let net = Net::new(&ckpt.model);

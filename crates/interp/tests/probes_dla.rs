@@ -7,7 +7,7 @@ use interp::linear_probe::{
     default_probe_targets, fit_probes, linear_probes, stratified_split, FitOptions,
     LinearProbeOptions, Solver, TargetLabels,
 };
-use interp::{InterpError, Net, ProbeSet, ProbeSpec};
+use interp::{InterpError, Net, PromptSample, SampleSpec};
 use model::{Checkpoint, GptConfig, RunRequest};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -75,14 +75,14 @@ fn tiny_model(vocab_size: usize, n_layer: usize, seed: i64) -> Checkpoint {
     ckpt
 }
 
-fn probe_set(ds: &Dataset, size: Option<usize>) -> ProbeSet {
-    let spec = ProbeSpec {
+fn probe_set(ds: &Dataset, size: Option<usize>) -> PromptSample {
+    let spec = SampleSpec {
         split: "train_inferred".into(),
         size,
         seed: 7,
         indices: None,
     };
-    ProbeSet::build(ds, &spec, &[]).unwrap()
+    PromptSample::build(ds, &spec, &[]).unwrap()
 }
 
 fn tempdir(name: &str) -> PathBuf {
@@ -654,7 +654,7 @@ fn paper_size_probe_and_dla_timing() {
     let ds = Dataset::generate(&TaskSpec::Composition(CompositionParams::default()), 0).unwrap();
     let probe = probe_set(&ds, Some(3000));
     println!(
-        "dataset and probe set: {:.2} s, vocab {}",
+        "dataset and prompt sample: {:.2} s, vocab {}",
         started.elapsed().as_secs_f64(),
         ds.vocab.len()
     );

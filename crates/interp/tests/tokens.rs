@@ -326,6 +326,15 @@ fn built_in_metrics_match_hand_computed_values() {
         "best-ranked answer, ties do not count"
     );
     assert_eq!(v(Metric::ReciprocalRank), [0.5, 1.0]);
+    assert_eq!(v(Metric::RecallAtK(1))[0], 0.0, "token 0 alone is on top");
+    assert_eq!(v(Metric::RecallAtK(3)), [1.0, 1.0]);
+    assert_eq!(v(Metric::RecallAtK(4)), [1.0, 1.0]);
+    assert!(Metric::RecallAtK(5).per_row(&logits, &sets, None).is_err());
+    assert_eq!(
+        "recall@3".parse::<Metric>().unwrap().to_string(),
+        "recall_at_3"
+    );
+    assert!("recall@0".parse::<Metric>().is_err());
     let z0 = (2f64.exp() + 2.0 * 1f64.exp() + 1.0).ln();
     let p = v(Metric::Prob);
     assert!((p[0] - 2.0 * (1.0 - z0).exp()).abs() < 1e-6);

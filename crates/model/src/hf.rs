@@ -2,11 +2,11 @@
 //! `transformers.GPT2LMHeadModel.from_pretrained`) and import (`model.safetensors`, or
 //! `pytorch_model.bin` converted through Python because libtorch cannot read Python pickles).
 
-use crate::checkpoint::{
-    parse_safetensors, shape_of, tensor_from_view, write_safetensors, Checkpoint, CONFIG_KEY,
-};
 use crate::config::{shared_schedule, GptConfig};
 use crate::error::{ModelError, Result};
+use crate::model_file::{
+    parse_safetensors, shape_of, tensor_from_view, write_safetensors, Checkpoint, CONFIG_KEY,
+};
 use crate::token_map::{TokenMap, GPT2_BASE_VOCAB, GPT2_EOS, TOKEN_ROWS_KEY};
 use safetensors::tensor::TensorView;
 use serde_json::{json, Value};

@@ -21,7 +21,6 @@
 
 mod attention;
 mod block;
-mod checkpoint;
 mod config;
 mod conv1d;
 pub mod device;
@@ -33,16 +32,13 @@ pub mod hf;
 pub mod hooks;
 mod layer_norm;
 mod mlp;
+mod model_file;
 mod readout;
 pub mod surgery;
 pub mod token_map;
 
 pub use attention::{Attention, KeyValues};
 pub use block::Block;
-pub use checkpoint::{
-    check_finite_file, param_shapes, write_safetensors, Checkpoint, CONFIG_KEY,
-    DATA_FINGERPRINT_KEY,
-};
 pub use config::{check_schedule, looped_schedule, plain_schedule, shared_schedule, GptConfig};
 pub use conv1d::Conv1D;
 pub use embed::Embed;
@@ -52,6 +48,10 @@ pub use hf::{export_hf, import_hf, HfLayout};
 pub use hooks::{glob_match, Edit, HookPoint, Intervention, LogitPositions, RunOutput, RunRequest};
 pub use layer_norm::{layer_norm_scale, LayerNorm};
 pub use mlp::Mlp;
+pub use model_file::{
+    check_finite_file, param_shapes, write_safetensors, Checkpoint, CONFIG_KEY,
+    DATA_FINGERPRINT_KEY,
+};
 pub use readout::gold_rank;
 pub use surgery::{SurgeryOp, SurgeryPlan};
 

@@ -5,9 +5,9 @@
 //! schedule that applies every block once becomes the plain `0..n` (exportable to Hugging Face),
 //! and blocks no longer used are dropped.
 
-use crate::checkpoint::{param_shapes, Checkpoint};
 use crate::config::GptConfig;
 use crate::error::{ModelError, Result};
+use crate::model_file::{param_shapes, Checkpoint};
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use tch::Tensor;

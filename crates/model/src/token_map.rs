@@ -17,8 +17,8 @@
 //! # let _ = fitted;
 //! ```
 
-use crate::checkpoint::Checkpoint;
 use crate::error::{ModelError, Result};
+use crate::model_file::Checkpoint;
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::fmt;

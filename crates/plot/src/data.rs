@@ -455,7 +455,7 @@ pub fn read_dla(path: &Path) -> Result<Vec<DlaRow>> {
         .collect()
 }
 
-/// The `example` cell of attention.csv rows that hold the mean over the probe examples.
+/// The `example` cell of attention.csv rows that hold the mean over the sampled prompts.
 pub const MEAN_EXAMPLE: &str = "mean";
 
 /// A row of attention.csv.

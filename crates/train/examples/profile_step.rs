@@ -11,7 +11,7 @@
 use std::path::Path;
 use std::time::Instant;
 use tch::{nn, Device, Kind, Tensor};
-use train::data::TrainTensors;
+use train::tensors::TrainTensors;
 use train::{answer_loss, AdamW, TrainConfig};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

@@ -3,8 +3,8 @@
 
 use crate::amp::with_precision;
 use crate::config::Precision;
-use crate::data::EvalSplit;
 use crate::error::Result;
+use crate::tensors::EvalSplit;
 use model::Gpt;
 use tch::{Kind, Tensor};
 

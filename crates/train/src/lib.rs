@@ -27,7 +27,6 @@ pub mod allocator;
 pub mod amp;
 pub mod checkpoint;
 pub mod config;
-pub mod data;
 pub mod dataset;
 pub mod error;
 pub mod eval;
@@ -37,6 +36,7 @@ pub mod optim;
 pub mod progress;
 pub mod schedule;
 pub mod shards;
+pub mod tensors;
 pub mod trainer;
 
 pub use config::{BlockSchedule, Precision, TrainConfig, PRESETS};

@@ -9,7 +9,7 @@
 
 use crate::error::{io_err, Result, TrainError};
 use std::fs::{self, File, OpenOptions};
-use std::io::{Read, Write};
+use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 /// Name of the lock file inside a locked folder.
@@ -40,11 +40,9 @@ impl FolderLock {
                 .open(&path)
                 .map_err(io_err(&path))?;
             if !try_flock(&file).map_err(io_err(&path))? {
-                let mut text = String::new();
-                let _ = file.read_to_string(&mut text);
                 return Err(TrainError::Locked {
                     dir: dir.to_path_buf(),
-                    pid: text.trim().parse().ok(),
+                    pid: holder_pid(&mut file),
                 });
             }
             // The holder removes the file before unlocking: a lock taken on a removed file is
@@ -74,6 +72,21 @@ impl Drop for FolderLock {
             let _ = fs::remove_dir(dir);
         }
     }
+}
+
+/// The pid the holder of the locked `file` wrote into it. The holder writes it just after taking
+/// the lock, so an empty file is read again for up to about 200 ms; `None` if it stays unreadable.
+fn holder_pid(file: &mut File) -> Option<u32> {
+    for _ in 0..20 {
+        let mut text = String::new();
+        if file.seek(SeekFrom::Start(0)).is_ok() && file.read_to_string(&mut text).is_ok() {
+            if let Ok(pid) = text.trim().parse() {
+                return Some(pid);
+            }
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    None
 }
 
 /// `flock(LOCK_EX | LOCK_NB)`: true when taken, false when another open file holds it.

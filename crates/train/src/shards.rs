@@ -15,8 +15,8 @@
 //! between runs); libgomp's wait loop fell from 14% to 3% of `perf` samples.
 
 use crate::config::Precision;
-use crate::data::IGNORE;
 use crate::error::{Result, TrainError};
+use crate::tensors::IGNORE;
 use crate::trainer::answer_cross_entropy;
 use model::Gpt;
 use std::sync::Mutex;

@@ -11,7 +11,6 @@
 use crate::amp::with_precision;
 use crate::checkpoint::{self, RngInfo, RunState};
 use crate::config::TrainConfig;
-use crate::data::{self, EvalSplit, TrainTensors, IGNORE};
 use crate::dataset;
 use crate::error::{io_err, Result, TrainError};
 use crate::eval::{self, SplitMetrics};
@@ -21,6 +20,7 @@ use crate::optim::AdamW;
 use crate::progress::Progress;
 use crate::schedule::learning_rate;
 use crate::shards::Team;
+use crate::tensors::{self, EvalSplit, TrainTensors, IGNORE};
 use model::{Checkpoint, Gpt, GptConfig};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -251,7 +251,7 @@ impl Trainer {
             .map(|n| component_of(n))
             .collect();
         let (data, splits) = load_tensors(&ds, &model, device)?;
-        let steps_per_epoch = data::steps_per_epoch(data.len, cfg.batch_size);
+        let steps_per_epoch = tensors::steps_per_epoch(data.len, cfg.batch_size);
         let resume_step = resume.unwrap_or(0);
         let (metrics, layer_norms) = open_logs(run_dir, &splits, resume_step)?;
         let progress = Progress::new(resume_step, cfg.steps, opts.quiet);
@@ -315,7 +315,12 @@ impl Trainer {
             let epoch = step / self.steps_per_epoch;
             let order = match perm.take() {
                 Some((e, p)) if e == epoch => p,
-                _ => data::epoch_permutation(self.data.len, self.cfg.seed, epoch, self.opts.device),
+                _ => tensors::epoch_permutation(
+                    self.data.len,
+                    self.cfg.seed,
+                    epoch,
+                    self.opts.device,
+                ),
             };
             let lr = self.lr_at(step);
             let (loss, grad_norm) =

@@ -55,3 +55,28 @@ fn a_folder_the_lock_created_goes_when_nothing_was_written() {
     drop(lock);
     assert!(used.join("result.csv").is_file());
 }
+
+/// A holder that has taken the lock but not yet written its pid (the moment between `flock` and
+/// the write) is still named: the second process waits briefly for the pid.
+#[test]
+fn a_holder_that_writes_its_pid_late_is_still_named() {
+    use std::os::unix::io::AsRawFd;
+    let dir = scratch("late-pid");
+    let path = dir.join(LOCK_FILE);
+    let file = std::fs::File::create(&path).unwrap();
+    // SAFETY: flock only reads the descriptor, which `file` keeps open.
+    assert_eq!(
+        unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) },
+        0
+    );
+    let writer = std::thread::spawn(move || {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        std::fs::write(&path, "424242").unwrap();
+        file
+    });
+    match FolderLock::acquire(&dir) {
+        Err(TrainError::Locked { pid, .. }) => assert_eq!(pid, Some(424242)),
+        other => panic!("expected Locked, got {other:?}"),
+    }
+    drop(writer.join().unwrap());
+}

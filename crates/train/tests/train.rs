@@ -8,8 +8,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 use tch::{Device, Kind, Tensor};
-use train::data::{EvalSplit, TrainTensors};
 use train::shards::Team;
+use train::tensors::{EvalSplit, TrainTensors};
 use train::{
     checkpoint, eval, AdamW, AdamWParams, Precision, TrainConfig, TrainError, TrainOptions,
 };

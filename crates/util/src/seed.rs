@@ -1,5 +1,5 @@
 //! Seed mixing with the SplitMix64 finaliser: derived seeds (per epoch, per step, per example,
-//! per corruption) that are stable across platforms and Rust versions. Datasets, probe sets and
+//! per corruption) that are stable across platforms and Rust versions. Datasets, prompt samples and
 //! checkpoints are keyed by these values, so none of them may change.
 
 /// The SplitMix64 increment, `2^64 / φ`.
@@ -35,7 +35,7 @@ mod tests {
     use super::*;
 
     /// Values of the former copies (train's `mix`, interp's `mix_seed`, tasks' `PairHasher`),
-    /// pinned: changing them would change every dataset, probe set and training run.
+    /// pinned: changing them would change every dataset, prompt sample and training run.
     #[test]
     fn pinned_values() {
         assert_eq!(mix(0, 0), 0x5c47_22af_355e_9512);

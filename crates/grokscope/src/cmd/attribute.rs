@@ -1,7 +1,7 @@
 //! `grokscope attribute`: attribution patching against exact patching on one checkpoint
 //! (docs/interp.md).
 
-use crate::cmd::args::{parse_all, ProbeArgs};
+use crate::cmd::args::{parse_all, AnalysisArgs};
 use crate::cmd::prompts::{PromptArgs, PromptSession};
 use crate::device::Ctx;
 use anyhow::Result;
@@ -20,7 +20,7 @@ use std::time::Instant;
 #[derive(clap::Args, Debug)]
 pub struct AttributeArgs {
     #[command(flatten)]
-    pub probe: ProbeArgs,
+    pub analysis: AnalysisArgs,
     /// Corruption (repeatable): a role (paper's same-type replacement) or noise:POS[+POS…]
     /// [default: the paper's roles].
     #[arg(long = "corruption")]
@@ -58,32 +58,32 @@ pub fn run(args: AttributeArgs, ctx: &Ctx) -> Result<()> {
     let components: Vec<ComponentKind> = parse_all(&args.component)?;
     let positions: Vec<PositionChoice> = parse_all(&args.positions)?;
     let ln_mode = LnMode::from_str(&args.ln_mode)?;
-    let probe_args = &args.probe;
+    let analysis_args = &args.analysis;
     if let Some(session) = args
         .prompts
-        .session_for(probe_args, ctx, Metric::LogitDiff)?
+        .session_for(analysis_args, ctx, Metric::LogitDiff)?
     {
-        let hooks = session.hooks(&args.hooks, &components, probe_args.layers.as_deref())?;
-        return run_on_prompts(&session, direction, &hooks, probe_args.max_rows);
+        let hooks = session.hooks(&args.hooks, &components, analysis_args.layers.as_deref())?;
+        return run_on_prompts(&session, direction, &hooks, analysis_args.read.max_rows);
     }
-    let opened = args.probe.open(ctx)?;
-    let probe = args.probe.corrupted_probe(&opened, corruptions_given)?;
+    let opened = args.analysis.open(ctx)?;
+    let probe = args.analysis.corrupted_sample(&opened, corruptions_given)?;
     let net = Net::new(&opened.checkpoint.model);
-    args.probe.check_layers(&net)?;
+    args.analysis.check_layers(&net)?;
     let opts = AttributionOptions {
         direction,
         components,
         positions,
-        layers: args.probe.layers.clone(),
+        layers: args.analysis.layers.clone(),
         ln_mode,
-        max_rows: args.probe.max_rows,
+        max_rows: args.analysis.read.max_rows,
     };
     let started = Instant::now();
     let result = attribution_patching(&net, &probe, &opts)?;
     let seconds = started.elapsed().as_secs_f64();
     let agreements = result.agreements();
 
-    let out = &args.probe.out;
+    let out = &args.analysis.out;
     let _lock = crate::cmd::lock_output(out)?;
     probe.write_jsonl(&out.join("examples.jsonl"), &opened.data.vocab)?;
     write_csv(&out.join("attribution.csv"), &result.rows(opened.step))?;
@@ -115,7 +115,7 @@ pub fn run(args: AttributeArgs, ctx: &Ctx) -> Result<()> {
 /// What `attribution_summary.json` records besides the result.
 struct Summary<'a> {
     opened: &'a interp::load::Opened,
-    probe: &'a interp::ProbeSet,
+    probe: &'a interp::PromptSample,
     opts: &'a AttributionOptions,
     seconds: f64,
 }

@@ -1,12 +1,12 @@
-//! `grokscope cache`: export the activations of chosen hooks on a probe set to a safetensors file
+//! `grokscope cache`: export the activations of chosen hooks on a prompt sample to a safetensors file
 //! for Python (docs/interp.md, "Probes and DLA").
 
 use crate::cmd::prompts::{PromptArgs, PromptSession};
 use crate::device::Ctx;
 use anyhow::Result;
 use interp::export::{export_activations, resolve_hooks};
-use interp::load::{check_compatible, open};
-use interp::{Net, ProbeSet, ProbeSpec};
+use interp::load::check_compatible;
+use interp::{Net, PromptSample, SampleSpec};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
@@ -18,14 +18,11 @@ pub struct CacheArgs {
     /// Dataset folder [default: data_dir of RUN/config.json when the checkpoint is RUN/step-N/…].
     #[arg(long)]
     pub data: Option<PathBuf>,
-    /// Rows ranks are taken over: all or task [default: all for checkpoints with a token map].
-    #[arg(long, value_name = "all|task")]
-    pub rank_over: Option<model::token_map::RankOver>,
     /// Hooks to export: TransformerLens names or glob patterns (`*` = any run of characters
     /// other than `.`), e.g. `blocks.*.hook_resid_post` `ln_final.hook_scale`.
     #[arg(long, num_args = 1.., required = true)]
     pub hooks: Vec<String>,
-    /// Split the probe examples come from (a test.json type, or train / valid).
+    /// Split the sampled prompts come from (a test.json type, or train / valid).
     #[arg(long, default_value = "train_inferred")]
     pub split: String,
     /// Number of examples drawn at random from the split (0 = the whole split, in file order).
@@ -34,16 +31,11 @@ pub struct CacheArgs {
     /// Seed of the sample.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
-    /// Largest batch of one forward pass (bounds memory).
-    #[arg(long, default_value_t = 2048)]
-    pub max_rows: usize,
     /// Output safetensors file.
     #[arg(long)]
     pub out: PathBuf,
-    /// Run on a dataset other than the one the checkpoint was trained on (a transfer
-    /// experiment; the vocabulary size must still match).
-    #[arg(long)]
-    pub allow_other_data: bool,
+    #[command(flatten)]
+    pub read: crate::cmd::args::ReadArgs,
     /// Cache the prompts of this JSONL file (the format of `lens --prompts`) instead of a probe
     /// set: no dataset needed; the file gets `tokens`, `answer_pos`, `answer` and, when given,
     /// `corrupted` beside the hooks.
@@ -53,26 +45,22 @@ pub struct CacheArgs {
 
 /// Runs `grokscope cache`: writes the safetensors file and prints its tensors.
 pub fn run(args: CacheArgs, ctx: &Ctx) -> Result<()> {
-    crate::cmd::check_positive("--max-rows", args.max_rows)?;
+    crate::cmd::check_positive("--max-rows", args.read.max_rows)?;
     if let Some(session) = prompt_session(&args, ctx)? {
         return run_on_prompts(&session, &args.hooks, &args.out);
     }
-    let opened = open(
-        &args.checkpoint,
-        args.data.as_deref(),
-        args.allow_other_data,
-        ctx.device,
-        args.rank_over,
-    )?;
+    let opened = args
+        .read
+        .open(&args.checkpoint, args.data.as_deref(), ctx)?;
     let net = Net::new(&opened.checkpoint.model);
     let hooks = resolve_hooks(&args.hooks, net.n_layer())?;
-    let spec = ProbeSpec {
+    let spec = SampleSpec {
         split: args.split.clone(),
         size: (args.limit > 0).then_some(args.limit),
         seed: args.seed,
         indices: None,
     };
-    let probe = ProbeSet::build(&opened.data, &spec, &[])?;
+    let probe = PromptSample::build(&opened.data, &spec, &[])?;
     check_compatible(&opened.checkpoint, &opened.data, probe.seq_len())?;
     let metadata = BTreeMap::from([
         ("checkpoint".to_string(), opened.path.display().to_string()),
@@ -83,7 +71,14 @@ pub fn run(args: CacheArgs, ctx: &Ctx) -> Result<()> {
         ),
         ("task".to_string(), opened.data.kind.name().to_string()),
     ]);
-    let summary = export_activations(&net, &probe, &hooks, &args.out, &metadata, args.max_rows)?;
+    let summary = export_activations(
+        &net,
+        &probe,
+        &hooks,
+        &args.out,
+        &metadata,
+        args.read.max_rows,
+    )?;
     println!(
         "cached {} hooks of {} at step {} on {} {} examples (positions {})",
         hooks.len(),

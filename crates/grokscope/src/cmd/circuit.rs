@@ -47,13 +47,13 @@ impl CircuitArgs {
             per_position: !self.merge_positions,
             target: self.target,
             exact: !self.no_exact,
-            max_rows: self.edges.probe.max_rows,
+            max_rows: self.edges.analysis.read.max_rows,
         })
     }
 }
 
 /// Runs `grokscope circuit`: writes `edges.csv`, `faithfulness.csv`, `circuit.json`,
-/// `circuit.png` and `faithfulness.png` (and `examples.jsonl` for a probe set).
+/// `circuit.png` and `faithfulness.png` (and `examples.jsonl` for a prompt sample).
 pub fn run(args: CircuitArgs, ctx: &Ctx) -> Result<()> {
     let opts = args.options()?;
     let session = args.edges.session(ctx)?;

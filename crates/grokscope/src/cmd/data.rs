@@ -63,7 +63,7 @@ pub struct CompositionArgs {
     /// Probability that an all-ID query goes to the ID test set
     #[arg(long, default_value_t = 0.005)]
     pub id_test_ratio: f64,
-    /// Size of each probe set in test.json
+    /// Size of each prompt sample in test.json
     #[arg(long, default_value_t = 3000)]
     pub test_size: usize,
     #[command(flatten)]
@@ -97,7 +97,7 @@ pub struct ComparisonArgs {
     /// Probability that an ID–ID pair goes to the ID test set
     #[arg(long, default_value_t = 0.1)]
     pub id_test_ratio: f64,
-    /// Size of each probe set in test.json
+    /// Size of each prompt sample in test.json
     #[arg(long, default_value_t = 3000)]
     pub test_size: usize,
     #[command(flatten)]
@@ -117,7 +117,7 @@ pub struct ComplexArgs {
     /// Probability that an ID–ID pair goes to the ID test set
     #[arg(long, default_value_t = 0.1)]
     pub id_test_ratio: f64,
-    /// Size of each probe set in test.json
+    /// Size of each prompt sample in test.json
     #[arg(long, default_value_t = 3000)]
     pub test_size: usize,
     /// test_hard queries per label

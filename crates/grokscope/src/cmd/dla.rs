@@ -2,7 +2,7 @@
 //! layer's attention and MLP, each head) on one checkpoint or every checkpoint of a run
 //! (docs/interp.md, "Probes and DLA").
 
-use crate::cmd::probe::{for_each_checkpoint, SourceArgs};
+use crate::cmd::args::{for_each_checkpoint, SourceArgs};
 use crate::cmd::prompts::{PromptArgs, PromptSession};
 use crate::device::Ctx;
 use anyhow::Result;
@@ -15,7 +15,7 @@ use serde_json::json;
 pub struct DlaArgs {
     #[command(flatten)]
     pub source: SourceArgs,
-    /// Number of probe examples drawn at random from the split (0 = the whole split).
+    /// Number of sampled prompts drawn at random from the split (0 = the whole split).
     #[arg(long, default_value_t = 300)]
     pub size: usize,
     /// Token the gold answer is compared with, e.g. `<e_12>` [default: each example's
@@ -26,7 +26,7 @@ pub struct DlaArgs {
     pub prompts: PromptArgs,
 }
 
-/// Runs `grokscope dla`: writes `dla.csv` (mean over the probe examples per component and step;
+/// Runs `grokscope dla`: writes `dla.csv` (mean over the sampled prompts per component and step;
 /// the attention output biases go to `dla_summary.json`), `dla_summary.json` and
 /// `examples.jsonl`, and prints the largest components.
 pub fn run(args: DlaArgs, ctx: &Ctx) -> Result<()> {
@@ -34,7 +34,7 @@ pub fn run(args: DlaArgs, ctx: &Ctx) -> Result<()> {
         return run_on_prompts(&session);
     }
     let source = args.source.resolve()?;
-    let probe = args.source.probe(&source.data, args.size)?;
+    let probe = args.source.sample(&source.data, args.size)?;
     let alternative = args
         .alternative
         .as_deref()
@@ -45,7 +45,7 @@ pub fn run(args: DlaArgs, ctx: &Ctx) -> Result<()> {
     let mut rows: Vec<DlaRow> = Vec::new();
     let mut steps = Vec::new();
     for_each_checkpoint(&source, &probe, ctx, |step, path, net| {
-        let result = direct_logit_attribution(net, &probe, alternative, args.source.max_rows)?;
+        let result = direct_logit_attribution(net, &probe, alternative, args.source.read.max_rows)?;
         let means = result.means();
         let total: f64 = means
             .iter()

@@ -1,15 +1,15 @@
 //! What `circuit` and `path-patch` share: the checkpoint and the prompt batch of an edge-level
-//! analysis, from a probe set with one token corruption (the task preset) or from a prompt file
+//! analysis, from a prompt sample with one token corruption (the task preset) or from a prompt file
 //! (`--prompts`), with the metric and the readout.
 
-use crate::cmd::args::ProbeArgs;
+use crate::cmd::args::AnalysisArgs;
 use crate::cmd::prompts::PromptArgs;
 use crate::device::Ctx;
 use anyhow::Result;
 use interp::circuit::EdgeRuns;
 use interp::metric::Metric;
 use interp::tokens::PromptBatch;
-use interp::{CorruptionSpec, Direction, LnMode, Net, ProbeSet};
+use interp::{CorruptionSpec, Direction, LnMode, Net, PromptSample};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
@@ -17,7 +17,7 @@ use std::str::FromStr;
 #[derive(clap::Args, Debug)]
 pub struct EdgeArgs {
     #[command(flatten)]
-    pub probe: ProbeArgs,
+    pub analysis: AnalysisArgs,
     /// The corruption whose effect the edges carry: a role replaced by the paper's rule
     /// [default: the task's first corruption, h for composition, a for comparison].
     #[arg(long)]
@@ -30,7 +30,7 @@ pub struct EdgeArgs {
     /// scale, linear in the final residual stream).
     #[arg(long, default_value = "recompute")]
     pub ln_mode: String,
-    /// Analyse the prompts of this JSONL file instead of a probe set (see `lens --help`).
+    /// Analyse the prompts of this JSONL file instead of a prompt sample (see `lens --help`).
     #[arg(long, value_name = "FILE.jsonl")]
     pub prompts: Option<PathBuf>,
 }
@@ -44,19 +44,19 @@ pub struct EdgeSession {
     pub batch: PromptBatch,
     pub metric: Metric,
     pub ln_mode: LnMode,
-    /// Names of the `T` positions (role names for a probe set, indices for a prompt file).
+    /// Names of the `T` positions (role names for a prompt sample, indices for a prompt file).
     pub position_names: Vec<String>,
     /// Where the prompts come from, for reports.
     pub source: String,
-    /// The probe set and its dataset, for `examples.jsonl` (task preset only).
-    task: Option<(ProbeSet, tasks::Dataset)>,
+    /// The prompt sample and its dataset, for `examples.jsonl` (task preset only).
+    task: Option<(PromptSample, tasks::Dataset)>,
     pub out: PathBuf,
 }
 
 impl EdgeArgs {
     /// Loads the checkpoint and builds the batch; checks every option first.
     pub fn session(&self, ctx: &Ctx) -> Result<EdgeSession> {
-        crate::cmd::check_positive("--max-rows", self.probe.max_rows)?;
+        crate::cmd::check_positive("--max-rows", self.analysis.read.max_rows)?;
         let metric = Metric::from_str(&self.metric)?;
         let ln_mode = LnMode::from_str(&self.ln_mode)?;
         let corruption = self
@@ -64,7 +64,7 @@ impl EdgeArgs {
             .as_deref()
             .map(CorruptionSpec::from_str)
             .transpose()?;
-        if self.probe.layers.is_some() {
+        if self.analysis.layers.is_some() {
             anyhow::bail!("--layers does not apply: edge analyses cover every layer");
         }
         let mut session = match &self.prompts {
@@ -89,7 +89,7 @@ impl EdgeArgs {
             prompts: self.prompts.clone(),
             metric: Some(self.metric.clone()),
         };
-        let Some(session) = args.session_for(&self.probe, ctx, metric.clone())? else {
+        let Some(session) = args.session_for(&self.analysis, ctx, metric.clone())? else {
             anyhow::bail!("no prompt file");
         };
         let t = session.batch.clean.size()[1];
@@ -109,7 +109,7 @@ impl EdgeArgs {
             ln_mode,
             position_names: (0..t).map(|p| p.to_string()).collect(),
             task: None,
-            out: self.probe.out.clone(),
+            out: self.analysis.out.clone(),
         })
     }
 
@@ -120,14 +120,14 @@ impl EdgeArgs {
         ln_mode: LnMode,
         corruption: Option<CorruptionSpec>,
     ) -> Result<EdgeSession> {
-        let opened = self.probe.open(ctx)?;
+        let opened = self.analysis.open(ctx)?;
         let corruption = match corruption {
             Some(c) => c,
             None => interp::default_corruptions(opened.data.kind).remove(0),
         };
         let probe = self
-            .probe
-            .probe(&opened, std::slice::from_ref(&corruption))?;
+            .analysis
+            .sample(&opened, std::slice::from_ref(&corruption))?;
         let (batch, _) = probe.prompt_batch(&corruption)?;
         Ok(EdgeSession {
             source: format!(
@@ -143,7 +143,7 @@ impl EdgeArgs {
             metric,
             ln_mode,
             task: Some((probe, opened.data)),
-            out: self.probe.out.clone(),
+            out: self.analysis.out.clone(),
         })
     }
 }
@@ -177,7 +177,7 @@ impl EdgeSession {
         }
     }
 
-    /// Writes `examples.jsonl` (the probe examples, task preset only) to the output folder.
+    /// Writes `examples.jsonl` (the sampled prompts, task preset only) to the output folder.
     pub fn write_examples(&self, out: &Path) -> Result<()> {
         if let Some((probe, data)) = &self.task {
             probe.write_jsonl(&out.join("examples.jsonl"), &data.vocab)?;

@@ -9,7 +9,7 @@ use serde::Serialize;
 use std::io::{BufWriter, Write};
 use std::path::PathBuf;
 use tasks::Dataset;
-use train::data::EvalSplit;
+use train::tensors::EvalSplit;
 use train::{eval, Precision};
 
 /// Evaluate a checkpoint on every split of a dataset's test.json (or one split).

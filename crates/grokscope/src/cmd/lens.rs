@@ -1,6 +1,6 @@
 //! `grokscope lens`: the logit lens on one checkpoint (paper-spec §5; docs/interp.md).
 
-use crate::cmd::args::{parse_all, ProbeArgs};
+use crate::cmd::args::{parse_all, AnalysisArgs};
 use crate::cmd::prompts::{PromptArgs, PromptSession};
 use crate::device::Ctx;
 use anyhow::Result;
@@ -14,7 +14,7 @@ use std::str::FromStr;
 #[derive(clap::Args, Debug)]
 pub struct LensArgs {
     #[command(flatten)]
-    pub probe: ProbeArgs,
+    pub analysis: AnalysisArgs,
     /// Lens target ROLE@POSITION (repeatable), e.g. b1@r1, r2@r2, v1@e1, labels@a, answer@last
     /// [default: the paper's targets of the task].
     #[arg(long = "target")]
@@ -38,16 +38,16 @@ pub struct LensArgs {
 /// every target per layer.
 pub fn run(args: LensArgs, ctx: &Ctx) -> Result<()> {
     let ln_mode = LnMode::from_str(&args.ln_mode)?;
-    let probe_args = &args.probe;
+    let analysis_args = &args.analysis;
     if let Some(session) = args
         .prompts
-        .session_for(probe_args, ctx, Metric::ReciprocalRank)?
+        .session_for(analysis_args, ctx, Metric::ReciprocalRank)?
     {
-        return run_on_prompts(&session, ln_mode, probe_args.layers.as_deref());
+        return run_on_prompts(&session, ln_mode, analysis_args.layers.as_deref());
     }
     let targets_given: Vec<TargetSpec> = parse_all(&args.targets)?;
-    let opened = args.probe.open(ctx)?;
-    let probe = args.probe.probe(&opened, &[])?;
+    let opened = args.analysis.open(ctx)?;
+    let probe = args.analysis.sample(&opened, &[])?;
     let targets = if args.all_targets {
         all_targets(&probe)
     } else if targets_given.is_empty() {
@@ -56,7 +56,7 @@ pub fn run(args: LensArgs, ctx: &Ctx) -> Result<()> {
         targets_given
     };
     let net = Net::new(&opened.checkpoint.model);
-    args.probe.check_layers(&net)?;
+    args.analysis.check_layers(&net)?;
     let tuned = match &args.tuned_lens {
         Some(path) => Some(TunedLens::load(
             path,
@@ -72,12 +72,12 @@ pub fn run(args: LensArgs, ctx: &Ctx) -> Result<()> {
         &probe,
         &targets,
         ln_mode,
-        args.probe.layers.as_deref(),
-        args.probe.max_rows,
+        args.analysis.layers.as_deref(),
+        args.analysis.read.max_rows,
         tuned.as_ref(),
     )?;
     let seconds = started.elapsed().as_secs_f64();
-    let out = &args.probe.out;
+    let out = &args.analysis.out;
     let _lock = crate::cmd::lock_output(out)?;
     probe.write_jsonl(&out.join("examples.jsonl"), &opened.data.vocab)?;
     write_csv(&out.join("lens.csv"), &lens.rows(opened.step))?;

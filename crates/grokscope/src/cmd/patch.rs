@@ -1,6 +1,6 @@
 //! `grokscope patch`: activation patching (causal tracing) on one checkpoint (docs/interp.md).
 
-use crate::cmd::args::{parse_all, ProbeArgs};
+use crate::cmd::args::{parse_all, AnalysisArgs};
 use crate::cmd::prompts::{PromptArgs, PromptSession};
 use crate::device::Ctx;
 use anyhow::Result;
@@ -19,7 +19,7 @@ use std::time::Instant;
 #[derive(clap::Args, Debug)]
 pub struct PatchArgs {
     #[command(flatten)]
-    pub probe: ProbeArgs,
+    pub analysis: AnalysisArgs,
     /// Corruption (repeatable): a role replaced by the paper's same-type rule (h, r1, r2 / a, e1,
     /// e2) or Gaussian noise on positions, noise:POS[+POS…] [default: the paper's roles].
     #[arg(long = "corruption")]
@@ -54,36 +54,42 @@ pub fn run(args: PatchArgs, ctx: &Ctx) -> Result<()> {
     let directions: Vec<Direction> = parse_all(&args.direction)?;
     let components: Vec<ComponentKind> = parse_all(&args.component)?;
     let positions: Vec<PositionChoice> = parse_all(&args.positions)?;
-    let probe_args = &args.probe;
+    let analysis_args = &args.analysis;
     if let Some(session) = args
         .prompts
-        .session_for(probe_args, ctx, Metric::LogitDiff)?
+        .session_for(analysis_args, ctx, Metric::LogitDiff)?
     {
-        let hooks = session.hooks(&args.hooks, &components, probe_args.layers.as_deref())?;
+        let hooks = session.hooks(&args.hooks, &components, analysis_args.layers.as_deref())?;
         let sets = crate::cmd::prompts::position_sets(&session.batch, &positions);
         let targets = crate::cmd::prompts::targets_of(&hooks, &sets, session.net().n_head());
-        return run_on_prompts(&session, &directions, &targets, probe_args.max_rows);
+        return run_on_prompts(&session, &directions, &targets, analysis_args.read.max_rows);
     }
-    let opened = args.probe.open(ctx)?;
-    let probe = args.probe.corrupted_probe(&opened, corruptions_given)?;
+    let opened = args.analysis.open(ctx)?;
+    let probe = args.analysis.corrupted_sample(&opened, corruptions_given)?;
     let net = Net::new(&opened.checkpoint.model);
-    args.probe.check_layers(&net)?;
+    args.analysis.check_layers(&net)?;
     let opts = SweepOptions {
         directions,
         components,
         positions,
-        layers: args.probe.layers.clone(),
+        layers: args.analysis.layers.clone(),
         mode: sweep_mode(args.naive),
-        max_rows: args.probe.max_rows,
+        max_rows: args.analysis.read.max_rows,
         ..SweepOptions::default()
     };
     let started = Instant::now();
     let result = patch_sweep(&net, &probe, &opts)?;
     let seconds = started.elapsed().as_secs_f64();
     let targets = default_targets(&probe);
-    let effect = state_effect(&net, &probe, &targets, opened.step, args.probe.max_rows)?;
+    let effect = state_effect(
+        &net,
+        &probe,
+        &targets,
+        opened.step,
+        args.analysis.read.max_rows,
+    )?;
 
-    let out = &args.probe.out;
+    let out = &args.analysis.out;
     let _lock = crate::cmd::lock_output(out)?;
     probe.write_jsonl(&out.join("examples.jsonl"), &opened.data.vocab)?;
     write_csv(&out.join("patch.csv"), &result.rows(opened.step))?;
@@ -121,7 +127,7 @@ fn sweep_mode(naive: bool) -> SweepMode {
 fn summary(
     result: &PatchResult,
     opened: &interp::load::Opened,
-    probe: &interp::ProbeSet,
+    probe: &interp::PromptSample,
     opts: &SweepOptions,
     seconds: f64,
 ) -> serde_json::Value {

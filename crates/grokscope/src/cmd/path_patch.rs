@@ -69,7 +69,7 @@ pub fn run(args: PathPatchArgs, ctx: &Ctx) -> Result<()> {
     }
     println!("{}", session.describe("path patching"));
     let runs = session.runs(&net, direction)?;
-    let values = path_patch(&runs, &patches, args.edges.probe.max_rows)?;
+    let values = path_patch(&runs, &patches, args.edges.analysis.read.max_rows)?;
     let rows = rows(&session, &graph, direction, &patches, &values);
     for row in &rows {
         println!(

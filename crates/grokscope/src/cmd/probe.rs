@@ -1,177 +1,22 @@
 //! `grokscope probe`: linear probes per (layer, position) on one checkpoint or every checkpoint of
 //! a run, next to the logit lens's accuracy of the same target (docs/interp.md, "Probes and DLA").
 
+use crate::cmd::args::{for_each_checkpoint, SourceArgs};
 use crate::device::Ctx;
 use anyhow::Result;
 use interp::linear_probe::{
     default_probe_targets, linear_probes, FitOptions, LinearProbeOptions, LinearProbeResult,
 };
-use interp::load::{
-    check_compatible, check_trained_on, checkpoint_step, describe_rank_universe, list_checkpoints,
-    load_fitted, resolve_data_dir,
-};
 use interp::output::{write_csv, write_json, LensRow};
-use interp::{InterpError, Net, ProbeSet, ProbeSpec};
-use model::token_map::RankOver;
+use interp::PromptSample;
 use serde_json::json;
-use std::path::{Path, PathBuf};
-
-/// Which checkpoints an analysis reads, its dataset, probe sample and output folder; shared by
-/// `probe` and `dla`.
-#[derive(clap::Args, Debug)]
-pub struct SourceArgs {
-    /// Checkpoint file, e.g. checkpoints/RUN/step-N/model.safetensors.
-    #[arg(long, required_unless_present = "run", conflicts_with = "run")]
-    pub checkpoint: Option<PathBuf>,
-    /// Run folder: analyse every checkpoint RUN/step-N/model.safetensors (or those of --steps).
-    #[arg(long)]
-    pub run: Option<PathBuf>,
-    /// With --run: the steps to analyse, comma-separated [default: every checkpoint].
-    #[arg(long, value_delimiter = ',', requires = "run")]
-    pub steps: Option<Vec<u64>>,
-    /// Dataset folder [default: data_dir of RUN/config.json].
-    #[arg(long)]
-    pub data: Option<PathBuf>,
-    /// Output folder [default with --run: notebooks-out/<run name>/].
-    #[arg(long, required_unless_present = "run")]
-    pub out: Option<PathBuf>,
-    /// Split the probe examples come from (a test.json type, or train / valid).
-    #[arg(long, default_value = "train_inferred")]
-    pub split: String,
-    /// Seed of the probe sample (and of the probes' train/held-out split).
-    #[arg(long, default_value_t = 0)]
-    pub seed: u64,
-    /// Largest batch of one forward pass (bounds memory).
-    #[arg(long, default_value_t = 2048)]
-    pub max_rows: usize,
-    /// Rows ranks are taken over: all or task [default: all for checkpoints with a token map].
-    #[arg(long, value_name = "all|task")]
-    pub rank_over: Option<RankOver>,
-    /// Analyse on a dataset other than the one the checkpoints were trained on (a transfer
-    /// experiment; the vocabulary size must still match).
-    #[arg(long)]
-    pub allow_other_data: bool,
-}
-
-/// The resolved checkpoints, dataset and output folder of [`SourceArgs`].
-pub struct Source {
-    /// Checkpoint files in step order.
-    pub checkpoints: Vec<PathBuf>,
-    pub data: tasks::Dataset,
-    /// `data`'s fingerprint, checked against each checkpoint's.
-    pub fingerprint: String,
-    pub allow_other_data: bool,
-    pub out: PathBuf,
-    /// Rows ranks are taken over (`None`: each checkpoint's default).
-    pub rank_over: Option<RankOver>,
-}
-
-impl SourceArgs {
-    /// Checks the options, lists the checkpoints, loads the dataset and picks the output folder.
-    pub fn resolve(&self) -> Result<Source> {
-        crate::cmd::check_positive("--max-rows", self.max_rows)?;
-        let (checkpoints, out) = match (&self.checkpoint, &self.run) {
-            (Some(file), _) => (vec![file.clone()], self.out.clone()),
-            (None, Some(run)) => {
-                let all = list_checkpoints(run)?;
-                let files = match &self.steps {
-                    None => all.into_iter().map(|(_, f)| f).collect(),
-                    Some(steps) => steps
-                        .iter()
-                        .map(|s| {
-                            all.iter()
-                                .find(|(step, _)| step == s)
-                                .map(|(_, f)| f.clone())
-                                .ok_or_else(|| InterpError::UnknownStep {
-                                    run: run.clone(),
-                                    step: *s,
-                                    available: all
-                                        .iter()
-                                        .map(|(s, _)| s.to_string())
-                                        .collect::<Vec<_>>()
-                                        .join(", "),
-                                })
-                        })
-                        .collect::<Result<Vec<_>, _>>()?,
-                };
-                (
-                    files,
-                    Some(self.out.clone().unwrap_or_else(|| default_out(run))),
-                )
-            }
-            (None, None) => anyhow::bail!("give --checkpoint FILE or --run DIR"),
-        };
-        let out = out.ok_or_else(|| anyhow::anyhow!("give --out DIR"))?;
-        let first = checkpoints
-            .first()
-            .ok_or_else(|| anyhow::anyhow!("no checkpoint to analyse"))?;
-        let data = tasks::Dataset::load(&resolve_data_dir(first, self.data.as_deref())?)?;
-        Ok(Source {
-            checkpoints,
-            fingerprint: data.fingerprint(),
-            data,
-            allow_other_data: self.allow_other_data,
-            out,
-            rank_over: self.rank_over,
-        })
-    }
-
-    /// The probe set of `size` examples (0 = the whole split).
-    pub fn probe(&self, data: &tasks::Dataset, size: usize) -> Result<ProbeSet> {
-        let spec = ProbeSpec {
-            split: self.split.clone(),
-            size: (size > 0).then_some(size),
-            seed: self.seed,
-            indices: None,
-        };
-        Ok(ProbeSet::build(data, &spec, &[])?)
-    }
-}
-
-/// `notebooks-out/<run folder name>`, where `trace` and `plot` look for a run's analyses.
-fn default_out(run: &Path) -> PathBuf {
-    let name = run
-        .canonicalize()
-        .ok()
-        .and_then(|p| p.file_name().map(|n| n.to_os_string()))
-        .or_else(|| run.file_name().map(|n| n.to_os_string()))
-        .unwrap_or_else(|| "run".into());
-    PathBuf::from("notebooks-out").join(name)
-}
-
-/// Loads each checkpoint of `source` in turn, checks it against the probe set and the data it
-/// was trained on, and calls `f(step, checkpoint file, model)`; prints the rank universe of the
-/// first.
-pub fn for_each_checkpoint(
-    source: &Source,
-    probe: &ProbeSet,
-    ctx: &Ctx,
-    mut f: impl FnMut(u64, &Path, &Net) -> Result<()>,
-) -> Result<()> {
-    for (i, path) in source.checkpoints.iter().enumerate() {
-        let (ckpt, rank_over) = load_fitted(path, &source.data, ctx.device, source.rank_over)?;
-        if i == 0 {
-            println!("{}", describe_rank_universe(&ckpt, rank_over));
-        }
-        check_compatible(&ckpt, &source.data, probe.seq_len())?;
-        check_trained_on(
-            path,
-            &ckpt.metadata,
-            &source.data,
-            &source.fingerprint,
-            source.allow_other_data,
-        )?;
-        let step = checkpoint_step(path, &ckpt.metadata);
-        f(step, path, &Net::new(&ckpt.model))?;
-    }
-    Ok(())
-}
+use std::path::Path;
 
 #[derive(clap::Args, Debug)]
 pub struct ProbeCmdArgs {
     #[command(flatten)]
     pub source: SourceArgs,
-    /// Number of probe examples drawn at random from the split (0 = the whole split).
+    /// Number of sampled prompts drawn at random from the split (0 = the whole split).
     #[arg(long, default_value_t = 3000)]
     pub size: usize,
     /// Role whose token the probes decode (repeatable): e.g. b1 (bridge entity), r2, v1, v2,
@@ -225,7 +70,7 @@ fn check_fit_options(args: &ProbeCmdArgs) -> Result<()> {
 pub fn run(args: ProbeCmdArgs, ctx: &Ctx) -> Result<()> {
     check_fit_options(&args)?;
     let source = args.source.resolve()?;
-    let probe = args.source.probe(&source.data, args.size)?;
+    let probe = args.source.sample(&source.data, args.size)?;
     let targets = checked_targets(&args, &probe)?;
     let opts = linear_probe_options(&args)?;
     let out = &source.out;
@@ -265,9 +110,9 @@ pub fn run(args: ProbeCmdArgs, ctx: &Ctx) -> Result<()> {
     Ok(())
 }
 
-/// The targets asked for (the probe set's defaults when none), each checked against the probe
+/// The targets asked for (the prompt sample's defaults when none), each checked against the probe
 /// set, and the asked-for positions checked too.
-fn checked_targets(args: &ProbeCmdArgs, probe: &ProbeSet) -> Result<Vec<String>> {
+fn checked_targets(args: &ProbeCmdArgs, probe: &PromptSample) -> Result<Vec<String>> {
     let targets = if args.targets.is_empty() {
         default_probe_targets(probe)
     } else {
@@ -295,7 +140,7 @@ fn linear_probe_options(args: &ProbeCmdArgs) -> Result<LinearProbeOptions> {
         },
         holdout: args.holdout,
         seed: args.source.seed,
-        max_rows: args.source.max_rows,
+        max_rows: args.source.read.max_rows,
     })
 }
 
@@ -304,7 +149,7 @@ fn linear_probe_options(args: &ProbeCmdArgs) -> Result<LinearProbeOptions> {
 fn write_summary(
     out: &Path,
     data_dir: &Path,
-    probe: &ProbeSet,
+    probe: &PromptSample,
     opts: &LinearProbeOptions,
     targets: &[serde_json::Value],
     steps: &[serde_json::Value],
@@ -331,7 +176,7 @@ fn write_summary(
 
 /// Prints one checkpoint's probe timings and, per target, held-out probe accuracy / lens top-1 per
 /// layer and position.
-fn print_result(path: &Path, step: u64, probe: &ProbeSet, result: &LinearProbeResult) {
+fn print_result(path: &Path, step: u64, probe: &PromptSample, result: &LinearProbeResult) {
     println!(
         "linear probes of {} at step {} on {} {} examples: forward {:.2} s, fit {:.2} s",
         path.display(),

@@ -1,5 +1,5 @@
 //! `--prompts FILE.jsonl` and `--metric` of `lens`, `patch`, `attribute`, `dla` and `cache`: the
-//! token-level core ([`interp::tokens`]) on a user's own prompts, with no dataset or probe set
+//! token-level core ([`interp::tokens`]) on a user's own prompts, with no dataset or prompt sample
 //! (docs/interp.md, "Your own prompts"). Each command writes `prompt_<analysis>.csv`.
 
 use crate::device::Ctx;
@@ -17,9 +17,9 @@ use std::path::{Path, PathBuf};
 /// The prompt-file options.
 #[derive(clap::Args, Debug, Default)]
 pub struct PromptArgs {
-    /// Analyse the prompts of this JSONL file instead of a probe set (per line `clean`, optional
+    /// Analyse the prompts of this JSONL file instead of a prompt sample (per line `clean`, optional
     /// `corrupted`, `answer`, optional `alternative` and `answer_pos`; tokens as the model's token
-    /// strings or ids): no dataset needed. The probe-set options are then not used.
+    /// strings or ids): no dataset needed. The prompt-sample options are then not used.
     #[arg(long, value_name = "FILE.jsonl")]
     pub prompts: Option<PathBuf>,
     /// With --prompts, the metric: logit-diff, prob, rank, reciprocal-rank, kl, restoration (of the
@@ -127,18 +127,18 @@ impl PromptArgs {
 }
 
 impl PromptArgs {
-    /// [`PromptArgs::session`] with the checkpoint, dataset and output folder of a probe-set
+    /// [`PromptArgs::session`] with the checkpoint, dataset and output folder of a prompt-sample
     /// command's arguments.
     pub fn session_for(
         &self,
-        probe: &crate::cmd::args::ProbeArgs,
+        analysis: &crate::cmd::args::AnalysisArgs,
         ctx: &Ctx,
         default: Metric,
     ) -> Result<Option<PromptSession>> {
         self.session(
-            &probe.checkpoint,
-            probe.data.as_deref(),
-            &probe.out,
+            &analysis.checkpoint,
+            analysis.data.as_deref(),
+            &analysis.out,
             ctx,
             default,
         )

@@ -12,9 +12,6 @@ pub struct TraceArgs {
     /// Run folder holding step-N/model.safetensors (and config.json, metrics.csv).
     #[arg(long)]
     pub run: PathBuf,
-    /// Rows ranks are taken over: all or task [default: all for checkpoints with a token map].
-    #[arg(long, value_name = "all|task")]
-    pub rank_over: Option<model::token_map::RankOver>,
     /// Output folder [default: notebooks-out/<run name>/].
     #[arg(long)]
     pub out: Option<PathBuf>,
@@ -39,13 +36,8 @@ pub struct TraceArgs {
     /// Recompute checkpoints that are already done.
     #[arg(long)]
     pub force: bool,
-    /// Largest batch of one forward pass (bounds memory).
-    #[arg(long, default_value_t = 2048)]
-    pub max_rows: usize,
-    /// Trace on a dataset other than the one the checkpoints were trained on (a transfer
-    /// experiment; the vocabulary size must still match).
-    #[arg(long)]
-    pub allow_other_data: bool,
+    #[command(flatten)]
+    pub read: crate::cmd::args::ReadArgs,
     /// No progress bar.
     #[arg(long)]
     pub quiet: bool,
@@ -71,7 +63,7 @@ pub fn run(args: TraceArgs, ctx: &Ctx) -> Result<()> {
     let edge_plan = crate::cmd::trace_edges::plan(&args, ctx.device)?;
     let _lock = crate::cmd::lock_output(&out)?;
     remove_stale_step_temps(&out)?;
-    match args.rank_over {
+    match args.read.rank_over {
         Some(universe) => println!("ranks over: {universe} (--rank-over)"),
         None => println!(
             "ranks over: each checkpoint's default (all rows for checkpoints with a token map, such \
@@ -94,20 +86,20 @@ pub fn run(args: TraceArgs, ctx: &Ctx) -> Result<()> {
 fn trace_options(args: &TraceArgs, ctx: &Ctx) -> Result<TraceOptions> {
     let corruptions: Vec<CorruptionSpec> = parse_all(&args.corruptions)?;
     let positions: Vec<PositionChoice> = parse_all(&args.positions)?;
-    crate::cmd::check_positive("--max-rows", args.max_rows)?;
+    crate::cmd::check_positive("--max-rows", args.read.max_rows)?;
     Ok(TraceOptions {
-        probe: args.sample.spec()?,
+        sample: args.sample.spec()?,
         steps: args.steps.clone(),
         corruptions: (!corruptions.is_empty()).then_some(corruptions),
         positions,
         data: args.data.clone(),
         key_layer: args.key_layer,
         force: args.force,
-        allow_other_data: args.allow_other_data,
-        max_rows: args.max_rows,
+        allow_other_data: args.read.allow_other_data,
+        max_rows: args.read.max_rows,
         device: ctx.device,
         progress: !args.quiet,
-        rank_over: args.rank_over,
+        rank_over: args.read.rank_over,
     })
 }
 

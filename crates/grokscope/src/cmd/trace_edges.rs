@@ -12,7 +12,7 @@ use interp::load::{
 };
 use interp::metric::Metric;
 use interp::output::write_csv;
-use interp::{CorruptionSpec, Direction, LnMode, Net, ProbeSet, TraceSummary};
+use interp::{CorruptionSpec, Direction, LnMode, Net, PromptSample, TraceSummary};
 use model::token_map::RankOver;
 use plot::circuit_diagram::CircuitDiagram;
 use plot::line_chart::{LineChart, Series};
@@ -47,14 +47,14 @@ pub struct EdgePlan {
     corruption: CorruptionSpec,
     data: tasks::Dataset,
     data_fingerprint: String,
-    probe: ProbeSet,
+    probe: PromptSample,
     checkpoints: Vec<(u64, PathBuf)>,
     allow_other_data: bool,
     rank_over: Option<RankOver>,
     device: tch::Device,
 }
 
-/// Checks the `--edge-*` options against the run's data and builds the probe set and the
+/// Checks the `--edge-*` options against the run's data and builds the prompt sample and the
 /// batch once (so that bad input fails before anything is computed or written); `None`
 /// without `--edges`.
 pub fn plan(args: &TraceArgs, device: tch::Device) -> Result<Option<EdgePlan>> {
@@ -75,7 +75,7 @@ pub fn plan(args: &TraceArgs, device: tch::Device) -> Result<Option<EdgePlan>> {
         Some(c) => CorruptionSpec::from_str(c).context("--edge-corruption")?,
         None => interp::default_corruptions(data.kind).remove(0),
     };
-    let probe = ProbeSet::build(
+    let probe = PromptSample::build(
         &data,
         &args.sample.spec()?,
         std::slice::from_ref(&corruption),
@@ -90,15 +90,15 @@ pub fn plan(args: &TraceArgs, device: tch::Device) -> Result<Option<EdgePlan>> {
             per_position: true,
             target: e.edge_target,
             exact: false,
-            max_rows: args.max_rows,
+            max_rows: args.read.max_rows,
         },
         corruption,
         data_fingerprint: data.fingerprint(),
         data,
         probe,
         checkpoints,
-        allow_other_data: args.allow_other_data,
-        rank_over: args.rank_over,
+        allow_other_data: args.read.allow_other_data,
+        rank_over: args.read.rank_over,
         device,
     }))
 }

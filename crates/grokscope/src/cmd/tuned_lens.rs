@@ -1,15 +1,15 @@
 //! `grokscope tuned-lens`: trains the tuned lens (one affine translator per layer, KL to the final
 //! distribution) on a checkpoint's residual streams, saves it, and compares it with the logit lens
-//! on the probe set (docs/interp.md).
+//! on the prompt sample (docs/interp.md).
 
-use crate::cmd::args::ProbeArgs;
+use crate::cmd::args::AnalysisArgs;
 use crate::device::Ctx;
 use anyhow::{bail, Result};
 use interp::lens::default_targets;
 use interp::output::write_csv;
 use interp::states::tokens_tensor;
 use interp::tuned_lens::{train_tuned_lens, TunedLensOptions, TunedLensReport};
-use interp::{logit_lens, LnMode, Net, ProbeSet, ProbeSpec};
+use interp::{logit_lens, LnMode, Net, PromptSample, SampleSpec};
 use serde::Serialize;
 use std::path::Path;
 
@@ -17,7 +17,7 @@ use std::path::Path;
 #[derive(clap::Args, Debug)]
 pub struct TunedLensArgs {
     #[command(flatten)]
-    pub probe: ProbeArgs,
+    pub analysis: AnalysisArgs,
     /// Examples of the probe split whose residual streams (every position) train the translators,
     /// drawn with --seed + 1.
     #[arg(long, default_value_t = 1000)]
@@ -48,7 +48,7 @@ pub fn run(args: TunedLensArgs, ctx: &Ctx) -> Result<()> {
         steps: args.steps,
         lr: args.lr,
         batch: args.batch,
-        seed: args.probe.sample.seed as i64,
+        seed: args.analysis.sample.seed as i64,
     };
     if args.fit_size == 0
         || opts.steps == 0
@@ -58,15 +58,15 @@ pub fn run(args: TunedLensArgs, ctx: &Ctx) -> Result<()> {
     {
         bail!("--fit-size, --steps and --batch must be at least 1 and --lr positive");
     }
-    let opened = args.probe.open(ctx)?;
-    let probe = args.probe.probe(&opened, &[])?;
-    let fit_spec = ProbeSpec {
+    let opened = args.analysis.open(ctx)?;
+    let probe = args.analysis.sample(&opened, &[])?;
+    let fit_spec = SampleSpec {
         size: Some(args.fit_size),
-        seed: args.probe.sample.seed + 1,
+        seed: args.analysis.sample.seed + 1,
         indices: None,
-        ..args.probe.sample.spec()?
+        ..args.analysis.sample.spec()?
     };
-    let fit = ProbeSet::build(&opened.data, &fit_spec, &[])?;
+    let fit = PromptSample::build(&opened.data, &fit_spec, &[])?;
     let net = Net::new(&opened.checkpoint.model);
     let fit_tokens = tokens_tensor(
         fit.examples.iter().map(|e| e.tokens.as_slice()),
@@ -74,7 +74,7 @@ pub fn run(args: TunedLensArgs, ctx: &Ctx) -> Result<()> {
     );
     let (tuned, report) = train_tuned_lens(&net, &fit_tokens, &opts)?;
     let targets = default_targets(&probe);
-    let max_rows = args.probe.max_rows;
+    let max_rows = args.analysis.read.max_rows;
     let [logit, tuned_result] = [None, Some(&tuned)].map(|translators| {
         logit_lens(
             &net,
@@ -87,7 +87,7 @@ pub fn run(args: TunedLensArgs, ctx: &Ctx) -> Result<()> {
         )
     });
     let (logit, tuned_result) = (logit?, tuned_result?);
-    let out = &args.probe.out;
+    let out = &args.analysis.out;
     std::fs::create_dir_all(out)?;
     let _lock = crate::cmd::lock_output(out)?;
     tuned.save(&out.join("tuned_lens.safetensors"))?;

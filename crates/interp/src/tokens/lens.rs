@@ -1,13 +1,17 @@
 //! The logit lens on token batches: the metric of every layer's residual state read through
-//! `ln_final` and the unembedding, at each prompt's answer position.
+//! `ln_final` and the unembedding. [`lens`] reads each prompt at its answer position;
+//! [`lens_readings`] reads any number of (position, token sets, metric) readings of the same
+//! prompts in one pass, optionally through a tuned lens — the task lens ([`crate::lens`]) is that
+//! call with one reading per role and position.
 
 use super::PromptBatch;
-use crate::error::Result;
-use crate::metric::Metric;
+use crate::error::{InterpError, Result};
+use crate::metric::{Metric, TokenSets};
 use crate::net::{LnMode, Net};
-use model::RunRequest;
+use crate::tuned_lens::TunedLens;
+use model::{LogitPositions, RunRequest};
 use ndarray::Array2;
-use tch::Tensor;
+use tch::{Kind, Tensor};
 
 /// Per layer and prompt the metric of the lens logits.
 #[derive(Debug)]
@@ -30,6 +34,42 @@ impl LensValues {
     }
 }
 
+/// One thing the lens reads from every prompt: a position per row and the token sets a metric
+/// scores there.
+#[derive(Debug)]
+pub struct LensReading {
+    /// Per row the position read (`B` entries, each in `0..T`).
+    pub positions: Vec<i64>,
+    /// The tokens `metric` reads, one row per prompt.
+    pub sets: TokenSets,
+    pub metric: Metric,
+}
+
+/// How the lens reads the residual stream.
+#[derive(Clone, Copy)]
+pub struct LensOptions<'a> {
+    /// The LayerNorm of the readout (recomputed per state, or the final state's scale).
+    pub ln_mode: LnMode,
+    /// Residual layers to read (`None`: `0..=L`).
+    pub layers: Option<&'a [usize]>,
+    /// Largest batch of one forward pass (bounds memory).
+    pub max_rows: usize,
+    /// Translate each state with this tuned lens before the readout.
+    pub tuned: Option<&'a TunedLens>,
+}
+
+impl Default for LensOptions<'_> {
+    /// Recompute mode, every layer, one forward pass, no tuned lens.
+    fn default() -> Self {
+        LensOptions {
+            ln_mode: LnMode::Recompute,
+            layers: None,
+            max_rows: usize::MAX,
+            tuned: None,
+        }
+    }
+}
+
 /// The lens of the clean prompts at `layers` (`None` = `0..=L`): the residual state entering
 /// each layer at the answer position, read out with `ln_mode`, scored by `metric`
 /// ([`Metric::KlToClean`] compares with the model's own output distribution).
@@ -40,34 +80,159 @@ pub fn lens(
     ln_mode: LnMode,
     layers: Option<&[usize]>,
 ) -> Result<LensValues> {
-    let layers = net.layers_or_all(layers)?;
-    let device = net.device();
-    let sets = batch.sets.to_device(device);
-    let rows = Tensor::from_slice(&batch.answer_pos).to_device(device);
-    let values = tch::no_grad(|| -> Result<Array2<f64>> {
-        let capture = (0..=net.n_layer()).map(|l| net.resid_hook(l));
-        let cache = net.run(&batch.clean, &RunRequest::capture(capture))?.cache;
-        let at_answer = |layer: usize| -> Tensor {
-            let resid = &cache[&net.resid_hook(layer)];
-            let index = rows.view([-1, 1, 1]).expand([-1, 1, net.d_model()], false);
-            resid.gather(1, &index, false).squeeze_dim(1)
-        };
-        let last = at_answer(net.n_layer());
-        let scale = (ln_mode == LnMode::CachedScale).then(|| net.ln_scale(&last));
-        let final_logits = net.readout(&last, None);
-        let mut values = Array2::zeros((layers.len(), batch.len()));
-        for (i, &layer) in layers.iter().enumerate() {
-            let logits = net.readout(&at_answer(layer), scale.as_ref());
-            let v = crate::stats::to_f64(&metric.per_row(&logits, &sets, Some(&final_logits))?)?;
-            for (j, x) in v.into_iter().enumerate() {
-                values[[i, j]] = x;
-            }
-        }
-        Ok(values)
-    })?;
+    let reading = LensReading {
+        positions: batch.answer_pos.clone(),
+        sets: batch.sets.to_device(net.device()),
+        metric: metric.clone(),
+    };
+    let opts = LensOptions {
+        ln_mode,
+        layers,
+        ..LensOptions::default()
+    };
+    let (layers, mut values) = lens_readings(net, &batch.clean, &[reading], &opts)?;
     Ok(LensValues {
         metric: metric.clone(),
         layers,
-        values,
+        values: values.remove(0),
     })
+}
+
+/// The lens of `readings` on the prompts `tokens` (`[B, T]` i64): per reading the layers read
+/// and a `[layers, B]` array of its metric. Each state is read at the reading's positions, through
+/// `opts.tuned` when given, with the final state's LayerNorm scale at the same positions in
+/// cached-scale mode; [`Metric::KlToClean`] compares with the model's output there. The prompts
+/// run in chunks of at most `opts.max_rows` rows; readings at the same positions share their
+/// logits.
+pub fn lens_readings(
+    net: &Net,
+    tokens: &Tensor,
+    readings: &[LensReading],
+    opts: &LensOptions,
+) -> Result<(Vec<usize>, Vec<Array2<f64>>)> {
+    let layers = net.layers_or_all(opts.layers)?;
+    let n = tokens.size()[0];
+    let device = net.device();
+    let readings: Vec<DeviceReading> = readings.iter().map(|r| r.on(device)).collect();
+    let mut values: Vec<Array2<f64>> = readings
+        .iter()
+        .map(|_| Array2::zeros((layers.len(), n as usize)))
+        .collect();
+    let chunk = opts.max_rows.clamp(1, n.max(1) as usize) as i64;
+    tch::no_grad(|| -> Result<()> {
+        for start in (0..n).step_by(chunk as usize) {
+            let m = chunk.min(n - start);
+            let resid = residual_states(net, &tokens.narrow(0, start, m))?;
+            for (li, &layer) in layers.iter().enumerate() {
+                let mut chunk_lens = ChunkLens::new(net, layer, &resid, opts);
+                for (reading, values) in readings.iter().zip(values.iter_mut()) {
+                    let v = chunk_lens.values(reading, start, m)?;
+                    for (j, x) in v.into_iter().enumerate() {
+                        values[[li, start as usize + j]] = x;
+                    }
+                }
+            }
+        }
+        Ok(())
+    })?;
+    Ok((layers, values))
+}
+
+/// A reading on the model's device: its positions as a tensor and its token sets.
+struct DeviceReading<'r> {
+    reading: &'r LensReading,
+    /// `[B]` i64.
+    positions: Tensor,
+    sets: TokenSets,
+}
+
+impl LensReading {
+    fn on(&self, device: tch::Device) -> DeviceReading<'_> {
+        DeviceReading {
+            reading: self,
+            positions: Tensor::from_slice(&self.positions).to_device(device),
+            sets: self.sets.to_device(device),
+        }
+    }
+}
+
+/// The residual states `0..=L` of `tokens` (`[m, T]`), each `[m, T, d]`.
+fn residual_states(net: &Net, tokens: &Tensor) -> Result<Vec<Tensor>> {
+    let capture = (0..=net.n_layer()).map(|l| net.resid_hook(l));
+    let mut req = RunRequest::capture(capture);
+    req.logit_positions = LogitPositions::At(vec![tokens.size()[1] - 1]);
+    let mut cache = net.run(tokens, &req)?.cache;
+    (0..=net.n_layer())
+        .map(|l| {
+            let hook = net.resid_hook(l);
+            cache
+                .remove(&hook)
+                .ok_or_else(|| InterpError::spec("hook", hook.to_string(), "not captured"))
+        })
+        .collect()
+}
+
+/// The lens over one chunk of prompts at one layer, computing the logits of each set of
+/// positions once.
+struct ChunkLens<'a> {
+    net: &'a Net<'a>,
+    layer: usize,
+    resid: &'a [Tensor],
+    opts: &'a LensOptions<'a>,
+    /// The logits `[m, V]` (float) read so far, with the positions they were read at.
+    logits: Vec<(Vec<i64>, Tensor)>,
+}
+
+impl<'a> ChunkLens<'a> {
+    fn new(net: &'a Net, layer: usize, resid: &'a [Tensor], opts: &'a LensOptions) -> Self {
+        ChunkLens {
+            net,
+            layer,
+            resid,
+            opts,
+            logits: Vec::new(),
+        }
+    }
+
+    /// The reading's metric on rows `start..start + m` of the batch.
+    fn values(&mut self, reading: &DeviceReading, start: i64, m: i64) -> Result<Vec<f64>> {
+        let rows = &reading.reading.positions[start as usize..(start + m) as usize];
+        let positions = reading.positions.narrow(0, start, m);
+        let logits = self.logits_at(rows, &positions);
+        let sets = reading.sets.narrow(start, m);
+        let metric = &reading.reading.metric;
+        let clean = metric.needs_clean_logits().then(|| {
+            self.net
+                .readout(&self.at(self.net.n_layer(), &positions), None)
+        });
+        crate::stats::to_f64(&metric.per_row(&logits, &sets, clean.as_ref())?)
+    }
+
+    /// The states of residual layer `layer` at one position per row (`[m]`) → `[m, d]`.
+    fn at(&self, layer: usize, positions: &Tensor) -> Tensor {
+        let resid = &self.resid[layer];
+        let index = positions
+            .view([-1, 1, 1])
+            .expand([-1, 1, resid.size()[2]], false);
+        resid.gather(1, &index, false).squeeze_dim(1)
+    }
+
+    /// The lens's logits `[m, V]` (float) at `rows` (the same positions as the tensor
+    /// `positions`): the readout of the (translated) state, with the final state's LayerNorm
+    /// scale in cached-scale mode.
+    fn logits_at(&mut self, rows: &[i64], positions: &Tensor) -> Tensor {
+        if let Some((_, lg)) = self.logits.iter().find(|(p, _)| p == rows) {
+            return lg.shallow_clone();
+        }
+        let x = self.at(self.layer, positions);
+        let x = self
+            .opts
+            .tuned
+            .map_or(x.shallow_clone(), |t| t.translate(self.layer, &x));
+        let scale = (self.opts.ln_mode == LnMode::CachedScale)
+            .then(|| self.net.ln_scale(&self.at(self.net.n_layer(), positions)));
+        let lg = self.net.readout(&x, scale.as_ref()).to_kind(Kind::Float);
+        self.logits.push((rows.to_vec(), lg.shallow_clone()));
+        lg
+    }
 }

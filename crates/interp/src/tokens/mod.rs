@@ -1,7 +1,7 @@
 //! The analysis core on token batches: logit lens, activation patching, attribution patching and
 //! direct logit attribution of any prompts, with any [`Metric`]. It knows token ids, hook points
 //! and tensors, not tasks: the task-aware analyses ([`crate::lens`], [`crate::patch`], ...) read
-//! probe sets, and `grokscope lens|patch|attribute|dla --prompts FILE.jsonl` reads prompt files
+//! prompt samples, and `grokscope lens|patch|attribute|dla --prompts FILE.jsonl` reads prompt files
 //! ([`prompts`]) into a [`PromptBatch`].
 //!
 //! ```no_run
@@ -30,7 +30,7 @@ pub mod prompts;
 pub use crate::patch::Direction;
 pub use attribution::{attribute, AttributionValues};
 pub use dla::{dla, DlaValues};
-pub use lens::{lens, LensValues};
+pub use lens::{lens, lens_readings, LensOptions, LensReading, LensValues};
 pub use patching::{head_targets, hook_targets, patch, resid_targets, PatchTarget, PatchValues};
 
 use crate::error::{InterpError, Result};

@@ -1,5 +1,5 @@
 //! Attention patterns (attention.csv): grids of query × key heatmaps (blocks down, heads across)
-//! for the mean over the probe examples and for the first few examples, and the weights from the
+//! for the mean over the sampled prompts and for the first few examples, and the weights from the
 //! last query position over training.
 
 use std::path::Path;
@@ -116,7 +116,7 @@ fn example_grid(
     let (what, name) = match example {
         Some(e) => (format!("example {e}"), format!("example{e}")),
         None => (
-            "the mean over the probe examples".to_string(),
+            "the mean over the sampled prompts".to_string(),
             "mean".into(),
         ),
     };

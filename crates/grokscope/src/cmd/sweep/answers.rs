@@ -10,8 +10,8 @@ use interp::load::{list_checkpoints, load_fitted};
 use serde::Deserialize;
 use std::path::PathBuf;
 use tch::Device;
-use train::data::EvalSplit;
 use train::metrics::fmt_value;
+use train::tensors::EvalSplit;
 use train::{eval, Precision};
 use util::stats::mean;
 

@@ -3,7 +3,7 @@
 
 use super::plan::{PointEntry, Sweep};
 use anyhow::{Context, Result};
-use interp::{ProbeSpec, TraceOptions};
+use interp::{SampleSpec, TraceOptions};
 use std::path::Path;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
@@ -77,7 +77,7 @@ pub fn trace_point(sweep: &Sweep, p: &PointEntry, device: Device) -> Result<()> 
     let settings = &sweep.manifest.trace;
     let out = sweep.trace_dir(p);
     let opts = TraceOptions {
-        probe: ProbeSpec {
+        sample: SampleSpec {
             split: settings.split.clone(),
             size: (settings.size > 0).then_some(settings.size),
             seed: settings.seed,

@@ -46,17 +46,17 @@ pub struct Base {
     pub set: serde_json::Map<String, Value>,
 }
 
-/// `[trace]`: the probe set of `grokscope trace` for every run.
+/// `[trace]`: the prompt sample of `grokscope trace` for every run.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TraceSettings {
-    /// Split the probe examples come from.
+    /// Split the sampled prompts come from.
     #[serde(default = "default_split")]
     pub split: String,
-    /// Number of probe examples.
+    /// Number of sampled prompts.
     #[serde(default = "default_size")]
     pub size: usize,
-    /// Seed of the probe sample and the corruptions.
+    /// Seed of the prompt sample and the corruptions.
     #[serde(default)]
     pub seed: u64,
 }

@@ -1,9 +1,9 @@
-//! Probe sets: which examples an analysis looks at, their roles, and their corrupted variants.
+//! Prompt samples: which examples an analysis looks at, their roles, and their corrupted variants.
 //!
-//! A probe set is a seeded random sample of one split (the paper: 300 `train_inferred` examples).
+//! A prompt sample is a seeded random sample of one split (the paper: 300 `train_inferred` examples).
 //! For each example it holds the model input (the prompt up to the answer position), the gold
 //! answer, the role → token map of the task, and for each requested corruption the corrupted
-//! input and the positions the corruption touches. [`ProbeSet::write_jsonl`] writes all of it to
+//! input and the positions the corruption touches. [`PromptSample::write_jsonl`] writes all of it to
 //! `examples.jsonl`, so every reported number can be recomputed from that file and the checkpoint.
 
 use crate::error::{InterpError, Result};
@@ -19,7 +19,7 @@ use tasks::{Dataset, Example, TaskKind};
 /// Which examples to probe: `size` examples drawn without replacement from `split` with `seed`
 /// (`size = None`: the whole split, in file order).
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ProbeSpec {
+pub struct SampleSpec {
     pub split: String,
     /// Number of examples drawn at random (`None`: the whole split).
     pub size: Option<usize>,
@@ -59,7 +59,7 @@ pub fn read_example_indices(path: &std::path::Path) -> Result<Vec<usize>> {
     Ok(indices)
 }
 
-impl ProbeSpec {
+impl SampleSpec {
     /// The indices into a split of `len` examples this spec picks: the listed ones, a seeded
     /// sample of `size` (ascending), or all.
     fn choose(&self, len: usize) -> Result<Vec<usize>> {
@@ -97,10 +97,10 @@ fn checked_indices(indices: &[usize], len: usize, split: &str) -> Result<Vec<usi
     Ok(indices.to_vec())
 }
 
-impl Default for ProbeSpec {
-    /// The paper's probe set: 300 random `train_inferred` examples.
+impl Default for SampleSpec {
+    /// The paper's prompt sample: 300 random `train_inferred` examples.
     fn default() -> Self {
-        ProbeSpec {
+        SampleSpec {
             split: "train_inferred".into(),
             size: Some(300),
             seed: 0,
@@ -165,7 +165,7 @@ pub fn default_corruptions(kind: TaskKind) -> Vec<CorruptionSpec> {
         .collect()
 }
 
-/// One corrupted variant of a probe example.
+/// One corrupted variant of a sampled prompt.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct CorruptedInput {
     /// Model input of the corrupted run (`[T]`; equal to the clean input for noise).
@@ -177,9 +177,9 @@ pub struct CorruptedInput {
     pub noise_seed: Option<u64>,
 }
 
-/// One example of a probe set.
+/// One example of a prompt sample.
 #[derive(Clone, Debug, PartialEq, Serialize)]
-pub struct ProbeExample {
+pub struct SampledPrompt {
     /// Index of the example within its split (file order).
     pub index: usize,
     /// Model input: the example's tokens up to and including the answer position (`[T]`).
@@ -192,18 +192,18 @@ pub struct ProbeExample {
     pub corruptions: BTreeMap<String, CorruptedInput>,
 }
 
-/// A probe set: examples of one split, all with the same prompt shape.
+/// A prompt sample: examples of one split, all with the same prompt shape.
 #[derive(Clone, Debug)]
-pub struct ProbeSet {
+pub struct PromptSample {
     pub kind: TaskKind,
-    pub spec: ProbeSpec,
+    pub spec: SampleSpec,
     /// Names of the `T` input positions (`h, r1, r2` / `a, q, e1, mask, e2`).
     pub positions: Vec<String>,
     /// Position whose next-token prediction is the answer (`T − 1`).
     pub answer_pos: usize,
     /// The corruptions built for every example (where admissible).
     pub corruptions: Vec<CorruptionSpec>,
-    pub examples: Vec<ProbeExample>,
+    pub examples: Vec<SampledPrompt>,
 }
 
 /// All split names of a dataset with their examples: the `type`s of test.json plus `train` and
@@ -238,17 +238,17 @@ pub fn noise_values(seed: u64, n: usize) -> Vec<f32> {
     out
 }
 
-impl ProbeSet {
-    /// Draws the probe set of `spec` from `ds` and builds every corruption of `corruptions` for
+impl PromptSample {
+    /// Draws the prompt sample of `spec` from `ds` and builds every corruption of `corruptions` for
     /// each example (the paper's rules through `tasks::corrupt`; noise corruptions get a seed).
     ///
-    /// Errors: unknown split, empty probe set, mixed prompt shapes, a corruption naming a role or
+    /// Errors: unknown split, empty prompt sample, mixed prompt shapes, a corruption naming a role or
     /// position the task does not have, or a corruption no example admits.
     pub fn build(
         ds: &Dataset,
-        spec: &ProbeSpec,
+        spec: &SampleSpec,
         corruptions: &[CorruptionSpec],
-    ) -> Result<ProbeSet> {
+    ) -> Result<PromptSample> {
         let splits = dataset_splits(ds);
         let pool = split_pool(&splits, &spec.split)?;
         let chosen = spec.choose(pool.len())?;
@@ -279,7 +279,7 @@ impl ProbeSet {
             examples.push(corruptor.example(index, ex, corruptions)?);
         }
         check_every_corruption_usable(&examples, corruptions)?;
-        Ok(ProbeSet {
+        Ok(PromptSample {
             kind: ds.kind,
             spec: spec.clone(),
             positions: corruptor.positions,
@@ -347,7 +347,7 @@ impl ProbeSet {
             return Err(InterpError::spec(
                 "corruption",
                 name,
-                "no probe example admits it",
+                "no sampled prompt admits it",
             ));
         }
         let device = tch::Device::Cpu;
@@ -379,7 +379,7 @@ impl ProbeSet {
             .unwrap_or_default()
     }
 
-    /// Checks that a role exists in this probe set.
+    /// Checks that a role exists in this prompt sample.
     pub fn check_role(&self, role: &str) -> Result<()> {
         match self.examples.first() {
             Some(e) if e.roles.contains_key(role) => Ok(()),
@@ -477,7 +477,7 @@ fn split_pool<'d>(
     }
 }
 
-/// A prompt's shape: its answer position and role names; a probe set has one shape.
+/// A prompt's shape: its answer position and role names; a prompt sample has one shape.
 fn prompt_shape(ds: &Dataset, ex: &Example) -> Result<(usize, Vec<String>)> {
     Ok((
         ex.answer_pos,
@@ -485,10 +485,10 @@ fn prompt_shape(ds: &Dataset, ex: &Example) -> Result<(usize, Vec<String>)> {
     ))
 }
 
-/// Builds the corrupted inputs of one probe set's examples.
+/// Builds the corrupted inputs of one prompt sample's examples.
 struct Corruptor<'a> {
     ds: &'a Dataset,
-    spec: &'a ProbeSpec,
+    spec: &'a SampleSpec,
     /// The prompts' position names.
     positions: Vec<String>,
     /// The roles a token corruption may replace.
@@ -496,13 +496,13 @@ struct Corruptor<'a> {
 }
 
 impl Corruptor<'_> {
-    /// The probe example of `ex` (at `index` in its split) with every corruption it admits.
+    /// The sampled prompt of `ex` (at `index` in its split) with every corruption it admits.
     fn example(
         &self,
         index: usize,
         ex: &Example,
         corruptions: &[CorruptionSpec],
-    ) -> Result<ProbeExample> {
+    ) -> Result<SampledPrompt> {
         let tokens = ex.tokens[..=ex.answer_pos].to_vec();
         let mut corrupted = BTreeMap::new();
         for c in corruptions {
@@ -521,7 +521,7 @@ impl Corruptor<'_> {
                 corrupted.insert(name, input);
             }
         }
-        Ok(ProbeExample {
+        Ok(SampledPrompt {
             index,
             tokens,
             gold: ex.answer,
@@ -586,7 +586,7 @@ impl Corruptor<'_> {
 
 /// Every corruption must give at least one example a same-length corrupted prompt.
 fn check_every_corruption_usable(
-    examples: &[ProbeExample],
+    examples: &[SampledPrompt],
     corruptions: &[CorruptionSpec],
 ) -> Result<()> {
     for c in corruptions {
