@@ -23,7 +23,7 @@ pub struct EdgeArgs {
     #[arg(long)]
     pub corruption: Option<String>,
     /// The metric at the answer position: logit-diff (answer against the corrupted run's best
-    /// other token), prob, rank, reciprocal-rank, kl, restoration[:METRIC].
+    /// other token), prob, rank, reciprocal-rank, recall@K, kl, restoration[:METRIC].
     #[arg(long, default_value = "logit-diff")]
     pub metric: String,
     /// Readout: recompute (the model's logits) or cached-scale (ln_final with the base run's

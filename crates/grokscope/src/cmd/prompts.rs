@@ -22,9 +22,9 @@ pub struct PromptArgs {
     /// strings or ids): no dataset needed. The prompt-sample options are then not used.
     #[arg(long, value_name = "FILE.jsonl")]
     pub prompts: Option<PathBuf>,
-    /// With --prompts, the metric: logit-diff, prob, rank, reciprocal-rank, kl, restoration (of the
-    /// logit difference) or restoration:METRIC [default: reciprocal-rank for the lens, logit-diff
-    /// otherwise].
+    /// With --prompts, the metric: logit-diff, prob, rank, reciprocal-rank, recall@K, kl,
+    /// restoration (of the logit difference) or restoration:METRIC [default: reciprocal-rank for
+    /// the lens, logit-diff otherwise].
     #[arg(long, requires = "prompts")]
     pub metric: Option<String>,
 }

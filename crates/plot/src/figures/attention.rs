@@ -9,7 +9,8 @@ use crate::colormap::ColorScale;
 use crate::data::{distinct, read_attention, AttentionRow};
 use crate::error::Result;
 use crate::figures::{
-    choose_step, saturation_step, slug, spread_steps, CellLabels, Figure, FigureOptions, Section,
+    choose_step, rows_where, saturation_step, slug, spread_steps, CellLabels, Figure,
+    FigureOptions, Section,
 };
 use crate::heatmap::Annotate;
 use crate::small_multiples::Panel;
@@ -92,11 +93,7 @@ fn example_grid(
     note: &str,
     out_dir: &Path,
 ) -> Result<Figure> {
-    let of_example: Vec<&AttentionRow> = at_step
-        .iter()
-        .copied()
-        .filter(|r| r.example == example)
-        .collect();
+    let of_example: Vec<&AttentionRow> = rows_where(&at_step, |r| r.example == example);
     let (layers, heads) = layers_and_heads(&of_example);
     let queries = distinct(of_example.iter().map(|r| r.query.as_str()));
     let keys = distinct(of_example.iter().map(|r| r.key.as_str()));

@@ -9,9 +9,9 @@ use crate::colormap::ColorMap;
 use crate::data::{distinct, read_lens, role_rank, roles_in_order, LensRow};
 use crate::error::Result;
 use crate::figures::{
-    choose_step, is_unit_metric, metric_label, metric_scale, panels_scale, saturation_note,
-    saturation_step, slug, spread_steps, step_axis, step_panels, CellLabels, Figure, FigureOptions,
-    Section, LAYER_AXIS,
+    choose_step, is_unit_metric, metric_label, metric_scale, panels_scale, rows_where,
+    saturation_note, saturation_step, slug, spread_steps, step_axis, step_panels, CellLabels,
+    Figure, FigureOptions, Section, LAYER_AXIS,
 };
 use crate::line_chart::{LineChart, Series};
 
@@ -80,11 +80,7 @@ fn lens_like(
         let of_target: Vec<&LensRow> = rows.iter().filter(|r| r.target == target).collect();
         let metrics = distinct(of_target.iter().map(|r| r.metric.as_str()));
         for metric in pick_metrics(&metrics) {
-            let selected: Vec<&LensRow> = of_target
-                .iter()
-                .copied()
-                .filter(|r| r.metric == metric)
-                .collect();
+            let selected: Vec<&LensRow> = rows_where(&of_target, |r| r.metric == metric);
             let grid = LensGrid::new(&selected);
             let name = format!("{}_{}_{}", kind.file_prefix, slug(&target), slug(&metric));
             figures.push(grid.step_heatmap(kind, &target, &metric, &name, out_dir, options)?);

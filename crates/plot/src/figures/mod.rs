@@ -418,6 +418,11 @@ pub(crate) fn saturation_note(
     }
 }
 
+/// The rows of `rows` that `keep` accepts, in order.
+pub(crate) fn rows_where<'r, T>(rows: &[&'r T], keep: impl Fn(&T) -> bool) -> Vec<&'r T> {
+    rows.iter().copied().filter(|r| keep(r)).collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

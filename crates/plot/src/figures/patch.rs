@@ -9,8 +9,8 @@ use crate::colormap::ColorScale;
 use crate::data::{distinct, read_attribution, read_patch, roles_in_order, PatchRow};
 use crate::error::Result;
 use crate::figures::{
-    choose_step, metric_label, metric_scale, panels_scale, saturation_step, slug, spread_steps,
-    step_panels, CellLabels, Figure, FigureOptions, Section, LAYER_AXIS,
+    choose_step, metric_label, metric_scale, panels_scale, rows_where, saturation_step, slug,
+    spread_steps, step_panels, CellLabels, Figure, FigureOptions, Section, LAYER_AXIS,
 };
 use crate::small_multiples::Panel;
 
@@ -43,11 +43,7 @@ pub fn causal_tracing(
         let Some((step, note)) = choose_step(&steps, options.step) else {
             continue;
         };
-        let at_step: Vec<&PatchRow> = selected
-            .iter()
-            .copied()
-            .filter(|r| r.step == step)
-            .collect();
+        let at_step: Vec<&PatchRow> = rows_where(&selected, |r| r.step == step);
         let context = Context {
             direction: &direction,
             metric: &metric,
@@ -56,11 +52,8 @@ pub fn causal_tracing(
             out_dir,
         };
         for corruption in roles_in_order(at_step.iter().map(|r| r.corruption.as_str())) {
-            let of_corruption: Vec<&PatchRow> = at_step
-                .iter()
-                .copied()
-                .filter(|r| r.corruption == corruption)
-                .collect();
+            let of_corruption: Vec<&PatchRow> =
+                rows_where(&at_step, |r| r.corruption == corruption);
             figures.extend(context.per_corruption(&corruption, &of_corruption)?);
             figures.extend(context.per_head(&corruption, &of_corruption)?);
         }
@@ -86,17 +79,11 @@ pub fn attribution_patching(
         let of_direction: Vec<&PatchRow> =
             rows.iter().filter(|r| r.direction == direction).collect();
         for corruption in roles_in_order(of_direction.iter().map(|r| r.corruption.as_str())) {
-            let of_corruption: Vec<&PatchRow> = of_direction
-                .iter()
-                .copied()
-                .filter(|r| r.corruption == corruption && !is_head(&r.component))
-                .collect();
+            let of_corruption: Vec<&PatchRow> = rows_where(&of_direction, |r| {
+                r.corruption == corruption && !is_head(&r.component)
+            });
             for metric in distinct(of_corruption.iter().map(|r| r.metric.as_str())) {
-                let selected: Vec<&PatchRow> = of_corruption
-                    .iter()
-                    .copied()
-                    .filter(|r| r.metric == metric)
-                    .collect();
+                let selected: Vec<&PatchRow> = rows_where(&of_corruption, |r| r.metric == metric);
                 let Some((step, note)) = choose_step(&sorted_steps(&selected), options.step) else {
                     continue;
                 };
@@ -169,11 +156,7 @@ impl Context<'_> {
 
     /// Layer × position for each non-head component: one heatmap, or one panel per component.
     fn per_corruption(&self, corruption: &str, rows: &[&PatchRow]) -> Result<Option<Figure>> {
-        let rows: Vec<&PatchRow> = rows
-            .iter()
-            .copied()
-            .filter(|r| !is_head(&r.component))
-            .collect();
+        let rows: Vec<&PatchRow> = rows_where(&rows, |r| !is_head(&r.component));
         if rows.is_empty() {
             return Ok(None);
         }
@@ -226,11 +209,7 @@ impl Context<'_> {
 
     /// Block × head, one panel per position.
     fn per_head(&self, corruption: &str, rows: &[&PatchRow]) -> Result<Option<Figure>> {
-        let rows: Vec<&PatchRow> = rows
-            .iter()
-            .copied()
-            .filter(|r| is_head(&r.component))
-            .collect();
+        let rows: Vec<&PatchRow> = rows_where(&rows, |r| is_head(&r.component));
         if rows.is_empty() {
             return Ok(None);
         }
@@ -366,11 +345,7 @@ fn circuit_figures(
 
 /// The residual-stream rows patched at each corruption's own position (see [`own_position_of`]).
 fn at_own_positions<'r>(rows: &[&'r PatchRow]) -> Vec<&'r PatchRow> {
-    let resid: Vec<&PatchRow> = rows
-        .iter()
-        .copied()
-        .filter(|r| r.component == "resid")
-        .collect();
+    let resid: Vec<&PatchRow> = rows_where(&rows, |r| r.component == "resid");
     let mut own_position = BTreeMap::new();
     for corruption in roles_in_order(resid.iter().map(|r| r.corruption.as_str())) {
         let positions = distinct(
