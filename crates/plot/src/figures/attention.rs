@@ -93,7 +93,7 @@ fn example_grid(
     note: &str,
     out_dir: &Path,
 ) -> Result<Figure> {
-    let of_example: Vec<&AttentionRow> = rows_where(&at_step, |r| r.example == example);
+    let of_example: Vec<&AttentionRow> = rows_where(at_step, |r| r.example == example);
     let (layers, heads) = layers_and_heads(&of_example);
     let queries = distinct(of_example.iter().map(|r| r.query.as_str()));
     let keys = distinct(of_example.iter().map(|r| r.key.as_str()));

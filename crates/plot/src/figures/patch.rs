@@ -156,7 +156,7 @@ impl Context<'_> {
 
     /// Layer × position for each non-head component: one heatmap, or one panel per component.
     fn per_corruption(&self, corruption: &str, rows: &[&PatchRow]) -> Result<Option<Figure>> {
-        let rows: Vec<&PatchRow> = rows_where(&rows, |r| !is_head(&r.component));
+        let rows: Vec<&PatchRow> = rows_where(rows, |r| !is_head(&r.component));
         if rows.is_empty() {
             return Ok(None);
         }
@@ -209,7 +209,7 @@ impl Context<'_> {
 
     /// Block × head, one panel per position.
     fn per_head(&self, corruption: &str, rows: &[&PatchRow]) -> Result<Option<Figure>> {
-        let rows: Vec<&PatchRow> = rows_where(&rows, |r| is_head(&r.component));
+        let rows: Vec<&PatchRow> = rows_where(rows, |r| is_head(&r.component));
         if rows.is_empty() {
             return Ok(None);
         }
@@ -345,7 +345,7 @@ fn circuit_figures(
 
 /// The residual-stream rows patched at each corruption's own position (see [`own_position_of`]).
 fn at_own_positions<'r>(rows: &[&'r PatchRow]) -> Vec<&'r PatchRow> {
-    let resid: Vec<&PatchRow> = rows_where(&rows, |r| r.component == "resid");
+    let resid: Vec<&PatchRow> = rows_where(rows, |r| r.component == "resid");
     let mut own_position = BTreeMap::new();
     for corruption in roles_in_order(resid.iter().map(|r| r.corruption.as_str())) {
         let positions = distinct(
