@@ -351,19 +351,27 @@ fn dla_parts_add_up_to_the_logit_difference() {
         // The prompt's second token is a relation / the comparison's question: never an answer.
         for alternative in [None, Some(probe.examples[0].tokens[1])] {
             let r = direct_logit_attribution(&net, &probe, alternative, 5).unwrap();
-            assert_eq!(r.components.len(), 2 + 2 * n_layer + 1 + n_layer * (4 + 1));
-            assert!(r.max_residual() < 1e-4, "residual {}", r.max_residual());
-            let col = |c: DlaComponent| r.components.iter().position(|x| *x == c).unwrap();
+            assert_eq!(
+                r.dla.components.len(),
+                2 + 2 * n_layer + 1 + n_layer * (4 + 1)
+            );
+            assert!(
+                r.dla.max_residual() < 1e-4,
+                "residual {}",
+                r.dla.max_residual()
+            );
+            let col = |c: DlaComponent| r.dla.components.iter().position(|x| *x == c).unwrap();
             for (i, e) in probe.examples.iter().enumerate() {
-                let row = r.values.row(i);
+                let row = r.dla.values.row(i);
                 let layer_sum: f64 = r
+                    .dla
                     .components
                     .iter()
                     .zip(row)
                     .filter(|(c, _)| c.in_layer_view())
                     .map(|(_, v)| v)
                     .sum();
-                assert!((layer_sum - r.logit_diff[i]).abs() < 1e-4);
+                assert!((layer_sum - r.dla.logit_diff[i]).abs() < 1e-4);
                 for l in 0..n_layer {
                     let heads: f64 = (0..4).map(|h| row[col(DlaComponent::Head(l, h))]).sum();
                     let bias = row[col(DlaComponent::AttnBias(l))];
@@ -395,15 +403,15 @@ fn dla_parts_add_up_to_the_logit_difference() {
                 let ld = logits.double_value(&[i as i64, i64::from(e.gold)])
                     - logits.double_value(&[i as i64, i64::from(r.alt[i])]);
                 assert!(
-                    (ld - r.logit_diff[i]).abs() < 1e-4,
+                    (ld - r.dla.logit_diff[i]).abs() < 1e-4,
                     "{ld} vs {}",
-                    r.logit_diff[i]
+                    r.dla.logit_diff[i]
                 );
             }
             let rows = r.rows(3);
             assert_eq!(
                 rows.len(),
-                r.components.len() - n_layer,
+                r.dla.components.len() - n_layer,
                 "no attn_bias rows"
             );
             assert!(rows
@@ -415,7 +423,7 @@ fn dla_parts_add_up_to_the_logit_difference() {
                 .map(|row| row.value)
                 .sum();
             assert!(
-                (bars - r.mean_logit_diff()).abs() < 1e-4,
+                (bars - r.dla.mean_logit_diff()).abs() < 1e-4,
                 "the bars sum to the logit diff"
             );
             assert_eq!(rows[0].component, "embed");
@@ -708,9 +716,9 @@ fn paper_size_probe_and_dla_timing() {
     let dla = direct_logit_attribution(&net, &probe, None, 2048).unwrap();
     println!(
         "dla on {device:?}: {} components × {} examples in {:.2} s (residual {:.1e})",
-        dla.components.len(),
-        dla.logit_diff.len(),
+        dla.dla.components.len(),
+        dla.dla.logit_diff.len(),
         started.elapsed().as_secs_f64(),
-        dla.max_residual()
+        dla.dla.max_residual()
     );
 }

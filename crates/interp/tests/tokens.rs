@@ -284,9 +284,9 @@ fn dla_components_sum_to_the_logit_difference() {
     let ckpt = tiny_model();
     let net = Net::new(&ckpt.model);
     let batch = batch();
-    let values = dla(&net, &batch, &Metric::LogitDiff).unwrap();
-    assert_eq!(values.labels.len(), 2 + 2 * (2 + 2) + 1);
-    assert_eq!(values.labels[2], "L0H0");
+    let values = dla(&net, &batch, &Metric::LogitDiff, 2).unwrap();
+    assert_eq!(values.components.len(), 2 + 2 * 2 + 1 + 2 * (2 + 1));
+    assert_eq!(values.components[7].to_string(), "head.0.0");
     let logits = net
         .run(&batch.clean, &RunRequest::default())
         .unwrap()
@@ -298,15 +298,56 @@ fn dla_components_sum_to_the_logit_difference() {
     for r in 0..3 {
         let w = want.double_value(&[r as i64]);
         assert!(
-            (values.logit_diff[r] - w).abs() < 1e-3,
-            "row {r}: parts sum to {} not {w}",
+            (values.logit_diff[r] - w).abs() < 1e-4,
+            "row {r}: the model's logit difference {} not {w}",
             values.logit_diff[r]
         );
     }
     assert!(
-        dla(&net, &batch, &Metric::Prob).is_err(),
+        values.max_residual() < 1e-4,
+        "parts miss the logit difference by {}",
+        values.max_residual()
+    );
+    assert!(
+        dla(&net, &batch, &Metric::Prob, 8).is_err(),
         "DLA refuses a non-linear metric"
     );
+}
+
+/// Prompts read at different positions (the gather path) get the values each gets alone (the
+/// shared-position path).
+#[test]
+fn dla_at_per_row_positions_equals_each_prompt_alone() {
+    let ckpt = tiny_model();
+    let net = Net::new(&ckpt.model);
+    let b = batch();
+    let positions = vec![3, 1, 2];
+    let mixed = PromptBatch::new(
+        b.clean.shallow_clone(),
+        None,
+        Some(positions.clone()),
+        b.sets.narrow(0, 3),
+    )
+    .unwrap();
+    let together = dla(&net, &mixed, &Metric::LogitDiff, 8).unwrap();
+    for (r, &p) in positions.iter().enumerate() {
+        let one = PromptBatch::new(
+            b.clean.narrow(0, r as i64, 1),
+            None,
+            Some(vec![p]),
+            b.sets.narrow(r as i64, 1),
+        )
+        .unwrap();
+        let alone = dla(&net, &one, &Metric::LogitDiff, 8).unwrap();
+        for (a, t) in alone.values.row(0).iter().zip(together.values.row(r)) {
+            assert!((a - t).abs() < 1e-9, "row {r}: {a} alone, {t} together");
+        }
+        let (a, t) = (alone.logit_diff[0], together.logit_diff[r]);
+        assert!(
+            (a - t).abs() < 1e-5,
+            "row {r}: logit difference {a} alone, {t} together"
+        );
+    }
 }
 
 #[test]

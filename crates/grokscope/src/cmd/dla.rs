@@ -31,7 +31,7 @@ pub struct DlaArgs {
 /// `examples.jsonl`, and prints the largest components.
 pub fn run(args: DlaArgs, ctx: &Ctx) -> Result<()> {
     if let Some(session) = prompt_session(&args, ctx)? {
-        return run_on_prompts(&session);
+        return run_on_prompts(&session, args.source.read.max_rows);
     }
     let source = args.source.resolve()?;
     let probe = args.source.sample(&source.data, args.size)?;
@@ -46,7 +46,7 @@ pub fn run(args: DlaArgs, ctx: &Ctx) -> Result<()> {
     let mut steps = Vec::new();
     for_each_checkpoint(&source, &probe, ctx, |step, path, net| {
         let result = direct_logit_attribution(net, &probe, alternative, args.source.read.max_rows)?;
-        let means = result.means();
+        let means = result.dla.means();
         let total: f64 = means
             .iter()
             .filter(|(c, _)| c.in_layer_view())
@@ -59,10 +59,10 @@ pub fn run(args: DlaArgs, ctx: &Ctx) -> Result<()> {
             step,
             probe.examples.len(),
             probe.spec.split,
-            result.mean_logit_diff(),
+            result.dla.mean_logit_diff(),
             args.alternative.as_deref().unwrap_or("runner-up"),
             total,
-            result.max_residual()
+            result.dla.max_residual()
         );
         print_largest(&means);
         steps.push(checkpoint_summary(step, path, &result, &means, total));
@@ -114,9 +114,9 @@ fn checkpoint_summary(
     json!({
         "step": step,
         "checkpoint": path,
-        "logit_diff": result.mean_logit_diff(),
+        "logit_diff": result.dla.mean_logit_diff(),
         "sum_of_parts": total,
-        "max_residual": result.max_residual(),
+        "max_residual": result.dla.max_residual(),
         "attn_bias": means
             .iter()
             .filter(|(c, _)| matches!(c, DlaComponent::AttnBias(_)))
@@ -153,52 +153,48 @@ struct PromptDlaRow {
 }
 
 /// `grokscope dla --prompts`: the logit difference of answer and alternative tokens split over
-/// embeddings, heads, attention biases, MLPs and ln_final's bias, written to `prompt_dla.csv`.
-fn run_on_prompts(session: &PromptSession) -> Result<()> {
+/// the head view's components (embeddings, heads, attention biases, MLPs and ln_final's bias,
+/// named as in `dla.csv`), written to `prompt_dla.csv`.
+fn run_on_prompts(session: &PromptSession, max_rows: usize) -> Result<()> {
     let net = session.net();
-    let result = interp::tokens::dla(&net, &session.batch, &session.metric)?;
+    let result = interp::tokens::dla(&net, &session.batch, &session.metric, max_rows)?;
     let step = session.model.step;
-    let mean_diff = util::stats::mean(result.logit_diff.iter().copied());
+    let mean_diff = result.mean_logit_diff();
     println!(
-        "{}: mean logit difference {mean_diff:.4}",
-        session.describe("direct logit attribution")
+        "{}: mean logit difference {mean_diff:.4} (parts miss it by at most {:.1e})",
+        session.describe("direct logit attribution"),
+        result.max_residual()
     );
-    let mut rows = vec![PromptDlaRow {
+    let row = |component: String, prompt: String, value: f64| PromptDlaRow {
         step,
-        component: "total".into(),
-        prompt: "mean".into(),
-        value: mean_diff,
-    }];
+        component,
+        prompt,
+        value,
+    };
+    let mut rows = vec![row("total".into(), "mean".into(), mean_diff)];
     for (i, &v) in result.logit_diff.iter().enumerate() {
-        rows.push(PromptDlaRow {
-            step,
-            component: "total".into(),
-            prompt: i.to_string(),
-            value: v,
-        });
+        rows.push(row("total".into(), i.to_string(), v));
     }
-    let means = result.means();
-    for (c, (label, mean)) in means.iter().enumerate() {
-        rows.push(PromptDlaRow {
-            step,
-            component: label.clone(),
-            prompt: "mean".into(),
-            value: *mean,
-        });
-        for i in 0..session.batch.len() {
-            let value = result.values.double_value(&[c as i64, i as i64]);
-            rows.push(PromptDlaRow {
-                step,
-                component: label.clone(),
-                prompt: i.to_string(),
-                value,
-            });
+    let means: Vec<(DlaComponent, f64)> = result
+        .means()
+        .into_iter()
+        .filter(|(c, _)| c.in_head_view())
+        .collect();
+    for (c, mean) in &means {
+        let column = result
+            .components
+            .iter()
+            .position(|x| x == c)
+            .unwrap_or_default();
+        rows.push(row(c.to_string(), "mean".into(), *mean));
+        for (i, &value) in result.values.column(column).iter().enumerate() {
+            rows.push(row(c.to_string(), i.to_string(), value));
         }
     }
-    let mut largest: Vec<&(String, f64)> = means.iter().collect();
+    let mut largest: Vec<&(DlaComponent, f64)> = means.iter().collect();
     largest.sort_by(|a, b| b.1.abs().total_cmp(&a.1.abs()));
-    for (label, v) in largest.iter().take(8) {
-        println!("  {label:<14} {v:>9.4}");
+    for (c, v) in largest.iter().take(8) {
+        println!("  {:<14} {v:>9.4}", c.to_string());
     }
     session.write("prompt_dla.csv", &rows)
 }

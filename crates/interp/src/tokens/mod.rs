@@ -29,7 +29,7 @@ pub mod prompts;
 
 pub use crate::patch::Direction;
 pub use attribution::{attribute, AttributionValues};
-pub use dla::{dla, DlaValues};
+pub use dla::{dla, DlaComponent, DlaValues};
 pub use lens::{lens, lens_readings, LensOptions, LensReading, LensValues};
 pub use patching::{head_targets, hook_targets, patch, resid_targets, PatchTarget, PatchValues};
 
