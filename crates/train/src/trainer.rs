@@ -313,15 +313,7 @@ impl Trainer {
             }
             let t0 = Instant::now();
             let epoch = step / self.steps_per_epoch;
-            let order = match perm.take() {
-                Some((e, p)) if e == epoch => p,
-                _ => tensors::epoch_permutation(
-                    self.data.len,
-                    self.cfg.seed,
-                    epoch,
-                    self.opts.device,
-                ),
-            };
+            let order = self.epoch_order(perm.take(), epoch);
             let lr = self.lr_at(step);
             let (loss, grad_norm) =
                 self.train_step(&order, step % self.steps_per_epoch, lr, step)?;
@@ -349,6 +341,14 @@ impl Trainer {
             }
         }
         Ok((step, false, [first_secs, train_secs], last_eval))
+    }
+
+    /// The example order of `epoch`: `cached` when it is that epoch's, else a new permutation.
+    fn epoch_order(&self, cached: Option<(u64, Tensor)>, epoch: u64) -> Tensor {
+        match cached {
+            Some((e, order)) if e == epoch => order,
+            _ => tensors::epoch_permutation(self.data.len, self.cfg.seed, epoch, self.opts.device),
+        }
     }
 
     /// Shows the training loss (a 0-dim tensor) reached at `step` in the progress display, after

@@ -8,7 +8,6 @@ use interp::lens::default_targets;
 use interp::metric::Metric;
 use interp::output::{write_csv, write_json};
 use interp::patch::{Direction, PatchResult};
-use interp::tokens::PatchTarget;
 use interp::{
     patch_sweep, state_effect, ComponentKind, CorruptionSpec, Net, PositionChoice, SweepMode,
     SweepOptions,
@@ -54,15 +53,11 @@ pub fn run(args: PatchArgs, ctx: &Ctx) -> Result<()> {
     let directions: Vec<Direction> = parse_all(&args.direction)?;
     let components: Vec<ComponentKind> = parse_all(&args.component)?;
     let positions: Vec<PositionChoice> = parse_all(&args.positions)?;
-    let analysis_args = &args.analysis;
     if let Some(session) = args
         .prompts
-        .session_for(analysis_args, ctx, Metric::LogitDiff)?
+        .session_for(&args.analysis, ctx, Metric::LogitDiff)?
     {
-        let hooks = session.hooks(&args.hooks, &components, analysis_args.layers.as_deref())?;
-        let sets = crate::cmd::prompts::position_sets(&session.batch, &positions);
-        let targets = crate::cmd::prompts::targets_of(&hooks, &sets, session.net().n_head());
-        return run_on_prompts(&session, &directions, &targets, analysis_args.read.max_rows);
+        return run_on_prompts(&session, &args, &directions, &components, &positions);
     }
     let opened = args.analysis.open(ctx)?;
     let probe = args.analysis.corrupted_sample(&opened, corruptions_given)?;
@@ -81,13 +76,7 @@ pub fn run(args: PatchArgs, ctx: &Ctx) -> Result<()> {
     let result = patch_sweep(&net, &probe, &opts)?;
     let seconds = started.elapsed().as_secs_f64();
     let targets = default_targets(&probe);
-    let effect = state_effect(
-        &net,
-        &probe,
-        &targets,
-        opened.step,
-        args.analysis.read.max_rows,
-    )?;
+    let effect = state_effect(&net, &probe, &targets, opened.step, opts.max_rows)?;
 
     let out = &args.analysis.out;
     let _lock = crate::cmd::lock_output(out)?;
@@ -226,14 +215,55 @@ struct PromptPatchRow {
     value: f64,
 }
 
+/// The `prompt_patch.csv` rows of one direction: the clean and corrupted runs' means, then per
+/// target its (normalised) mean and its per-prompt values.
+fn direction_rows(
+    session: &PromptSession,
+    direction: Direction,
+    result: &interp::tokens::PatchValues,
+) -> Vec<PromptPatchRow> {
+    let row = |target: &str, prompt: String, metric: String, value: f64| PromptPatchRow {
+        step: session.model.step,
+        direction: direction.to_string(),
+        target: target.to_string(),
+        prompt,
+        metric,
+        value,
+    };
+    let inner = session.metric.per_row_metric().to_string();
+    let mut rows = Vec::new();
+    for (name, values) in [("clean", &result.clean), ("corrupted", &result.corrupted)] {
+        let mean = util::stats::mean(values.iter().copied());
+        rows.push(row(name, "mean".into(), inner.clone(), mean));
+    }
+    for ((label, value), per_prompt) in result.summary().iter().zip(result.values.rows()) {
+        rows.push(row(
+            label,
+            "mean".into(),
+            session.metric.to_string(),
+            *value,
+        ));
+        for (i, &v) in per_prompt.iter().enumerate() {
+            rows.push(row(label, i.to_string(), inner.clone(), v));
+        }
+    }
+    rows
+}
+
 /// `grokscope patch --prompts`: every target patched in each direction, written to
 /// `prompt_patch.csv`; prints the targets with the largest effect.
 fn run_on_prompts(
     session: &PromptSession,
+    args: &PatchArgs,
     directions: &[Direction],
-    targets: &[PatchTarget],
-    max_rows: usize,
+    components: &[ComponentKind],
+    positions: &[PositionChoice],
 ) -> Result<()> {
+    let layers = args.analysis.layers.as_deref();
+    let hooks = session.hooks(&args.hooks, components, layers)?;
+    let sets = crate::cmd::prompts::position_sets(&session.batch, positions);
+    let targets = &crate::cmd::prompts::targets_of(&hooks, &sets, session.net().n_head());
+    let max_rows = args.analysis.read.max_rows;
     let net = session.net();
     let started = Instant::now();
     println!(
@@ -251,31 +281,8 @@ fn run_on_prompts(
             &session.metric,
             max_rows,
         )?;
-        let row = |target: &str, prompt: String, metric: String, value: f64| PromptPatchRow {
-            step: session.model.step,
-            direction: direction.to_string(),
-            target: target.to_string(),
-            prompt,
-            metric,
-            value,
-        };
-        let inner = session.metric.per_row_metric().to_string();
-        for (name, values) in [("clean", &result.clean), ("corrupted", &result.corrupted)] {
-            let mean = util::stats::mean(values.iter().copied());
-            rows.push(row(name, "mean".into(), inner.clone(), mean));
-        }
+        rows.extend(direction_rows(session, direction, &result));
         let mut summary = result.summary();
-        for ((label, value), per_prompt) in summary.iter().zip(result.values.rows()) {
-            rows.push(row(
-                label,
-                "mean".into(),
-                session.metric.to_string(),
-                *value,
-            ));
-            for (i, &v) in per_prompt.iter().enumerate() {
-                rows.push(row(label, i.to_string(), inner.clone(), v));
-            }
-        }
         summary.sort_by(|a, b| b.1.abs().total_cmp(&a.1.abs()));
         println!("  {direction}: largest |{}|", session.metric);
         for (label, value) in summary.iter().take(8) {
