@@ -7,7 +7,8 @@ use common::{batch, tiny_model};
 use interp::metric::{Metric, TokenSets};
 use interp::tokens::prompts::{batch_of, read_prompts};
 use interp::tokens::{
-    attribute, dla, head_targets, lens, patch, resid_targets, Direction, PatchTarget, PromptBatch,
+    attribute, dla, head_targets, lens, lens_readings, patch, resid_targets, Direction,
+    LensOptions, LensReading, PatchTarget, PromptBatch,
 };
 use interp::{LnMode, Net};
 use model::{Edit, HookPoint, Intervention, RunRequest};
@@ -474,4 +475,46 @@ fn missing_alternatives_are_the_corrupted_runs_best_other_token() {
         "given alternatives stay"
     );
     assert!(!batch.sets.lacks_alternatives());
+}
+
+/// Readings at several positions in one pass equal one lens call per position, and readings that
+/// do not fit the prompts are refused.
+#[test]
+fn lens_readings_equal_one_lens_per_position_and_check_their_shape() {
+    let ckpt = tiny_model();
+    let net = Net::new(&ckpt.model);
+    let b = batch();
+    let reading = |p: i64| LensReading {
+        positions: vec![p; 3],
+        sets: b.sets.narrow(0, 3),
+        metric: Metric::ReciprocalRank,
+    };
+    let opts = LensOptions {
+        max_rows: 2,
+        ..LensOptions::default()
+    };
+    let (layers, values) = lens_readings(&net, &b.clean, &[reading(1), reading(3)], &opts).unwrap();
+    assert_eq!(layers, [0, 1, 2]);
+    for (i, p) in [1i64, 3].into_iter().enumerate() {
+        let one = PromptBatch::new(
+            b.clean.shallow_clone(),
+            None,
+            Some(vec![p; 3]),
+            b.sets.narrow(0, 3),
+        )
+        .unwrap();
+        let alone = lens(&net, &one, &Metric::ReciprocalRank, LnMode::Recompute, None).unwrap();
+        for (a, t) in alone.values.iter().zip(values[i].iter()) {
+            assert!(
+                (a - t).abs() < 1e-6,
+                "position {p}: {a} alone, {t} read together"
+            );
+        }
+    }
+    let short = LensReading {
+        positions: vec![1; 2],
+        ..reading(1)
+    };
+    assert!(lens_readings(&net, &b.clean, &[short], &opts).is_err());
+    assert!(lens_readings(&net, &b.clean, &[reading(4)], &opts).is_err());
 }

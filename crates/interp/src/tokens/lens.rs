@@ -111,7 +111,12 @@ pub fn lens_readings(
     opts: &LensOptions,
 ) -> Result<(Vec<usize>, Vec<Array2<f64>>)> {
     let layers = net.layers_or_all(opts.layers)?;
-    let n = tokens.size()[0];
+    let (n, t) = tokens
+        .size2()
+        .map_err(|e| InterpError::spec("lens tokens", "prompts", e.to_string()))?;
+    for r in readings {
+        r.check(n, t)?;
+    }
     let device = net.device();
     let readings: Vec<DeviceReading> = readings.iter().map(|r| r.on(device)).collect();
     let mut values: Vec<Array2<f64>> = readings
@@ -147,6 +152,22 @@ struct DeviceReading<'r> {
 }
 
 impl LensReading {
+    /// Errors unless the reading has `n` positions in `0..t` and `n` token set rows.
+    fn check(&self, n: i64, t: i64) -> Result<()> {
+        let bad =
+            |reason: String| InterpError::spec("lens reading", self.metric.to_string(), reason);
+        if self.positions.len() as i64 != n || self.positions.iter().any(|&p| p < 0 || p >= t) {
+            return Err(bad(format!("needs {n} positions in 0..{t}")));
+        }
+        if self.sets.answer.size()[0] != n {
+            return Err(bad(format!(
+                "{} token set rows for {n} prompts",
+                self.sets.answer.size()[0]
+            )));
+        }
+        Ok(())
+    }
+
     fn on(&self, device: tch::Device) -> DeviceReading<'_> {
         DeviceReading {
             reading: self,
