@@ -68,18 +68,24 @@ fn colour_key(sweep: &Sweep) -> Option<String> {
     sweep.manifest.axes.first().map(|a| a.keys[0].clone())
 }
 
-/// One colour per point: a sequential scale over the colour key's values when they are numbers,
-/// else one palette colour per distinct value.
+/// One colour per point, by its value of the colour key (see [`value_colors`]).
 fn colors(sweep: &Sweep, points: &[Collected]) -> Vec<RGBColor> {
     let Some(key) = colour_key(sweep) else {
         return (0..points.len()).map(palette_color).collect();
     };
-    let values: Vec<_> = points
+    let values: Vec<serde_json::Value> = points
         .iter()
         .map(|c| c.entry.values.get(&key).cloned().unwrap_or_default())
         .collect();
+    value_colors(&key, &values)
+}
+
+/// Colours for the values of `key`: a sequential scale when they are numbers that measure
+/// something, else one palette colour per distinct value — seeds are names, not magnitudes, so
+/// a `seed` key always gets the palette.
+fn value_colors(key: &str, values: &[serde_json::Value]) -> Vec<RGBColor> {
     let numbers: Option<Vec<f64>> = values.iter().map(|v| v.as_f64()).collect();
-    if let Some(numbers) = numbers {
+    if let Some(numbers) = numbers.filter(|_| key != "seed") {
         let scale = ColorScale::sequential_from(numbers.iter().copied());
         return numbers.iter().map(|&x| scale.color(x)).collect();
     }
@@ -218,4 +224,27 @@ pub fn write_index(
     let path = sweep.dir.join("index.html");
     std::fs::write(&path, html)?;
     Ok(path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn seeds_get_distinct_palette_colours_and_measures_a_scale() {
+        let seeds = value_colors("seed", &[json!(42), json!(0), json!(1), json!(0)]);
+        assert_eq!(
+            seeds,
+            [
+                palette_color(0),
+                palette_color(1),
+                palette_color(2),
+                palette_color(1)
+            ]
+        );
+        let phi = value_colors("dataset.params.phi", &[json!(3.6), json!(9.0)]);
+        let scale = ColorScale::sequential_from([3.6, 9.0]);
+        assert_eq!(phi, [scale.color(3.6), scale.color(9.0)]);
+    }
 }
