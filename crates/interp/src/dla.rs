@@ -11,9 +11,9 @@ use crate::error::{InterpError, Result};
 use crate::metric::{Metric, TokenSets};
 use crate::net::Net;
 use crate::prompt_sample::PromptSample;
-use crate::states::{alt_tokens, tokens_tensor};
+use crate::states::tokens_tensor;
 use crate::stats::to_i64;
-use crate::tokens::{answer_logits, dla, DlaValues, PromptBatch};
+use crate::tokens::{best_other_tokens, dla, DlaValues, PromptBatch};
 use serde::{Deserialize, Serialize};
 use tch::Tensor;
 
@@ -70,7 +70,7 @@ pub fn direct_logit_attribution(
     let answer_pos = vec![probe.answer_pos as i64; probe.examples.len()];
     let alt = match alternative {
         Some(a) => gold.full_like(i64::from(a)),
-        None => runner_up(net, &tokens, &answer_pos, &gold, max_rows)?,
+        None => best_other_tokens(net, &tokens, &answer_pos, &gold, max_rows)?,
     };
     let sets = TokenSets::single(&gold, &alt);
     let batch = PromptBatch::new(tokens, None, Some(answer_pos), sets)?;
@@ -90,29 +90,4 @@ fn check_alternative(net: &Net, alternative: Option<u32>) -> Result<()> {
         )),
         _ => Ok(()),
     }
-}
-
-/// The highest-logit token other than the gold one of every row at its answer position, in
-/// chunks of at most `max_rows` rows. Shapes: tokens `[N, T]`, gold `[N]` → `[N]` i64.
-fn runner_up(
-    net: &Net,
-    tokens: &Tensor,
-    answer_pos: &[i64],
-    gold: &Tensor,
-    max_rows: usize,
-) -> Result<Tensor> {
-    let n = answer_pos.len();
-    let chunk = max_rows.max(1);
-    let parts = tch::no_grad(|| {
-        (0..n)
-            .step_by(chunk)
-            .map(|start| {
-                let m = chunk.min(n - start);
-                let rows = tokens.narrow(0, start as i64, m as i64);
-                let logits = answer_logits(net, &rows, &answer_pos[start..start + m])?;
-                Ok(alt_tokens(&logits, &gold.narrow(0, start as i64, m as i64)))
-            })
-            .collect::<Result<Vec<_>>>()
-    })?;
-    Ok(Tensor::cat(&parts, 0))
 }

@@ -33,10 +33,15 @@ pub struct ReadArgs {
 }
 
 impl ReadArgs {
-    /// Checks `--max-rows`, loads the checkpoint and its dataset (`data`, or the run's), checks
+    /// Errors unless `--max-rows` is at least 1.
+    pub fn check(&self) -> Result<()> {
+        crate::cmd::check_positive("--max-rows", self.max_rows)
+    }
+
+    /// Checks the options, loads the checkpoint and its dataset (`data`, or the run's), checks
     /// that the checkpoint was trained on it (unless `--allow-other-data`).
     pub fn open(&self, checkpoint: &Path, data: Option<&Path>, ctx: &Ctx) -> Result<Opened> {
-        crate::cmd::check_positive("--max-rows", self.max_rows)?;
+        self.check()?;
         Ok(open(
             checkpoint,
             data,
@@ -193,7 +198,7 @@ pub struct Source {
 impl SourceArgs {
     /// Checks the options, lists the checkpoints, loads the dataset and picks the output folder.
     pub fn resolve(&self) -> Result<Source> {
-        crate::cmd::check_positive("--max-rows", self.read.max_rows)?;
+        self.read.check()?;
         let (checkpoints, out) = match (&self.checkpoint, &self.run) {
             (Some(file), _) => (vec![file.clone()], self.out.clone()),
             (None, Some(run)) => {

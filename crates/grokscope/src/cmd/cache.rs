@@ -45,7 +45,7 @@ pub struct CacheArgs {
 
 /// Runs `grokscope cache`: writes the safetensors file and prints its tensors.
 pub fn run(args: CacheArgs, ctx: &Ctx) -> Result<()> {
-    crate::cmd::check_positive("--max-rows", args.read.max_rows)?;
+    args.read.check()?;
     if let Some(session) = prompt_session(&args, ctx)? {
         return run_on_prompts(&session, &args.hooks, &args.out);
     }

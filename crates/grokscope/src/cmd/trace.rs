@@ -86,7 +86,7 @@ pub fn run(args: TraceArgs, ctx: &Ctx) -> Result<()> {
 fn trace_options(args: &TraceArgs, ctx: &Ctx) -> Result<TraceOptions> {
     let corruptions: Vec<CorruptionSpec> = parse_all(&args.corruptions)?;
     let positions: Vec<PositionChoice> = parse_all(&args.positions)?;
-    crate::cmd::check_positive("--max-rows", args.read.max_rows)?;
+    args.read.check()?;
     Ok(TraceOptions {
         sample: args.sample.spec()?,
         steps: args.steps.clone(),

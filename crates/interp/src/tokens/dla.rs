@@ -21,12 +21,12 @@
 //! `attn_bias.{l}`. The task DLA ([`crate::dla`]) is this with the gold answer against each
 //! example's runner-up.
 
-use super::PromptBatch;
+use super::{AnswerPositions, PromptBatch};
 use crate::error::{InterpError, Result};
 use crate::metric::{Metric, TokenSets};
 use crate::net::Net;
 use crate::stats::to_f64;
-use model::{Attention, HookPoint, LogitPositions, RunOutput, RunRequest};
+use model::{Attention, HookPoint, RunOutput, RunRequest};
 use ndarray::Array2;
 use std::fmt;
 use tch::{Kind, Tensor};
@@ -191,69 +191,28 @@ pub fn dla(net: &Net, batch: &PromptBatch, metric: &Metric, max_rows: usize) -> 
     })
 }
 
-/// Per row the mean of the masked entries of `values` picked by `ids` (0 for an empty set), or
-/// of the masked rows of a `[V, d]` table. Shapes: values `[B, V]`, ids/mask `[B, K]` → `[B]`.
+/// Per row the mean of the masked entries of `values` picked by `ids` (0 for an empty set), in
+/// double precision. Shapes: values `[B, V]`, ids/mask `[B, K]` → `[B]`.
 fn set_mean(values: &Tensor, ids: &Tensor, mask: &Tensor) -> Tensor {
-    let mask = mask.to_kind(Kind::Double);
-    (values.gather(1, ids, false) * &mask).sum_dim_intlist(1, false, Kind::Double)
-        / mask.sum_dim_intlist(1, false, Kind::Double).clamp_min(1.0)
+    masked_mean(&values.gather(1, ids, false), mask)
 }
 
 /// The mean unembedding column of each row's masked token set (0 for an empty set), double.
 /// Shapes: wte `[V, d]`, ids/mask `[B, K]` → `[B, d]`.
 fn mean_column(wte: &Tensor, ids: &Tensor, mask: &Tensor) -> Tensor {
-    let mask = mask.to_kind(Kind::Double).unsqueeze(-1);
     let size = ids.size();
     let cols = wte
         .index_select(0, &ids.reshape([-1]))
         .view([size[0], size[1], -1]);
-    (cols * &mask).sum_dim_intlist(1, false, Kind::Double)
+    masked_mean(&cols, &mask.unsqueeze(-1))
+}
+
+/// The mean over axis 1 of the entries of `x` that `mask` keeps (0 where it keeps none), double.
+/// Shapes: x `[B, K, ...]`, mask `[B, K, ...]` (broadcast against x) → `[B, ...]`.
+fn masked_mean(x: &Tensor, mask: &Tensor) -> Tensor {
+    let mask = mask.to_kind(Kind::Double);
+    (x * &mask).sum_dim_intlist(1, false, Kind::Double)
         / mask.sum_dim_intlist(1, false, Kind::Double).clamp_min(1.0)
-}
-
-/// The answer position of every prompt of a chunk: one shared position (read with `narrow`, the
-/// common case) or one per row (read with `gather`).
-struct AnswerPositions {
-    /// `Ok(p)`: every row at `p`; `Err(rows)`: per row.
-    shared: std::result::Result<i64, Vec<i64>>,
-}
-
-impl AnswerPositions {
-    fn new(rows: &[i64]) -> AnswerPositions {
-        let shared = match rows.first() {
-            Some(&p) if rows.iter().all(|&r| r == p) => Ok(p),
-            _ => Err(rows.to_vec()),
-        };
-        AnswerPositions { shared }
-    }
-
-    /// The logits the run returns: `[m, 1, V]` at each row's position.
-    fn logit_positions(&self) -> LogitPositions {
-        match &self.shared {
-            Ok(p) => LogitPositions::At(vec![*p]),
-            Err(rows) => LogitPositions::PerRow(rows.clone()),
-        }
-    }
-
-    /// `t` `[m, T, ...]` at each row's position, keeping the position axis: `[m, 1, ...]`.
-    fn select(&self, t: &Tensor) -> Tensor {
-        match &self.shared {
-            Ok(p) => t.narrow(1, *p, 1),
-            Err(rows) => {
-                let mut shape = t.size();
-                shape[1] = 1;
-                let index = Tensor::from_slice(rows).to_device(t.device());
-                let view: Vec<i64> = (0..shape.len())
-                    .map(|i| if i == 0 { -1 } else { 1 })
-                    .collect();
-                t.gather(
-                    1,
-                    &index.view(view.as_slice()).expand(shape.as_slice(), false),
-                    false,
-                )
-            }
-        }
-    }
 }
 
 /// The hooks that DLA captures: the embeddings, the final LayerNorm scale, and per layer the

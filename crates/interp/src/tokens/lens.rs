@@ -4,7 +4,7 @@
 //! prompts in one pass, optionally through a tuned lens — the task lens ([`crate::lens`]) is that
 //! call with one reading per role and position.
 
-use super::PromptBatch;
+use super::{AnswerPositions, PromptBatch};
 use crate::error::{InterpError, Result};
 use crate::metric::{Metric, TokenSets};
 use crate::net::{LnMode, Net};
@@ -143,11 +143,9 @@ pub fn lens_readings(
     Ok((layers, values))
 }
 
-/// A reading on the model's device: its positions as a tensor and its token sets.
+/// A reading with its token sets on the model's device.
 struct DeviceReading<'r> {
     reading: &'r LensReading,
-    /// `[B]` i64.
-    positions: Tensor,
     sets: TokenSets,
 }
 
@@ -171,7 +169,6 @@ impl LensReading {
     fn on(&self, device: tch::Device) -> DeviceReading<'_> {
         DeviceReading {
             reading: self,
-            positions: Tensor::from_slice(&self.positions).to_device(device),
             sets: self.sets.to_device(device),
         }
     }
@@ -218,40 +215,35 @@ impl<'a> ChunkLens<'a> {
     /// The reading's metric on rows `start..start + m` of the batch.
     fn values(&mut self, reading: &DeviceReading, start: i64, m: i64) -> Result<Vec<f64>> {
         let rows = &reading.reading.positions[start as usize..(start + m) as usize];
-        let positions = reading.positions.narrow(0, start, m);
-        let logits = self.logits_at(rows, &positions);
+        let logits = self.logits_at(rows);
         let sets = reading.sets.narrow(start, m);
         let metric = &reading.reading.metric;
         let clean = metric.needs_clean_logits().then(|| {
-            self.net
-                .readout(&self.at(self.net.n_layer(), &positions), None)
+            let last = self.at(self.net.n_layer(), &AnswerPositions::new(rows));
+            self.net.readout(&last, None)
         });
         crate::stats::to_f64(&metric.per_row(&logits, &sets, clean.as_ref())?)
     }
 
-    /// The states of residual layer `layer` at one position per row (`[m]`) → `[m, d]`.
-    fn at(&self, layer: usize, positions: &Tensor) -> Tensor {
-        let resid = &self.resid[layer];
-        let index = positions
-            .view([-1, 1, 1])
-            .expand([-1, 1, resid.size()[2]], false);
-        resid.gather(1, &index, false).squeeze_dim(1)
+    /// The states of residual layer `layer` at one position per row → `[m, d]`.
+    fn at(&self, layer: usize, positions: &AnswerPositions) -> Tensor {
+        positions.select(&self.resid[layer]).squeeze_dim(1)
     }
 
-    /// The lens's logits `[m, V]` (float) at `rows` (the same positions as the tensor
-    /// `positions`): the readout of the (translated) state, with the final state's LayerNorm
-    /// scale in cached-scale mode.
-    fn logits_at(&mut self, rows: &[i64], positions: &Tensor) -> Tensor {
+    /// The lens's logits `[m, V]` (float) at one position per row (`rows`): the readout of the
+    /// (translated) state, with the final state's LayerNorm scale in cached-scale mode.
+    fn logits_at(&mut self, rows: &[i64]) -> Tensor {
         if let Some((_, lg)) = self.logits.iter().find(|(p, _)| p == rows) {
             return lg.shallow_clone();
         }
-        let x = self.at(self.layer, positions);
+        let positions = AnswerPositions::new(rows);
+        let x = self.at(self.layer, &positions);
         let x = self
             .opts
             .tuned
             .map_or(x.shallow_clone(), |t| t.translate(self.layer, &x));
         let scale = (self.opts.ln_mode == LnMode::CachedScale)
-            .then(|| self.net.ln_scale(&self.at(self.net.n_layer(), positions)));
+            .then(|| self.net.ln_scale(&self.at(self.net.n_layer(), &positions)));
         let lg = self.net.readout(&x, scale.as_ref()).to_kind(Kind::Float);
         self.logits.push((rows.to_vec(), lg.shallow_clone()));
         lg

@@ -140,9 +140,10 @@ impl PromptBatch {
             return Ok(0);
         }
         let run = self.corrupted.as_ref().unwrap_or(&self.clean);
-        let logits =
-            tch::no_grad(|| answer_logits(net, run, &self.answer_pos))?.to_device(tch::Device::Cpu);
-        let alt = crate::states::alt_tokens(&logits, &self.sets.first_answer()).unsqueeze(1);
+        let first = self.sets.first_answer();
+        let alt = best_other_tokens(net, run, &self.answer_pos, &first, self.len())?
+            .to_device(tch::Device::Cpu)
+            .unsqueeze(1);
         let sets = &mut self.sets;
         if sets.alternative.size()[1] == 0 {
             sets.alternative = alt;
@@ -172,10 +173,84 @@ fn bad(what: &'static str, reason: String) -> InterpError {
 /// The logits of `tokens` at each row's answer position. Shapes: tokens `[B, T]` → `[B, V]`.
 pub(crate) fn answer_logits(net: &Net, tokens: &Tensor, answer_pos: &[i64]) -> Result<Tensor> {
     let req = RunRequest {
-        logit_positions: LogitPositions::PerRow(answer_pos.to_vec()),
+        logit_positions: AnswerPositions::new(answer_pos).logit_positions(),
         ..RunRequest::default()
     };
     Ok(net.run(tokens, &req)?.logits.squeeze_dim(1))
+}
+
+/// Per row the highest-logit token other than its first answer token at its answer position,
+/// in chunks of at most `max_rows` rows: the alternative of a logit difference when none is
+/// given. Shapes: tokens `[N, T]`, answer `[N]` → `[N]` i64.
+pub(crate) fn best_other_tokens(
+    net: &Net,
+    tokens: &Tensor,
+    answer_pos: &[i64],
+    answer: &Tensor,
+    max_rows: usize,
+) -> Result<Tensor> {
+    let n = answer_pos.len();
+    let chunk = max_rows.max(1);
+    let parts = tch::no_grad(|| {
+        (0..n)
+            .step_by(chunk)
+            .map(|start| {
+                let m = chunk.min(n - start);
+                let rows = tokens.narrow(0, start as i64, m as i64);
+                let logits = answer_logits(net, &rows, &answer_pos[start..start + m])?;
+                let answer = answer
+                    .narrow(0, start as i64, m as i64)
+                    .to_device(logits.device());
+                Ok(crate::states::alt_tokens(&logits, &answer))
+            })
+            .collect::<Result<Vec<_>>>()
+    })?;
+    Ok(Tensor::cat(&parts, 0))
+}
+
+/// The answer position of every prompt of a chunk: one shared position (read with `narrow`, the
+/// common case) or one per row (read with `gather`).
+pub(crate) struct AnswerPositions {
+    /// `Ok(p)`: every row at `p`; `Err(rows)`: per row.
+    shared: std::result::Result<i64, Vec<i64>>,
+}
+
+impl AnswerPositions {
+    pub(crate) fn new(rows: &[i64]) -> AnswerPositions {
+        let shared = match rows.first() {
+            Some(&p) if rows.iter().all(|&r| r == p) => Ok(p),
+            _ => Err(rows.to_vec()),
+        };
+        AnswerPositions { shared }
+    }
+
+    /// The logits the run returns: `[m, 1, V]` at each row's position.
+    pub(crate) fn logit_positions(&self) -> LogitPositions {
+        match &self.shared {
+            Ok(p) => LogitPositions::At(vec![*p]),
+            Err(rows) => LogitPositions::PerRow(rows.clone()),
+        }
+    }
+
+    /// `t` `[m, T, ...]` at each row's position, keeping the position axis: `[m, 1, ...]`.
+    pub(crate) fn select(&self, t: &Tensor) -> Tensor {
+        match &self.shared {
+            Ok(p) => t.narrow(1, *p, 1),
+            Err(rows) => {
+                let mut shape = t.size();
+                shape[1] = 1;
+                let index = Tensor::from_slice(rows).to_device(t.device());
+                let view: Vec<i64> = (0..shape.len())
+                    .map(|i| if i == 0 { -1 } else { 1 })
+                    .collect();
+                t.gather(
+                    1,
+                    &index.view(view.as_slice()).expand(shape.as_slice(), false),
+                    false,
+                )
+            }
+        }
+    }
 }
 
 /// The per-row metric of the clean and the corrupted run (when there is one), and the clean
