@@ -8,17 +8,17 @@
 //! between both is reported as a Spearman rank correlation over the grid.
 
 use crate::corruption::{for_each_corruption, noise_scale, CleanRuns, CorruptionInputs};
-use crate::error::{InterpError, Result};
-use crate::net::{logits_at, LnMode, Net};
+use crate::error::Result;
+use crate::net::{LnMode, Net};
 use crate::output::AttributionRow;
 use crate::patch::{
-    layers_for, position_sets, run_group_batched, variants, want_for, Cell, Component,
-    ComponentKind, Direction, Pair, PositionChoice, PositionSet, Runs,
+    layers_for, position_sets, run_group, variants, want_for, Cell, Component, ComponentKind,
+    Direction, Pair, PositionChoice, PositionSet, Runs, SweepMode,
 };
 use crate::prompt_sample::PromptSample;
-use crate::states::States;
 use crate::stats::{restoration, to_f64};
-use model::{HookPoint, RunOutput, RunRequest};
+use crate::tokens::patch_runs::Rows;
+use model::HookPoint;
 use serde::Serialize;
 use std::collections::BTreeMap;
 use tch::{Kind, Tensor};
@@ -208,6 +208,30 @@ struct Group<'s> {
     vars: Vec<(Component, &'s PositionSet)>,
 }
 
+impl<'s> Group<'s> {
+    /// The groups of the grid: each component kind of `opts` at each of its layers, with every
+    /// position set.
+    fn all(
+        net: &Net,
+        opts: &AttributionOptions,
+        sets: &'s [PositionSet],
+    ) -> Result<Vec<Group<'s>>> {
+        let mut groups = Vec::new();
+        for &kind in &opts.components {
+            for layer in layers_for(net, kind, &opts.layers)? {
+                groups.push(Group {
+                    kind,
+                    layer,
+                    vars: variants(net, kind, sets),
+                });
+            }
+        }
+        Ok(groups)
+    }
+}
+
+/// Baseline and cells of one corruption: the gradient estimates and the exact patches of every
+/// cell.
 fn attribute_corruption(
     net: &Net,
     probe: &PromptSample,
@@ -218,16 +242,7 @@ fn attribute_corruption(
     let ap = probe.answer_pos;
     let want = want_for(&opts.components);
     let sets = position_sets(probe, &ci.positions, &opts.positions);
-    let mut groups = Vec::new();
-    for &kind in &opts.components {
-        for layer in layers_for(net, kind, &opts.layers)? {
-            groups.push(Group {
-                kind,
-                layer,
-                vars: variants(net, kind, &sets),
-            });
-        }
-    }
+    let groups = Group::all(net, opts, &sets)?;
     let runs = tch::no_grad(|| -> Result<Runs> {
         let clean = clean_runs.get(net, ci, want, ap, opts.max_rows)?;
         let corrupted = ci.corrupted_states(net, &clean, want, ap, opts.max_rows)?;
@@ -239,14 +254,21 @@ fn attribute_corruption(
         clean: runs.clean_outcomes.logit_diff(),
         corrupted: runs.corrupted_outcomes.logit_diff(),
     };
-    let pair = Pair::new(net, ci, &runs, opts.direction, opts.ln_mode, ap);
+    let pair = tch::no_grad(|| Pair::new(net, ci, &runs, opts.direction, opts.ln_mode, ap))?;
     let base_ld = &pair.base_outcomes.ld;
 
     let mut cells = Vec::new();
-    let attributions = gradient_attributions(net, &pair, &groups, ap, opts.max_rows)?;
+    let attributions = gradient_attributions(net, &pair, &groups, opts.max_rows)?;
     for (group, attr) in groups.iter().zip(attributions) {
         let exact = tch::no_grad(|| {
-            run_group_batched(net, &pair, group.layer, &group.vars, ap, opts.max_rows)
+            run_group(
+                net,
+                &pair,
+                group.layer,
+                &group.vars,
+                SweepMode::Batched,
+                opts.max_rows,
+            )
         })?;
         for (((component, set), exact), attribution) in group.vars.iter().zip(exact).zip(attr) {
             cells.push(AttributionCell {
@@ -266,7 +288,8 @@ fn attribute_corruption(
     Ok((baseline, cells))
 }
 
-/// The activation of a group's kind in a run's cache (`[n, T, …]`).
+/// The activation of a group's kind: `resid_pre[l]` (the final state for `l = L`), `attn_out`,
+/// `mlp_out` or `z`.
 fn group_hook(net: &Net, kind: ComponentKind, layer: usize) -> HookPoint {
     match kind {
         ComponentKind::Resid => net.resid_hook(layer),
@@ -276,174 +299,68 @@ fn group_hook(net: &Net, kind: ComponentKind, layer: usize) -> HookPoint {
     }
 }
 
-/// The source − base difference of a group's activation. Shapes: `[n, T, d]` or `[n, T, H, dh]`.
-fn group_delta(pair: &Pair, kind: ComponentKind, layer: usize, start: i64, m: i64) -> Tensor {
-    let pick = |s: &States| -> Tensor {
-        match kind {
-            ComponentKind::Resid => s.resid[layer].narrow(0, start, m),
-            ComponentKind::AttnOut => s.attn_out[layer].narrow(0, start, m),
-            ComponentKind::MlpOut => s.mlp_out[layer].narrow(0, start, m),
-            ComponentKind::Heads => s.z[layer].narrow(0, start, m),
-        }
-    };
-    pick(&pair.src) - pick(&pair.base)
-}
-
-/// Per group, per variant, per example: `Σ_{pos ∈ set} Σ_d ∂M/∂a · (a_source − a_base)`, from one
-/// forward with gradients and one backward pass per chunk of examples.
+/// Per group, per variant, per example: `Σ_{pos ∈ set} Σ_d ∂M/∂a · (a_source − a_base)` for the
+/// summed logit difference `M`, from one forward with gradients and one backward pass per chunk
+/// of examples ([`crate::tokens::patch_runs::PatchRuns::gradient_products`]).
 fn gradient_attributions(
     net: &Net,
     pair: &Pair,
     groups: &[Group],
-    ap: usize,
     max_rows: usize,
 ) -> Result<Vec<Vec<Vec<f64>>>> {
-    let n = pair.gold.size()[0];
-    let chunk = (max_rows.max(1) as i64).min(n.max(1));
     let mut out: Vec<Vec<Vec<f64>>> = groups
         .iter()
         .map(|g| g.vars.iter().map(|_| Vec::new()).collect())
         .collect();
-    let hooks = gradient_hooks(net, groups);
-    let mut start = 0;
-    while start < n {
-        let m = chunk.min(n - start);
-        let rows = Rows { start, m };
-        let grads = ChunkGradients::new(net, pair, &hooks, ap, rows)?;
+    let mut hooks: Vec<HookPoint> = groups
+        .iter()
+        .map(|g| group_hook(net, g.kind, g.layer))
+        .collect();
+    hooks.sort();
+    hooks.dedup();
+    let logit_diff = |logits: &Tensor, rows: Rows| -> Result<Tensor> {
+        let gold = rows.of(pair.gold).unsqueeze(1);
+        let alt = rows.of(pair.alt).unsqueeze(1);
+        Ok((logits.gather(1, &gold, false) - logits.gather(1, &alt, false)).sum(Kind::Float))
+    };
+    for rows in Rows::chunks(pair.runs.len(), max_rows as i64) {
+        let products = pair
+            .runs
+            .gradient_products(net, &hooks, rows, &logit_diff)?;
+        let by_hook: BTreeMap<HookPoint, Option<Tensor>> =
+            hooks.iter().copied().zip(products).collect();
         tch::no_grad(|| -> Result<()> {
             for (group, out) in groups.iter().zip(out.iter_mut()) {
-                let per_variant = group_attribution(net, pair, group, &grads, rows)?;
+                let hook = group_hook(net, group.kind, group.layer);
+                let product = by_hook.get(&hook).and_then(Option::as_ref);
+                let per_variant = group_attribution(net, pair, group, product, rows)?;
                 for (out, values) in out.iter_mut().zip(per_variant) {
                     out.extend(values);
                 }
             }
             Ok(())
         })?;
-        start += m;
     }
     Ok(out)
 }
 
-/// A chunk of examples: `m` rows from row `start`.
-#[derive(Copy, Clone, Debug)]
-struct Rows {
-    start: i64,
-    m: i64,
-}
-
-/// The hooks whose gradients the groups need, sorted and without repeats, leaving out
-/// `ResidPre(0)` (the run's input, which always has its gradient taken).
-fn gradient_hooks(net: &Net, groups: &[Group]) -> Vec<HookPoint> {
-    let mut hooks: Vec<HookPoint> = groups
-        .iter()
-        .map(|g| group_hook(net, g.kind, g.layer))
-        .filter(|h| *h != HookPoint::ResidPre(0))
-        .collect();
-    hooks.sort();
-    hooks.dedup();
-    hooks
-}
-
-/// The gradients `∂M/∂a` of one chunk's summed logit difference with respect to the run's input
-/// and the captured activations, from one forward with gradients and one backward pass.
-struct ChunkGradients {
-    /// One gradient per entry of `hooks`, of that activation's shape (`[m, T, d]` or
-    /// `[m, T, H, d_head]`); undefined where the metric does not depend on it.
-    grads: Vec<Tensor>,
-    /// The hook of every gradient: `ResidPre(0)`, then the captured hooks in order.
-    hooks: Vec<HookPoint>,
-}
-
-impl ChunkGradients {
-    /// The gradients of the base run of `rows` with respect to `ResidPre(0)` and `hooks`, for the
-    /// metric read at the answer position `ap`.
-    fn new(
-        net: &Net,
-        pair: &Pair,
-        hooks: &[HookPoint],
-        ap: usize,
-        rows: Rows,
-    ) -> Result<ChunkGradients> {
-        let x0 = pair.base.resid[0]
-            .narrow(0, rows.start, rows.m)
-            .detach()
-            .to_kind(Kind::Float)
-            .set_requires_grad(true);
-        let mut req = RunRequest::capture(hooks.iter().copied());
-        req.logit_positions = logits_at(ap);
-        if pair.base_scale.is_some() {
-            req.capture.insert(net.resid_hook(net.n_layer()));
-        }
-        tch::with_grad(|| {
-            let out = net.run_from(0, &x0, &req)?;
-            let logits = metric_logits(net, pair, &out, ap, rows)?;
-            let gold = pair.gold.narrow(0, rows.start, rows.m).unsqueeze(1);
-            let alt = pair.alt.narrow(0, rows.start, rows.m).unsqueeze(1);
-            let metric =
-                (logits.gather(1, &gold, false) - logits.gather(1, &alt, false)).sum(Kind::Float);
-            let mut inputs = vec![x0.shallow_clone()];
-            let mut order = vec![HookPoint::ResidPre(0)];
-            for h in hooks {
-                if let Some(t) = out.cache.get(h) {
-                    inputs.push(t.shallow_clone());
-                    order.push(*h);
-                }
-            }
-            let grads = Tensor::f_run_backward(&[metric], &inputs, false, false)?;
-            Ok(ChunkGradients {
-                grads,
-                hooks: order,
-            })
-        })
-    }
-
-    /// The defined gradient of `hook`, if any.
-    fn of(&self, hook: HookPoint) -> Option<&Tensor> {
-        self.hooks
-            .iter()
-            .position(|h| *h == hook)
-            .map(|i| &self.grads[i])
-            .filter(|t| t.defined())
-    }
-}
-
-/// The answer-position logits `[m, V]` of the metric: the run's own logits, or with the base
-/// run's cached final LayerNorm scale the readout of the run's final state (kept in the graph).
-fn metric_logits(net: &Net, pair: &Pair, out: &RunOutput, ap: usize, rows: Rows) -> Result<Tensor> {
-    let Some(scale) = &pair.base_scale else {
-        return Ok(out.logits.squeeze_dim(1));
-    };
-    let final_hook = net.resid_hook(net.n_layer());
-    let fin = out
-        .cache
-        .get(&final_hook)
-        .ok_or_else(|| InterpError::BadSpec {
-            what: "hook",
-            value: final_hook.to_string(),
-            reason: "the model did not return a requested activation".into(),
-        })?;
-    Ok(net.readout(
-        &fin.select(1, ap as i64),
-        Some(&scale.narrow(0, rows.start, rows.m).detach()),
-    ))
-}
-
-/// One group's attribution of a chunk, per variant per example: `Σ_{pos ∈ set} Σ_d ∂M/∂a ·
-/// (a_source − a_base)` (double; zero where the metric has no gradient for the activation).
+/// One group's attribution of a chunk, per variant per example: the gradient products
+/// `∂M/∂a · (a_source − a_base)` (`[m, T, ...]`, f64; `None`: zero) summed over the variant's
+/// positions (and head) and the feature axis.
 fn group_attribution(
     net: &Net,
     pair: &Pair,
     group: &Group,
-    grads: &ChunkGradients,
+    product: Option<&Tensor>,
     rows: Rows,
 ) -> Result<Vec<Vec<f64>>> {
-    let Rows { start, m } = rows;
     let hook = group_hook(net, group.kind, group.layer);
-    let delta = group_delta(pair, group.kind, group.layer, start, m);
-    // ∂M/∂a · Δa, of the activation's shape [m, T, ...].
-    let prod = match grads.of(hook) {
-        Some(grad) => grad.to_kind(Kind::Double) * delta.to_kind(Kind::Double),
-        None => delta.zeros_like().to_kind(Kind::Double),
+    let prod = match product {
+        Some(p) => p.shallow_clone(),
+        None => rows
+            .of(&pair.runs.base[&hook])
+            .zeros_like()
+            .to_kind(Kind::Double),
     };
     group
         .vars
@@ -457,7 +374,9 @@ fn group_attribution(
                 Component::Head(h) => sel.narrow(2, *h as i64, 1),
                 _ => sel,
             };
-            let per_example = sel.reshape([m, -1]).sum_dim_intlist(1, false, Kind::Double);
+            let per_example = sel
+                .reshape([rows.m, -1])
+                .sum_dim_intlist(1, false, Kind::Double);
             to_f64(&per_example)
         })
         .collect()

@@ -1,4 +1,5 @@
-//! Activation patching (causal tracing), batched.
+//! Activation patching (causal tracing) of a prompt sample's corruptions: the task layer over the
+//! token core's patching engine ([`crate::tokens::patch_runs`]).
 //!
 //! For a corruption, the clean and the corrupted run of every example are computed once with all
 //! residual states (and, when needed, `attn_out`, `mlp_out`, `z`) captured. For noising (the
@@ -7,23 +8,22 @@
 //! base run's activation at those positions with the source run's and reads the prediction at the
 //! answer position.
 //!
-//! Batched sweep: the states below layer `l` never change, so for each layer all variants
-//! (position sets, heads) of a chunk of examples are stacked on the batch axis and run through the
-//! remaining blocks once with `Gpt::run_from(l, …)`: a residual cell is a row whose input state is
-//! patched; an `attn_out`/`mlp_out`/head cell is a row-specific intervention in the same batched
-//! run. The cost is `Σ_l (L − l)` block passes per example and variant instead of `L` per cell.
-//! [`SweepMode::Naive`] keeps the per-example, per-layer, per-cell full forward loop as a reference.
+//! This layer turns cells into patch targets ([`target_of`]) and patched logits into the task's
+//! outcomes (gold rank, probability, logit difference against the corrupted run's best other
+//! token); the engine batches: the states below layer `l` never change, so all variants (position
+//! sets, heads) of a layer run side by side from `run_from(l)`, residual cells on the suffix path.
+//! [`SweepMode::Naive`] runs one full forward per example and cell, the reference.
 
 use crate::corruption::{for_each_corruption, noise_scale, CleanRuns, CorruptionInputs};
 use crate::error::{InterpError, Result};
-use crate::net::{logits_at, LnMode, Net, Want};
+use crate::net::{LnMode, Net, Want};
 use crate::output::PatchRow;
 use crate::prompt_sample::PromptSample;
 use crate::states::{alt_tokens, States};
 use crate::stats::{restoration, Outcomes};
-use model::{Edit, HookPoint, Intervention, KeyValues, RunRequest};
-use std::cell::OnceCell;
-use std::collections::BTreeMap;
+use crate::tokens::patch_runs::{BaseTokens, PatchRuns, Rows};
+use crate::tokens::PatchTarget;
+use model::HookPoint;
 use std::fmt;
 use std::str::FromStr;
 use tch::Tensor;
@@ -392,24 +392,14 @@ pub(crate) fn want_for(kinds: &[ComponentKind]) -> Want {
     }
 }
 
-/// The two runs of a direction, seen from the patched (base) run.
+/// The two runs of a direction as the engine sees them ([`PatchRuns`]), with each example's
+/// gold and `alt` tokens and the base run's own outcomes.
 pub(crate) struct Pair<'s> {
-    pub base: States,
-    pub src: States,
-    /// Inputs of the base run (for the naive full forwards).
-    pub base_tokens: &'s Tensor,
-    pub base_noise: Option<&'s Tensor>,
+    pub runs: PatchRuns,
     pub gold: &'s Tensor,
     pub alt: &'s Tensor,
     /// The base run's own outcomes (what a patch that changes nothing reports).
     pub base_outcomes: &'s Outcomes,
-    /// ln_f scale of the base run's final state at the answer position `[n, 1]`
-    /// (cached-scale readout only).
-    pub base_scale: Option<Tensor>,
-    /// Per layer `0..L` the base run's attention keys and values at the positions before the
-    /// answer, `[n, H, answer_pos, d_head]` (computed on first use by a residual group).
-    base_kv: OnceCell<Vec<KeyValues>>,
-    answer_pos: usize,
 }
 
 /// The clean and corrupted runs of a corruption, with the `alt` token of each example and the
@@ -445,51 +435,44 @@ impl<'s> Pair<'s> {
         direction: Direction,
         ln_mode: LnMode,
         answer_pos: usize,
-    ) -> Pair<'s> {
-        let all = runs.clean.logits.size()[0];
+    ) -> Result<Pair<'s>> {
         let (clean, corrupted) = (&runs.clean, &runs.corrupted);
         let (base, src, base_tokens, base_noise, base_outcomes) = match direction {
-            Direction::Noising => (
-                clean.narrow(0, all),
-                corrupted.narrow(0, all),
-                &ci.clean,
-                None,
-                &runs.clean_outcomes,
-            ),
+            Direction::Noising => (clean, corrupted, &ci.clean, None, &runs.clean_outcomes),
             Direction::Denoising => (
-                corrupted.narrow(0, all),
-                clean.narrow(0, all),
+                corrupted,
+                clean,
                 &ci.corrupted,
                 ci.noise.as_ref(),
                 &runs.corrupted_outcomes,
             ),
         };
-        let base_scale = (ln_mode == LnMode::CachedScale)
-            .then(|| net.ln_scale(&base.resid[net.n_layer()].select(1, answer_pos as i64)));
-        Pair {
-            base,
-            src,
-            base_tokens,
-            base_noise,
+        let answer_pos = vec![answer_pos as i64; ci.len()];
+        let mut patch_runs = PatchRuns::new(
+            net,
+            base.activations(net),
+            src.activations(net),
+            &answer_pos,
+            ln_mode,
+        )?;
+        patch_runs.base_tokens = Some(BaseTokens {
+            tokens: base_tokens.shallow_clone(),
+            noise: base_noise.map(Tensor::shallow_clone),
+        });
+        Ok(Pair {
+            runs: patch_runs,
             gold: &ci.gold,
             alt: &runs.alt,
             base_outcomes,
-            base_scale,
-            base_kv: OnceCell::new(),
-            answer_pos,
-        }
+        })
     }
 
-    /// The base run's keys and values of every layer at positions `0..answer_pos`.
-    fn base_kv(&self, net: &Net) -> Result<&[KeyValues]> {
-        if let Some(kv) = self.base_kv.get() {
-            return Ok(kv);
-        }
-        let ap = self.answer_pos as i64;
-        let kv = (0..net.n_layer())
-            .map(|l| net.key_values(l, &self.base.resid[l].narrow(1, 0, ap)))
-            .collect::<Result<Vec<_>>>()?;
-        Ok(self.base_kv.get_or_init(|| kv))
+    /// The outcomes of the base run's `answer`-position logits of `k` variants of the examples
+    /// of `rows` (`[k · m, V]`, variant-major).
+    fn score(&self, logits: &Tensor, rows: Rows, k: i64) -> Result<Outcomes> {
+        let gold = rows.of(self.gold).repeat([k]);
+        let alt = rows.of(self.alt).repeat([k]);
+        Outcomes::from_logits(logits, &gold, &alt)
     }
 }
 
@@ -524,16 +507,11 @@ fn sweep_corruption(
     };
     let mut cells = Vec::new();
     for &direction in &opts.directions {
-        let pair = Pair::new(net, ci, &runs, direction, opts.ln_mode, ap);
+        let pair = Pair::new(net, ci, &runs, direction, opts.ln_mode, ap)?;
         for &kind in &opts.components {
             for layer in layers_for(net, kind, &opts.layers)? {
                 let vars = variants(net, kind, &sets);
-                let outcomes = match opts.mode {
-                    SweepMode::Batched => {
-                        run_group_batched(net, &pair, layer, &vars, ap, opts.max_rows)?
-                    }
-                    SweepMode::Naive => run_group_naive(net, &pair, layer, &vars, ap)?,
-                };
+                let outcomes = run_group(net, &pair, layer, &vars, opts.mode, opts.max_rows)?;
                 for ((component, set), outcomes) in vars.iter().zip(outcomes) {
                     cells.push(CellResult {
                         cell: Cell {
@@ -553,342 +531,47 @@ fn sweep_corruption(
     Ok((baseline, cells))
 }
 
-/// Index tensor of positions. Shapes: → `[P]` i64.
-fn pos_index(positions: &[usize], device: tch::Device) -> Tensor {
-    Tensor::from_slice(&positions.iter().map(|&p| p as i64).collect::<Vec<_>>()).to_device(device)
-}
-
-/// The source activation that replaces the base one for a non-residual variant, restricted to
-/// the variant's positions (and head). Shapes: → `[n, P, d]` or `[n, P, 1, d_head]`.
-fn source_values(src: &States, component: Component, layer: usize, idx: &Tensor) -> Tensor {
-    match component {
-        Component::Resid => src.resid[layer].index_select(1, idx),
-        Component::AttnOut => src.attn_out[layer].index_select(1, idx),
-        Component::MlpOut => src.mlp_out[layer].index_select(1, idx),
-        Component::Head(h) => src.z[layer].index_select(1, idx).narrow(2, h as i64, 1),
-    }
-}
-
-/// The intervention of a non-residual variant, or of a residual one in a full forward.
-fn variant_intervention(
+/// The patch target of a component at `layer` over `positions`.
+pub(crate) fn target_of(
     net: &Net,
     component: Component,
     layer: usize,
     positions: &[usize],
-    values: Tensor,
-) -> Intervention {
-    let pos: Vec<i64> = positions.iter().map(|&p| p as i64).collect();
-    let iv = match component {
-        Component::Resid => Intervention::new(net.resid_hook(layer), Edit::Replace(values)),
-        Component::AttnOut => Intervention::new(HookPoint::AttnOut(layer), Edit::Replace(values)),
-        Component::MlpOut => Intervention::new(HookPoint::MlpOut(layer), Edit::Replace(values)),
-        Component::Head(h) => {
-            Intervention::new(HookPoint::Z(layer), Edit::Replace(values)).heads(vec![h as i64])
-        }
+) -> PatchTarget {
+    let (hook, head) = match component {
+        Component::Resid => (net.resid_hook(layer), None),
+        Component::AttnOut => (HookPoint::AttnOut(layer), None),
+        Component::MlpOut => (HookPoint::MlpOut(layer), None),
+        Component::Head(h) => (HookPoint::Z(layer), Some(h as i64)),
     };
-    iv.positions(pos)
-}
-
-/// Logits at the answer position of a patched run `[R, V]`: the model's own (recompute), or
-/// ln_f with the base run's scale applied to the final state (cached-scale).
-fn answer_logits(
-    net: &Net,
-    out: model::RunOutput,
-    start_layer: usize,
-    input: &Tensor,
-    scale: Option<&Tensor>,
-    ap: usize,
-) -> Result<Tensor> {
-    let Some(scale) = scale else {
-        return Ok(out.logits.squeeze_dim(1));
-    };
-    let l = net.n_layer();
-    let final_state = if start_layer == l {
-        input.shallow_clone()
-    } else {
-        out.cache
-            .get(&net.resid_hook(l))
-            .map(Tensor::shallow_clone)
-            .ok_or_else(|| InterpError::BadSpec {
-                what: "hook",
-                value: net.resid_hook(l).to_string(),
-                reason: "the model did not return a requested activation".into(),
-            })?
-    };
-    Ok(net.readout(&final_state.select(1, ap as i64), Some(scale)))
-}
-
-/// The request of a patched run: logits at the answer position, plus the final state when the
-/// readout needs it.
-fn patched_request(net: &Net, start_layer: usize, cached: bool, ap: usize) -> RunRequest {
-    let mut req = RunRequest {
-        logit_positions: logits_at(ap),
-        ..RunRequest::default()
-    };
-    if cached && start_layer < net.n_layer() {
-        req.capture.insert(net.resid_hook(net.n_layer()));
+    PatchTarget {
+        hook,
+        positions: positions.iter().map(|&p| p as i64).collect(),
+        head,
     }
-    req
 }
 
-/// The batched sweep of one (layer, variants) group: every variant of a chunk of examples on the
-/// batch axis, one forward per chunk. Returns per variant the outcomes of all examples.
-/// Residual groups take the suffix path ([`run_resid_group`]), the others `run_from(layer)` with
-/// a row-specific intervention per variant.
-pub(crate) fn run_group_batched(
+/// The outcomes of every variant of one (layer, variants) group over all examples: batched by
+/// the engine ([`PatchRuns::patch`]: residual variants on the suffix path, the others as
+/// row-specific interventions of one `run_from(layer)` forward per chunk), or one full forward
+/// per example and variant ([`SweepMode::Naive`]).
+pub(crate) fn run_group(
     net: &Net,
     pair: &Pair,
     layer: usize,
     vars: &[(Component, &PositionSet)],
-    ap: usize,
+    mode: SweepMode,
     max_rows: usize,
 ) -> Result<Vec<Outcomes>> {
-    if vars.iter().all(|(c, _)| *c == Component::Resid) {
-        let sets: Vec<&PositionSet> = vars.iter().map(|(_, set)| *set).collect();
-        return run_resid_group(net, pair, layer, &sets, ap, max_rows);
+    let targets: Vec<PatchTarget> = vars
+        .iter()
+        .map(|(component, set)| target_of(net, *component, layer, &set.positions))
+        .collect();
+    let score = |logits: &Tensor, rows: Rows, k: i64| pair.score(logits, rows, k);
+    match mode {
+        SweepMode::Batched => pair
+            .runs
+            .patch(net, &targets, max_rows, pair.base_outcomes, &score),
+        SweepMode::Naive => pair.runs.patch_one_by_one(net, &targets, &score),
     }
-    let n = pair.gold.size()[0];
-    let k = vars.len() as i64;
-    let chunk = ((max_rows as i64) / k.max(1)).max(1);
-    let device = net.device();
-    let mut results: Vec<Outcomes> = vars.iter().map(|_| Outcomes::default()).collect();
-    let mut start = 0;
-    while start < n {
-        let m = chunk.min(n - start);
-        let base = pair.base.narrow(start, m);
-        let src = pair.src.narrow(start, m);
-        let input = base.resid[layer].repeat([k, 1, 1]);
-        let cached = pair.base_scale.is_some();
-        let mut req = patched_request(net, layer, cached, ap);
-        for (v, (component, set)) in vars.iter().enumerate() {
-            let idx = pos_index(&set.positions, device);
-            let values = source_values(&src, *component, layer, &idx);
-            let rows: Vec<i64> = (v as i64 * m..(v as i64 + 1) * m).collect();
-            req.interventions.push(
-                variant_intervention(net, *component, layer, &set.positions, values).rows(rows),
-            );
-        }
-        let out = net.run_from(layer, &input, &req)?;
-        let scale = pair
-            .base_scale
-            .as_ref()
-            .map(|s| s.narrow(0, start, m).repeat([k, 1]));
-        let logits = answer_logits(net, out, layer, &input, scale.as_ref(), ap)?;
-        let gold = pair.gold.narrow(0, start, m).repeat([k]);
-        let alt = pair.alt.narrow(0, start, m).repeat([k]);
-        let all = Outcomes::from_logits(&logits, &gold, &alt)?;
-        for (v, res) in results.iter_mut().enumerate() {
-            res.extend(all.slice(v * m as usize, m as usize));
-        }
-        start += m;
-    }
-    Ok(results)
-}
-
-/// The residual variants of one layer, computing only what a patch can change. A patch at
-/// positions `S` of `resid_pre[layer]` changes nothing before `min S` (causal attention), so the
-/// layers from `layer` on run only on positions `min S..=answer` against the base run's cached
-/// keys and values of the earlier positions, and the last layer only on the answer row
-/// ([`model::Gpt::run_suffix`]). Positions whose source and base states are equal in every
-/// example of the chunk, positions after the answer, and at `layer = L` positions other than the
-/// answer, cannot change the prediction and are left out; a variant left with none has the base
-/// run's outcomes. Variants with the same first position share one forward.
-fn run_resid_group(
-    net: &Net,
-    pair: &Pair,
-    layer: usize,
-    sets: &[&PositionSet],
-    ap: usize,
-    max_rows: usize,
-) -> Result<Vec<Outcomes>> {
-    let n = pair.gold.size()[0];
-    let chunk = ((max_rows / sets.len().max(1)) as i64).max(1);
-    let mut results: Vec<Outcomes> = sets.iter().map(|_| Outcomes::default()).collect();
-    let mut start = 0;
-    while start < n {
-        let m = chunk.min(n - start);
-        let rc = ResidChunk::new(pair, layer, ap, start, m);
-        let differs = rc.changed_positions()?;
-        // Variants by their first patched position: (variant, patched positions).
-        let mut by_first: BTreeMap<usize, Vec<(usize, Vec<usize>)>> = BTreeMap::new();
-        for (v, set) in sets.iter().enumerate() {
-            let patched = rc.effective_positions(set, &differs, net.n_layer());
-            match patched.first() {
-                Some(&first) => by_first.entry(first).or_default().push((v, patched)),
-                None => results[v].extend(pair.base_outcomes.slice(start as usize, m as usize)),
-            }
-        }
-        for (first, group) in by_first {
-            let all = rc.run_variants(net, pair, first, &group)?;
-            for (g, (v, _)) in group.iter().enumerate() {
-                results[*v].extend(all.slice(g * m as usize, m as usize));
-            }
-        }
-        start += m;
-    }
-    Ok(results)
-}
-
-/// One chunk of `m` examples (from row `start`) of a residual group at `resid_pre[layer]`, with
-/// the states of the positions up to the answer position `ap`.
-struct ResidChunk {
-    layer: usize,
-    ap: usize,
-    start: i64,
-    m: i64,
-    /// Positions `0..=ap`: `ap + 1`.
-    width: i64,
-    /// The base run's states, `[m, width, d]`.
-    base_resid: Tensor,
-    /// The source run's states, `[m, width, d]`.
-    src_resid: Tensor,
-}
-
-impl ResidChunk {
-    /// The chunk of `m` examples from row `start`.
-    fn new(pair: &Pair, layer: usize, ap: usize, start: i64, m: i64) -> ResidChunk {
-        let width = ap as i64 + 1;
-        let base = pair.base.narrow(start, m);
-        let src = pair.src.narrow(start, m);
-        ResidChunk {
-            layer,
-            ap,
-            start,
-            m,
-            width,
-            base_resid: base.resid[layer].narrow(1, 0, width),
-            src_resid: src.resid[layer].narrow(1, 0, width),
-        }
-    }
-
-    /// Per position `0..=ap`: 1 where the source and base states differ in some example of the
-    /// chunk, else 0.
-    fn changed_positions(&self) -> Result<Vec<i64>> {
-        crate::stats::to_i64(
-            &self
-                .src_resid
-                .ne_tensor(&self.base_resid)
-                .any_dim(2, false)
-                .any_dim(0, false)
-                .to_kind(tch::Kind::Int64),
-        )
-    }
-
-    /// The positions of `set` whose patch can change the prediction, in order: up to the answer,
-    /// with states that differ (`differs`), and at the last layer (`n_layer`) the answer only.
-    fn effective_positions(
-        &self,
-        set: &PositionSet,
-        differs: &[i64],
-        n_layer: usize,
-    ) -> Vec<usize> {
-        set.positions
-            .iter()
-            .copied()
-            .filter(|&p| p <= self.ap && differs[p] != 0 && (self.layer < n_layer || p == self.ap))
-            .collect()
-    }
-
-    /// The outcomes of the `k` variants of `group` (variant, patched positions), which share their
-    /// first patched position `first`: one suffix forward of `k · m` rows, variant-major.
-    fn run_variants(
-        &self,
-        net: &Net,
-        pair: &Pair,
-        first: usize,
-        group: &[(usize, Vec<usize>)],
-    ) -> Result<Outcomes> {
-        let (start, m, k) = (self.start, self.m, group.len() as i64);
-        let suffix = self.patched_suffix(net.device(), first, group);
-        let prefix: Vec<KeyValues> = pair.base_kv(net)?[self.layer..]
-            .iter()
-            .map(|kv| {
-                kv.map(|t| {
-                    t.narrow(0, start, m)
-                        .narrow(2, 0, first as i64)
-                        .repeat([k, 1, 1, 1])
-                })
-            })
-            .collect();
-        let last = net.run_suffix(self.layer, &suffix, &prefix)?;
-        let scale = pair
-            .base_scale
-            .as_ref()
-            .map(|s| s.narrow(0, start, m).repeat([k, 1]));
-        let logits = net.readout(&last, scale.as_ref());
-        let gold = pair.gold.narrow(0, start, m);
-        let alt = pair.alt.narrow(0, start, m);
-        Outcomes::from_logits(&logits, &gold.repeat([k]), &alt.repeat([k]))
-    }
-
-    /// The input states of positions `first..=ap` of every variant of `group`, `[k · m, len, d]`
-    /// (variant-major): the source state at the variant's patched positions, else the base state.
-    fn patched_suffix(
-        &self,
-        device: tch::Device,
-        first: usize,
-        group: &[(usize, Vec<usize>)],
-    ) -> Tensor {
-        let k = group.len() as i64;
-        let len = self.width - first as i64;
-        let mut mask = vec![false; (k * len) as usize];
-        for (g, (_, patched)) in group.iter().enumerate() {
-            for &p in patched {
-                mask[g * len as usize + p - first] = true;
-            }
-        }
-        let mask = Tensor::from_slice(&mask)
-            .view([k, 1, len, 1])
-            .to_device(device);
-        let narrow = |t: &Tensor| t.narrow(1, first as i64, len).unsqueeze(0);
-        narrow(&self.src_resid)
-            .where_self(&mask, &narrow(&self.base_resid))
-            .reshape([k * self.m, len, -1])
-    }
-}
-
-/// The naive reference: for each example and variant one full forward of the base input (batch
-/// size 1) with a single intervention at the patched hook.
-fn run_group_naive(
-    net: &Net,
-    pair: &Pair,
-    layer: usize,
-    vars: &[(Component, &PositionSet)],
-    ap: usize,
-) -> Result<Vec<Outcomes>> {
-    let n = pair.gold.size()[0];
-    let device = net.device();
-    let mut results: Vec<Outcomes> = vars.iter().map(|_| Outcomes::default()).collect();
-    for i in 0..n {
-        let src = pair.src.narrow(i, 1);
-        let tokens = pair.base_tokens.narrow(0, i, 1);
-        for ((component, set), res) in vars.iter().zip(results.iter_mut()) {
-            let idx = pos_index(&set.positions, device);
-            let values = source_values(&src, *component, layer, &idx);
-            let cached = pair.base_scale.is_some();
-            let mut req = patched_request(net, 0, cached, ap);
-            if let Some(noise) = pair.base_noise {
-                req.interventions.push(Intervention::new(
-                    HookPoint::Embed,
-                    Edit::Add(noise.narrow(0, i, 1)),
-                ));
-            }
-            req.interventions.push(variant_intervention(
-                net,
-                *component,
-                layer,
-                &set.positions,
-                values,
-            ));
-            let out = net.run(&tokens, &req)?;
-            let scale = pair.base_scale.as_ref().map(|s| s.narrow(0, i, 1));
-            let logits = answer_logits(net, out, 0, &tokens, scale.as_ref(), ap)?;
-            res.extend(Outcomes::from_logits(
-                &logits,
-                &pair.gold.narrow(0, i, 1),
-                &pair.alt.narrow(0, i, 1),
-            )?);
-        }
-    }
-    Ok(results)
 }

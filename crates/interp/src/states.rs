@@ -5,6 +5,7 @@ use crate::error::{InterpError, Result};
 use crate::net::{logits_at, Net, Want};
 use crate::prompt_sample::PromptSample;
 use model::{Edit, HookPoint, Intervention, RunRequest};
+use std::collections::BTreeMap;
 use tch::{Kind, Tensor};
 
 /// Activations of one run of `N` examples.
@@ -130,7 +131,7 @@ impl States {
     /// Picks the states out of a run's cache.
     fn from_cache(
         net: &Net,
-        mut cache: std::collections::BTreeMap<HookPoint, Tensor>,
+        mut cache: BTreeMap<HookPoint, Tensor>,
         logits: Tensor,
         want: Want,
     ) -> Result<States> {
@@ -191,6 +192,26 @@ impl States {
             z: cat_all(|s| &s.z),
             logits: Tensor::cat(&parts.iter().map(|p| &p.logits).collect::<Vec<_>>(), 0),
         })
+    }
+
+    /// The activations by hook (views, no copy): every residual state (`Net::resid_hook`) and
+    /// the kept `attn_out`, `mlp_out` and `z`.
+    pub fn activations(&self, net: &Net) -> BTreeMap<HookPoint, Tensor> {
+        let mut all: BTreeMap<HookPoint, Tensor> = self
+            .resid
+            .iter()
+            .enumerate()
+            .map(|(l, t)| (net.resid_hook(l), t.shallow_clone()))
+            .collect();
+        let mut add = |tensors: &[Tensor], hook: fn(usize) -> HookPoint| {
+            for (l, t) in tensors.iter().enumerate() {
+                all.insert(hook(l), t.shallow_clone());
+            }
+        };
+        add(&self.attn_out, HookPoint::AttnOut);
+        add(&self.mlp_out, HookPoint::MlpOut);
+        add(&self.z, HookPoint::Z);
+        all
     }
 
     /// Rows `start..start + len` (views, no copy).

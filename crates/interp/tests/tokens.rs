@@ -27,7 +27,8 @@ fn metrics() -> Vec<Metric> {
     ]
 }
 
-/// Per-row metric of one unbatched forward of row `r` of `tokens` with `ivs`.
+/// Per-row metric of one unbatched forward of row `r` of `tokens` with `ivs`, read at the row's
+/// answer position.
 fn reference_run(
     net: &Net,
     batch: &PromptBatch,
@@ -40,16 +41,17 @@ fn reference_run(
         interventions: ivs,
         ..RunRequest::default()
     };
+    let at = batch.answer_pos[r as usize];
     let logits = net
         .run(&tokens.narrow(0, r, 1), &req)
         .unwrap()
         .logits
-        .select(1, 3);
+        .select(1, at);
     let clean = net
         .run(&batch.clean.narrow(0, r, 1), &RunRequest::default())
         .unwrap()
         .logits
-        .select(1, 3);
+        .select(1, at);
     let sets = batch.sets.narrow(r, 1);
     metric
         .per_row(&logits, &sets, Some(&clean))
@@ -57,59 +59,82 @@ fn reference_run(
         .double_value(&[0])
 }
 
+/// The replacement of target `t`'s activation in row `r` by the source run's, as one
+/// intervention of a full forward.
+fn reference_intervention(
+    src: &std::collections::BTreeMap<HookPoint, Tensor>,
+    t: &PatchTarget,
+    r: i64,
+) -> Intervention {
+    let pos = Tensor::from_slice(&t.positions);
+    let pattern = matches!(t.hook, HookPoint::Pattern(_));
+    let part = src[&t.hook]
+        .narrow(0, r, 1)
+        .index_select(if pattern { 2 } else { 1 }, &pos);
+    let mut iv = Intervention::new(
+        t.hook,
+        Edit::Replace(match t.head {
+            Some(h) => part.narrow(if pattern { 1 } else { 2 }, h, 1),
+            None => part,
+        }),
+    )
+    .positions(t.positions.clone());
+    if let Some(h) = t.head {
+        iv = iv.heads(vec![h]);
+    }
+    iv
+}
+
+/// Targets of every path of the patching engine: residual states (suffix path, or patched
+/// inputs at per-row answer positions), the final state, heads, a pattern, an MLP output and
+/// the token embeddings (a run from the tokens).
+fn engine_targets() -> Vec<PatchTarget> {
+    let mut targets = resid_targets(2, &[0, 1, 2, 3]);
+    targets.extend(head_targets(2, 2, &[1, 3]));
+    let one = |hook, positions: Vec<i64>, head| PatchTarget {
+        hook,
+        positions,
+        head,
+    };
+    targets.push(one(HookPoint::Pattern(1), vec![3], Some(1)));
+    targets.push(one(HookPoint::MlpOut(0), vec![1, 2], None));
+    targets.push(one(HookPoint::ResidPost(1), vec![1, 2, 3], None));
+    targets.push(one(HookPoint::Embed, vec![1], None));
+    targets
+}
+
 #[test]
 fn batched_patching_equals_one_forward_per_target_and_prompt() {
     let ckpt = tiny_model();
     let net = Net::new(&ckpt.model);
-    let batch = batch();
-    let mut targets = resid_targets(2, &[0, 1, 2, 3]);
-    targets.extend(head_targets(2, 2, &[1, 3]));
-    targets.push(PatchTarget {
-        hook: HookPoint::Pattern(1),
-        positions: vec![3],
-        head: Some(1),
-    });
-    targets.push(PatchTarget {
-        hook: HookPoint::MlpOut(0),
-        positions: vec![1, 2],
-        head: None,
-    });
-    for metric in metrics() {
-        for direction in [Direction::Noising, Direction::Denoising] {
-            let got =
-                tch::no_grad(|| patch(&net, &batch, direction, &targets, &metric, 7).unwrap());
-            let (base, source) = batch.base_and_source(direction, "test").unwrap();
-            let src = tch::no_grad(|| {
-                net.run(source, &RunRequest::capture(HookPoint::all(2)))
-                    .unwrap()
-                    .cache
-            });
-            for (i, t) in targets.iter().enumerate() {
-                for r in 0..3 {
-                    let a = &src[&t.hook];
-                    let pos = Tensor::from_slice(&t.positions);
-                    let pattern = matches!(t.hook, HookPoint::Pattern(_));
-                    let part = a
-                        .narrow(0, r, 1)
-                        .index_select(if pattern { 2 } else { 1 }, &pos);
-                    let mut iv = Intervention::new(
-                        t.hook,
-                        Edit::Replace(match t.head {
-                            Some(h) => part.narrow(if pattern { 1 } else { 2 }, h, 1),
-                            None => part,
-                        }),
-                    )
-                    .positions(t.positions.clone());
-                    if let Some(h) = t.head {
-                        iv = iv.heads(vec![h]);
+    let shared = batch();
+    let mut per_row = batch();
+    per_row.answer_pos = vec![3, 2, 1];
+    let targets = engine_targets();
+    for batch in [shared, per_row] {
+        for metric in metrics() {
+            for direction in [Direction::Noising, Direction::Denoising] {
+                let got =
+                    tch::no_grad(|| patch(&net, &batch, direction, &targets, &metric, 7).unwrap());
+                let (base, source) = batch.base_and_source(direction, "test").unwrap();
+                let src = tch::no_grad(|| {
+                    let mut hooks = HookPoint::all(2);
+                    hooks.push(HookPoint::Embed);
+                    net.run(source, &RunRequest::capture(hooks)).unwrap().cache
+                });
+                for (i, t) in targets.iter().enumerate() {
+                    for r in 0..3 {
+                        let iv = reference_intervention(&src, t, r);
+                        let want = tch::no_grad(|| {
+                            reference_run(&net, &batch, base, r, vec![iv], &metric)
+                        });
+                        let have = got.values[[i, r as usize]];
+                        let at = &batch.answer_pos;
+                        assert!(
+                            (have - want).abs() < 1e-4,
+                            "{metric} {direction} {t} row {r} (answer at {at:?}): batched {have} vs reference {want}"
+                        );
                     }
-                    let want =
-                        tch::no_grad(|| reference_run(&net, &batch, base, r, vec![iv], &metric));
-                    let have = got.values[[i, r as usize]];
-                    assert!(
-                        (have - want).abs() < 1e-4,
-                        "{metric} {direction} {t} row {r}: batched {have} vs reference {want}"
-                    );
                 }
             }
         }
@@ -234,6 +259,7 @@ fn attribution_is_the_gradient_through_run_from_times_the_difference() {
         Direction::Noising,
         &[HookPoint::ResidPre(1)],
         &metric,
+        2,
     )
     .unwrap();
     let scores = &got.scores[0];
@@ -274,10 +300,30 @@ fn attribution_is_the_gradient_through_run_from_times_the_difference() {
         Direction::Denoising,
         &[HookPoint::Z(0), HookPoint::Pattern(1)],
         &metric,
+        64,
     )
     .unwrap();
     assert_eq!(z.scores[0].size(), [3, 4, 2]);
     assert_eq!(z.summary().len(), 4 * 2 + 4 * 2);
+    // resid_pre[0] = hook_embed + hook_pos_embed, and both runs share the position embeddings.
+    let inputs = [
+        HookPoint::ResidPre(0),
+        HookPoint::Embed,
+        HookPoint::PosEmbed,
+    ];
+    let at_input = attribute(&net, &batch, Direction::Noising, &inputs, &metric, 2).unwrap();
+    let resid0 = &at_input.scores[0];
+    assert!(
+        resid0.abs().max().double_value(&[]) > 1e-6,
+        "the corrupted tokens matter"
+    );
+    let embed_off = (&at_input.scores[1] - resid0).abs().max().double_value(&[]);
+    assert!(
+        embed_off < 1e-6,
+        "hook_embed's scores are resid_pre[0]'s (off by {embed_off})"
+    );
+    let pos = at_input.scores[2].abs().max().double_value(&[]);
+    assert!(pos == 0.0, "position embeddings never differ, got {pos}");
 }
 
 #[test]

@@ -188,7 +188,8 @@ fn run_on_prompts(
     let net = session.net();
     let metric = &session.metric;
     let started = Instant::now();
-    let estimate = interp::tokens::attribute(&net, &session.batch, direction, hooks, metric)?;
+    let estimate =
+        interp::tokens::attribute(&net, &session.batch, direction, hooks, metric, max_rows)?;
     let attribution_seconds = started.elapsed().as_secs_f64();
     let cells = estimate.summary();
     let targets: Vec<PatchTarget> = cells

@@ -1,13 +1,16 @@
 //! Attribution patching on token batches: the first-order estimate of patching every position
 //! (and head) of the chosen hooks at once, `∂metric/∂a · (a_source − a_base)` summed over the
-//! activation's feature axis, from two forward passes and one backward pass.
+//! activation's feature axis, from two cached forward passes and one forward and backward pass
+//! per chunk of prompts ([`super::patch_runs::PatchRuns::gradient_products`]).
 
+use super::patch_runs::Rows;
+use super::patching::token_runs;
 use super::{Baselines, PromptBatch};
 use crate::error::Result;
 use crate::metric::Metric;
-use crate::net::Net;
+use crate::net::{LnMode, Net};
 use crate::patch::Direction;
-use model::{HookPoint, LogitPositions, RunRequest};
+use model::HookPoint;
 use tch::{Kind, Tensor};
 
 /// Per hook the attribution scores of every prompt, position (and head).
@@ -49,63 +52,57 @@ impl AttributionValues {
 
 /// Attribution scores of every position (and head) of `hooks` for patching the source run of
 /// `direction` into its base run, with the gradient of the summed per-row `metric` (divided by
-/// `clean − corrupted` for a restoration).
+/// `clean − corrupted` for a restoration), in chunks of at most `max_rows` prompts.
 pub fn attribute(
     net: &Net,
     batch: &PromptBatch,
     direction: Direction,
     hooks: &[HookPoint],
     metric: &Metric,
+    max_rows: usize,
 ) -> Result<AttributionValues> {
     let (base, source) = batch.base_and_source(direction, "attribution patching")?;
     let baselines = Baselines::compute(net, batch, metric)?;
     let norm = baselines.restoration_norm(metric)?;
-    let src = tch::no_grad(|| net.run(source, &RunRequest::capture(hooks.iter().copied())))?.cache;
-    let (grads, acts) = base_gradients(net, batch, base, hooks, metric, &baselines)?;
-    let scores = tch::no_grad(|| {
-        hooks
-            .iter()
-            .zip(grads.iter().zip(&acts))
-            .map(|(hook, (grad, act))| {
-                let prod = grad.to_kind(Kind::Double) * (&src[hook] - act).to_kind(Kind::Double);
-                (prod.sum_dim_intlist(-1, false, Kind::Double) / norm).to_device(tch::Device::Cpu)
-            })
-            .collect()
-    });
+    let runs = tch::no_grad(|| {
+        token_runs(
+            net,
+            batch,
+            base,
+            source,
+            hooks.iter().copied(),
+            LnMode::Recompute,
+        )
+    })?;
+    let sets = batch.sets.to_device(net.device());
+    let summed = |logits: &Tensor, rows: Rows| -> Result<Tensor> {
+        let clean = rows.of(&baselines.clean_logits);
+        let sets = sets.narrow(rows.start, rows.m);
+        Ok(metric
+            .per_row(logits, &sets, Some(&clean))?
+            .sum(Kind::Double))
+    };
+    let mut chunks: Vec<Vec<Tensor>> = hooks.iter().map(|_| Vec::new()).collect();
+    for rows in Rows::chunks(runs.len(), max_rows as i64) {
+        let products = runs.gradient_products(net, hooks, rows, &summed)?;
+        tch::no_grad(|| -> Result<()> {
+            for ((hook, product), out) in hooks.iter().zip(products).zip(chunks.iter_mut()) {
+                let per_element = match product {
+                    Some(p) => p,
+                    None => rows.of(&runs.base[hook]).zeros_like().to_kind(Kind::Double),
+                };
+                out.push(
+                    (per_element.sum_dim_intlist(-1, false, Kind::Double) / norm)
+                        .to_device(tch::Device::Cpu),
+                );
+            }
+            Ok(())
+        })?;
+    }
     Ok(AttributionValues {
         metric: metric.clone(),
         direction,
         hooks: hooks.to_vec(),
-        scores,
-    })
-}
-
-/// The base run's activations of `hooks` and the gradient of the summed metric at each.
-fn base_gradients(
-    net: &Net,
-    batch: &PromptBatch,
-    base: &Tensor,
-    hooks: &[HookPoint],
-    metric: &Metric,
-    baselines: &Baselines,
-) -> Result<(Vec<Tensor>, Vec<Tensor>)> {
-    tch::with_grad(|| {
-        let req = RunRequest {
-            capture: hooks.iter().copied().collect(),
-            logit_positions: LogitPositions::PerRow(batch.answer_pos.clone()),
-            ..RunRequest::default()
-        };
-        let out = net.run(base, &req)?;
-        let sets = batch.sets.to_device(net.device());
-        let total = metric
-            .per_row(
-                &out.logits.squeeze_dim(1),
-                &sets,
-                Some(&baselines.clean_logits),
-            )?
-            .sum(Kind::Double);
-        let acts: Vec<Tensor> = hooks.iter().map(|h| out.cache[h].shallow_clone()).collect();
-        let grads = Tensor::f_run_backward(&[total], &acts, false, false)?;
-        Ok((grads, acts.iter().map(Tensor::detach).collect()))
+        scores: chunks.iter().map(|parts| Tensor::cat(parts, 0)).collect(),
     })
 }

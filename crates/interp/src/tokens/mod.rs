@@ -24,6 +24,7 @@
 mod attribution;
 mod dla;
 mod lens;
+pub(crate) mod patch_runs;
 mod patching;
 pub mod prompts;
 
@@ -213,6 +214,8 @@ pub(crate) fn best_other_tokens(
 pub(crate) struct AnswerPositions {
     /// `Ok(p)`: every row at `p`; `Err(rows)`: per row.
     shared: std::result::Result<i64, Vec<i64>>,
+    /// Number of rows.
+    n: usize,
 }
 
 impl AnswerPositions {
@@ -221,7 +224,40 @@ impl AnswerPositions {
             Some(&p) if rows.iter().all(|&r| r == p) => Ok(p),
             _ => Err(rows.to_vec()),
         };
-        AnswerPositions { shared }
+        AnswerPositions {
+            shared,
+            n: rows.len(),
+        }
+    }
+
+    /// Number of rows.
+    pub(crate) fn len(&self) -> usize {
+        self.n
+    }
+
+    /// The position every row shares, if they do.
+    pub(crate) fn shared(&self) -> Option<i64> {
+        self.shared.as_ref().ok().copied()
+    }
+
+    /// The positions of the chunk `rows`, repeated `k` times (variant-major).
+    pub(crate) fn rows(&self, rows: patch_runs::Rows, k: i64) -> AnswerPositions {
+        let n = (rows.m * k) as usize;
+        let shared = match &self.shared {
+            Ok(p) => Ok(*p),
+            Err(all) => {
+                Err(all[rows.start as usize..(rows.start + rows.m) as usize].repeat(k as usize))
+            }
+        };
+        AnswerPositions { shared, n }
+    }
+
+    /// `t` `[m, T, ...]` at each row's position, without the position axis: `[m, ...]`.
+    pub(crate) fn pick(&self, t: &Tensor) -> Tensor {
+        match &self.shared {
+            Ok(p) => t.select(1, *p),
+            Err(_) => self.select(t).squeeze_dim(1),
+        }
     }
 
     /// The logits the run returns: `[m, 1, V]` at each row's position.

@@ -3,17 +3,18 @@
 //! ([`resid_targets`], [`head_targets`], [`hook_targets`]).
 //!
 //! A target's activation in the base run is replaced by the source run's at the target's
-//! positions (and head), everything downstream recomputed; the targets of a chunk run together
-//! as row blocks of one batched forward, each with its own row-restricted intervention.
+//! positions (and head), everything downstream recomputed, by the engine in
+//! [`super::patch_runs`] (batched forwards from the target's layer, suffix runs for residual
+//! states).
 
+use super::patch_runs::{cached_hooks, BaseTokens, PatchRuns, Rows};
 use super::{Baselines, PromptBatch};
 use crate::error::Result;
 use crate::metric::Metric;
-use crate::net::Net;
+use crate::net::{LnMode, Net};
 use crate::patch::Direction;
-use model::{Edit, HookPoint, Intervention, LogitPositions, RunRequest};
-use ndarray::Array2;
-use std::collections::{BTreeMap, BTreeSet};
+use model::{HookPoint, RunRequest};
+use ndarray::{Array2, ArrayView1};
 use std::fmt;
 use tch::Tensor;
 
@@ -110,7 +111,7 @@ impl PatchValues {
 
 /// Patches every target from the source run into the base run of `direction` and evaluates
 /// `metric` at each prompt's answer position. At most `max_rows` rows run in one forward (at
-/// least one target's worth).
+/// least one row per target starting at the same layer); see [`PatchRuns`] for the batching.
 pub fn patch(
     net: &Net,
     batch: &PromptBatch,
@@ -121,97 +122,57 @@ pub fn patch(
 ) -> Result<PatchValues> {
     let (base, source) = batch.base_and_source(direction, "patching")?;
     let baselines = Baselines::compute(net, batch, metric)?;
-    let b = batch.len();
-    let mut values = Array2::zeros((targets.len(), b));
-    tch::no_grad(|| -> Result<()> {
-        let src = source_cache(net, source, targets)?;
-        let per_chunk = (max_rows / b.max(1)).max(1);
-        for (c, chunk) in targets.chunks(per_chunk).enumerate() {
-            let v = patched_chunk(net, batch, base, &src, chunk, metric, &baselines)?;
-            for (i, row) in v.into_iter().enumerate() {
-                for (j, x) in row.into_iter().enumerate() {
-                    values[[c * per_chunk + i, j]] = x;
-                }
-            }
-        }
-        Ok(())
+    let clean = crate::stats::to_f64(&baselines.clean)?;
+    let corrupted = match &baselines.corrupted {
+        Some(c) => crate::stats::to_f64(c)?,
+        None => Vec::new(),
+    };
+    let base_scores = match direction {
+        Direction::Noising => &clean,
+        Direction::Denoising => &corrupted,
+    };
+    let per_target = tch::no_grad(|| {
+        let hooks = targets.iter().map(|t| t.hook);
+        let runs = token_runs(net, batch, base, source, hooks, LnMode::Recompute)?;
+        let sets = batch.sets.to_device(net.device());
+        let score = |logits: &Tensor, rows: Rows, k: i64| {
+            let clean = rows.of(&baselines.clean_logits).repeat([k, 1]);
+            let sets = sets.narrow(rows.start, rows.m).repeat(k);
+            crate::stats::to_f64(&metric.per_row(logits, &sets, Some(&clean))?)
+        };
+        runs.patch(net, targets, max_rows, base_scores, &score)
     })?;
+    let mut values = Array2::zeros((targets.len(), batch.len()));
+    for (mut row, scores) in values.rows_mut().into_iter().zip(per_target) {
+        row.assign(&ArrayView1::from(&scores));
+    }
     Ok(PatchValues {
         metric: metric.clone(),
         direction,
         targets: targets.to_vec(),
         values,
-        clean: crate::stats::to_f64(&baselines.clean)?,
-        corrupted: match &baselines.corrupted {
-            Some(c) => crate::stats::to_f64(c)?,
-            None => Vec::new(),
-        },
+        clean,
+        corrupted,
     })
 }
 
-/// The source run's activations of every target hook.
-fn source_cache(
-    net: &Net,
-    source: &Tensor,
-    targets: &[PatchTarget],
-) -> Result<BTreeMap<HookPoint, Tensor>> {
-    let hooks: BTreeSet<HookPoint> = targets.iter().map(|t| t.hook).collect();
-    Ok(net.run(source, &RunRequest::capture(hooks))?.cache)
-}
-
-/// One batched forward of the base tokens repeated once per target, target `i`'s rows patched;
-/// returns per target the per-row metric.
-fn patched_chunk(
+/// The cached base and source runs of a token batch, keeping every residual state and `hooks`.
+/// Run it under `tch::no_grad`.
+pub(crate) fn token_runs(
     net: &Net,
     batch: &PromptBatch,
     base: &Tensor,
-    src: &BTreeMap<HookPoint, Tensor>,
-    targets: &[PatchTarget],
-    metric: &Metric,
-    baselines: &Baselines,
-) -> Result<Vec<Vec<f64>>> {
-    let (b, k) = (batch.len() as i64, targets.len() as i64);
-    let device = net.device();
-    let mut req = RunRequest {
-        logit_positions: LogitPositions::PerRow(batch.answer_pos.repeat(k as usize)),
-        ..RunRequest::default()
-    };
-    for (i, target) in targets.iter().enumerate() {
-        let values = selected_part(&src[&target.hook], target, device);
-        let rows: Vec<i64> = (i as i64 * b..(i as i64 + 1) * b).collect();
-        req.interventions
-            .push(intervention(target, values).rows(rows));
-    }
-    let logits = net.run(&base.repeat([k, 1]), &req)?.logits.squeeze_dim(1);
-    let sets = batch.sets.to_device(device).repeat(k);
-    let clean = baselines.clean_logits.repeat([k, 1]);
-    let per_row = crate::stats::to_f64(&metric.per_row(&logits, &sets, Some(&clean))?)?;
-    Ok(per_row.chunks(b as usize).map(<[f64]>::to_vec).collect())
-}
-
-/// The part of a source activation a target replaces, in the axis order of
-/// [`model::Intervention`]: `[B, P, ...]`, `[B, P, 1, ...]` for one head of a per-head hook,
-/// `[B, 1, P, T_k]` for one head of attn_scores/pattern.
-fn selected_part(activation: &Tensor, target: &PatchTarget, device: tch::Device) -> Tensor {
-    let pos = Tensor::from_slice(&target.positions).to_device(device);
-    let pattern = matches!(
-        target.hook,
-        HookPoint::AttnScores(_) | HookPoint::Pattern(_)
-    );
-    let (pos_axis, head_axis) = if pattern { (2, 1) } else { (1, 2) };
-    let part = activation.index_select(pos_axis, &pos);
-    match target.head {
-        Some(h) if target.hook.is_per_head() => part.narrow(head_axis, h, 1),
-        _ => part,
-    }
-}
-
-/// The replacement of a target's activation by `values`.
-fn intervention(target: &PatchTarget, values: Tensor) -> Intervention {
-    let iv =
-        Intervention::new(target.hook, Edit::Replace(values)).positions(target.positions.clone());
-    match target.head {
-        Some(h) if target.hook.is_per_head() => iv.heads(vec![h]),
-        _ => iv,
-    }
+    source: &Tensor,
+    hooks: impl IntoIterator<Item = HookPoint>,
+    ln_mode: LnMode,
+) -> Result<PatchRuns> {
+    let capture = RunRequest::capture(cached_hooks(net, hooks));
+    let base_cache = net.run(base, &capture)?.cache;
+    let source_cache = net.run(source, &capture)?.cache;
+    let mut runs = PatchRuns::new(net, base_cache, source_cache, &batch.answer_pos, ln_mode)?;
+    runs.base_tokens = Some(BaseTokens {
+        tokens: base.to_device(net.device()),
+        noise: None,
+    });
+    Ok(runs)
 }
