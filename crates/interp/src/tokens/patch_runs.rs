@@ -46,8 +46,9 @@ impl Rows {
     }
 }
 
-/// Per-row scores of patched runs (one value or one outcome per prompt), gathered chunk by chunk.
-pub(crate) trait RowScores: Sized {
+/// Per-row scores of patched runs (one value or one outcome per prompt), gathered chunk by chunk
+/// from the empty default.
+pub(crate) trait RowScores: Sized + Default {
     /// Appends the scores of more rows.
     fn extend(&mut self, other: Self);
     /// The scores of rows `start..start + len`.
@@ -153,8 +154,7 @@ impl PatchRuns {
     /// Per target the scores of every prompt with that target's activation replaced by the
     /// source run's, downstream recomputed. At most `max_rows` rows run in one forward (at least
     /// one row per target of a start). `base_scores`: the base run's own scores, what a patch
-    /// that cannot change anything reports. `from_tokens`: every patched run a full forward of
-    /// the base tokens, one prompt at a time (the reference the batched paths are tested against).
+    /// that cannot change anything reports.
     pub(crate) fn patch<S: RowScores>(
         &self,
         net: &Net,
@@ -163,7 +163,7 @@ impl PatchRuns {
         base_scores: &S,
         score: &Scorer<S>,
     ) -> Result<Vec<S>> {
-        let mut results: Vec<Option<S>> = targets.iter().map(|_| None).collect();
+        let mut results: Vec<S> = targets.iter().map(|_| S::default()).collect();
         for ((start, on_state), group) in group_by_start(net, targets) {
             let members: Vec<&PatchTarget> = group.iter().map(|&i| &targets[i]).collect();
             let scores = match (start, on_state, self.answer.shared()) {
@@ -173,15 +173,15 @@ impl PatchRuns {
                 _ => self.plain_group(net, start, &members, max_rows, score)?,
             };
             for (i, s) in group.into_iter().zip(scores) {
-                results[i] = Some(s);
+                results[i] = s;
             }
         }
-        Ok(results.into_iter().flatten().collect())
+        Ok(results)
     }
 
     /// As [`PatchRuns::patch`], but every target of every prompt is its own full forward of the
     /// base tokens (batch size 1): the reference for tests and benchmarks.
-    pub(crate) fn patch_one_by_one<S: RowScores + Default>(
+    pub(crate) fn patch_one_by_one<S: RowScores>(
         &self,
         net: &Net,
         targets: &[PatchTarget],
@@ -209,18 +209,14 @@ impl PatchRuns {
         score: &Scorer<S>,
     ) -> Result<Vec<S>> {
         let k = targets.len() as i64;
-        let mut results: Vec<Option<S>> = targets.iter().map(|_| None).collect();
+        let mut results: Vec<S> = targets.iter().map(|_| S::default()).collect();
         for rows in Rows::chunks(self.len(), max_rows as i64 / k.max(1)) {
             let all = self.plain_chunk(net, start, targets, rows, score)?;
             for (v, res) in results.iter_mut().enumerate() {
-                let part = all.slice(v * rows.m as usize, rows.m as usize);
-                match res {
-                    Some(r) => r.extend(part),
-                    None => *res = Some(part),
-                }
+                res.extend(all.slice(v * rows.m as usize, rows.m as usize));
             }
         }
-        Ok(results.into_iter().flatten().collect())
+        Ok(results)
     }
 
     /// One forward of the base input of `rows` repeated once per target, target `v`'s rows
@@ -360,11 +356,7 @@ impl PatchRuns {
         base_scores: &S,
         score: &Scorer<S>,
     ) -> Result<Vec<S>> {
-        let mut results: Vec<Option<S>> = targets.iter().map(|_| None).collect();
-        let mut add = |v: usize, part: S| match &mut results[v] {
-            Some(r) => r.extend(part),
-            None => results[v] = Some(part),
-        };
+        let mut results: Vec<S> = targets.iter().map(|_| S::default()).collect();
         let chunk = (max_rows / targets.len().max(1)) as i64;
         for rows in Rows::chunks(self.len(), chunk) {
             let sc = SuffixChunk::new(self, net, layer, ap, rows)?;
@@ -375,17 +367,19 @@ impl PatchRuns {
                 let patched = sc.effective_positions(target, &differs, net.n_layer());
                 match patched.first() {
                     Some(&first) => by_first.entry(first).or_default().push((v, patched)),
-                    None => add(v, base_scores.slice(rows.start as usize, rows.m as usize)),
+                    None => {
+                        results[v].extend(base_scores.slice(rows.start as usize, rows.m as usize))
+                    }
                 }
             }
             for (first, group) in by_first {
                 let all = sc.run_variants(self, net, first, &group, score)?;
                 for (g, (v, _)) in group.into_iter().enumerate() {
-                    add(v, all.slice(g * rows.m as usize, rows.m as usize));
+                    results[v].extend(all.slice(g * rows.m as usize, rows.m as usize));
                 }
             }
         }
-        Ok(results.into_iter().flatten().collect())
+        Ok(results)
     }
 
     /// The first-order effect of patching each of `hooks` for the prompts of `rows`:
