@@ -12,7 +12,7 @@
 mod miniature;
 
 use interp::metric::{Metric, TokenSets};
-use interp::tokens::{patch, resid_targets, Direction, PromptBatch};
+use interp::tokens::{patch, resid_targets, Direction, PatchOptions, PromptBatch};
 use interp::Net;
 use std::sync::Arc;
 use tch::{Kind, Tensor};
@@ -76,10 +76,9 @@ fn main() -> anyhow::Result<()> {
     let result = patch(
         &net,
         &batch,
-        Direction::Denoising,
         &resid_targets(net.n_layer(), &[0, 1, 2]),
         &metric,
-        4096,
+        &PatchOptions::new(Direction::Denoising),
     )?;
     let mean = |v: &[f64]| util::stats::mean(v.iter().copied());
     println!(

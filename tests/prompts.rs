@@ -229,6 +229,55 @@ fn every_prompt_command_writes_its_csv_and_dla_parts_sum_to_the_total() {
         2 * (2 + 4),
         "clean, corrupted and 4 heads per direction: {patched:?}"
     );
+    let pattern_patch = [
+        "patch",
+        "--hook",
+        "blocks.1.attn.hook_pattern",
+        "--positions",
+        "all",
+    ];
+    run_ok(&[&pattern_patch[..], &["--naive"], &common[..]].concat());
+    let naive = csv_values(
+        &out.join("prompt_patch.csv"),
+        &["direction", "target"],
+        &[("prompt", "mean")],
+    );
+    assert_eq!(
+        naive.keys().collect::<Vec<_>>(),
+        patched.keys().collect::<Vec<_>>()
+    );
+    for (key, value) in &naive {
+        let batched = patched[key];
+        assert!(
+            (value - batched).abs() < 1e-4,
+            "{key:?}: naive {value}, batched {batched}"
+        );
+    }
+    // With ln_final's scale frozen the logit difference is linear in the final state, so
+    // attribution patching there is exact.
+    let cached = [
+        "attribute",
+        "--ln-mode",
+        "cached-scale",
+        "--hook",
+        "blocks.1.hook_resid_post",
+    ];
+    run_ok(&[&cached[..], &common[..]].concat());
+    let rows = std::fs::read_to_string(out.join("prompt_attribution.csv")).unwrap();
+    let header: Vec<&str> = rows.lines().next().unwrap().split(',').collect();
+    let column = |name: &str| header.iter().position(|h| *h == name).unwrap();
+    let (attribution, exact) = (column("attribution"), column("exact"));
+    for line in rows.lines().skip(1) {
+        let fields: Vec<f64> = line
+            .split(',')
+            .map(|f| f.parse().unwrap_or(f64::NAN))
+            .collect();
+        let (a, e) = (fields[attribution], fields[exact]);
+        assert!(
+            (a - e).abs() < 1e-5 * e.abs().max(1.0),
+            "attribution {a} vs exact {e}: {line}"
+        );
+    }
     run_ok(&[&["dla"][..], &common[..]].concat());
     let parts = csv_values(
         &out.join("prompt_dla.csv"),

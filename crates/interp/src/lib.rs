@@ -4,7 +4,7 @@
 //!
 //! ```
 //! use interp::metric::{Metric, TokenSets};
-//! use interp::tokens::{lens, patch, resid_targets, Direction, PromptBatch};
+//! use interp::tokens::{lens, patch, resid_targets, Direction, PatchOptions, PromptBatch};
 //! use interp::{LnMode, Net};
 //! let ckpt = model::Checkpoint::new(model::GptConfig::new(16, 8, 32, 4, 2), tch::Device::Cpu)?;
 //! let net = Net::new(&ckpt.model);
@@ -16,7 +16,8 @@
 //! let by_layer = lens(&net, &batch, &Metric::ReciprocalRank, LnMode::Recompute, None)?;
 //! assert_eq!(by_layer.layers, [0, 1, 2]);
 //! let targets = resid_targets(net.n_layer(), &[0, 1, 2]);
-//! let patched = patch(&net, &batch, Direction::Noising, &targets, &Metric::LogitDiff, 256)?;
+//! let opts = PatchOptions::new(Direction::Noising);
+//! let patched = patch(&net, &batch, &targets, &Metric::LogitDiff, &opts)?;
 //! assert_eq!(patched.summary().len(), 3 * 3);
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```

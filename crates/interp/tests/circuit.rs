@@ -11,7 +11,7 @@ use interp::circuit::{
     PathPatch, Receiver, Role, Sender,
 };
 use interp::metric::Metric;
-use interp::tokens::{patch, Direction, PatchTarget};
+use interp::tokens::{patch, Direction, PatchOptions, PatchTarget};
 use interp::{LnMode, Net};
 use model::{Edit, HookPoint, Intervention, RunRequest};
 use tch::{Kind, Tensor};
@@ -64,7 +64,11 @@ fn node_patch(net: &Net, direction: Direction, hook: HookPoint, head: Option<i64
         positions: vec![0, 1, 2, 3],
         head,
     };
-    let values = patch(net, &batch(), direction, &[target], &Metric::LogitDiff, 64).unwrap();
+    let opts = PatchOptions {
+        max_rows: 64,
+        ..PatchOptions::new(direction)
+    };
+    let values = patch(net, &batch(), &[target], &Metric::LogitDiff, &opts).unwrap();
     values.summary()[0].1
 }
 

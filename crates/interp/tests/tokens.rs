@@ -8,14 +8,22 @@ use interp::metric::{Metric, TokenSets};
 use interp::tokens::prompts::{batch_of, read_prompts};
 use interp::tokens::{
     attribute, dla, head_targets, lens, lens_readings, patch, resid_targets, Direction,
-    LensOptions, LensReading, PatchTarget, PromptBatch,
+    LensOptions, LensReading, PatchOptions, PatchTarget, PromptBatch,
 };
-use interp::{LnMode, Net};
+use interp::{LnMode, Net, SweepMode};
 use model::{Edit, HookPoint, Intervention, RunRequest};
 use std::sync::Arc;
 
 mod common;
 use tch::{Kind, Tensor};
+
+/// Options of a batched patch in `direction` with forwards of at most `max_rows` rows.
+fn opts(direction: Direction, max_rows: usize) -> PatchOptions {
+    PatchOptions {
+        max_rows,
+        ..PatchOptions::new(direction)
+    }
+}
 
 fn metrics() -> Vec<Metric> {
     vec![
@@ -114,8 +122,9 @@ fn batched_patching_equals_one_forward_per_target_and_prompt() {
     for batch in [shared, per_row] {
         for metric in metrics() {
             for direction in [Direction::Noising, Direction::Denoising] {
-                let got =
-                    tch::no_grad(|| patch(&net, &batch, direction, &targets, &metric, 7).unwrap());
+                let got = tch::no_grad(|| {
+                    patch(&net, &batch, &targets, &metric, &opts(direction, 7)).unwrap()
+                });
                 let (base, source) = batch.base_and_source(direction, "test").unwrap();
                 let src = tch::no_grad(|| {
                     let mut hooks = HookPoint::all(2);
@@ -142,6 +151,40 @@ fn batched_patching_equals_one_forward_per_target_and_prompt() {
 }
 
 #[test]
+fn cached_scale_patching_agrees_with_its_naive_loop() {
+    let ckpt = tiny_model();
+    let net = Net::new(&ckpt.model);
+    let mut batch = batch();
+    batch.answer_pos = vec![3, 2, 1];
+    let targets = engine_targets();
+    for direction in [Direction::Noising, Direction::Denoising] {
+        let cached = PatchOptions {
+            ln_mode: LnMode::CachedScale,
+            ..opts(direction, 5)
+        };
+        let naive = PatchOptions {
+            mode: SweepMode::Naive,
+            ..cached.clone()
+        };
+        let metric = Metric::LogitDiff;
+        let batched = tch::no_grad(|| patch(&net, &batch, &targets, &metric, &cached).unwrap());
+        let reference = tch::no_grad(|| patch(&net, &batch, &targets, &metric, &naive).unwrap());
+        let off = (&batched.values - &reference.values)
+            .iter()
+            .fold(0.0f64, |m, v| m.max(v.abs()));
+        assert!(off < 1e-4, "{direction}: batched and naive differ by {off}");
+        let recomputed = patch(&net, &batch, &targets, &metric, &opts(direction, 5)).unwrap();
+        let moved = (&batched.values - &recomputed.values)
+            .iter()
+            .fold(0.0f64, |m, v| m.max(v.abs()));
+        assert!(
+            moved > 1e-4,
+            "{direction}: the cached scale changes the readout"
+        );
+    }
+}
+
+#[test]
 fn patching_everything_at_the_embeddings_gives_the_source_run() {
     let ckpt = tiny_model();
     let net = Net::new(&ckpt.model);
@@ -160,19 +203,17 @@ fn patching_everything_at_the_embeddings_gives_the_source_run() {
     let noised = patch(
         &net,
         &batch,
-        Direction::Noising,
         &targets,
         &Metric::LogitDiff,
-        64,
+        &opts(Direction::Noising, 64),
     )
     .unwrap();
     let denoised = patch(
         &net,
         &batch,
-        Direction::Denoising,
         &targets,
         &Metric::LogitDiff,
-        64,
+        &opts(Direction::Denoising, 64),
     )
     .unwrap();
     for r in 0..3 {
@@ -192,10 +233,9 @@ fn patching_everything_at_the_embeddings_gives_the_source_run() {
     let restored = patch(
         &net,
         &batch,
-        Direction::Denoising,
         &targets,
         &Metric::Restoration(Box::new(Metric::LogitDiff)),
-        64,
+        &opts(Direction::Denoising, 64),
     )
     .unwrap();
     let summary = restored.summary();
@@ -256,10 +296,9 @@ fn attribution_is_the_gradient_through_run_from_times_the_difference() {
     let got = attribute(
         &net,
         &batch,
-        Direction::Noising,
         &[HookPoint::ResidPre(1)],
         &metric,
-        2,
+        &opts(Direction::Noising, 2),
     )
     .unwrap();
     let scores = &got.scores[0];
@@ -297,10 +336,9 @@ fn attribution_is_the_gradient_through_run_from_times_the_difference() {
     let z = attribute(
         &net,
         &batch,
-        Direction::Denoising,
         &[HookPoint::Z(0), HookPoint::Pattern(1)],
         &metric,
-        64,
+        &opts(Direction::Denoising, 64),
     )
     .unwrap();
     assert_eq!(z.scores[0].size(), [3, 4, 2]);
@@ -311,7 +349,8 @@ fn attribution_is_the_gradient_through_run_from_times_the_difference() {
         HookPoint::Embed,
         HookPoint::PosEmbed,
     ];
-    let at_input = attribute(&net, &batch, Direction::Noising, &inputs, &metric, 2).unwrap();
+    let noising = opts(Direction::Noising, 2);
+    let at_input = attribute(&net, &batch, &inputs, &metric, &noising).unwrap();
     let resid0 = &at_input.scores[0];
     assert!(
         resid0.abs().max().double_value(&[]) > 1e-6,

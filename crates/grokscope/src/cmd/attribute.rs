@@ -8,7 +8,7 @@ use anyhow::Result;
 use interp::metric::Metric;
 use interp::output::{write_csv, write_json};
 use interp::patch::Direction;
-use interp::tokens::PatchTarget;
+use interp::tokens::{PatchOptions, PatchTarget};
 use interp::{
     attribution_patching, AttributionOptions, ComponentKind, CorruptionSpec, LnMode, Net,
     PositionChoice,
@@ -64,7 +64,12 @@ pub fn run(args: AttributeArgs, ctx: &Ctx) -> Result<()> {
         .session_for(analysis_args, ctx, Metric::LogitDiff)?
     {
         let hooks = session.hooks(&args.hooks, &components, analysis_args.layers.as_deref())?;
-        return run_on_prompts(&session, direction, &hooks, analysis_args.read.max_rows);
+        let opts = PatchOptions {
+            ln_mode,
+            max_rows: analysis_args.read.max_rows,
+            ..PatchOptions::new(direction)
+        };
+        return run_on_prompts(&session, &hooks, &opts);
     }
     let opened = args.analysis.open(ctx)?;
     let probe = args.analysis.corrupted_sample(&opened, corruptions_given)?;
@@ -181,15 +186,14 @@ struct PromptAttributionRow {
 /// Spearman correlation.
 fn run_on_prompts(
     session: &PromptSession,
-    direction: Direction,
     hooks: &[model::HookPoint],
-    max_rows: usize,
+    opts: &PatchOptions,
 ) -> Result<()> {
     let net = session.net();
     let metric = &session.metric;
+    let direction = opts.direction;
     let started = Instant::now();
-    let estimate =
-        interp::tokens::attribute(&net, &session.batch, direction, hooks, metric, max_rows)?;
+    let estimate = interp::tokens::attribute(&net, &session.batch, hooks, metric, opts)?;
     let attribution_seconds = started.elapsed().as_secs_f64();
     let cells = estimate.summary();
     let targets: Vec<PatchTarget> = cells
@@ -203,10 +207,9 @@ fn run_on_prompts(
     let exact = interp::tokens::patch(
         &net,
         &session.batch,
-        direction,
         &targets,
         metric.per_row_metric(),
-        max_rows,
+        opts,
     )?;
     let base = exact_base(&exact, direction, metric)?;
     let rows: Vec<PromptAttributionRow> = cells

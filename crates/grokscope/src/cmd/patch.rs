@@ -8,6 +8,7 @@ use interp::lens::default_targets;
 use interp::metric::Metric;
 use interp::output::{write_csv, write_json};
 use interp::patch::{Direction, PatchResult};
+use interp::tokens::PatchOptions;
 use interp::{
     patch_sweep, state_effect, ComponentKind, CorruptionSpec, Net, PositionChoice, SweepMode,
     SweepOptions,
@@ -273,14 +274,12 @@ fn run_on_prompts(
     );
     let mut rows = Vec::new();
     for &direction in directions {
-        let result = interp::tokens::patch(
-            &net,
-            &session.batch,
-            direction,
-            targets,
-            &session.metric,
+        let opts = PatchOptions {
             max_rows,
-        )?;
+            mode: sweep_mode(args.naive),
+            ..PatchOptions::new(direction)
+        };
+        let result = interp::tokens::patch(&net, &session.batch, targets, &session.metric, &opts)?;
         rows.extend(direction_rows(session, direction, &result));
         let mut summary = result.summary();
         summary.sort_by(|a, b| b.1.abs().total_cmp(&a.1.abs()));

@@ -4,11 +4,11 @@
 //! per chunk of prompts ([`super::patch_runs::PatchRuns::gradient_products`]).
 
 use super::patch_runs::Rows;
-use super::patching::token_runs;
+use super::patching::{token_runs, PatchOptions};
 use super::{Baselines, PromptBatch};
 use crate::error::Result;
 use crate::metric::Metric;
-use crate::net::{LnMode, Net};
+use crate::net::Net;
 use crate::patch::Direction;
 use model::HookPoint;
 use tch::{Kind, Tensor};
@@ -51,16 +51,17 @@ impl AttributionValues {
 }
 
 /// Attribution scores of every position (and head) of `hooks` for patching the source run of
-/// `direction` into its base run, with the gradient of the summed per-row `metric` (divided by
-/// `clean − corrupted` for a restoration), in chunks of at most `max_rows` prompts.
+/// `opts.direction` into its base run, with the gradient of the summed per-row `metric` (divided
+/// by `clean − corrupted` for a restoration) read as `opts.ln_mode` says, in chunks of at most
+/// `opts.max_rows` prompts.
 pub fn attribute(
     net: &Net,
     batch: &PromptBatch,
-    direction: Direction,
     hooks: &[HookPoint],
     metric: &Metric,
-    max_rows: usize,
+    opts: &PatchOptions,
 ) -> Result<AttributionValues> {
+    let direction = opts.direction;
     let (base, source) = batch.base_and_source(direction, "attribution patching")?;
     let baselines = Baselines::compute(net, batch, metric)?;
     let norm = baselines.restoration_norm(metric)?;
@@ -71,7 +72,7 @@ pub fn attribute(
             base,
             source,
             hooks.iter().copied(),
-            LnMode::Recompute,
+            opts.ln_mode,
         )
     })?;
     let sets = batch.sets.to_device(net.device());
@@ -83,7 +84,7 @@ pub fn attribute(
             .sum(Kind::Double))
     };
     let mut chunks: Vec<Vec<Tensor>> = hooks.iter().map(|_| Vec::new()).collect();
-    for rows in Rows::chunks(runs.len(), max_rows as i64) {
+    for rows in Rows::chunks(runs.len(), opts.max_rows as i64) {
         let products = runs.gradient_products(net, hooks, rows, &summed)?;
         tch::no_grad(|| -> Result<()> {
             for ((hook, product), out) in hooks.iter().zip(products).zip(chunks.iter_mut()) {

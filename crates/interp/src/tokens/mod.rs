@@ -7,14 +7,15 @@
 //! ```no_run
 //! # fn demo(net: &interp::Net) -> interp::Result<()> {
 //! use interp::metric::{Metric, TokenSets};
-//! use interp::tokens::{patch, resid_targets, Direction, PromptBatch};
+//! use interp::tokens::{patch, resid_targets, Direction, PatchOptions, PromptBatch};
 //! use tch::Tensor;
 //! let clean = Tensor::from_slice(&[3i64, 17, 9]).view([1, 3]);
 //! let corrupted = Tensor::from_slice(&[5i64, 17, 9]).view([1, 3]);
 //! let sets = TokenSets::from_rows(&[vec![12]], &[vec![4]])?;
 //! let batch = PromptBatch::new(clean, Some(corrupted), None, sets)?;
 //! let targets = resid_targets(net.n_layer(), &[0, 1, 2]);
-//! let result = patch(net, &batch, Direction::Denoising, &targets, &Metric::LogitDiff, 2048)?;
+//! let opts = PatchOptions::new(Direction::Denoising);
+//! let result = patch(net, &batch, &targets, &Metric::LogitDiff, &opts)?;
 //! for (label, value) in result.summary() {
 //!     println!("{label}: {value:.3}");
 //! }
@@ -32,7 +33,9 @@ pub use crate::patch::Direction;
 pub use attribution::{attribute, AttributionValues};
 pub use dla::{dla, DlaComponent, DlaValues};
 pub use lens::{lens, lens_readings, LensOptions, LensReading, LensValues};
-pub use patching::{head_targets, hook_targets, patch, resid_targets, PatchTarget, PatchValues};
+pub use patching::{
+    head_targets, hook_targets, patch, resid_targets, PatchOptions, PatchTarget, PatchValues,
+};
 
 use crate::error::{InterpError, Result};
 use crate::metric::{Metric, TokenSets};

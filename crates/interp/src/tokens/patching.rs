@@ -12,7 +12,7 @@ use super::{Baselines, PromptBatch};
 use crate::error::Result;
 use crate::metric::Metric;
 use crate::net::{LnMode, Net};
-use crate::patch::Direction;
+use crate::patch::{Direction, SweepMode};
 use model::{HookPoint, RunRequest};
 use ndarray::{Array2, ArrayView1};
 use std::fmt;
@@ -109,17 +109,44 @@ impl PatchValues {
     }
 }
 
-/// Patches every target from the source run into the base run of `direction` and evaluates
-/// `metric` at each prompt's answer position. At most `max_rows` rows run in one forward (at
-/// least one row per target starting at the same layer); see [`PatchRuns`] for the batching.
+/// How a patch runs on a token batch.
+#[derive(Clone, Debug)]
+pub struct PatchOptions {
+    /// Which run is patched: noising patches the corrupted run's activations into the clean
+    /// run, denoising the clean run's into the corrupted one.
+    pub direction: Direction,
+    /// Readout of the metric: the model's logits (`Recompute`), or ln_final with the base run's
+    /// scale at the answer position (`CachedScale`: linear in the final residual state).
+    pub ln_mode: LnMode,
+    /// Largest batch of one forward, in rows (at least one row per target of a layer).
+    pub max_rows: usize,
+    /// `Batched` (the engine's paths) or `Naive` (one full forward per target and prompt, the
+    /// reference; attribution ignores it).
+    pub mode: SweepMode,
+}
+
+impl PatchOptions {
+    /// `direction` with the model's own logits, batches of up to 2048 rows, batched.
+    pub fn new(direction: Direction) -> PatchOptions {
+        PatchOptions {
+            direction,
+            ln_mode: LnMode::Recompute,
+            max_rows: 2048,
+            mode: SweepMode::Batched,
+        }
+    }
+}
+
+/// Patches every target from the source run into the base run of `opts.direction` and
+/// evaluates `metric` at each prompt's answer position; see [`PatchRuns`] for the batching.
 pub fn patch(
     net: &Net,
     batch: &PromptBatch,
-    direction: Direction,
     targets: &[PatchTarget],
     metric: &Metric,
-    max_rows: usize,
+    opts: &PatchOptions,
 ) -> Result<PatchValues> {
+    let direction = opts.direction;
     let (base, source) = batch.base_and_source(direction, "patching")?;
     let baselines = Baselines::compute(net, batch, metric)?;
     let clean = crate::stats::to_f64(&baselines.clean)?;
@@ -133,14 +160,17 @@ pub fn patch(
     };
     let per_target = tch::no_grad(|| {
         let hooks = targets.iter().map(|t| t.hook);
-        let runs = token_runs(net, batch, base, source, hooks, LnMode::Recompute)?;
+        let runs = token_runs(net, batch, base, source, hooks, opts.ln_mode)?;
         let sets = batch.sets.to_device(net.device());
         let score = |logits: &Tensor, rows: Rows, k: i64| {
             let clean = rows.of(&baselines.clean_logits).repeat([k, 1]);
             let sets = sets.narrow(rows.start, rows.m).repeat(k);
             crate::stats::to_f64(&metric.per_row(logits, &sets, Some(&clean))?)
         };
-        runs.patch(net, targets, max_rows, base_scores, &score)
+        match opts.mode {
+            SweepMode::Batched => runs.patch(net, targets, opts.max_rows, base_scores, &score),
+            SweepMode::Naive => runs.patch_one_by_one(net, targets, &score),
+        }
     })?;
     let mut values = Array2::zeros((targets.len(), batch.len()));
     for (mut row, scores) in values.rows_mut().into_iter().zip(per_target) {
