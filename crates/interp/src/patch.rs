@@ -467,8 +467,8 @@ impl<'s> Pair<'s> {
         })
     }
 
-    /// The outcomes of the base run's `answer`-position logits of `k` variants of the examples
-    /// of `rows` (`[k · m, V]`, variant-major).
+    /// The outcomes of the answer-position logits of `k` patched variants of the examples of
+    /// `rows` (`[k · m, V]`, variant-major).
     fn score(&self, logits: &Tensor, rows: Rows, k: i64) -> Result<Outcomes> {
         let gold = rows.of(self.gold).repeat([k]);
         let alt = rows.of(self.alt).repeat([k]);
