@@ -9,6 +9,7 @@
 
 use crate::corruption::{for_each_corruption, noise_scale, CleanRuns, CorruptionInputs};
 use crate::error::Result;
+use crate::net::Rows;
 use crate::net::{LnMode, Net};
 use crate::output::AttributionRow;
 use crate::patch::{
@@ -17,7 +18,6 @@ use crate::patch::{
 };
 use crate::prompt_sample::PromptSample;
 use crate::stats::{restoration, to_f64};
-use crate::tokens::patch_runs::Rows;
 use model::HookPoint;
 use serde::Serialize;
 use std::collections::BTreeMap;

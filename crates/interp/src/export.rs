@@ -14,7 +14,7 @@
 //!   (checkpoint, step, data folder).
 
 use crate::error::{InterpError, Result};
-use crate::net::{logits_at, Net};
+use crate::net::{logits_at, Net, Rows};
 use crate::prompt_sample::PromptSample;
 use crate::states::tokens_tensor;
 use model::{HookPoint, RunRequest};
@@ -62,16 +62,12 @@ pub fn capture(
         probe.examples.iter().map(|e| e.tokens.as_slice()),
         net.device(),
     );
-    let n = tokens.size()[0];
-    let step = max_rows.max(1) as i64;
     let mut parts: Vec<Vec<Tensor>> = hooks.iter().map(|_| Vec::new()).collect();
     tch::no_grad(|| -> Result<()> {
-        let mut start = 0;
-        while start < n {
-            let m = step.min(n - start);
+        for rows in Rows::chunks(tokens.size()[0], max_rows as i64) {
             let mut req = RunRequest::capture(hooks.iter().copied());
             req.logit_positions = logits_at(probe.answer_pos);
-            let mut out = net.run(&tokens.narrow(0, start, m), &req)?;
+            let mut out = net.run(&rows.of(&tokens), &req)?;
             for (hook, chunks) in hooks.iter().zip(parts.iter_mut()) {
                 let t = out.cache.remove(hook).ok_or_else(|| InterpError::BadSpec {
                     what: "hook",
@@ -80,7 +76,6 @@ pub fn capture(
                 })?;
                 chunks.push(t.to_device(Device::Cpu).contiguous());
             }
-            start += m;
         }
         Ok(())
     })?;

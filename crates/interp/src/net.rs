@@ -233,3 +233,36 @@ pub struct Want {
 pub fn logits_at(pos: usize) -> LogitPositions {
     LogitPositions::At(vec![pos as i64])
 }
+
+/// A chunk of prompts: rows `start..start + m`.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Rows {
+    pub start: i64,
+    pub m: i64,
+}
+
+impl Rows {
+    /// The chunks of `n` rows, at most `size` (≥ 1) each.
+    pub(crate) fn chunks(n: i64, size: i64) -> impl Iterator<Item = Rows> {
+        let size = size.max(1);
+        (0..n).step_by(size as usize).map(move |start| Rows {
+            start,
+            m: size.min(n - start),
+        })
+    }
+
+    /// The chunks of `n` rows of at most `max_rows` (≥ 1) each, as [`Rows::chunks`].
+    pub(crate) fn chunks_of(n: usize, max_rows: usize) -> impl Iterator<Item = Rows> {
+        Rows::chunks(n as i64, max_rows as i64)
+    }
+
+    /// The rows as indices into a per-row slice.
+    pub(crate) fn range(&self) -> std::ops::Range<usize> {
+        self.start as usize..(self.start + self.m) as usize
+    }
+
+    /// `t`'s rows of this chunk (a view).
+    pub(crate) fn of(&self, t: &Tensor) -> Tensor {
+        t.narrow(0, self.start, self.m)
+    }
+}

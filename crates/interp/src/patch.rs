@@ -16,12 +16,13 @@
 
 use crate::corruption::{for_each_corruption, noise_scale, CleanRuns, CorruptionInputs};
 use crate::error::{InterpError, Result};
+use crate::net::Rows;
 use crate::net::{LnMode, Net, Want};
 use crate::output::PatchRow;
 use crate::prompt_sample::PromptSample;
 use crate::states::{alt_tokens, States};
 use crate::stats::{restoration, Outcomes};
-use crate::tokens::patch_runs::{BaseTokens, PatchRuns, Rows};
+use crate::tokens::patch_runs::{BaseTokens, PatchRuns};
 use crate::tokens::PatchTarget;
 use model::HookPoint;
 use std::fmt;

@@ -2,7 +2,7 @@
 //! those runs take live in [`crate::corruption`].
 
 use crate::error::{InterpError, Result};
-use crate::net::{logits_at, Net, Want};
+use crate::net::{logits_at, Net, Rows, Want};
 use crate::prompt_sample::PromptSample;
 use model::{Edit, HookPoint, Intervention, RunRequest};
 use std::collections::BTreeMap;
@@ -50,28 +50,23 @@ impl States {
         answer_pos: usize,
         max_rows: usize,
     ) -> Result<States> {
-        let n = tokens.size()[0];
-        let step = max_rows.max(1) as i64;
         let mut parts = Vec::new();
-        let mut start = 0;
-        while start < n {
-            let m = step.min(n - start);
+        for rows in Rows::chunks(tokens.size()[0], max_rows as i64) {
             let mut req = RunRequest::capture(net.capture_set(want));
             req.logit_positions = logits_at(answer_pos);
             if let Some(noise) = noise {
                 req.interventions.push(Intervention::new(
                     HookPoint::Embed,
-                    Edit::Add(noise.narrow(0, start, m)),
+                    Edit::Add(rows.of(noise)),
                 ));
             }
-            let out = net.run(&tokens.narrow(0, start, m), &req)?;
+            let out = net.run(&rows.of(tokens), &req)?;
             parts.push(States::from_cache(
                 net,
                 out.cache,
                 out.logits.squeeze_dim(1),
                 want,
             )?);
-            start += m;
         }
         States::cat(&parts)
     }
@@ -94,18 +89,15 @@ impl States {
         let (n, t) = tokens.size2()?;
         let first = first as i64;
         let l = net.n_layer();
-        let step = max_rows.max(1) as i64;
         let mut parts = Vec::new();
-        let mut start = 0;
-        while start < n {
-            let m = step.min(n - start);
-            let base = base.narrow(start, m);
+        for rows in Rows::chunks(n, max_rows as i64) {
+            let base = base.narrow(rows.start, rows.m);
             let prefix = (0..l)
                 .map(|i| net.key_values(i, &base.resid[i].narrow(1, 0, first)))
                 .collect::<Result<Vec<_>>>()?;
-            let mut embedded = net.token_embeddings(&tokens.narrow(0, start, m));
+            let mut embedded = net.token_embeddings(&rows.of(tokens));
             if let Some(noise) = noise {
-                embedded += noise.narrow(0, start, m);
+                embedded += rows.of(noise);
             }
             let embedded = embedded + net.position_embeddings(t);
             let suffix = net.suffix_states(&embedded.narrow(1, first, t - first), &prefix)?;
@@ -123,7 +115,6 @@ impl States {
                 z: Vec::new(),
                 logits,
             });
-            start += m;
         }
         States::cat(&parts)
     }

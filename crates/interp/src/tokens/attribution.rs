@@ -3,12 +3,12 @@
 //! activation's feature axis, from two cached forward passes and one forward and backward pass
 //! per chunk of prompts ([`super::patch_runs::PatchRuns::gradient_products`]).
 
-use super::patch_runs::Rows;
 use super::patching::{token_runs, PatchOptions};
 use super::{Baselines, PromptBatch};
 use crate::error::Result;
 use crate::metric::Metric;
 use crate::net::Net;
+use crate::net::Rows;
 use crate::patch::Direction;
 use model::HookPoint;
 use tch::{Kind, Tensor};

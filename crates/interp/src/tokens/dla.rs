@@ -24,7 +24,7 @@
 use super::{AnswerPositions, PromptBatch};
 use crate::error::{InterpError, Result};
 use crate::metric::{Metric, TokenSets};
-use crate::net::Net;
+use crate::net::{Net, Rows};
 use crate::stats::to_f64;
 use model::{Attention, HookPoint, RunOutput, RunRequest};
 use ndarray::Array2;
@@ -155,30 +155,27 @@ pub fn dla(net: &Net, batch: &PromptBatch, metric: &Metric, max_rows: usize) -> 
     let n = batch.len();
     let mut values = Array2::<f64>::zeros((n, components.len()));
     let mut logit_diff = Vec::with_capacity(n);
-    let chunk = max_rows.max(1);
     tch::no_grad(|| -> Result<()> {
-        for start in (0..n).step_by(chunk) {
-            let m = chunk.min(n - start);
-            let (start_i, m_i) = (start as i64, m as i64);
-            let positions = AnswerPositions::new(&batch.answer_pos[start..start + m]);
+        for rows in Rows::chunks_of(n, max_rows) {
+            let positions = AnswerPositions::new(&batch.answer_pos[rows.range()]);
             let mut req = RunRequest::capture(captured_hooks(net.n_layer()));
             req.logit_positions = positions.logit_positions();
-            let out = net.run(&batch.clean.narrow(0, start_i, m_i), &req)?;
+            let out = net.run(&rows.of(&batch.clean), &req)?;
             let acts = AnswerActivations {
                 out: &out,
                 positions,
             };
-            let sets = sets.narrow(start_i, m_i);
+            let sets = sets.narrow(rows.start, rows.m);
             let logits = out.logits.squeeze_dim(1).to_kind(Kind::Double);
             logit_diff.extend(to_f64(
                 &(set_mean(&logits, &sets.answer, &sets.answer_mask)
                     - set_mean(&logits, &sets.alternative, &sets.alternative_mask)),
             )?);
             let readout = ChunkReadout::new(&weights, &acts, &sets)?;
-            for (c, col) in chunk_attributions(&weights, &acts, &readout, m)? {
+            for (c, col) in chunk_attributions(&weights, &acts, &readout, rows.m as usize)? {
                 let j = components.iter().position(|x| *x == c).unwrap_or_default();
                 for (i, v) in to_f64(&col)?.into_iter().enumerate() {
-                    values[[start + i, j]] = v;
+                    values[[rows.start as usize + i, j]] = v;
                 }
             }
         }

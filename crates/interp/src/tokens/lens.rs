@@ -7,7 +7,7 @@
 use super::{AnswerPositions, PromptBatch};
 use crate::error::{InterpError, Result};
 use crate::metric::{Metric, TokenSets};
-use crate::net::{LnMode, Net};
+use crate::net::{LnMode, Net, Rows};
 use crate::tuned_lens::TunedLens;
 use model::{LogitPositions, RunRequest};
 use ndarray::Array2;
@@ -123,11 +123,10 @@ pub fn lens_readings(
         .iter()
         .map(|_| Array2::zeros((layers.len(), n as usize)))
         .collect();
-    let chunk = opts.max_rows.clamp(1, n.max(1) as usize) as i64;
     tch::no_grad(|| -> Result<()> {
-        for start in (0..n).step_by(chunk as usize) {
-            let m = chunk.min(n - start);
-            let resid = residual_states(net, &tokens.narrow(0, start, m))?;
+        for rows in Rows::chunks(n, opts.max_rows as i64) {
+            let (start, m) = (rows.start, rows.m);
+            let resid = residual_states(net, &rows.of(tokens))?;
             for (li, &layer) in layers.iter().enumerate() {
                 let mut chunk_lens = ChunkLens::new(net, layer, &resid, opts);
                 for (reading, values) in readings.iter().zip(values.iter_mut()) {

@@ -39,7 +39,7 @@ pub use patching::{
 
 use crate::error::{InterpError, Result};
 use crate::metric::{Metric, TokenSets};
-use crate::net::Net;
+use crate::net::{Net, Rows};
 use model::{LogitPositions, RunRequest};
 use tch::{Kind, Tensor};
 
@@ -193,18 +193,11 @@ pub(crate) fn best_other_tokens(
     answer: &Tensor,
     max_rows: usize,
 ) -> Result<Tensor> {
-    let n = answer_pos.len();
-    let chunk = max_rows.max(1);
     let parts = tch::no_grad(|| {
-        (0..n)
-            .step_by(chunk)
-            .map(|start| {
-                let m = chunk.min(n - start);
-                let rows = tokens.narrow(0, start as i64, m as i64);
-                let logits = answer_logits(net, &rows, &answer_pos[start..start + m])?;
-                let answer = answer
-                    .narrow(0, start as i64, m as i64)
-                    .to_device(logits.device());
+        Rows::chunks_of(answer_pos.len(), max_rows)
+            .map(|rows| {
+                let logits = answer_logits(net, &rows.of(tokens), &answer_pos[rows.range()])?;
+                let answer = rows.of(answer).to_device(logits.device());
                 Ok(crate::states::alt_tokens(&logits, &answer))
             })
             .collect::<Result<Vec<_>>>()
@@ -244,7 +237,7 @@ impl AnswerPositions {
     }
 
     /// The positions of the chunk `rows`, repeated `k` times (variant-major).
-    pub(crate) fn rows(&self, rows: patch_runs::Rows, k: i64) -> AnswerPositions {
+    pub(crate) fn rows(&self, rows: crate::net::Rows, k: i64) -> AnswerPositions {
         let n = (rows.m * k) as usize;
         let shared = match &self.shared {
             Ok(p) => Ok(*p),

@@ -17,34 +17,11 @@
 use super::patching::PatchTarget;
 use super::AnswerPositions;
 use crate::error::{InterpError, Result};
-use crate::net::{LnMode, Net};
+use crate::net::{LnMode, Net, Rows};
 use model::{Edit, HookPoint, Intervention, KeyValues, RunOutput, RunRequest};
 use std::cell::OnceCell;
 use std::collections::{BTreeMap, BTreeSet};
 use tch::{Kind, Tensor};
-
-/// A chunk of prompts: rows `start..start + m`.
-#[derive(Copy, Clone, Debug, PartialEq, Eq)]
-pub(crate) struct Rows {
-    pub start: i64,
-    pub m: i64,
-}
-
-impl Rows {
-    /// The chunks of `n` rows, at most `size` (≥ 1) each.
-    pub(crate) fn chunks(n: i64, size: i64) -> impl Iterator<Item = Rows> {
-        let size = size.max(1);
-        (0..n).step_by(size as usize).map(move |start| Rows {
-            start,
-            m: size.min(n - start),
-        })
-    }
-
-    /// `t`'s rows of this chunk (a view).
-    pub(crate) fn of(&self, t: &Tensor) -> Tensor {
-        t.narrow(0, self.start, self.m)
-    }
-}
 
 /// Per-row scores of patched runs (one value or one outcome per prompt), gathered chunk by chunk
 /// from the empty default.

@@ -7,10 +7,11 @@
 //! [`super::patch_runs`] (batched forwards from the target's layer, suffix runs for residual
 //! states).
 
-use super::patch_runs::{cached_hooks, BaseTokens, PatchRuns, Rows};
+use super::patch_runs::{cached_hooks, BaseTokens, PatchRuns};
 use super::{Baselines, PromptBatch};
 use crate::error::Result;
 use crate::metric::Metric;
+use crate::net::Rows;
 use crate::net::{LnMode, Net};
 use crate::patch::{Direction, SweepMode};
 use model::{HookPoint, RunRequest};
