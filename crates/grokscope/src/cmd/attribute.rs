@@ -58,18 +58,21 @@ pub fn run(args: AttributeArgs, ctx: &Ctx) -> Result<()> {
     let components: Vec<ComponentKind> = parse_all(&args.component)?;
     let positions: Vec<PositionChoice> = parse_all(&args.positions)?;
     let ln_mode = LnMode::from_str(&args.ln_mode)?;
-    let analysis_args = &args.analysis;
+    let opts = PatchOptions {
+        ln_mode,
+        max_rows: args.analysis.read.max_rows,
+        ..PatchOptions::new(direction)
+    };
     if let Some(session) = args
         .prompts
-        .session_for(analysis_args, ctx, Metric::LogitDiff)?
+        .session_for(&args.analysis, ctx, Metric::LogitDiff)?
     {
-        let hooks = session.hooks(&args.hooks, &components, analysis_args.layers.as_deref())?;
-        let opts = PatchOptions {
-            ln_mode,
-            max_rows: analysis_args.read.max_rows,
-            ..PatchOptions::new(direction)
-        };
-        return run_on_prompts(&session, &hooks, &opts);
+        let layers = args.analysis.layers.as_deref();
+        return run_on_prompts(
+            &session,
+            &session.hooks(&args.hooks, &components, layers)?,
+            &opts,
+        );
     }
     let opened = args.analysis.open(ctx)?;
     let probe = args.analysis.corrupted_sample(&opened, corruptions_given)?;
@@ -81,40 +84,17 @@ pub fn run(args: AttributeArgs, ctx: &Ctx) -> Result<()> {
         positions,
         layers: args.analysis.layers.clone(),
         ln_mode,
-        max_rows: args.analysis.read.max_rows,
+        max_rows: opts.max_rows,
     };
     let started = Instant::now();
     let result = attribution_patching(&net, &probe, &opts)?;
-    let seconds = started.elapsed().as_secs_f64();
-    let agreements = result.agreements();
-
-    let out = &args.analysis.out;
-    let _lock = crate::cmd::lock_output(out)?;
-    probe.write_jsonl(&out.join("examples.jsonl"), &opened.data.vocab)?;
-    write_csv(&out.join("attribution.csv"), &result.rows(opened.step))?;
     let summary = Summary {
         opened: &opened,
         probe: &probe,
         opts: &opts,
-        seconds,
+        seconds: started.elapsed().as_secs_f64(),
     };
-    write_json(
-        &out.join("attribution_summary.json"),
-        &summary.json(&result, &agreements),
-    )?;
-    println!(
-        "attribution patching ({direction}, {ln_mode}) of {} at step {}: {} cells, {} examples, {seconds:.2} s",
-        opened.path.display(),
-        opened.step,
-        result.cells.len(),
-        probe.examples.len()
-    );
-    print_agreements(&agreements);
-    println!(
-        "wrote attribution.csv, attribution_summary.json and examples.jsonl to {}",
-        out.display()
-    );
-    Ok(())
+    summary.write(&args.analysis.out, &result)
 }
 
 /// What `attribution_summary.json` records besides the result.
@@ -126,6 +106,36 @@ struct Summary<'a> {
 }
 
 impl Summary<'_> {
+    /// Writes `examples.jsonl`, `attribution.csv` and `attribution_summary.json` of `result` to
+    /// `out` and prints the agreements.
+    fn write(&self, out: &std::path::Path, result: &interp::AttributionResult) -> Result<()> {
+        let agreements = result.agreements();
+        let (opened, probe) = (self.opened, self.probe);
+        let _lock = crate::cmd::lock_output(out)?;
+        probe.write_jsonl(&out.join("examples.jsonl"), &opened.data.vocab)?;
+        write_csv(&out.join("attribution.csv"), &result.rows(opened.step))?;
+        write_json(
+            &out.join("attribution_summary.json"),
+            &self.json(result, &agreements),
+        )?;
+        println!(
+            "attribution patching ({}, {}) of {} at step {}: {} cells, {} examples, {:.2} s",
+            self.opts.direction,
+            self.opts.ln_mode,
+            opened.path.display(),
+            opened.step,
+            result.cells.len(),
+            probe.examples.len(),
+            self.seconds
+        );
+        print_agreements(&agreements);
+        println!(
+            "wrote attribution.csv, attribution_summary.json and examples.jsonl to {}",
+            out.display()
+        );
+        Ok(())
+    }
+
     /// The summary of `result` with its agreements.
     fn json(
         &self,
