@@ -185,6 +185,41 @@ fn cached_scale_patching_agrees_with_its_naive_loop() {
 }
 
 #[test]
+fn patch_targets_outside_the_prompts_or_the_model_are_errors() {
+    let ckpt = tiny_model();
+    let net = Net::new(&ckpt.model);
+    let batch = batch();
+    let target = |hook, positions: Vec<i64>, head| PatchTarget {
+        hook,
+        positions,
+        head,
+    };
+    for (bad, why) in [
+        (
+            target(HookPoint::ResidPre(1), vec![4], None),
+            "positions must be in 0..4",
+        ),
+        (
+            target(HookPoint::ResidPre(1), vec![], None),
+            "positions must be in 0..4",
+        ),
+        (target(HookPoint::Z(2), vec![1], Some(0)), "layers 0..2"),
+        (target(HookPoint::Z(1), vec![1], Some(2)), "heads 0..2"),
+        (target(HookPoint::MlpOut(0), vec![1], Some(0)), "no heads"),
+    ] {
+        let err = patch(
+            &net,
+            &batch,
+            &[bad],
+            &Metric::LogitDiff,
+            &opts(Direction::Noising, 8),
+        )
+        .expect_err("a bad target is refused");
+        assert!(err.to_string().contains(why), "{err}");
+    }
+}
+
+#[test]
 fn patching_everything_at_the_embeddings_gives_the_source_run() {
     let ckpt = tiny_model();
     let net = Net::new(&ckpt.model);

@@ -9,7 +9,7 @@
 
 use super::patch_runs::{cached_hooks, BaseTokens, PatchRuns};
 use super::{Baselines, PromptBatch};
-use crate::error::Result;
+use crate::error::{InterpError, Result};
 use crate::metric::Metric;
 use crate::net::Rows;
 use crate::net::{LnMode, Net};
@@ -35,6 +35,30 @@ impl fmt::Display for PatchTarget {
         match self.head {
             Some(h) => write!(f, "{}[head={h}]@{}", self.hook, pos.join("+")),
             None => write!(f, "{}@{}", self.hook, pos.join("+")),
+        }
+    }
+}
+
+impl PatchTarget {
+    /// Checks the target against prompts of `seq_len` positions and the model: a hook of one of
+    /// its layers, at least one position, every position in `0..seq_len`, a head only on a
+    /// per-head hook and in `0..H`.
+    pub fn check(&self, net: &Net, seq_len: i64) -> Result<()> {
+        let bad = |reason: String| Err(InterpError::spec("patch target", self.to_string(), reason));
+        if let Some(layer) = self.hook.layer() {
+            if layer >= net.n_layer() {
+                return bad(format!("the model has layers 0..{}", net.n_layer()));
+            }
+        }
+        if self.positions.is_empty() || self.positions.iter().any(|p| !(0..seq_len).contains(p)) {
+            return bad(format!("positions must be in 0..{seq_len}"));
+        }
+        match self.head {
+            Some(_) if !self.hook.is_per_head() => bad("the hook has no heads".into()),
+            Some(h) if !(0..net.n_head() as i64).contains(&h) => {
+                bad(format!("the model has heads 0..{}", net.n_head()))
+            }
+            _ => Ok(()),
         }
     }
 }
@@ -149,6 +173,9 @@ pub fn patch(
 ) -> Result<PatchValues> {
     let direction = opts.direction;
     let (base, source) = batch.base_and_source(direction, "patching")?;
+    for target in targets {
+        target.check(net, batch.clean.size()[1])?;
+    }
     let baselines = Baselines::compute(net, batch, metric)?;
     let clean = crate::stats::to_f64(&baselines.clean)?;
     let corrupted = match &baselines.corrupted {
