@@ -9,15 +9,15 @@
 
 use crate::corruption::{for_each_corruption, noise_scale, CleanRuns, CorruptionInputs};
 use crate::error::Result;
-use crate::net::Rows;
-use crate::net::{LnMode, Net};
+use crate::net::{LnMode, Net, Rows};
 use crate::output::AttributionRow;
 use crate::patch::{
-    layers_for, position_sets, run_group, variants, want_for, Cell, Component, ComponentKind,
-    Direction, Pair, PositionChoice, PositionSet, Runs, SweepMode,
+    layers_for, position_sets, run_group, target_of, variants, want_for, Cell, Component,
+    ComponentKind, Direction, Pair, PositionChoice, PositionSet, Runs, SweepMode,
 };
 use crate::prompt_sample::PromptSample;
 use crate::stats::{restoration, to_f64};
+use crate::tokens::patch_runs::selected_part;
 use model::HookPoint;
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -288,17 +288,6 @@ fn attribute_corruption(
     Ok((baseline, cells))
 }
 
-/// The activation of a group's kind: `resid_pre[l]` (the final state for `l = L`), `attn_out`,
-/// `mlp_out` or `z`.
-fn group_hook(net: &Net, kind: ComponentKind, layer: usize) -> HookPoint {
-    match kind {
-        ComponentKind::Resid => net.resid_hook(layer),
-        ComponentKind::AttnOut => HookPoint::AttnOut(layer),
-        ComponentKind::MlpOut => HookPoint::MlpOut(layer),
-        ComponentKind::Heads => HookPoint::Z(layer),
-    }
-}
-
 /// Per group, per variant, per example: `Σ_{pos ∈ set} Σ_d ∂M/∂a · (a_source − a_base)` for the
 /// summed logit difference `M`, from one forward with gradients and one backward pass per chunk
 /// of examples ([`crate::tokens::patch_runs::PatchRuns::gradient_products`]).
@@ -312,10 +301,7 @@ fn gradient_attributions(
         .iter()
         .map(|g| g.vars.iter().map(|_| Vec::new()).collect())
         .collect();
-    let mut hooks: Vec<HookPoint> = groups
-        .iter()
-        .map(|g| group_hook(net, g.kind, g.layer))
-        .collect();
+    let mut hooks: Vec<HookPoint> = groups.iter().map(|g| g.kind.hook(net, g.layer)).collect();
     hooks.sort();
     hooks.dedup();
     let logit_diff = |logits: &Tensor, rows: Rows| -> Result<Tensor> {
@@ -331,7 +317,7 @@ fn gradient_attributions(
             hooks.iter().copied().zip(products).collect();
         tch::no_grad(|| -> Result<()> {
             for (group, out) in groups.iter().zip(out.iter_mut()) {
-                let hook = group_hook(net, group.kind, group.layer);
+                let hook = group.kind.hook(net, group.layer);
                 let product = by_hook.get(&hook).and_then(Option::as_ref);
                 let per_variant = group_attribution(net, pair, group, product, rows)?;
                 for (out, values) in out.iter_mut().zip(per_variant) {
@@ -354,7 +340,7 @@ fn group_attribution(
     product: Option<&Tensor>,
     rows: Rows,
 ) -> Result<Vec<Vec<f64>>> {
-    let hook = group_hook(net, group.kind, group.layer);
+    let hook = group.kind.hook(net, group.layer);
     let prod = match product {
         Some(p) => p.shallow_clone(),
         None => rows
@@ -366,14 +352,8 @@ fn group_attribution(
         .vars
         .iter()
         .map(|(component, set)| {
-            let idx =
-                Tensor::from_slice(&set.positions.iter().map(|&p| p as i64).collect::<Vec<_>>())
-                    .to_device(net.device());
-            let sel = prod.index_select(1, &idx);
-            let sel = match component {
-                Component::Head(h) => sel.narrow(2, *h as i64, 1),
-                _ => sel,
-            };
+            let target = target_of(net, *component, group.layer, &set.positions);
+            let sel = selected_part(&prod, &target);
             let per_example = sel
                 .reshape([rows.m, -1])
                 .sum_dim_intlist(1, false, Kind::Double);

@@ -251,11 +251,6 @@ impl Rows {
         })
     }
 
-    /// The chunks of `n` rows of at most `max_rows` (≥ 1) each, as [`Rows::chunks`].
-    pub(crate) fn chunks_of(n: usize, max_rows: usize) -> impl Iterator<Item = Rows> {
-        Rows::chunks(n as i64, max_rows as i64)
-    }
-
     /// The rows as indices into a per-row slice.
     pub(crate) fn range(&self) -> std::ops::Range<usize> {
         self.start as usize..(self.start + self.m) as usize

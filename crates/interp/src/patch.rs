@@ -16,8 +16,7 @@
 
 use crate::corruption::{for_each_corruption, noise_scale, CleanRuns, CorruptionInputs};
 use crate::error::{InterpError, Result};
-use crate::net::Rows;
-use crate::net::{LnMode, Net, Want};
+use crate::net::{LnMode, Net, Rows, Want};
 use crate::output::PatchRow;
 use crate::prompt_sample::PromptSample;
 use crate::states::{alt_tokens, States};
@@ -90,6 +89,19 @@ impl FromStr for ComponentKind {
                 s,
                 "expected resid, attn_out, mlp_out or heads",
             )),
+        }
+    }
+}
+
+impl ComponentKind {
+    /// The activation a component of this kind patches at `layer`: `resid_pre[l]` (the final
+    /// state for `l = L`), `hook_attn_out`, `hook_mlp_out` or `attn.hook_z`.
+    pub(crate) fn hook(self, net: &Net, layer: usize) -> HookPoint {
+        match self {
+            ComponentKind::Resid => net.resid_hook(layer),
+            ComponentKind::AttnOut => HookPoint::AttnOut(layer),
+            ComponentKind::MlpOut => HookPoint::MlpOut(layer),
+            ComponentKind::Heads => HookPoint::Z(layer),
         }
     }
 }
@@ -539,16 +551,13 @@ pub(crate) fn target_of(
     layer: usize,
     positions: &[usize],
 ) -> PatchTarget {
-    let (hook, head) = match component {
-        Component::Resid => (net.resid_hook(layer), None),
-        Component::AttnOut => (HookPoint::AttnOut(layer), None),
-        Component::MlpOut => (HookPoint::MlpOut(layer), None),
-        Component::Head(h) => (HookPoint::Z(layer), Some(h as i64)),
-    };
     PatchTarget {
-        hook,
+        hook: component.kind().hook(net, layer),
         positions: positions.iter().map(|&p| p as i64).collect(),
-        head,
+        head: match component {
+            Component::Head(h) => Some(h as i64),
+            _ => None,
+        },
     }
 }
 

@@ -4,7 +4,7 @@
 //! per chunk of prompts ([`super::patch_runs::PatchRuns::gradient_products`]).
 
 use super::patching::{token_runs, PatchOptions};
-use super::{Baselines, PromptBatch};
+use super::PromptBatch;
 use crate::error::Result;
 use crate::metric::Metric;
 use crate::net::Net;
@@ -62,19 +62,9 @@ pub fn attribute(
     opts: &PatchOptions,
 ) -> Result<AttributionValues> {
     let direction = opts.direction;
-    let (base, source) = batch.base_and_source(direction, "attribution patching")?;
-    let baselines = Baselines::compute(net, batch, metric)?;
+    let analysis = "attribution patching";
+    let (runs, baselines) = token_runs(net, batch, hooks.iter().copied(), metric, opts, analysis)?;
     let norm = baselines.restoration_norm(metric)?;
-    let runs = tch::no_grad(|| {
-        token_runs(
-            net,
-            batch,
-            base,
-            source,
-            hooks.iter().copied(),
-            opts.ln_mode,
-        )
-    })?;
     let sets = batch.sets.to_device(net.device());
     let summed = |logits: &Tensor, rows: Rows| -> Result<Tensor> {
         let clean = rows.of(&baselines.clean_logits);

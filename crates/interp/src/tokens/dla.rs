@@ -156,7 +156,7 @@ pub fn dla(net: &Net, batch: &PromptBatch, metric: &Metric, max_rows: usize) -> 
     let mut values = Array2::<f64>::zeros((n, components.len()));
     let mut logit_diff = Vec::with_capacity(n);
     tch::no_grad(|| -> Result<()> {
-        for rows in Rows::chunks_of(n, max_rows) {
+        for rows in Rows::chunks(n as i64, max_rows as i64) {
             let positions = AnswerPositions::new(&batch.answer_pos[rows.range()]);
             let mut req = RunRequest::capture(captured_hooks(net.n_layer()));
             req.logit_positions = positions.logit_positions();

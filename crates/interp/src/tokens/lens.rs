@@ -226,7 +226,7 @@ impl<'a> ChunkLens<'a> {
 
     /// The states of residual layer `layer` at one position per row → `[m, d]`.
     fn at(&self, layer: usize, positions: &AnswerPositions) -> Tensor {
-        positions.select(&self.resid[layer]).squeeze_dim(1)
+        positions.pick(&self.resid[layer])
     }
 
     /// The lens's logits `[m, V]` (float) at one position per row (`rows`): the readout of the

@@ -194,7 +194,7 @@ pub(crate) fn best_other_tokens(
     max_rows: usize,
 ) -> Result<Tensor> {
     let parts = tch::no_grad(|| {
-        Rows::chunks_of(answer_pos.len(), max_rows)
+        Rows::chunks(answer_pos.len() as i64, max_rows as i64)
             .map(|rows| {
                 let logits = answer_logits(net, &rows.of(tokens), &answer_pos[rows.range()])?;
                 let answer = rows.of(answer).to_device(logits.device());
@@ -296,21 +296,33 @@ pub(crate) struct Baselines {
 impl Baselines {
     pub(crate) fn compute(net: &Net, batch: &PromptBatch, metric: &Metric) -> Result<Baselines> {
         tch::no_grad(|| {
-            let sets = batch.sets.to_device(net.device());
             let clean_logits = answer_logits(net, &batch.clean, &batch.answer_pos)?;
-            let clean = metric.per_row(&clean_logits, &sets, Some(&clean_logits))?;
-            let corrupted = match &batch.corrupted {
-                Some(c) => {
-                    let logits = answer_logits(net, c, &batch.answer_pos)?;
-                    Some(metric.per_row(&logits, &sets, Some(&clean_logits))?)
-                }
+            let corrupted_logits = match &batch.corrupted {
+                Some(c) => Some(answer_logits(net, c, &batch.answer_pos)?),
                 None => None,
             };
-            Ok(Baselines {
-                clean,
-                corrupted,
-                clean_logits,
-            })
+            Baselines::of_logits(batch, metric, clean_logits, corrupted_logits.as_ref())
+        })
+    }
+
+    /// The baselines of the clean and corrupted runs' answer logits (`[B, V]` each, on the
+    /// model's device).
+    pub(crate) fn of_logits(
+        batch: &PromptBatch,
+        metric: &Metric,
+        clean_logits: Tensor,
+        corrupted_logits: Option<&Tensor>,
+    ) -> Result<Baselines> {
+        let sets = batch.sets.to_device(clean_logits.device());
+        let clean = metric.per_row(&clean_logits, &sets, Some(&clean_logits))?;
+        let corrupted = match corrupted_logits {
+            Some(logits) => Some(metric.per_row(logits, &sets, Some(&clean_logits))?),
+            None => None,
+        };
+        Ok(Baselines {
+            clean,
+            corrupted,
+            clean_logits,
         })
     }
 

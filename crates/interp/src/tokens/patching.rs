@@ -8,7 +8,7 @@
 //! states).
 
 use super::patch_runs::{cached_hooks, BaseTokens, PatchRuns};
-use super::{Baselines, PromptBatch};
+use super::{AnswerPositions, Baselines, PromptBatch};
 use crate::error::{InterpError, Result};
 use crate::metric::Metric;
 use crate::net::Rows;
@@ -172,11 +172,11 @@ pub fn patch(
     opts: &PatchOptions,
 ) -> Result<PatchValues> {
     let direction = opts.direction;
-    let (base, source) = batch.base_and_source(direction, "patching")?;
     for target in targets {
         target.check(net, batch.clean.size()[1])?;
     }
-    let baselines = Baselines::compute(net, batch, metric)?;
+    let hooks = targets.iter().map(|t| t.hook);
+    let (runs, baselines) = token_runs(net, batch, hooks, metric, opts, "patching")?;
     let clean = crate::stats::to_f64(&baselines.clean)?;
     let corrupted = match &baselines.corrupted {
         Some(c) => crate::stats::to_f64(c)?,
@@ -187,8 +187,6 @@ pub fn patch(
         Direction::Denoising => &corrupted,
     };
     let per_target = tch::no_grad(|| {
-        let hooks = targets.iter().map(|t| t.hook);
-        let runs = token_runs(net, batch, base, source, hooks, opts.ln_mode)?;
         let sets = batch.sets.to_device(net.device());
         let score = |logits: &Tensor, rows: Rows, k: i64| {
             let clean = rows.of(&baselines.clean_logits).repeat([k, 1]);
@@ -214,23 +212,46 @@ pub fn patch(
     })
 }
 
-/// The cached base and source runs of a token batch, keeping every residual state and `hooks`.
-/// Run it under `tch::no_grad`.
+/// The cached base and source runs of a token batch in `opts.direction` (every residual state,
+/// `hooks` and the answer logits), and the baselines of `metric` read from the same two runs.
+/// `analysis` names the caller in the error of a batch without corrupted tokens.
 pub(crate) fn token_runs(
     net: &Net,
     batch: &PromptBatch,
-    base: &Tensor,
-    source: &Tensor,
     hooks: impl IntoIterator<Item = HookPoint>,
-    ln_mode: LnMode,
-) -> Result<PatchRuns> {
-    let capture = RunRequest::capture(cached_hooks(net, hooks));
-    let base_cache = net.run(base, &capture)?.cache;
-    let source_cache = net.run(source, &capture)?.cache;
-    let mut runs = PatchRuns::new(net, base_cache, source_cache, &batch.answer_pos, ln_mode)?;
-    runs.base_tokens = Some(BaseTokens {
-        tokens: base.to_device(net.device()),
-        noise: None,
-    });
-    Ok(runs)
+    metric: &Metric,
+    opts: &PatchOptions,
+    analysis: &str,
+) -> Result<(PatchRuns, Baselines)> {
+    let (base, source) = batch.base_and_source(opts.direction, analysis)?;
+    tch::no_grad(|| {
+        let mut capture = RunRequest::capture(cached_hooks(net, hooks));
+        capture.logit_positions = AnswerPositions::new(&batch.answer_pos).logit_positions();
+        let base_run = net.run(base, &capture)?;
+        let source_run = net.run(source, &capture)?;
+        let (base_logits, source_logits) = (
+            base_run.logits.squeeze_dim(1),
+            source_run.logits.squeeze_dim(1),
+        );
+        let baselines = match opts.direction {
+            Direction::Noising => {
+                Baselines::of_logits(batch, metric, base_logits, Some(&source_logits))
+            }
+            Direction::Denoising => {
+                Baselines::of_logits(batch, metric, source_logits, Some(&base_logits))
+            }
+        }?;
+        let mut runs = PatchRuns::new(
+            net,
+            base_run.cache,
+            source_run.cache,
+            &batch.answer_pos,
+            opts.ln_mode,
+        )?;
+        runs.base_tokens = Some(BaseTokens {
+            tokens: base.to_device(net.device()),
+            noise: None,
+        });
+        Ok((runs, baselines))
+    })
 }
