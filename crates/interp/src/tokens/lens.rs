@@ -127,10 +127,11 @@ pub fn lens_readings(
         for rows in Rows::chunks(n, opts.max_rows as i64) {
             let (start, m) = (rows.start, rows.m);
             let resid = residual_states(net, &rows.of(tokens))?;
+            let mut model_logits = LogitsByPositions::default();
             for (li, &layer) in layers.iter().enumerate() {
                 let mut chunk_lens = ChunkLens::new(net, layer, &resid, opts);
                 for (reading, values) in readings.iter().zip(values.iter_mut()) {
-                    let v = chunk_lens.values(reading, start, m)?;
+                    let v = chunk_lens.values(reading, start, m, &mut model_logits)?;
                     for (j, x) in v.into_iter().enumerate() {
                         values[[li, start as usize + j]] = x;
                     }
@@ -189,6 +190,22 @@ fn residual_states(net: &Net, tokens: &Tensor) -> Result<Vec<Tensor>> {
         .collect()
 }
 
+/// Logits `[m, V]` of one chunk of prompts, each computed once per set of positions (one per row).
+#[derive(Default)]
+struct LogitsByPositions(Vec<(Vec<i64>, Tensor)>);
+
+impl LogitsByPositions {
+    /// The logits at `rows`, computed by `compute` the first time.
+    fn get(&mut self, rows: &[i64], compute: impl FnOnce() -> Tensor) -> Tensor {
+        if let Some((_, lg)) = self.0.iter().find(|(p, _)| p == rows) {
+            return lg.shallow_clone();
+        }
+        let lg = compute();
+        self.0.push((rows.to_vec(), lg.shallow_clone()));
+        lg
+    }
+}
+
 /// The lens over one chunk of prompts at one layer, computing the logits of each set of
 /// positions once.
 struct ChunkLens<'a> {
@@ -196,8 +213,8 @@ struct ChunkLens<'a> {
     layer: usize,
     resid: &'a [Tensor],
     opts: &'a LensOptions<'a>,
-    /// The logits `[m, V]` (float) read so far, with the positions they were read at.
-    logits: Vec<(Vec<i64>, Tensor)>,
+    /// The lens logits `[m, V]` (float) read so far.
+    logits: LogitsByPositions,
 }
 
 impl<'a> ChunkLens<'a> {
@@ -207,19 +224,28 @@ impl<'a> ChunkLens<'a> {
             layer,
             resid,
             opts,
-            logits: Vec::new(),
+            logits: LogitsByPositions::default(),
         }
     }
 
-    /// The reading's metric on rows `start..start + m` of the batch.
-    fn values(&mut self, reading: &DeviceReading, start: i64, m: i64) -> Result<Vec<f64>> {
+    /// The reading's metric on rows `start..start + m` of the batch; `model_logits` holds the
+    /// model's own logits of the chunk (for [`Metric::KlToClean`]), shared by every layer.
+    fn values(
+        &mut self,
+        reading: &DeviceReading,
+        start: i64,
+        m: i64,
+        model_logits: &mut LogitsByPositions,
+    ) -> Result<Vec<f64>> {
         let rows = &reading.reading.positions[start as usize..(start + m) as usize];
         let logits = self.logits_at(rows);
         let sets = reading.sets.narrow(start, m);
         let metric = &reading.reading.metric;
         let clean = metric.needs_clean_logits().then(|| {
-            let last = self.at(self.net.n_layer(), &AnswerPositions::new(rows));
-            self.net.readout(&last, None)
+            model_logits.get(rows, || {
+                let last = self.at(self.net.n_layer(), &AnswerPositions::new(rows));
+                self.net.readout(&last, None)
+            })
         });
         crate::stats::to_f64(&metric.per_row(&logits, &sets, clean.as_ref())?)
     }
@@ -232,19 +258,16 @@ impl<'a> ChunkLens<'a> {
     /// The lens's logits `[m, V]` (float) at one position per row (`rows`): the readout of the
     /// (translated) state, with the final state's LayerNorm scale in cached-scale mode.
     fn logits_at(&mut self, rows: &[i64]) -> Tensor {
-        if let Some((_, lg)) = self.logits.iter().find(|(p, _)| p == rows) {
-            return lg.shallow_clone();
-        }
-        let positions = AnswerPositions::new(rows);
-        let x = self.at(self.layer, &positions);
-        let x = self
-            .opts
-            .tuned
-            .map_or(x.shallow_clone(), |t| t.translate(self.layer, &x));
-        let scale = (self.opts.ln_mode == LnMode::CachedScale)
-            .then(|| self.net.ln_scale(&self.at(self.net.n_layer(), &positions)));
-        let lg = self.net.readout(&x, scale.as_ref()).to_kind(Kind::Float);
-        self.logits.push((rows.to_vec(), lg.shallow_clone()));
-        lg
+        let (net, layer, resid, opts) = (self.net, self.layer, self.resid, self.opts);
+        self.logits.get(rows, || {
+            let positions = AnswerPositions::new(rows);
+            let x = positions.pick(&resid[layer]);
+            let x = opts
+                .tuned
+                .map_or(x.shallow_clone(), |t| t.translate(layer, &x));
+            let scale = (opts.ln_mode == LnMode::CachedScale)
+                .then(|| net.ln_scale(&positions.pick(&resid[net.n_layer()])));
+            net.readout(&x, scale.as_ref()).to_kind(Kind::Float)
+        })
     }
 }
