@@ -1,4 +1,4 @@
-//! Golden outputs: `lens.csv`, `patch.csv`, `attribution.csv` and `dla.csv` of a miniature
+//! Golden outputs: `lens.csv`, `patch.csv`, `state_effect.csv`, `attribution.csv` and `dla.csv` of a miniature
 //! checkpoint, compared with the copies in `tests/golden/`, so a refactor of the analysis core can
 //! prove that it changed no result.
 //!
@@ -15,12 +15,12 @@ mod common;
 use common::{run_ok, s, scratch, train_miniature};
 use std::path::{Path, PathBuf};
 
-/// The analysis outputs under test, as (command, file it writes).
-const OUTPUTS: [(&str, &str); 4] = [
-    ("lens", "lens.csv"),
-    ("patch", "patch.csv"),
-    ("attribute", "attribution.csv"),
-    ("dla", "dla.csv"),
+/// The analysis outputs under test, as (command, files it writes).
+const OUTPUTS: [(&str, &[&str]); 4] = [
+    ("lens", &["lens.csv"]),
+    ("patch", &["patch.csv", "state_effect.csv"]),
+    ("attribute", &["attribution.csv"]),
+    ("dla", &["dla.csv"]),
 ];
 
 fn golden_dir() -> PathBuf {
@@ -65,26 +65,34 @@ fn analysis_outputs_match_the_golden_files() {
     let golden = golden_dir();
     let same_cpu = std::fs::read_to_string(golden.join("cpu.txt"))
         .is_ok_and(|recorded| recorded.trim() == cpu_kernels());
-    for (command, file) in OUTPUTS {
+    for (command, files) in OUTPUTS {
         let out = dir.join(command);
         let args = ["--threads", "1", command, "--checkpoint", s(&checkpoint)];
         run_ok(&[&args[..], &["--size", "40", "--out", s(&out)]].concat());
-        let got = std::fs::read_to_string(out.join(file)).unwrap();
-        if record {
-            std::fs::write(golden.join(file), &got).unwrap();
-        } else {
-            let want = std::fs::read_to_string(golden.join(file)).unwrap();
-            if same_cpu {
-                assert!(
-                    got == want,
-                    "{file} is not byte-identical to tests/golden/{file}"
-                );
+        for file in files {
+            let got = std::fs::read_to_string(out.join(file)).unwrap();
+            if record {
+                std::fs::write(golden.join(file), &got).unwrap();
             } else {
-                assert_close(file, &got, &want);
+                compare(file, &got, &golden, same_cpu);
             }
         }
     }
     if record {
         std::fs::write(golden.join("cpu.txt"), cpu_kernels() + "\n").unwrap();
+    }
+}
+
+/// `got` against `tests/golden/<file>`: byte-identical on the recording CPU (`same_cpu`), else
+/// close ([`assert_close`]).
+fn compare(file: &str, got: &str, golden: &Path, same_cpu: bool) {
+    let want = std::fs::read_to_string(golden.join(file)).unwrap();
+    if same_cpu {
+        assert!(
+            got == want,
+            "{file} is not byte-identical to tests/golden/{file}"
+        );
+    } else {
+        assert_close(file, got, &want);
     }
 }

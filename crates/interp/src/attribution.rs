@@ -10,7 +10,7 @@
 use crate::corruption::{for_each_corruption, noise_scale, CleanRuns, CorruptionInputs};
 use crate::error::Result;
 use crate::net::{LnMode, Net, Rows};
-use crate::output::AttributionRow;
+use crate::output::PatchRow;
 use crate::patch::{
     layers_for, position_sets, run_group, target_of, variants, want_for, Cell, Component,
     ComponentKind, Direction, Pair, PositionChoice, PositionSet, Runs, SweepMode,
@@ -151,7 +151,7 @@ impl AttributionResult {
     /// `attribution.csv` rows: per cell and method (`exact`, `attribution`) the mean change of the
     /// logit difference (`logit_diff_delta`) and the normalised `restoration`
     /// `(LD_base + Δ − LD_corrupted) / (LD_clean − LD_corrupted)`.
-    pub fn rows(&self, step: u64) -> Vec<AttributionRow> {
+    pub fn rows(&self, step: u64) -> Vec<PatchRow> {
         let mut rows = Vec::new();
         for c in &self.cells {
             let Some(b) = self
@@ -171,9 +171,11 @@ impl AttributionResult {
                 if let Some(r) = restoration(base + delta, b.clean, b.corrupted) {
                     metrics.push(("restoration", r));
                 }
-                rows.extend(metrics.into_iter().map(|(metric, value)| {
-                    AttributionRow::new(c.cell.row(step, metric, value), method)
-                }));
+                rows.extend(
+                    metrics
+                        .into_iter()
+                        .map(|(metric, value)| c.cell.row(step, metric, value).with_method(method)),
+                );
             }
         }
         rows

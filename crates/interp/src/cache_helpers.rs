@@ -61,7 +61,7 @@ impl<'n, 'g> ActivationCache<'n, 'g> {
     /// Runs `tokens` `[B, T]` through the model with every hook captured (no gradients).
     pub fn run(net: &'n Net<'g>, tokens: &Tensor) -> Result<ActivationCache<'n, 'g>> {
         let capture = HookPoint::all(net.n_layer());
-        let out = tch::no_grad(|| net.run(tokens, &RunRequest::capture(capture)))?;
+        let out = tch::no_grad(|| net.gpt.run(tokens, &RunRequest::capture(capture)))?;
         Ok(ActivationCache {
             net,
             logits: out.logits,

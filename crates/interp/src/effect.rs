@@ -7,7 +7,7 @@ use crate::corruption::{noise_scale, CleanRuns, CorruptionInputs};
 use crate::error::Result;
 use crate::lens::{TargetSpec, ANSWER, LABELS};
 use crate::net::{Net, Want};
-use crate::output::EffectRow;
+use crate::output::LensRow;
 use crate::prompt_sample::PromptSample;
 use crate::stats::{mrr, to_f64, to_i64};
 use tch::{Kind, Tensor};
@@ -27,7 +27,7 @@ pub fn state_effect(
     targets: &[TargetSpec],
     step: u64,
     max_rows: usize,
-) -> Result<Vec<EffectRow>> {
+) -> Result<Vec<LensRow>> {
     tch::no_grad(|| {
         let nu = noise_scale(net, probe);
         let mut rows = Vec::new();
@@ -43,7 +43,7 @@ pub fn state_effect(
                 .filter(|t| t.role != LABELS)
                 .map(|t| LensTarget::new(net, probe, &ci, t))
                 .collect::<Result<Vec<_>>>()?;
-            let mut out = EffectRows {
+            let mut out = LensRows {
                 rows: &mut rows,
                 step,
                 corruption: &name,
@@ -82,18 +82,18 @@ pub fn state_effect(
 }
 
 /// The rows of one corruption at one step, appended to `rows`.
-struct EffectRows<'r> {
-    rows: &'r mut Vec<EffectRow>,
+struct LensRows<'r> {
+    rows: &'r mut Vec<LensRow>,
     step: u64,
     corruption: &'r str,
 }
 
-impl EffectRows<'_> {
+impl LensRows<'_> {
     /// Appends the row of (layer, position, target, metric).
     fn push(&mut self, layer: usize, position: &str, target: &str, metric: &str, value: f64) {
-        self.rows.push(EffectRow {
+        self.rows.push(LensRow {
             step: self.step,
-            corruption: self.corruption.to_string(),
+            corruption: Some(self.corruption.to_string()),
             layer,
             position: position.to_string(),
             target: target.to_string(),

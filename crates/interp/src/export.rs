@@ -67,7 +67,7 @@ pub fn capture(
         for rows in Rows::chunks(tokens.size()[0], max_rows as i64) {
             let mut req = RunRequest::capture(hooks.iter().copied());
             req.logit_positions = logits_at(probe.answer_pos);
-            let mut out = net.run(&rows.of(&tokens), &req)?;
+            let mut out = net.gpt.run(&rows.of(&tokens), &req)?;
             for (hook, chunks) in hooks.iter().zip(parts.iter_mut()) {
                 let t = out.cache.remove(hook).ok_or_else(|| InterpError::BadSpec {
                     what: "hook",

@@ -182,6 +182,7 @@ impl LensResult {
                 for (metric, value) in t.metrics(layer) {
                     rows.push(LensRow {
                         step,
+                        corruption: None,
                         layer,
                         position: t.position.clone(),
                         target: t.spec.role.clone(),

@@ -539,6 +539,7 @@ impl LinearProbeResult {
             for c in &self.cells {
                 rows.push(LensRow {
                     step,
+                    corruption: None,
                     layer: c.layer,
                     position: c.position.clone(),
                     target: c.target.clone(),

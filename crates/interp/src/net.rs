@@ -2,7 +2,7 @@
 //! LayerNorm and the unembedding, and the forward entry points the sweeps use.
 
 use crate::error::{InterpError, Result};
-use model::{Gpt, GptConfig, HookPoint, KeyValues, LogitPositions, RunOutput, RunRequest};
+use model::{Gpt, GptConfig, HookPoint, LogitPositions};
 use std::collections::BTreeSet;
 use tch::{Kind, Tensor};
 
@@ -138,43 +138,6 @@ impl<'a> Net<'a> {
             Some(s) => (x - x.mean_dim(-1, true, Kind::Float)) / s * &self.ln_w + &self.ln_b,
         };
         normed.matmul(&self.wte.tr())
-    }
-
-    /// A full forward pass.
-    /// Shapes: tokens `[B, T]` i64 → logits as requested, cache of the requested hooks.
-    pub fn run(&self, tokens: &Tensor, req: &RunRequest) -> Result<RunOutput> {
-        Ok(self.gpt.run(tokens, req)?)
-    }
-
-    /// A forward pass that starts from residual state `layer` (`0 ≤ layer ≤ L`).
-    /// Shapes: resid `[B, T, d]`.
-    pub fn run_from(&self, layer: usize, resid: &Tensor, req: &RunRequest) -> Result<RunOutput> {
-        Ok(self.gpt.run_from(layer, resid, req)?)
-    }
-
-    /// Keys and values of layer `layer` (`< L`) for the residual stream entering it.
-    /// Shapes: resid `[B, T, d]` → `[B, H, T, d_head]` each.
-    pub fn key_values(&self, layer: usize, resid: &Tensor) -> Result<KeyValues> {
-        Ok(self.gpt.key_values(layer, resid)?)
-    }
-
-    /// The final residual state at the last position of a run continued from layer `layer` on
-    /// positions `P..` only, against the base run's keys and values of `0..P` (one entry per layer
-    /// from `layer`). Shapes: suffix `[B, S, d]` → `[B, d]`.
-    pub fn run_suffix(
-        &self,
-        layer: usize,
-        suffix: &Tensor,
-        prefix: &[KeyValues],
-    ) -> Result<Tensor> {
-        Ok(self.gpt.run_suffix(layer, suffix, prefix)?)
-    }
-
-    /// The residual states at positions `P..` entering every layer and after the last of a run
-    /// that agrees with a base run before `P` (`prefix`: the base run's keys and values of
-    /// `0..P`, one entry per layer). Shapes: suffix `[B, S, d]` → `L + 1` tensors `[B, S, d]`.
-    pub fn suffix_states(&self, suffix: &Tensor, prefix: &[KeyValues]) -> Result<Vec<Tensor>> {
-        Ok(self.gpt.suffix_states(0, suffix, prefix)?)
     }
 
     /// Checks `layer ≤ L`.

@@ -1,77 +1,11 @@
-//! Tidy CSV outputs (the schemas of docs/architecture.md) and atomic file writes.
+//! Tidy CSV outputs (the schemas of docs/architecture.md; the rows `plot` reads too live in
+//! [`util::schema`]) and atomic file writes.
 
 use crate::error::{InterpError, Result};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 
-/// One row of `lens.csv`: `step,layer,position,target,metric,value`.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct LensRow {
-    pub step: u64,
-    pub layer: usize,
-    pub position: String,
-    pub target: String,
-    pub metric: String,
-    pub value: f64,
-}
-
-/// One row of `patch.csv`: `step,corruption,direction,component,layer,position,metric,value`.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct PatchRow {
-    pub step: u64,
-    pub corruption: String,
-    pub direction: String,
-    pub component: String,
-    pub layer: usize,
-    pub position: String,
-    pub metric: String,
-    pub value: f64,
-}
-
-/// One row of `attribution.csv`: the columns of `patch.csv` plus `method`
-/// (`exact` or `attribution`).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct AttributionRow {
-    pub step: u64,
-    pub corruption: String,
-    pub direction: String,
-    pub component: String,
-    pub layer: usize,
-    pub position: String,
-    pub metric: String,
-    pub value: f64,
-    pub method: String,
-}
-
-impl AttributionRow {
-    /// The `patch.csv` row `row` as estimated by `method`.
-    pub fn new(row: PatchRow, method: &str) -> AttributionRow {
-        AttributionRow {
-            step: row.step,
-            corruption: row.corruption,
-            direction: row.direction,
-            component: row.component,
-            layer: row.layer,
-            position: row.position,
-            metric: row.metric,
-            value: row.value,
-            method: method.into(),
-        }
-    }
-}
-
-/// One row of `state_effect.csv`: `step,corruption,layer,position,target,metric,value` — how a
-/// corruption changes the intermediate state S[layer, position] (paper App. D.1, Fig. 11).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct EffectRow {
-    pub step: u64,
-    pub corruption: String,
-    pub layer: usize,
-    pub position: String,
-    pub target: String,
-    pub metric: String,
-    pub value: f64,
-}
+pub use util::schema::{LensRow, PatchRow};
 
 /// One row of `circuit_change.csv`: `corruption,layer,position,start,end,delta` (causal
 /// strength at the start and the end checkpoint, and end − start).

@@ -269,6 +269,7 @@ impl Cell {
             position: self.position.clone(),
             metric: metric.into(),
             value,
+            method: None,
         }
     }
 }

@@ -60,7 +60,7 @@ impl States {
                     Edit::Add(rows.of(noise)),
                 ));
             }
-            let out = net.run(&rows.of(tokens), &req)?;
+            let out = net.gpt.run(&rows.of(tokens), &req)?;
             parts.push(States::from_cache(
                 net,
                 out.cache,
@@ -93,14 +93,16 @@ impl States {
         for rows in Rows::chunks(n, max_rows as i64) {
             let base = base.narrow(rows.start, rows.m);
             let prefix = (0..l)
-                .map(|i| net.key_values(i, &base.resid[i].narrow(1, 0, first)))
-                .collect::<Result<Vec<_>>>()?;
+                .map(|i| net.gpt.key_values(i, &base.resid[i].narrow(1, 0, first)))
+                .collect::<std::result::Result<Vec<_>, _>>()?;
             let mut embedded = net.token_embeddings(&rows.of(tokens));
             if let Some(noise) = noise {
                 embedded += rows.of(noise);
             }
             let embedded = embedded + net.position_embeddings(t);
-            let suffix = net.suffix_states(&embedded.narrow(1, first, t - first), &prefix)?;
+            let suffix =
+                net.gpt
+                    .suffix_states(0, &embedded.narrow(1, first, t - first), &prefix)?;
             let resid: Vec<Tensor> = base
                 .resid
                 .iter()

@@ -21,7 +21,7 @@ use crate::load::{
 };
 use crate::net::{LnMode, Net};
 use crate::output::{
-    read_csv, write_csv, write_json, AttentionRow, CircuitChangeRow, EffectRow, LensRow, PatchRow,
+    read_csv, write_csv, write_json, AttentionRow, CircuitChangeRow, LensRow, PatchRow,
 };
 use crate::patch::{
     patch_sweep, ComponentKind, Direction, PositionChoice, SweepMode, SweepOptions,
@@ -267,13 +267,13 @@ fn combine_step_csvs(
 ) -> Result<(Vec<LensRow>, Vec<PatchRow>)> {
     let mut lens_rows: Vec<LensRow> = Vec::new();
     let mut patch_rows: Vec<PatchRow> = Vec::new();
-    let mut effect_rows: Vec<EffectRow> = Vec::new();
+    let mut effect_rows: Vec<LensRow> = Vec::new();
     let mut attention_rows: Vec<AttentionRow> = Vec::new();
     for s in steps {
         let dir = steps_dir.join(format!("step-{s}"));
         lens_rows.extend(read_csv::<LensRow>(&dir.join("lens.csv"))?);
         patch_rows.extend(read_csv::<PatchRow>(&dir.join("patch.csv"))?);
-        effect_rows.extend(read_csv::<EffectRow>(&dir.join("state_effect.csv"))?);
+        effect_rows.extend(read_csv::<LensRow>(&dir.join("state_effect.csv"))?);
         attention_rows.extend(read_csv::<AttentionRow>(&dir.join("attention.csv"))?);
     }
     write_csv(&out.join("lens.csv"), &lens_rows)?;

@@ -2,39 +2,26 @@
 //! stream, the cached-scale LayerNorm reproduces ln_final, logit attributions sum to the logit
 //! difference, head results sum to the attention output.
 
+mod common;
+
+use common::{config, random_model};
 use interp::{ActivationCache, Net};
-use model::{Checkpoint, GptConfig, HookPoint};
+use model::{Checkpoint, HookPoint};
 use tch::{Device, Kind, Tensor};
 
-/// A random 3-layer model with peaked predictions (weights scaled up).
+/// A random 3-layer model with peaked predictions (weights scaled up, LayerNorms ×1.3, biases
+/// shifted by noise).
 fn tiny_model() -> Checkpoint {
-    tch::set_num_threads(1);
-    tch::manual_seed(11);
-    let cfg = GptConfig {
-        vocab_size: 23,
-        n_ctx: 8,
-        d_model: 32,
-        n_head: 4,
-        d_mlp: 64,
-        n_blocks: 3,
-        schedule: vec![0, 1, 2],
-        dropout: 0.0,
-        ln_eps: 1e-5,
-    };
-    let ckpt = Checkpoint::new(cfg, Device::Cpu).unwrap();
-    tch::no_grad(|| {
-        for (name, mut t) in ckpt.vs.variables() {
+    random_model(config(23, 3), 11, |name, t| {
+        let _ = t
+            .f_mul_scalar_(if name.contains("ln_") { 1.3 } else { 6.0 })
+            .unwrap();
+        if name.contains("bias") {
             let _ = t
-                .f_mul_scalar_(if name.contains("ln_") { 1.3 } else { 6.0 })
+                .f_add_(&(Tensor::randn(t.size(), (Kind::Float, Device::Cpu)) * 0.1))
                 .unwrap();
-            if name.contains("bias") {
-                let _ = t
-                    .f_add_(&(Tensor::randn(t.size(), (Kind::Float, Device::Cpu)) * 0.1))
-                    .unwrap();
-            }
         }
-    });
-    ckpt
+    })
 }
 
 fn tokens() -> Tensor {

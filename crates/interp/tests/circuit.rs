@@ -143,9 +143,10 @@ fn single_edges_equal_explicit_tensor_code() {
         HookPoint::ResidPost(1),
         HookPoint::MlpOut(1),
     ]);
-    let clean = tch::no_grad(|| net.run(&batch.clean, &capture).unwrap().cache);
+    let clean = tch::no_grad(|| net.gpt.run(&batch.clean, &capture).unwrap().cache);
     let corrupted = tch::no_grad(|| {
-        net.run(batch.corrupted.as_ref().unwrap(), &capture)
+        net.gpt
+            .run(batch.corrupted.as_ref().unwrap(), &capture)
             .unwrap()
             .cache
     });
@@ -166,7 +167,7 @@ fn single_edges_equal_explicit_tensor_code() {
         interventions: vec![Intervention::new(HookPoint::V(1), Edit::Replace(v1)).heads(vec![1])],
         ..RunRequest::default()
     };
-    let logits = tch::no_grad(|| net.run(&batch.clean, &req).unwrap().logits.select(1, 3));
+    let logits = tch::no_grad(|| net.gpt.run(&batch.clean, &req).unwrap().logits.select(1, 3));
     let want_v = mean(&answer_metric(&runs, &logits));
     // Edge m0 → m1: the last MLP recomputed from a patched input, then ln_f and the unembedding.
     let mlp_out = |x: &Tensor| -> Tensor {
@@ -180,11 +181,12 @@ fn single_edges_equal_explicit_tensor_code() {
     let m0 = HookPoint::MlpOut(0);
     let capture_m0 = RunRequest::capture([m0]);
     let d_m0 = tch::no_grad(|| {
-        net.run(batch.corrupted.as_ref().unwrap(), &capture_m0)
+        net.gpt
+            .run(batch.corrupted.as_ref().unwrap(), &capture_m0)
             .unwrap()
             .cache[&m0]
             .shallow_clone()
-            - net.run(&batch.clean, &capture_m0).unwrap().cache[&m0].shallow_clone()
+            - net.gpt.run(&batch.clean, &capture_m0).unwrap().cache[&m0].shallow_clone()
     });
     let resid =
         &clean[&HookPoint::ResidMid(1)] + mlp_out(&(&clean[&HookPoint::ResidMid(1)] + d_m0));

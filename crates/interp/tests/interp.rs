@@ -1,5 +1,8 @@
 //! Tests of the interpretability crate on tiny random models and tiny generated datasets.
 
+mod common;
+
+use common::{comparison, composition, config, random_model, scale_all_but_ln, tempdir};
 use interp::lens::{default_targets, logit_lens, TargetSpec, ANSWER};
 use interp::patch::{patch_sweep, Component, Direction, PatchResult};
 use interp::stats::Outcomes;
@@ -7,61 +10,15 @@ use interp::{
     attribution_patching, AttributionOptions, ComponentKind, CorruptionSpec, InterpError, LnMode,
     Net, PositionChoice, PromptSample, SampleSpec, SweepMode, SweepOptions,
 };
-use model::{Checkpoint, GptConfig, HookPoint, RunRequest};
-use std::path::{Path, PathBuf};
-use tasks::{ComparisonParams, CompositionParams, Dataset, TaskSpec};
+use model::{Checkpoint, HookPoint, RunRequest};
+use std::path::Path;
+use tasks::{CompositionParams, Dataset, TaskSpec};
 use tch::{Device, Kind, Tensor};
 
-fn composition() -> Dataset {
-    let spec = TaskSpec::Composition(CompositionParams {
-        entities: 40,
-        relations: 8,
-        out_degree: 4,
-        hops: 2,
-        phi: 3.0,
-        test_size: 40,
-        ..CompositionParams::default()
-    });
-    Dataset::generate(&spec, 3).unwrap()
-}
-
-fn comparison() -> Dataset {
-    let spec = TaskSpec::Comparison(ComparisonParams {
-        entities: 30,
-        attributes: 3,
-        values: 6,
-        phi: 2.0,
-        test_size: 40,
-        ..ComparisonParams::default()
-    });
-    Dataset::generate(&spec, 5).unwrap()
-}
-
-/// A random 3-layer model whose weights are scaled up so that its predictions are peaked.
-/// Tiny models run fastest on one intra-op thread (and tests run in parallel).
+/// A random 3-layer model whose non-LayerNorm weights are scaled ×6 so that its predictions are
+/// peaked.
 fn tiny_model(vocab_size: usize, seed: i64) -> Checkpoint {
-    tch::set_num_threads(1);
-    tch::manual_seed(seed);
-    let cfg = GptConfig {
-        vocab_size,
-        n_ctx: 8,
-        d_model: 32,
-        n_head: 4,
-        d_mlp: 64,
-        n_blocks: 3,
-        schedule: vec![0, 1, 2],
-        dropout: 0.0,
-        ln_eps: 1e-5,
-    };
-    let ckpt = Checkpoint::new(cfg, Device::Cpu).unwrap();
-    tch::no_grad(|| {
-        for (name, mut t) in ckpt.vs.variables() {
-            if !name.contains("ln_") {
-                let _ = t.f_mul_scalar_(6.0).unwrap();
-            }
-        }
-    });
-    ckpt
+    random_model(config(vocab_size, 3), seed, scale_all_but_ln(6.0))
 }
 
 fn probe(ds: &Dataset, corruptions: &[&str], size: usize) -> PromptSample {
@@ -709,7 +666,7 @@ fn attribution_over_the_whole_grid_reports_agreement() {
     let rows = r.rows(5);
     assert_eq!(
         rows.iter()
-            .filter(|row| row.method == "exact" && row.metric == "logit_diff_delta")
+            .filter(|row| row.method.as_deref() == Some("exact") && row.metric == "logit_diff_delta")
             .count(),
         r.cells.len()
     );
@@ -784,13 +741,6 @@ fn bad_input_gives_clear_errors() {
         interp::load::resolve_data_dir(&empty.join("step-1/model.safetensors"), None).unwrap_err();
     assert!(matches!(err, InterpError::NoDataDir { .. }), "{err}");
     std::fs::remove_dir_all(&empty).unwrap();
-}
-
-fn tempdir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("interp-test-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
 }
 
 fn write_run(run: &Path, ds: &Dataset, data_dir: &Path) {

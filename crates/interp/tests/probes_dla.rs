@@ -1,6 +1,9 @@
 //! Tests of activation export, linear probes and direct logit attribution on synthetic features,
 //! tiny random models and tiny generated datasets.
 
+mod common;
+
+use common::{comparison, composition, composition_with, config, random_model, tempdir};
 use interp::dla::{direct_logit_attribution, DlaComponent};
 use interp::export::{export_activations, resolve_hooks, ROLE_PREFIX};
 use interp::linear_probe::{
@@ -15,64 +18,18 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
-use tasks::{ComparisonParams, CompositionParams, Dataset, TaskSpec};
+use tasks::{CompositionParams, Dataset, TaskSpec};
 use tch::{Device, Kind, Tensor};
-
-/// A small composition dataset whose probe splits hold `test_size` examples.
-fn composition_with(test_size: usize) -> Dataset {
-    let spec = TaskSpec::Composition(CompositionParams {
-        entities: 40,
-        relations: 8,
-        out_degree: 4,
-        hops: 2,
-        phi: 3.0,
-        test_size,
-        ..CompositionParams::default()
-    });
-    Dataset::generate(&spec, 3).unwrap()
-}
-
-fn composition() -> Dataset {
-    composition_with(40)
-}
-
-fn comparison() -> Dataset {
-    let spec = TaskSpec::Comparison(ComparisonParams {
-        entities: 30,
-        attributes: 3,
-        values: 6,
-        phi: 2.0,
-        test_size: 40,
-        ..ComparisonParams::default()
-    });
-    Dataset::generate(&spec, 5).unwrap()
-}
 
 /// A random model whose weights (and biases) are scaled up so that every component matters.
 fn tiny_model(vocab_size: usize, n_layer: usize, seed: i64) -> Checkpoint {
-    tch::manual_seed(seed);
-    let cfg = GptConfig {
-        vocab_size,
-        n_ctx: 8,
-        d_model: 32,
-        n_head: 4,
-        d_mlp: 64,
-        n_blocks: n_layer,
-        schedule: (0..n_layer).collect(),
-        dropout: 0.0,
-        ln_eps: 1e-5,
-    };
-    let ckpt = Checkpoint::new(cfg, Device::Cpu).unwrap();
-    tch::no_grad(|| {
-        for (name, mut t) in ckpt.vs.variables() {
-            let noise = t.randn_like() * 0.3;
-            let _ = t.f_mul_scalar_(6.0).unwrap();
-            if name.ends_with("bias") {
-                let _ = t.f_add_(&noise).unwrap();
-            }
+    random_model(config(vocab_size, n_layer), seed, |name, t| {
+        let noise = t.randn_like() * 0.3;
+        let _ = t.f_mul_scalar_(6.0).unwrap();
+        if name.ends_with("bias") {
+            let _ = t.f_add_(&noise).unwrap();
         }
-    });
-    ckpt
+    })
 }
 
 fn probe_set(ds: &Dataset, size: Option<usize>) -> PromptSample {
@@ -83,13 +40,6 @@ fn probe_set(ds: &Dataset, size: Option<usize>) -> PromptSample {
         indices: None,
     };
     PromptSample::build(ds, &spec, &[]).unwrap()
-}
-
-fn tempdir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("interp-probes-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
 }
 
 /// Features `[N, d]` with class `y` planted along a random direction per class (margin 8 in
@@ -482,8 +432,11 @@ fn exported_activations_equal_the_models_cache() {
             .collect::<Vec<_>>(),
         0,
     );
-    let out =
-        tch::no_grad(|| net.run(&tokens, &RunRequest::capture(hooks.iter().copied()))).unwrap();
+    let out = tch::no_grad(|| {
+        net.gpt
+            .run(&tokens, &RunRequest::capture(hooks.iter().copied()))
+    })
+    .unwrap();
     for hook in &hooks {
         let got = &read[&hook.to_string()];
         let want = &out.cache[hook];

@@ -51,11 +51,13 @@ fn reference_run(
     };
     let at = batch.answer_pos[r as usize];
     let logits = net
+        .gpt
         .run(&tokens.narrow(0, r, 1), &req)
         .unwrap()
         .logits
         .select(1, at);
     let clean = net
+        .gpt
         .run(&batch.clean.narrow(0, r, 1), &RunRequest::default())
         .unwrap()
         .logits
@@ -129,7 +131,10 @@ fn batched_patching_equals_one_forward_per_target_and_prompt() {
                 let src = tch::no_grad(|| {
                     let mut hooks = HookPoint::all(2);
                     hooks.push(HookPoint::Embed);
-                    net.run(source, &RunRequest::capture(hooks)).unwrap().cache
+                    net.gpt
+                        .run(source, &RunRequest::capture(hooks))
+                        .unwrap()
+                        .cache
                 });
                 for (i, t) in targets.iter().enumerate() {
                     for r in 0..3 {
@@ -295,6 +300,7 @@ fn lens_at_the_last_layer_is_the_model_and_kl_to_it_vanishes() {
         let values = lens(&net, &batch, &metric, LnMode::Recompute, None).unwrap();
         assert_eq!(values.layers, [0, 1, 2]);
         let logits = net
+            .gpt
             .run(&batch.clean, &RunRequest::default())
             .unwrap()
             .logits
@@ -339,14 +345,16 @@ fn attribution_is_the_gradient_through_run_from_times_the_difference() {
     let scores = &got.scores[0];
     assert_eq!(scores.size(), [3, 4]);
     let capture = RunRequest::capture([HookPoint::ResidPre(1)]);
-    let base = net.run(&batch.clean, &capture).unwrap().cache[&HookPoint::ResidPre(1)].detach();
+    let base = net.gpt.run(&batch.clean, &capture).unwrap().cache[&HookPoint::ResidPre(1)].detach();
     let src = net
+        .gpt
         .run(batch.corrupted.as_ref().unwrap(), &capture)
         .unwrap()
         .cache[&HookPoint::ResidPre(1)]
         .detach();
     let x = base.copy().set_requires_grad(true);
     let logits = net
+        .gpt
         .run_from(1, &x, &RunRequest::default())
         .unwrap()
         .logits
@@ -409,6 +417,7 @@ fn dla_components_sum_to_the_logit_difference() {
     assert_eq!(values.components.len(), 2 + 2 * 2 + 1 + 2 * (2 + 1));
     assert_eq!(values.components[7].to_string(), "head.0.0");
     let logits = net
+        .gpt
         .run(&batch.clean, &RunRequest::default())
         .unwrap()
         .logits
@@ -576,6 +585,7 @@ fn missing_alternatives_are_the_corrupted_runs_best_other_token() {
     let mut batch = PromptBatch::new(clean, Some(corrupted.shallow_clone()), None, sets).unwrap();
     assert_eq!(batch.fill_alternatives(&net).unwrap(), 1);
     let logits = net
+        .gpt
         .run(&corrupted, &RunRequest::default())
         .unwrap()
         .logits

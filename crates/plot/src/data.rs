@@ -130,6 +130,7 @@ fn csv_error(path: &Path, err: csv::Error) -> PlotError {
 }
 
 pub use util::csv::METRICS_COLUMNS;
+pub use util::schema::{LensRow, PatchRow};
 
 /// Split names in the order figures and tables list them; others follow in file order.
 const SPLIT_ORDER: [&str; 5] = [
@@ -337,17 +338,6 @@ pub fn read_layer_norms(path: &Path) -> Result<Vec<LayerNormRow>> {
         .collect()
 }
 
-/// A row of lens.csv or probe.csv.
-#[derive(Clone, Debug, PartialEq)]
-pub struct LensRow {
-    pub step: u64,
-    pub layer: usize,
-    pub position: String,
-    pub target: String,
-    pub metric: String,
-    pub value: f64,
-}
-
 /// Reads lens.csv or probe.csv (`step,layer,position,target,metric,value`).
 pub fn read_lens(path: &Path) -> Result<Vec<LensRow>> {
     let t = CsvTable::read(path)?;
@@ -359,6 +349,7 @@ pub fn read_lens(path: &Path) -> Result<Vec<LensRow>> {
         .map(|r| {
             Ok(LensRow {
                 step: t.int(r, &cols[0])?,
+                corruption: None,
                 layer: t.int(r, &cols[1])? as usize,
                 position: t.name(r, &cols[2])?,
                 target: t.name(r, &cols[3])?,
@@ -367,21 +358,6 @@ pub fn read_lens(path: &Path) -> Result<Vec<LensRow>> {
             })
         })
         .collect()
-}
-
-/// A row of patch.csv or attribution.csv.
-#[derive(Clone, Debug, PartialEq)]
-pub struct PatchRow {
-    pub step: u64,
-    pub corruption: String,
-    pub direction: String,
-    pub component: String,
-    pub layer: usize,
-    pub position: String,
-    pub metric: String,
-    pub value: f64,
-    /// attribution.csv only: `exact` or `attribution`.
-    pub method: Option<String>,
 }
 
 /// Reads patch.csv (`step,corruption,direction,component,layer,position,metric,value`).

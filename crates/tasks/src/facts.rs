@@ -46,6 +46,47 @@ struct Source {
     record: usize,
 }
 
+/// The files a dataset's facts are rebuilt from (train.json first), with the task kind and
+/// vocabulary their records are read with.
+#[derive(Clone, Copy)]
+struct Input<'a> {
+    kind: TaskKind,
+    vocab: &'a Vocab,
+    files: &'a [(&'a Path, &'a [Example])],
+}
+
+impl<'a> Input<'a> {
+    /// The atomic records (`atomic`) or the inferred ones of every file, in file order.
+    fn records(&self, atomic: bool) -> impl Iterator<Item = (Source, &'a Example)> + '_ {
+        self.files
+            .iter()
+            .enumerate()
+            .flat_map(move |(file, (_, examples))| {
+                examples
+                    .iter()
+                    .enumerate()
+                    .filter(move |(_, ex)| self.kind.is_atomic(ex.prompt_len) == atomic)
+                    .map(move |(record, ex)| (Source { file, record }, ex))
+            })
+    }
+
+    /// The error for record `source` (its path and 1-based record number).
+    fn record_error(&self, source: Source, message: String) -> TaskError {
+        TaskError::Record {
+            path: self.files[source.file].0.to_path_buf(),
+            record: source.record + 1,
+            message,
+        }
+    }
+
+    /// `<file name> record <N>`, for messages that point at a second record.
+    fn where_(&self, source: Source) -> String {
+        let path = self.files[source.file].0;
+        let name = path.file_name().map_or(path, Path::new);
+        format!("{} record {}", name.display(), source.record + 1)
+    }
+}
+
 /// One atomic fact: (head, relation) → tail or (entity, attribute) → value.
 #[derive(Clone, Copy, Debug)]
 struct Fact {
@@ -95,22 +136,13 @@ impl Facts {
         files: &[(&Path, &[Example])],
     ) -> Result<Facts> {
         let mut facts = Facts::default();
-        let record_error = |source: Source, message: String| TaskError::Record {
-            path: files[source.file].0.to_path_buf(),
-            record: source.record + 1,
-            message,
-        };
-        let where_ = |source: Source| {
-            let path = files[source.file].0;
-            let name = path.file_name().map_or(path, Path::new);
-            format!("{} record {}", name.display(), source.record + 1)
-        };
+        let input = Input { kind, vocab, files };
         let comparing = !matches!(kind, TaskKind::Composition { .. });
-        facts.collect_atomic(kind, vocab, files, &record_error, &where_)?;
+        facts.collect_atomic(&input)?;
         if comparing {
-            facts.learn_labels(kind, vocab, files, &record_error, &where_)?;
+            facts.learn_labels(&input)?;
         } else {
-            facts.check_chains(kind, vocab, files, &record_error)?;
+            facts.check_chains(&input)?;
         }
         facts.mark_training_use(kind, files[0].1);
         facts.index_id_facts(comparing);
@@ -120,55 +152,43 @@ impl Facts {
     /// Records every atomic record of `files` as a fact (train.json's as stated in training),
     /// failing on two objects for the same (head|entity, relation|attribute); comparison and
     /// complex values must be number tokens `<N>`, whose numbers are kept.
-    fn collect_atomic(
-        &mut self,
-        kind: TaskKind,
-        vocab: &Vocab,
-        files: &[(&Path, &[Example])],
-        record_error: &dyn Fn(Source, String) -> TaskError,
-        where_: &dyn Fn(Source) -> String,
-    ) -> Result<()> {
+    fn collect_atomic(&mut self, input: &Input) -> Result<()> {
+        let Input { kind, vocab, .. } = *input;
         let comparing = !matches!(kind, TaskKind::Composition { .. });
-        for (file, (_, examples)) in files.iter().enumerate() {
-            for (record, ex) in examples.iter().enumerate() {
-                if !kind.is_atomic(ex.prompt_len) {
-                    continue;
-                }
-                let source = Source { file, record };
-                let (left, right) = atomic_key(kind, ex.prompt());
-                let entry = self.atomic.entry(pair_key(left, right)).or_insert(Fact {
-                    object: ex.answer,
-                    in_train: false,
-                    used_in_training: false,
+        for (source, ex) in input.records(true) {
+            let (left, right) = atomic_key(kind, ex.prompt());
+            let entry = self.atomic.entry(pair_key(left, right)).or_insert(Fact {
+                object: ex.answer,
+                in_train: false,
+                used_in_training: false,
+                source,
+            });
+            if entry.object != ex.answer {
+                let what = if comparing { "values" } else { "tails" };
+                return Err(input.record_error(
                     source,
-                });
-                if entry.object != ex.answer {
-                    let what = if comparing { "values" } else { "tails" };
-                    return Err(record_error(
+                    format!(
+                        "two different {what} for ({}, {}): `{}` here, `{}` in {}",
+                        vocab.token(left),
+                        vocab.token(right),
+                        vocab.token(ex.answer),
+                        vocab.token(entry.object),
+                        input.where_(entry.source)
+                    ),
+                ));
+            }
+            entry.in_train |= source.file == 0;
+            if comparing {
+                let number = value_number(vocab.token(ex.answer)).ok_or_else(|| {
+                    input.record_error(
                         source,
                         format!(
-                            "two different {what} for ({}, {}): `{}` here, `{}` in {}",
-                            vocab.token(left),
-                            vocab.token(right),
-                            vocab.token(ex.answer),
-                            vocab.token(entry.object),
-                            where_(entry.source)
+                            "value `{}` is not a number token <N>",
+                            vocab.token(ex.answer)
                         ),
-                    ));
-                }
-                entry.in_train |= file == 0;
-                if comparing {
-                    let number = value_number(vocab.token(ex.answer)).ok_or_else(|| {
-                        record_error(
-                            source,
-                            format!(
-                                "value `{}` is not a number token <N>",
-                                vocab.token(ex.answer)
-                            ),
-                        )
-                    })?;
-                    self.value_numbers.insert(ex.answer, number);
-                }
+                    )
+                })?;
+                self.value_numbers.insert(ex.answer, number);
             }
         }
         Ok(())
@@ -205,13 +225,8 @@ impl Facts {
 
     /// Composition: every inferred answer must equal the tail its chain reaches, when the
     /// chain's facts are all known.
-    fn check_chains(
-        &self,
-        kind: TaskKind,
-        vocab: &Vocab,
-        files: &[(&Path, &[Example])],
-        record_error: &dyn Fn(Source, String) -> TaskError,
-    ) -> Result<()> {
+    fn check_chains(&self, input: &Input) -> Result<()> {
+        let Input { kind, vocab, files } = *input;
         for (file, (_, examples)) in files.iter().enumerate() {
             let bad = examples
                 .par_iter()
@@ -226,7 +241,7 @@ impl Facts {
                 });
             if let Some((record, tail)) = bad {
                 let ex = &examples[record];
-                return Err(record_error(
+                return Err(input.record_error(
                     Source { file, record },
                     format!(
                         "answer `{}` does not follow from the atomic facts, which lead from \
@@ -243,49 +258,37 @@ impl Facts {
 
     /// Comparison/complex: learns the label token of each (attribute, ordering) from the inferred
     /// records whose values are known, and fails on two labels for the same outcome.
-    fn learn_labels(
-        &mut self,
-        kind: TaskKind,
-        vocab: &Vocab,
-        files: &[(&Path, &[Example])],
-        record_error: &dyn Fn(Source, String) -> TaskError,
-        where_: &dyn Fn(Source) -> String,
-    ) -> Result<()> {
+    fn learn_labels(&mut self, input: &Input) -> Result<()> {
+        let vocab = input.vocab;
         let mut first_seen: HashMap<(u32, Ordering), Source> = HashMap::new();
-        for (file, (_, examples)) in files.iter().enumerate() {
-            for (record, ex) in examples.iter().enumerate() {
-                if kind.is_atomic(ex.prompt_len) {
-                    continue;
-                }
-                let (attribute, e1, e2) = comparison_operands(ex.prompt());
-                let Some(ordering) = self.ordering(attribute, e1, e2) else {
-                    continue;
-                };
-                let source = Source { file, record };
-                let label = *self
-                    .labels
-                    .entry((attribute, ordering))
-                    .or_insert(ex.answer);
-                let first = *first_seen.entry((attribute, ordering)).or_insert(source);
-                if label != ex.answer {
-                    return Err(record_error(
-                        source,
-                        format!(
-                            "label `{}` contradicts `{}` in {} for the same comparison \
+        for (source, ex) in input.records(false) {
+            let (attribute, e1, e2) = comparison_operands(ex.prompt());
+            let Some(ordering) = self.ordering(attribute, e1, e2) else {
+                continue;
+            };
+            let label = *self
+                .labels
+                .entry((attribute, ordering))
+                .or_insert(ex.answer);
+            let first = *first_seen.entry((attribute, ordering)).or_insert(source);
+            if label != ex.answer {
+                return Err(input.record_error(
+                    source,
+                    format!(
+                        "label `{}` contradicts `{}` in {} for the same comparison \
                              ({} {} {} by the atomic values)",
-                            vocab.token(ex.answer),
-                            vocab.token(label),
-                            where_(first),
-                            vocab.token(e1),
-                            match ordering {
-                                Ordering::Less => "<",
-                                Ordering::Equal => "=",
-                                Ordering::Greater => ">",
-                            },
-                            vocab.token(e2)
-                        ),
-                    ));
-                }
+                        vocab.token(ex.answer),
+                        vocab.token(label),
+                        input.where_(first),
+                        vocab.token(e1),
+                        match ordering {
+                            Ordering::Less => "<",
+                            Ordering::Equal => "=",
+                            Ordering::Greater => ">",
+                        },
+                        vocab.token(e2)
+                    ),
+                ));
             }
         }
         Ok(())

@@ -1,6 +1,7 @@
-//! `util`: the helpers every grokscope crate shares, with no dependency beyond `std`. Each helper
-//! has its one home here: seed mixing ([`seed`]), hashing ([`hash`]), atomic file writes
-//! ([`fs`]), CSV records ([`csv`]), statistics over plain numbers ([`stats`]) and the training
+//! `util`: the helpers every grokscope crate shares, with no dependency beyond `std` and serde's
+//! derive. Each helper has its one home here: seed mixing ([`seed`]), hashing ([`hash`]), atomic
+//! file writes ([`fs`]), CSV records ([`csv`]), the rows of the CSV files that one crate writes
+//! and another reads ([`schema`]), statistics over plain numbers ([`stats`]) and the training
 //! saturation rule ([`saturation`]).
 //!
 //! ```
@@ -14,5 +15,6 @@ pub mod csv;
 pub mod fs;
 pub mod hash;
 pub mod saturation;
+pub mod schema;
 pub mod seed;
 pub mod stats;

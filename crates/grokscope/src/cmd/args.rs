@@ -1,7 +1,8 @@
 //! Command-line arguments shared by the analysis commands: how a checkpoint is read
 //! ([`ReadArgs`]), the sample of prompts ([`SampleArgs`]: `lens`, `patch`, `attribute`,
 //! `tuned-lens`, `trace`), one checkpoint with its prompt sample ([`AnalysisArgs`]), the
-//! checkpoints of a run ([`SourceArgs`]: `probe`, `dla`) and list parsing ([`parse_all`]).
+//! checkpoints of a run ([`SourceArgs`]: `probe`, `dla`), what `patch` and `attribute` share
+//! ([`PatchingArgs`]) and list parsing ([`parse_all`]).
 
 use crate::device::Ctx;
 use anyhow::Result;
@@ -302,4 +303,64 @@ pub fn parse_all<T: FromStr<Err = interp::InterpError>>(values: &[String]) -> Re
         .iter()
         .map(|v| T::from_str(v))
         .collect::<Result<Vec<T>, _>>()?)
+}
+
+/// The arguments `patch` and `attribute` share: one checkpoint with its prompt sample, the
+/// corruptions, the position sets, and the prompt-file mode with the hooks it patches.
+#[derive(clap::Args, Debug)]
+pub struct PatchingArgs {
+    #[command(flatten)]
+    pub analysis: AnalysisArgs,
+    /// Corruption (repeatable): a role replaced by the paper's same-type rule (h, r1, r2 / a, e1,
+    /// e2) or Gaussian noise on positions, noise:POS[+POS…] [default: the paper's roles].
+    #[arg(long = "corruption")]
+    pub corruptions: Vec<String>,
+    /// Position sets, comma-separated: each (every position alone), corrupted (the positions the
+    /// corruption changes), all (every position at once).
+    #[arg(long, value_delimiter = ',', default_value = "each,corrupted")]
+    pub positions: Vec<String>,
+    /// With --prompts: hooks, TransformerLens names or globs (repeatable), e.g.
+    /// `blocks.*.attn.hook_pattern`, instead of --component's [default: the --component hooks].
+    #[arg(long = "hook", requires = "prompts")]
+    pub hooks: Vec<String>,
+    #[command(flatten)]
+    pub prompts: crate::cmd::prompts::PromptArgs,
+}
+
+impl PatchingArgs {
+    /// The `--corruption`s and `--positions`, parsed (checked before anything is read).
+    pub fn parse(&self) -> Result<(Vec<interp::CorruptionSpec>, Vec<interp::PositionChoice>)> {
+        Ok((parse_all(&self.corruptions)?, parse_all(&self.positions)?))
+    }
+
+    /// The prompt file's session (`--prompts`, scored by the logit difference unless `--metric`
+    /// says otherwise); `None` without `--prompts`.
+    pub fn prompt_session(&self, ctx: &Ctx) -> Result<Option<crate::cmd::prompts::PromptSession>> {
+        self.prompts
+            .session_for(&self.analysis, ctx, interp::metric::Metric::LogitDiff)
+    }
+
+    /// The hooks a prompt-file run patches: `--hook`, else the hooks of `components` at
+    /// `--layer` (every layer without it).
+    pub fn session_hooks(
+        &self,
+        session: &crate::cmd::prompts::PromptSession,
+        components: &[interp::ComponentKind],
+    ) -> Result<Vec<model::HookPoint>> {
+        session.hooks(&self.hooks, components, self.analysis.layers.as_deref())
+    }
+
+    /// Opens the checkpoint, draws its prompt sample with `corruptions` (the task's defaults
+    /// when empty) and checks `--layer` against the model.
+    pub fn open_corrupted(
+        &self,
+        ctx: &Ctx,
+        corruptions: Vec<interp::CorruptionSpec>,
+    ) -> Result<(Opened, PromptSample)> {
+        let opened = self.analysis.open(ctx)?;
+        let probe = self.analysis.corrupted_sample(&opened, corruptions)?;
+        self.analysis
+            .check_layers(&Net::new(&opened.checkpoint.model))?;
+        Ok((opened, probe))
+    }
 }

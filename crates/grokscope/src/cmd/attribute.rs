@@ -1,18 +1,15 @@
 //! `grokscope attribute`: attribution patching against exact patching on one checkpoint
 //! (docs/interp.md).
 
-use crate::cmd::args::{parse_all, AnalysisArgs};
-use crate::cmd::prompts::{PromptArgs, PromptSession};
+use crate::cmd::args::{parse_all, PatchingArgs};
+use crate::cmd::prompts::PromptSession;
 use crate::device::Ctx;
 use anyhow::Result;
 use interp::metric::Metric;
 use interp::output::{write_csv, write_json};
 use interp::patch::Direction;
 use interp::tokens::{PatchOptions, PatchTarget};
-use interp::{
-    attribution_patching, AttributionOptions, ComponentKind, CorruptionSpec, LnMode, Net,
-    PositionChoice,
-};
+use interp::{attribution_patching, AttributionOptions, ComponentKind, LnMode, Net};
 use serde_json::json;
 use std::str::FromStr;
 use std::time::Instant;
@@ -20,11 +17,7 @@ use std::time::Instant;
 #[derive(clap::Args, Debug)]
 pub struct AttributeArgs {
     #[command(flatten)]
-    pub analysis: AnalysisArgs,
-    /// Corruption (repeatable): a role (paper's same-type replacement) or noise:POS[+POS…]
-    /// [default: the paper's roles].
-    #[arg(long = "corruption")]
-    pub corruptions: Vec<String>,
+    pub patching: PatchingArgs,
     /// denoising (gradient at the corrupted run, clean activations patched in) or noising.
     #[arg(long, default_value = "denoising")]
     pub direction: String,
@@ -35,54 +28,35 @@ pub struct AttributeArgs {
         default_value = "resid,attn_out,mlp_out,heads"
     )]
     pub component: Vec<String>,
-    /// Position sets, comma-separated: each, corrupted, all.
-    #[arg(long, value_delimiter = ',', default_value = "each,corrupted")]
-    pub positions: Vec<String>,
     /// Readout of the logit-difference metric: recompute (the model's logits) or cached-scale
     /// (ln_final with the base run's scale: linear in the final state).
     #[arg(long, default_value = "recompute")]
     pub ln_mode: String,
-    /// With --prompts: hooks to attribute, TransformerLens names or globs (repeatable)
-    /// [default: the --component hooks].
-    #[arg(long = "hook", requires = "prompts")]
-    pub hooks: Vec<String>,
-    #[command(flatten)]
-    pub prompts: PromptArgs,
 }
 
 /// Runs `grokscope attribute`: writes `attribution.csv`, `attribution_summary.json` and
 /// `examples.jsonl` and prints the rank correlation with exact patching.
 pub fn run(args: AttributeArgs, ctx: &Ctx) -> Result<()> {
-    let corruptions_given: Vec<CorruptionSpec> = parse_all(&args.corruptions)?;
+    let (corruptions, positions) = args.patching.parse()?;
     let direction = Direction::from_str(&args.direction)?;
     let components: Vec<ComponentKind> = parse_all(&args.component)?;
-    let positions: Vec<PositionChoice> = parse_all(&args.positions)?;
     let ln_mode = LnMode::from_str(&args.ln_mode)?;
     let opts = PatchOptions {
         ln_mode,
-        max_rows: args.analysis.read.max_rows,
+        max_rows: args.patching.analysis.read.max_rows,
         ..PatchOptions::new(direction)
     };
-    if let Some(session) = args
-        .prompts
-        .session_for(&args.analysis, ctx, Metric::LogitDiff)?
-    {
-        let layers = args.analysis.layers.as_deref();
-        return run_on_prompts(
-            &session,
-            &session.hooks(&args.hooks, &components, layers)?,
-            &opts,
-        );
+    if let Some(session) = args.patching.prompt_session(ctx)? {
+        let hooks = args.patching.session_hooks(&session, &components)?;
+        return run_on_prompts(&session, &hooks, &opts);
     }
-    let opened = args.analysis.open(ctx)?;
-    let probe = args.analysis.corrupted_sample(&opened, corruptions_given)?;
+    let (opened, probe) = args.patching.open_corrupted(ctx, corruptions)?;
     let net = Net::new(&opened.checkpoint.model);
-    args.analysis.check_layers(&net)?;
     let opts = AttributionOptions {
         direction,
         components,
         positions,
-        layers: args.analysis.layers.clone(),
+        layers: args.patching.analysis.layers.clone(),
         ln_mode,
         max_rows: opts.max_rows,
     };
@@ -94,7 +68,7 @@ pub fn run(args: AttributeArgs, ctx: &Ctx) -> Result<()> {
         opts: &opts,
         seconds: started.elapsed().as_secs_f64(),
     };
-    summary.write(&args.analysis.out, &result)
+    summary.write(&args.patching.analysis.out, &result)
 }
 
 /// What `attribution_summary.json` records besides the result.

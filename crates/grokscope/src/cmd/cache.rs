@@ -126,7 +126,7 @@ fn run_on_prompts(
     let hooks = resolve_hooks(patterns, net.n_layer())?;
     let batch = &session.batch;
     let req = model::RunRequest::capture(hooks.iter().copied());
-    let cache = tch::no_grad(|| net.run(&batch.clean, &req))?.cache;
+    let cache = tch::no_grad(|| net.gpt.run(&batch.clean, &req))?.cache;
     let mut tensors: Vec<(String, tch::Tensor)> = cache
         .into_iter()
         .map(|(h, t)| (h.to_string(), t.to_device(tch::Device::Cpu)))

@@ -70,7 +70,8 @@ pub struct CompositionArgs {
     pub output: OutputArgs,
 }
 
-/// The entity × attribute table of the comparison and complex generators.
+/// The entity × attribute table of the comparison and complex generators, with their OOD
+/// entities and test splits.
 #[derive(Args, Debug)]
 pub struct AttributeTableArgs {
     /// Number of entities
@@ -82,15 +83,6 @@ pub struct AttributeTableArgs {
     /// Values per attribute (tokens <0>, <1>, …)
     #[arg(long, default_value_t = 20)]
     pub values: usize,
-}
-
-#[derive(Args, Debug)]
-pub struct ComparisonArgs {
-    #[command(flatten)]
-    pub table: AttributeTableArgs,
-    /// Training comparisons per ID atomic fact
-    #[arg(long, default_value_t = 7.2)]
-    pub phi: f64,
     /// Fraction of entities that are OOD, drawn afresh per attribute
     #[arg(long, default_value_t = 0.1)]
     pub ood_ratio: f64,
@@ -100,6 +92,15 @@ pub struct ComparisonArgs {
     /// Size of each prompt sample in test.json
     #[arg(long, default_value_t = 3000)]
     pub test_size: usize,
+}
+
+#[derive(Args, Debug)]
+pub struct ComparisonArgs {
+    #[command(flatten)]
+    pub table: AttributeTableArgs,
+    /// Training comparisons per ID atomic fact
+    #[arg(long, default_value_t = 7.2)]
+    pub phi: f64,
     #[command(flatten)]
     pub output: OutputArgs,
 }
@@ -111,15 +112,6 @@ pub struct ComplexArgs {
     /// Fraction of the ID–ID and of the ID–OOD comparisons kept for training
     #[arg(long, default_value_t = 0.03)]
     pub train_fraction: f64,
-    /// Fraction of entities that are OOD, drawn afresh per attribute
-    #[arg(long, default_value_t = 0.1)]
-    pub ood_ratio: f64,
-    /// Probability that an ID–ID pair goes to the ID test set
-    #[arg(long, default_value_t = 0.1)]
-    pub id_test_ratio: f64,
-    /// Size of each prompt sample in test.json
-    #[arg(long, default_value_t = 3000)]
-    pub test_size: usize,
     /// test_hard queries per label
     #[arg(long, default_value_t = 50)]
     pub hard_per_label: usize,
@@ -151,9 +143,9 @@ impl DataTask {
                     attributes: a.table.attributes,
                     values: a.table.values,
                     phi: a.phi,
-                    ood_ratio: a.ood_ratio,
-                    id_test_ratio: a.id_test_ratio,
-                    test_size: a.test_size,
+                    ood_ratio: a.table.ood_ratio,
+                    id_test_ratio: a.table.id_test_ratio,
+                    test_size: a.table.test_size,
                 }),
                 &a.output,
             ),
@@ -163,9 +155,9 @@ impl DataTask {
                     attributes: a.table.attributes,
                     values: a.table.values,
                     train_fraction: a.train_fraction,
-                    ood_ratio: a.ood_ratio,
-                    id_test_ratio: a.id_test_ratio,
-                    test_size: a.test_size,
+                    ood_ratio: a.table.ood_ratio,
+                    id_test_ratio: a.table.id_test_ratio,
+                    test_size: a.table.test_size,
                     hard_per_label: a.hard_per_label,
                 }),
                 &a.output,

@@ -1,17 +1,15 @@
 //! `grokscope patch`: activation patching (causal tracing) on one checkpoint (docs/interp.md).
 
-use crate::cmd::args::{parse_all, AnalysisArgs};
-use crate::cmd::prompts::{PromptArgs, PromptSession};
+use crate::cmd::args::{parse_all, PatchingArgs};
+use crate::cmd::prompts::PromptSession;
 use crate::device::Ctx;
 use anyhow::Result;
 use interp::lens::default_targets;
-use interp::metric::Metric;
 use interp::output::{write_csv, write_json};
 use interp::patch::{Direction, PatchResult};
 use interp::tokens::PatchOptions;
 use interp::{
-    patch_sweep, state_effect, ComponentKind, CorruptionSpec, Net, PositionChoice, SweepMode,
-    SweepOptions,
+    patch_sweep, state_effect, ComponentKind, Net, PositionChoice, SweepMode, SweepOptions,
 };
 use serde_json::json;
 use std::time::Instant;
@@ -19,11 +17,7 @@ use std::time::Instant;
 #[derive(clap::Args, Debug)]
 pub struct PatchArgs {
     #[command(flatten)]
-    pub analysis: AnalysisArgs,
-    /// Corruption (repeatable): a role replaced by the paper's same-type rule (h, r1, r2 / a, e1,
-    /// e2) or Gaussian noise on positions, noise:POS[+POS…] [default: the paper's roles].
-    #[arg(long = "corruption")]
-    pub corruptions: Vec<String>,
+    pub patching: PatchingArgs,
     /// Directions, comma-separated: noising (corrupted state into the clean run, the paper) and/or
     /// denoising (clean state into the corrupted run).
     #[arg(long, value_delimiter = ',', default_value = "noising,denoising")]
@@ -31,46 +25,30 @@ pub struct PatchArgs {
     /// Granularities, comma-separated: resid, attn_out, mlp_out, heads.
     #[arg(long, value_delimiter = ',', default_value = "resid")]
     pub component: Vec<String>,
-    /// Position sets, comma-separated: each (every position alone), corrupted (the positions the
-    /// corruption changes), all (every position at once).
-    #[arg(long, value_delimiter = ',', default_value = "each,corrupted")]
-    pub positions: Vec<String>,
     /// Use the naive reference loop (one full forward per example, layer and cell) instead of
     /// the batched sweep: for benchmarks and checks.
     #[arg(long)]
     pub naive: bool,
-    /// With --prompts: hooks to patch, TransformerLens names or globs (repeatable), e.g.
-    /// `blocks.*.attn.hook_pattern`, instead of --component's [default: the --component hooks].
-    #[arg(long = "hook", requires = "prompts")]
-    pub hooks: Vec<String>,
-    #[command(flatten)]
-    pub prompts: PromptArgs,
 }
 
 /// Runs `grokscope patch`: writes `patch.csv`, `state_effect.csv`, `patch_summary.json` and
 /// `examples.jsonl` to `--out` and prints the residual causal-strength grid of each corruption.
 pub fn run(args: PatchArgs, ctx: &Ctx) -> Result<()> {
-    let corruptions_given: Vec<CorruptionSpec> = parse_all(&args.corruptions)?;
+    let (corruptions, positions) = args.patching.parse()?;
     let directions: Vec<Direction> = parse_all(&args.direction)?;
     let components: Vec<ComponentKind> = parse_all(&args.component)?;
-    let positions: Vec<PositionChoice> = parse_all(&args.positions)?;
-    if let Some(session) = args
-        .prompts
-        .session_for(&args.analysis, ctx, Metric::LogitDiff)?
-    {
+    if let Some(session) = args.patching.prompt_session(ctx)? {
         return run_on_prompts(&session, &args, &directions, &components, &positions);
     }
-    let opened = args.analysis.open(ctx)?;
-    let probe = args.analysis.corrupted_sample(&opened, corruptions_given)?;
+    let (opened, probe) = args.patching.open_corrupted(ctx, corruptions)?;
     let net = Net::new(&opened.checkpoint.model);
-    args.analysis.check_layers(&net)?;
     let opts = SweepOptions {
         directions,
         components,
         positions,
-        layers: args.analysis.layers.clone(),
+        layers: args.patching.analysis.layers.clone(),
         mode: sweep_mode(args.naive),
-        max_rows: args.analysis.read.max_rows,
+        max_rows: args.patching.analysis.read.max_rows,
         ..SweepOptions::default()
     };
     let started = Instant::now();
@@ -79,7 +57,7 @@ pub fn run(args: PatchArgs, ctx: &Ctx) -> Result<()> {
     let targets = default_targets(&probe);
     let effect = state_effect(&net, &probe, &targets, opened.step, opts.max_rows)?;
 
-    let out = &args.analysis.out;
+    let out = &args.patching.analysis.out;
     let _lock = crate::cmd::lock_output(out)?;
     probe.write_jsonl(&out.join("examples.jsonl"), &opened.data.vocab)?;
     write_csv(&out.join("patch.csv"), &result.rows(opened.step))?;
@@ -260,11 +238,10 @@ fn run_on_prompts(
     components: &[ComponentKind],
     positions: &[PositionChoice],
 ) -> Result<()> {
-    let layers = args.analysis.layers.as_deref();
-    let hooks = session.hooks(&args.hooks, components, layers)?;
+    let hooks = args.patching.session_hooks(session, components)?;
     let sets = crate::cmd::prompts::position_sets(&session.batch, positions);
     let targets = &crate::cmd::prompts::targets_of(&hooks, &sets, session.net().n_head());
-    let max_rows = args.analysis.read.max_rows;
+    let max_rows = args.patching.analysis.read.max_rows;
     let net = session.net();
     let started = Instant::now();
     println!(

@@ -131,7 +131,7 @@ fn receiver_gradients(runs: &EdgeRuns, alpha: f64) -> Result<Tensor> {
         ..RunRequest::capture(hooks.iter().copied())
     };
     tch::with_grad(|| {
-        let out = runs.net.run(runs.base_tokens(), &req)?;
+        let out = runs.net.gpt.run(runs.base_tokens(), &req)?;
         let total = runs
             .metric_of(&out.logits.squeeze_dim(1), 1)?
             .sum(Kind::Double)

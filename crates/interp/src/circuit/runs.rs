@@ -54,7 +54,10 @@ impl<'n, 'g> EdgeRuns<'n, 'g> {
         hooks.push(HookPoint::LnFinalScale);
         let (base_cache, source_cache) = tch::no_grad(|| -> Result<_> {
             let req = RunRequest::capture(hooks);
-            Ok((net.run(base, &req)?.cache, net.run(source, &req)?.cache))
+            Ok((
+                net.gpt.run(base, &req)?.cache,
+                net.gpt.run(source, &req)?.cache,
+            ))
         })?;
         Ok(EdgeRuns {
             base_values: sender_values(&graph, &base_cache),
@@ -136,7 +139,7 @@ impl<'n, 'g> EdgeRuns<'n, 'g> {
             logit_positions: LogitPositions::PerRow(self.batch.answer_pos.repeat(blocks as usize)),
             ..RunRequest::capture(capture)
         };
-        let out = self.net.run(&self.base.repeat([blocks, 1]), &req)?;
+        let out = self.net.gpt.run(&self.base.repeat([blocks, 1]), &req)?;
         let metric = self.metric_of(&out.logits.squeeze_dim(1), blocks)?;
         let values = capture_senders.then(|| sender_values(&self.graph, &out.cache));
         Ok((metric, values))

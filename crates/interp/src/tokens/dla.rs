@@ -160,7 +160,7 @@ pub fn dla(net: &Net, batch: &PromptBatch, metric: &Metric, max_rows: usize) -> 
             let positions = AnswerPositions::new(&batch.answer_pos[rows.range()]);
             let mut req = RunRequest::capture(captured_hooks(net.n_layer()));
             req.logit_positions = positions.logit_positions();
-            let out = net.run(&rows.of(&batch.clean), &req)?;
+            let out = net.gpt.run(&rows.of(&batch.clean), &req)?;
             let acts = AnswerActivations {
                 out: &out,
                 positions,

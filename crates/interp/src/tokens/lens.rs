@@ -179,7 +179,7 @@ fn residual_states(net: &Net, tokens: &Tensor) -> Result<Vec<Tensor>> {
     let capture = (0..=net.n_layer()).map(|l| net.resid_hook(l));
     let mut req = RunRequest::capture(capture);
     req.logit_positions = LogitPositions::At(vec![tokens.size()[1] - 1]);
-    let mut cache = net.run(tokens, &req)?.cache;
+    let mut cache = net.gpt.run(tokens, &req)?.cache;
     (0..=net.n_layer())
         .map(|l| {
             let hook = net.resid_hook(l);

@@ -180,7 +180,7 @@ pub(crate) fn answer_logits(net: &Net, tokens: &Tensor, answer_pos: &[i64]) -> R
         logit_positions: AnswerPositions::new(answer_pos).logit_positions(),
         ..RunRequest::default()
     };
-    Ok(net.run(tokens, &req)?.logits.squeeze_dim(1))
+    Ok(net.gpt.run(tokens, &req)?.logits.squeeze_dim(1))
 }
 
 /// Per row the highest-logit token other than its first answer token at its answer position,

@@ -220,8 +220,8 @@ impl PatchRuns {
                 .push(intervention(target, values.to_device(device)).rows(block));
         }
         let out = match start {
-            Start::Tokens => net.run(&input, &req)?,
-            Start::Layer(layer) => net.run_from(layer, &input, &req)?,
+            Start::Tokens => net.gpt.run(&input, &req)?,
+            Start::Layer(layer) => net.gpt.run_from(layer, &input, &req)?,
         };
         let logits = self.patched_logits(net, out, start, &input, rows, k)?;
         score(&logits, rows, k)
@@ -425,7 +425,7 @@ impl PatchRuns {
             req.capture.insert(net.resid_hook(net.n_layer()));
         }
         tch::with_grad(|| {
-            let out = net.run_from(0, &input, &req)?;
+            let out = net.gpt.run_from(0, &input, &req)?;
             let logits = self.gradient_logits(net, &out, rows)?;
             let total = metric(&logits, rows)?;
             let mut inputs = vec![input.shallow_clone()];
@@ -462,7 +462,7 @@ impl PatchRuns {
         let kv = (0..net.n_layer())
             .map(|l| {
                 let resid = self.base_activation(net.resid_hook(l))?;
-                net.key_values(l, &resid.narrow(1, 0, ap))
+                Ok(net.gpt.key_values(l, &resid.narrow(1, 0, ap))?)
             })
             .collect::<Result<Vec<_>>>()?;
         Ok(self.base_kv.get_or_init(|| kv))
@@ -550,7 +550,7 @@ impl SuffixChunk {
             .iter()
             .map(|kv| kv.map(|t| rows.of(t).narrow(2, 0, first).repeat([k, 1, 1, 1])))
             .collect();
-        let last = net.run_suffix(self.layer, &suffix, &prefix)?;
+        let last = net.gpt.run_suffix(self.layer, &suffix, &prefix)?;
         let scale = runs.base_scale.as_ref().map(|s| rows.of(s).repeat([k, 1]));
         score(&net.readout(&last, scale.as_ref()), rows, k)
     }

@@ -227,8 +227,8 @@ pub(crate) fn token_runs(
     tch::no_grad(|| {
         let mut capture = RunRequest::capture(cached_hooks(net, hooks));
         capture.logit_positions = AnswerPositions::new(&batch.answer_pos).logit_positions();
-        let base_run = net.run(base, &capture)?;
-        let source_run = net.run(source, &capture)?;
+        let base_run = net.gpt.run(base, &capture)?;
+        let source_run = net.gpt.run(source, &capture)?;
         let (base_logits, source_logits) = (
             base_run.logits.squeeze_dim(1),
             source_run.logits.squeeze_dim(1),

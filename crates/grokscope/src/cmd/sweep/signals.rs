@@ -445,6 +445,7 @@ mod tests {
     fn lens_and_causal_curves_keep_the_inner_layers_of_their_target() {
         let lens = |layer, target: &str, step| LensRow {
             step,
+            corruption: None,
             layer,
             position: "r2".into(),
             target: target.into(),
