@@ -11,8 +11,8 @@
 
 use interp::patch::patch_sweep;
 use interp::{
-    ComponentKind, CorruptionSpec, Direction, Net, PositionChoice, PromptSample, SampleSpec,
-    SweepMode, SweepOptions,
+    CellGrid, ComponentKind, CorruptionSpec, Direction, Net, PositionChoice, PromptSample,
+    SampleSpec, SweepMode, SweepOptions,
 };
 use model::{Checkpoint, GptConfig};
 use std::time::Instant;
@@ -63,9 +63,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let probe = probe_of(n)?;
     let mut opts = SweepOptions {
         directions: vec![Direction::Noising],
-        components: vec![ComponentKind::Resid],
-        positions: vec![PositionChoice::Corrupted],
-        layers: Some((1..n_layer).collect()),
+        grid: CellGrid {
+            components: vec![ComponentKind::Resid],
+            positions: vec![PositionChoice::Corrupted],
+            layers: Some((1..n_layer).collect()),
+        },
         ..SweepOptions::default()
     };
     println!(

@@ -12,8 +12,8 @@ use crate::error::Result;
 use crate::net::{LnMode, Net, Rows};
 use crate::output::PatchRow;
 use crate::patch::{
-    layers_for, position_sets, run_group, target_of, variants, want_for, Cell, Component,
-    ComponentKind, Direction, Pair, PositionChoice, PositionSet, Runs, SweepMode,
+    position_sets, run_group, target_of, Cell, CellGrid, CellGroup, ComponentKind, Direction, Pair,
+    Runs, SweepMode,
 };
 use crate::prompt_sample::PromptSample;
 use crate::stats::{restoration, to_f64};
@@ -28,10 +28,7 @@ use util::stats::{mean, pearson, spearman};
 #[derive(Clone, Debug)]
 pub struct AttributionOptions {
     pub direction: Direction,
-    pub components: Vec<ComponentKind>,
-    pub positions: Vec<PositionChoice>,
-    /// Layers (`None`: all).
-    pub layers: Option<Vec<usize>>,
+    pub grid: CellGrid,
     /// Readout of the metric: the model's logits (`Recompute`) or ln_f with the base run's
     /// cached final scale (`CachedScale`, which makes the metric linear in the final state).
     pub ln_mode: LnMode,
@@ -42,14 +39,15 @@ impl Default for AttributionOptions {
     fn default() -> Self {
         AttributionOptions {
             direction: Direction::Denoising,
-            components: vec![
-                ComponentKind::Resid,
-                ComponentKind::AttnOut,
-                ComponentKind::MlpOut,
-                ComponentKind::Heads,
-            ],
-            positions: vec![PositionChoice::Each, PositionChoice::Corrupted],
-            layers: None,
+            grid: CellGrid {
+                components: vec![
+                    ComponentKind::Resid,
+                    ComponentKind::AttnOut,
+                    ComponentKind::MlpOut,
+                    ComponentKind::Heads,
+                ],
+                ..CellGrid::default()
+            },
             ln_mode: LnMode::Recompute,
             max_rows: 1024,
         }
@@ -203,35 +201,6 @@ pub fn attribution_patching(
     })
 }
 
-/// One (kind, layer) group of the grid with its variants.
-struct Group<'s> {
-    kind: ComponentKind,
-    layer: usize,
-    vars: Vec<(Component, &'s PositionSet)>,
-}
-
-impl<'s> Group<'s> {
-    /// The groups of the grid: each component kind of `opts` at each of its layers, with every
-    /// position set.
-    fn all(
-        net: &Net,
-        opts: &AttributionOptions,
-        sets: &'s [PositionSet],
-    ) -> Result<Vec<Group<'s>>> {
-        let mut groups = Vec::new();
-        for &kind in &opts.components {
-            for layer in layers_for(net, kind, &opts.layers)? {
-                groups.push(Group {
-                    kind,
-                    layer,
-                    vars: variants(net, kind, sets),
-                });
-            }
-        }
-        Ok(groups)
-    }
-}
-
 /// Baseline and cells of one corruption: the gradient estimates and the exact patches of every
 /// cell.
 fn attribute_corruption(
@@ -242,9 +211,9 @@ fn attribute_corruption(
     clean_runs: &mut CleanRuns,
 ) -> Result<(LdBaseline, Vec<AttributionCell>)> {
     let ap = probe.answer_pos;
-    let want = want_for(&opts.components);
-    let sets = position_sets(probe, &ci.positions, &opts.positions);
-    let groups = Group::all(net, opts, &sets)?;
+    let want = opts.grid.want();
+    let sets = position_sets(probe, &ci.positions, &opts.grid.positions);
+    let groups = opts.grid.groups(net, &sets)?;
     let runs = tch::no_grad(|| -> Result<Runs> {
         let clean = clean_runs.get(net, ci, want, ap, opts.max_rows)?;
         let corrupted = ci.corrupted_states(net, &clean, want, ap, opts.max_rows)?;
@@ -296,7 +265,7 @@ fn attribute_corruption(
 fn gradient_attributions(
     net: &Net,
     pair: &Pair,
-    groups: &[Group],
+    groups: &[CellGroup],
     max_rows: usize,
 ) -> Result<Vec<Vec<Vec<f64>>>> {
     let mut out: Vec<Vec<Vec<f64>>> = groups
@@ -338,7 +307,7 @@ fn gradient_attributions(
 fn group_attribution(
     net: &Net,
     pair: &Pair,
-    group: &Group,
+    group: &CellGroup,
     product: Option<&Tensor>,
     rows: Rows,
 ) -> Result<Vec<Vec<f64>>> {

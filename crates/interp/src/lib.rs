@@ -62,7 +62,8 @@ pub use lens::{all_targets, default_targets, logit_lens, LensResult, TargetSpec}
 pub use linear_probe::{linear_probes, LinearProbeOptions, LinearProbeResult};
 pub use net::{LnMode, Net};
 pub use patch::{
-    patch_sweep, ComponentKind, Direction, PatchResult, PositionChoice, SweepMode, SweepOptions,
+    patch_sweep, CellGrid, ComponentKind, Direction, PatchResult, PositionChoice, SweepMode,
+    SweepOptions,
 };
 pub use prompt_sample::{
     default_corruptions, read_example_indices, CorruptionSpec, PromptSample, SampleSpec,

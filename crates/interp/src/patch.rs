@@ -219,10 +219,7 @@ pub enum SweepMode {
 #[derive(Clone, Debug)]
 pub struct SweepOptions {
     pub directions: Vec<Direction>,
-    pub components: Vec<ComponentKind>,
-    pub positions: Vec<PositionChoice>,
-    /// Layers to patch (`None`: all, `0..=L` for the residual stream, `0..L` otherwise).
-    pub layers: Option<Vec<usize>>,
+    pub grid: CellGrid,
     pub mode: SweepMode,
     /// Largest batch of one forward (bounds memory).
     pub max_rows: usize,
@@ -235,9 +232,7 @@ impl Default for SweepOptions {
     fn default() -> Self {
         SweepOptions {
             directions: vec![Direction::Noising, Direction::Denoising],
-            components: vec![ComponentKind::Resid],
-            positions: vec![PositionChoice::Each, PositionChoice::Corrupted],
-            layers: None,
+            grid: CellGrid::default(),
             mode: SweepMode::Batched,
             max_rows: 2048,
             ln_mode: LnMode::Recompute,
@@ -357,31 +352,88 @@ pub fn patch_sweep(net: &Net, probe: &PromptSample, opts: &SweepOptions) -> Resu
     })
 }
 
-/// The layers of a component kind covered by `opts` (validated against `L`).
-pub(crate) fn layers_for(
-    net: &Net,
-    kind: ComponentKind,
-    layers: &Option<Vec<usize>>,
-) -> Result<Vec<usize>> {
-    let l = net.n_layer();
-    let top = if kind == ComponentKind::Resid {
-        l
-    } else {
-        l - 1
-    };
-    match layers {
-        None => Ok((0..=top).collect()),
-        Some(list) => {
-            for &layer in list {
-                net.check_layer(layer)?;
+/// The cells a patching sweep covers: component kinds, position sets and layers (exact
+/// patching and attribution patching alike).
+#[derive(Clone, Debug)]
+pub struct CellGrid {
+    pub components: Vec<ComponentKind>,
+    pub positions: Vec<PositionChoice>,
+    /// Layers (`None`: all, `0..=L` for the residual stream, `0..L` otherwise).
+    pub layers: Option<Vec<usize>>,
+}
+
+impl Default for CellGrid {
+    /// The residual stream at every layer, each position alone and the corrupted ones together.
+    fn default() -> Self {
+        CellGrid {
+            components: vec![ComponentKind::Resid],
+            positions: vec![PositionChoice::Each, PositionChoice::Corrupted],
+            layers: None,
+        }
+    }
+}
+
+/// One (kind, layer) group of a grid with its variants: each component of the kind (every head
+/// for `Heads`) with each position set.
+pub(crate) struct CellGroup<'s> {
+    pub kind: ComponentKind,
+    pub layer: usize,
+    pub vars: Vec<(Component, &'s PositionSet)>,
+}
+
+impl CellGrid {
+    /// The groups of the grid: each component kind at each of its layers (validated against
+    /// `L`), with every position set of `sets`.
+    pub(crate) fn groups<'s>(
+        &self,
+        net: &Net,
+        sets: &'s [PositionSet],
+    ) -> Result<Vec<CellGroup<'s>>> {
+        let mut groups = Vec::new();
+        for &kind in &self.components {
+            for layer in self.layers_of(net, kind)? {
+                groups.push(CellGroup {
+                    kind,
+                    layer,
+                    vars: variants(net, kind, sets),
+                });
             }
-            Ok(list.iter().copied().filter(|&x| x <= top).collect())
+        }
+        Ok(groups)
+    }
+
+    /// The activations the grid's component kinds need besides the residual stream.
+    pub(crate) fn want(&self) -> Want {
+        let has = |kind| self.components.contains(&kind);
+        Want {
+            attn_out: has(ComponentKind::AttnOut),
+            mlp_out: has(ComponentKind::MlpOut),
+            z: has(ComponentKind::Heads),
+        }
+    }
+
+    /// The layers of a component kind covered by the grid (validated against `L`).
+    fn layers_of(&self, net: &Net, kind: ComponentKind) -> Result<Vec<usize>> {
+        let l = net.n_layer();
+        let top = if kind == ComponentKind::Resid {
+            l
+        } else {
+            l - 1
+        };
+        match &self.layers {
+            None => Ok((0..=top).collect()),
+            Some(list) => {
+                for &layer in list {
+                    net.check_layer(layer)?;
+                }
+                Ok(list.iter().copied().filter(|&x| x <= top).collect())
+            }
         }
     }
 }
 
 /// The variants of one (kind, layer) group: each component with each position set.
-pub(crate) fn variants<'s>(
+fn variants<'s>(
     net: &Net,
     kind: ComponentKind,
     sets: &'s [PositionSet],
@@ -395,15 +447,6 @@ pub(crate) fn variants<'s>(
     sets.iter()
         .flat_map(|s| comps.iter().map(move |&c| (c, s)))
         .collect()
-}
-
-/// The activations a set of component kinds needs besides the residual stream.
-pub(crate) fn want_for(kinds: &[ComponentKind]) -> Want {
-    Want {
-        attn_out: kinds.contains(&ComponentKind::AttnOut),
-        mlp_out: kinds.contains(&ComponentKind::MlpOut),
-        z: kinds.contains(&ComponentKind::Heads),
-    }
 }
 
 /// The two runs of a direction as the engine sees them ([`PatchRuns`]), with each example's
@@ -499,8 +542,8 @@ fn sweep_corruption(
     clean_runs: &mut CleanRuns,
 ) -> Result<(Baseline, Vec<CellResult>)> {
     let ap = probe.answer_pos;
-    let want = want_for(&opts.components);
-    let sets = position_sets(probe, &ci.positions, &opts.positions);
+    let want = opts.grid.want();
+    let sets = position_sets(probe, &ci.positions, &opts.grid.positions);
     let rows = match opts.mode {
         SweepMode::Batched => opts.max_rows,
         SweepMode::Naive => 1,
@@ -519,26 +562,25 @@ fn sweep_corruption(
         clean: runs.clean_outcomes.clone(),
         corrupted: runs.corrupted_outcomes.clone(),
     };
+    let groups = opts.grid.groups(net, &sets)?;
     let mut cells = Vec::new();
     for &direction in &opts.directions {
         let pair = Pair::new(net, ci, &runs, direction, opts.ln_mode, ap)?;
-        for &kind in &opts.components {
-            for layer in layers_for(net, kind, &opts.layers)? {
-                let vars = variants(net, kind, &sets);
-                let outcomes = run_group(net, &pair, layer, &vars, opts.mode, opts.max_rows)?;
-                for ((component, set), outcomes) in vars.iter().zip(outcomes) {
-                    cells.push(CellResult {
-                        cell: Cell {
-                            corruption: ci.name.clone(),
-                            direction,
-                            component: *component,
-                            layer,
-                            position: set.name.clone(),
-                            positions: set.positions.clone(),
-                        },
-                        outcomes,
-                    });
-                }
+        for group in &groups {
+            let (layer, vars) = (group.layer, &group.vars);
+            let outcomes = run_group(net, &pair, layer, vars, opts.mode, opts.max_rows)?;
+            for ((component, set), outcomes) in vars.iter().zip(outcomes) {
+                cells.push(CellResult {
+                    cell: Cell {
+                        corruption: ci.name.clone(),
+                        direction,
+                        component: *component,
+                        layer,
+                        position: set.name.clone(),
+                        positions: set.positions.clone(),
+                    },
+                    outcomes,
+                });
             }
         }
     }

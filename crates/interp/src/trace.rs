@@ -23,9 +23,7 @@ use crate::net::{LnMode, Net};
 use crate::output::{
     read_csv, write_csv, write_json, AttentionRow, CircuitChangeRow, LensRow, PatchRow,
 };
-use crate::patch::{
-    patch_sweep, ComponentKind, Direction, PositionChoice, SweepMode, SweepOptions,
-};
+use crate::patch::{patch_sweep, CellGrid, Direction, PositionChoice, SweepMode, SweepOptions};
 use crate::prompt_sample::{default_corruptions, CorruptionSpec, PromptSample, SampleSpec};
 use model::token_map::RankOver;
 use serde::{Deserialize, Serialize};
@@ -357,9 +355,10 @@ fn options_fingerprint(
 fn residual_noising(opts: &TraceOptions) -> SweepOptions {
     SweepOptions {
         directions: vec![Direction::Noising],
-        components: vec![ComponentKind::Resid],
-        positions: opts.positions.clone(),
-        layers: None,
+        grid: CellGrid {
+            positions: opts.positions.clone(),
+            ..CellGrid::default()
+        },
         mode: SweepMode::Batched,
         max_rows: opts.max_rows,
         ln_mode: LnMode::Recompute,

@@ -7,8 +7,8 @@ use interp::lens::{default_targets, logit_lens, TargetSpec, ANSWER};
 use interp::patch::{patch_sweep, Component, Direction, PatchResult};
 use interp::stats::Outcomes;
 use interp::{
-    attribution_patching, AttributionOptions, ComponentKind, CorruptionSpec, InterpError, LnMode,
-    Net, PositionChoice, PromptSample, SampleSpec, SweepMode, SweepOptions,
+    attribution_patching, AttributionOptions, CellGrid, ComponentKind, CorruptionSpec, InterpError,
+    LnMode, Net, PositionChoice, PromptSample, SampleSpec, SweepMode, SweepOptions,
 };
 use model::{Checkpoint, HookPoint, RunRequest};
 use std::path::Path;
@@ -133,8 +133,11 @@ fn patching_clean_into_clean_changes_nothing() {
         }
     }
     let opts = SweepOptions {
-        components: all_components(),
-        positions: vec![PositionChoice::Each, PositionChoice::All],
+        grid: CellGrid {
+            components: all_components(),
+            positions: vec![PositionChoice::Each, PositionChoice::All],
+            layers: None,
+        },
         ..SweepOptions::default()
     };
     let r = patch_sweep(&net, &p, &opts).unwrap();
@@ -153,8 +156,11 @@ fn patching_every_position_at_layer_0_reproduces_the_other_run() {
     let net = Net::new(&ckpt.model);
     let p = probe(&ds, &["h", "r2", "noise:h+r1+r2"], 16);
     let opts = SweepOptions {
-        positions: vec![PositionChoice::All],
-        layers: Some(vec![0]),
+        grid: CellGrid {
+            positions: vec![PositionChoice::All],
+            layers: Some(vec![0]),
+            ..CellGrid::default()
+        },
         ..SweepOptions::default()
     };
     let r = patch_sweep(&net, &p, &opts).unwrap();
@@ -424,12 +430,15 @@ fn batched_sweep_equals_the_naive_loop() {
     let net = Net::new(&ckpt.model);
     let p = probe(&ds, &["h", "noise:r1+r2"], 5);
     let mut opts = SweepOptions {
-        components: all_components(),
-        positions: vec![
-            PositionChoice::Each,
-            PositionChoice::Corrupted,
-            PositionChoice::All,
-        ],
+        grid: CellGrid {
+            components: all_components(),
+            positions: vec![
+                PositionChoice::Each,
+                PositionChoice::Corrupted,
+                PositionChoice::All,
+            ],
+            layers: None,
+        },
         max_rows: 7,
         ..SweepOptions::default()
     };
@@ -456,7 +465,7 @@ fn batched_sweep_equals_the_naive_loop() {
     assert!(moved > 0, "some patches must change the prediction");
 
     opts.ln_mode = LnMode::CachedScale;
-    opts.components = vec![ComponentKind::Resid, ComponentKind::Heads];
+    opts.grid.components = vec![ComponentKind::Resid, ComponentKind::Heads];
     let naive = patch_sweep(&net, &p, &opts).unwrap();
     opts.mode = SweepMode::Batched;
     let batched = patch_sweep(&net, &p, &opts).unwrap();
@@ -516,7 +525,10 @@ fn comparison_targets_corruptions_and_sweep() {
         }
     }
     let opts = SweepOptions {
-        positions: vec![PositionChoice::Corrupted],
+        grid: CellGrid {
+            positions: vec![PositionChoice::Corrupted],
+            ..CellGrid::default()
+        },
         directions: vec![Direction::Noising],
         ..SweepOptions::default()
     };
@@ -566,7 +578,10 @@ fn three_hops_and_complex_tasks_have_their_targets_and_corruptions() {
     let ckpt = tiny_model(ds.vocab.len(), 12);
     let net = Net::new(&ckpt.model);
     let opts = SweepOptions {
-        positions: vec![PositionChoice::Corrupted],
+        grid: CellGrid {
+            positions: vec![PositionChoice::Corrupted],
+            ..CellGrid::default()
+        },
         ..SweepOptions::default()
     };
     let r = patch_sweep(&net, &p, &opts).unwrap();
@@ -620,9 +635,11 @@ fn attribution_is_exact_where_the_metric_is_linear() {
     for direction in [Direction::Denoising, Direction::Noising] {
         let opts = AttributionOptions {
             direction,
-            components: vec![ComponentKind::Resid],
-            positions: vec![PositionChoice::Each],
-            layers: Some(vec![net.n_layer()]),
+            grid: CellGrid {
+                components: vec![ComponentKind::Resid],
+                positions: vec![PositionChoice::Each],
+                layers: Some(vec![net.n_layer()]),
+            },
             ln_mode: LnMode::CachedScale,
             max_rows: 4,
         };
@@ -717,7 +734,10 @@ fn bad_input_gives_clear_errors() {
         "{err}"
     );
     let opts = SweepOptions {
-        layers: Some(vec![9]),
+        grid: CellGrid {
+            layers: Some(vec![9]),
+            ..CellGrid::default()
+        },
         ..SweepOptions::default()
     };
     let p2 = probe(&ds, &["h"], 5);

@@ -10,13 +10,14 @@ use plotters::style::text_anchor::{HPos, VPos};
 use crate::colormap::ColorScale;
 use crate::error::{PlotError, Result};
 use crate::heatmap::{
-    color_bar_extent, grid_cell, paint_cells, paint_col_labels, paint_color_bar, paint_no_data_key,
-    paint_row_labels, Annotate, COLOR_BAR_WIDTH,
+    color_bar_extent, grid_cell, paint_cells, paint_col_labels, paint_color_bar, paint_row_labels,
+    Annotate, COLOR_BAR_WIDTH,
 };
 use crate::render::render_png;
 use crate::style::{
-    draw_bottom_axis_title, draw_text, draw_title, draw_vertical_text, format_cell, max_text_width,
-    text_size, PixelRect, AXIS_SIZE, CELL_SIZE, INK, PAD, TICK_SIZE, TITLE_SIZE,
+    draw_bottom_axis_title, draw_left_axis_title, draw_panel_title, draw_tick_label, draw_title,
+    format_cell, max_text_width, text_size, PixelRect, AXIS_SIZE, CELL_SIZE, PAD, TICK_SIZE,
+    TITLE_SIZE,
 };
 
 /// Attention patterns of every (layer, head) for one example.
@@ -143,21 +144,9 @@ impl AttentionGrid {
         draw_title(area, &self.title)?;
         self.draw_panels(area, &layout, &scale)?;
         let first = layout.panels[0][0];
-        let cap = text_size("Ag", AXIS_SIZE, false).1;
-        draw_vertical_text(
-            area,
-            "query position",
-            AXIS_SIZE,
-            false,
-            &INK,
-            (
-                PAD + cap / 2,
-                (layout.color_bar.y0 + layout.color_bar.y1) / 2,
-            ),
-        )?;
+        draw_left_axis_title(area, "query position", layout.color_bar.center().1)?;
         let right = layout.panels[0].last().map_or(first.x1, |r| r.x1);
         draw_bottom_axis_title(area, "key position", (first.x0 + right) / 2)?;
-        paint_color_bar(area, layout.color_bar, &scale, QUANTITY)?;
         let any_missing = self
             .patterns
             .iter()
@@ -165,10 +154,7 @@ impl AttentionGrid {
             .flatten()
             .flatten()
             .any(|v| v.is_nan());
-        if any_missing {
-            paint_no_data_key(area, (layout.color_bar.x0, layout.color_bar.y1 + 14))?;
-        }
-        Ok(())
+        paint_color_bar(area, layout.color_bar, &scale, QUANTITY, any_missing)
     }
 
     /// Every (layer, head) panel's cells on `scale`, the head names above the top row, the key
@@ -190,15 +176,7 @@ impl AttentionGrid {
             for (hd, (pattern, rect)) in heads.iter().zip(rects).enumerate() {
                 paint_cells(area, *rect, pattern, scale, false, annotate)?;
                 if l == 0 {
-                    draw_text(
-                        area,
-                        &self.head_labels[hd],
-                        TICK_SIZE,
-                        true,
-                        &INK,
-                        (rect.center().0, rect.y0 - 8),
-                        (HPos::Center, VPos::Bottom),
-                    )?;
+                    draw_panel_title(area, &self.head_labels[hd], *rect)?;
                 }
                 if l + 1 == n_layers {
                     paint_col_labels(area, *rect, &self.key_labels, key_labels_vertical)?;
@@ -206,12 +184,10 @@ impl AttentionGrid {
             }
             let left = rects[0];
             paint_row_labels(area, left, &self.query_labels, false)?;
-            draw_text(
+            draw_tick_label(
                 area,
                 &self.layer_labels[l],
-                TICK_SIZE,
                 true,
-                &INK,
                 (left.x0 - 8 - query_w - 12, left.center().1),
                 (HPos::Right, VPos::Center),
             )?;

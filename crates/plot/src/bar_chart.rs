@@ -11,9 +11,9 @@ use crate::colormap::ColorMap;
 use crate::error::{PlotError, Result};
 use crate::render::render_png;
 use crate::style::{
-    draw_bottom_axis_title, draw_text, draw_title, draw_vertical_text, fill_rect, format_number,
-    max_text_width, nice_ticks, text_size, PixelRect, AXIS_SIZE, GRID, INK, PAD, TICK_SIZE,
-    TITLE_SIZE,
+    draw_bottom_axis_title, draw_left_axis_title, draw_text, draw_tick_label, draw_title,
+    fill_rect, format_number, max_text_width, nice_ticks, text_size, PixelRect, AXIS_SIZE, GRID,
+    INK, PAD, TICK_SIZE, TITLE_SIZE,
 };
 
 /// Bars listed top to bottom.
@@ -89,12 +89,10 @@ impl BarChart {
         for tick in nice_ticks(lo, hi, 6) {
             let x = x_of(tick);
             vertical_rule(area, plot, x, 1, &GRID)?;
-            draw_text(
+            draw_tick_label(
                 area,
                 &format_number(tick),
-                TICK_SIZE,
                 false,
-                &INK,
                 (x, plot.y1 + 8),
                 (HPos::Center, VPos::Top),
             )?;
@@ -114,15 +112,7 @@ impl BarChart {
             },
             &INK,
         )?;
-        let cap = text_size("Ag", AXIS_SIZE, false).1;
-        draw_vertical_text(
-            area,
-            &self.category_label,
-            AXIS_SIZE,
-            false,
-            &INK,
-            (PAD + cap / 2, plot.center().1),
-        )?;
+        draw_left_axis_title(area, &self.category_label, plot.center().1)?;
         draw_bottom_axis_title(area, &self.value_label, plot.center().0)
     }
 
@@ -196,12 +186,10 @@ fn draw_bar<DB: DrawingBackend>(
     x_of: impl Fn(f64) -> i32,
 ) -> Result<()> {
     let (cy, half) = (row.center().1, (row.height() * 7 / 20).max(2));
-    draw_text(
+    draw_tick_label(
         area,
         label,
-        TICK_SIZE,
         false,
-        &INK,
         (plot_left - 8, cy),
         (HPos::Right, VPos::Center),
     )?;

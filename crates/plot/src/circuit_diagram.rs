@@ -37,8 +37,8 @@ use plotters::style::text_anchor::{HPos, VPos};
 use crate::error::{draw_error, PlotError, Result};
 use crate::render::render_png;
 use crate::style::{
-    draw_text, draw_title, fill_rect, outline_rect, text_size, PixelRect, GRID, INK, PAD, PALETTE,
-    TICK_SIZE, TITLE_SIZE,
+    draw_text, draw_tick_label, draw_title, fill_rect, outline_rect, text_size, PixelRect, GRID,
+    INK, PAD, PALETTE, TICK_SIZE, TITLE_SIZE,
 };
 
 /// Colour of edges with a positive score (the palette's blue).
@@ -217,12 +217,10 @@ impl CircuitDiagram {
         let plot = plot_rect(area.dim_in_pixel());
         for (c, label) in self.column_labels.iter().enumerate() {
             let cell = plot.cell(0, c, 1, cols);
-            draw_text(
+            draw_tick_label(
                 area,
                 label,
-                TICK_SIZE,
                 true,
-                &INK,
                 (cell.center().0, plot.y1 + 8),
                 (HPos::Center, VPos::Top),
             )?;

@@ -11,9 +11,9 @@ use crate::colormap::{text_color_on, ColorScale, NO_DATA};
 use crate::error::{PlotError, Result};
 use crate::render::render_png;
 use crate::style::{
-    draw_bottom_axis_title, draw_text, draw_title, draw_vertical_text, fill_rect, format_cell,
-    format_number, max_text_width, nice_ticks, outline_rect, text_size, PixelRect, AXIS_SIZE,
-    CELL_SIZE, INK, PAD, TICK_SIZE, TITLE_SIZE,
+    draw_bottom_axis_title, draw_left_axis_title, draw_text, draw_tick_label, draw_title,
+    draw_vertical_text, fill_rect, format_cell, format_number, max_text_width, nice_ticks,
+    outline_rect, text_size, PixelRect, AXIS_SIZE, CELL_SIZE, INK, PAD, TICK_SIZE, TITLE_SIZE,
 };
 
 /// Whether to write each cell's value inside it.
@@ -219,21 +219,15 @@ impl Heatmap {
             &self.col_labels,
             layout.vertical_col_labels,
         )?;
-        let label_x = PAD + text_size("Ag", AXIS_SIZE, false).1 / 2;
-        draw_vertical_text(
+        draw_left_axis_title(area, &self.row_axis, layout.grid.center().1)?;
+        draw_bottom_axis_title(area, &self.col_axis, layout.grid.center().0)?;
+        paint_color_bar(
             area,
-            &self.row_axis,
-            AXIS_SIZE,
-            false,
-            &INK,
-            (label_x, (layout.grid.y0 + layout.grid.y1) / 2),
-        )?;
-        draw_bottom_axis_title(area, &self.col_axis, (layout.grid.x0 + layout.grid.x1) / 2)?;
-        paint_color_bar(area, layout.color_bar, &self.scale, &self.quantity)?;
-        if self.values.iter().flatten().any(|v| v.is_nan()) {
-            paint_no_data_key(area, (layout.color_bar.x0, layout.grid.y1 + 14))?;
-        }
-        Ok(())
+            layout.color_bar,
+            &self.scale,
+            &self.quantity,
+            self.values.iter().flatten().any(|v| v.is_nan()),
+        )
     }
 
     /// Draws the heatmap into a PNG of `size` pixels.
@@ -382,12 +376,10 @@ pub(crate) fn paint_row_labels<DB: DrawingBackend>(
             continue;
         }
         let cell = grid_cell(rect, row, 0, n, 1, bottom_up);
-        draw_text(
+        draw_tick_label(
             area,
             label,
-            TICK_SIZE,
             false,
-            &INK,
             (rect.x0 - 8, cell.center().1),
             (HPos::Right, VPos::Center),
         )?;
@@ -425,12 +417,10 @@ pub(crate) fn paint_col_labels<DB: DrawingBackend>(
                 (cell.center().0, rect.y1 + 8 + w / 2),
             )?;
         } else {
-            draw_text(
+            draw_tick_label(
                 area,
                 label,
-                TICK_SIZE,
                 false,
-                &INK,
                 (cell.center().0, rect.y1 + 8),
                 (HPos::Center, VPos::Top),
             )?;
@@ -471,29 +461,18 @@ fn color_bar_ticks(scale: &ColorScale) -> Vec<(f64, String)> {
     ticks.into_iter().map(|t| (t, format_number(t))).collect()
 }
 
-/// A vertical gradient in `bar` (low values at the bottom), ticks to its right and the quantity
-/// written vertically beyond them.
+/// A vertical gradient of `scale` in `bar` (low values at the bottom), ticks to its right and
+/// the `quantity` written vertically beyond them; with `no_data_key`, the grey "no data" swatch
+/// 14 pixels under the bar.
 pub(crate) fn paint_color_bar<DB: DrawingBackend>(
     area: &DrawingArea<DB, Shift>,
     bar: PixelRect,
     scale: &ColorScale,
     quantity: &str,
+    no_data_key: bool,
 ) -> Result<()> {
+    paint_gradient(area, bar, scale)?;
     let h = bar.height().max(1);
-    for y in bar.y0..bar.y1 {
-        let t = 1.0 - (y - bar.y0) as f64 / (h - 1).max(1) as f64;
-        let value = scale.min + t * (scale.max - scale.min);
-        fill_rect(
-            area,
-            PixelRect {
-                y0: y,
-                y1: y + 1,
-                ..bar
-            },
-            &scale.color(value),
-        )?;
-    }
-    outline_rect(area, bar, &INK)?;
     let ticks = color_bar_ticks(scale);
     for (value, label) in &ticks {
         let t = scale.fraction(*value);
@@ -508,12 +487,10 @@ pub(crate) fn paint_color_bar<DB: DrawingBackend>(
             },
             &INK,
         )?;
-        draw_text(
+        draw_tick_label(
             area,
             label,
-            TICK_SIZE,
             false,
-            &INK,
             (bar.x1 + 6, y),
             (HPos::Left, VPos::Center),
         )?;
@@ -530,11 +507,38 @@ pub(crate) fn paint_color_bar<DB: DrawingBackend>(
             (bar.x1 + 6 + tick_w + 12 + cap / 2, (bar.y0 + bar.y1) / 2),
         )?;
     }
+    if no_data_key {
+        paint_no_data_key(area, (bar.x0, bar.y1 + 14))?;
+    }
     Ok(())
 }
 
+/// The colours of `scale` from its minimum at the bottom of `bar` to its maximum at the top,
+/// outlined in ink.
+fn paint_gradient<DB: DrawingBackend>(
+    area: &DrawingArea<DB, Shift>,
+    bar: PixelRect,
+    scale: &ColorScale,
+) -> Result<()> {
+    let h = bar.height().max(1);
+    for y in bar.y0..bar.y1 {
+        let t = 1.0 - (y - bar.y0) as f64 / (h - 1).max(1) as f64;
+        let value = scale.min + t * (scale.max - scale.min);
+        fill_rect(
+            area,
+            PixelRect {
+                y0: y,
+                y1: y + 1,
+                ..bar
+            },
+            &scale.color(value),
+        )?;
+    }
+    outline_rect(area, bar, &INK)
+}
+
 /// A grey swatch labelled "no data" with its top-left corner at `pos`.
-pub(crate) fn paint_no_data_key<DB: DrawingBackend>(
+fn paint_no_data_key<DB: DrawingBackend>(
     area: &DrawingArea<DB, Shift>,
     pos: (i32, i32),
 ) -> Result<()> {
@@ -545,12 +549,10 @@ pub(crate) fn paint_no_data_key<DB: DrawingBackend>(
         y1: pos.1 + 14,
     };
     fill_rect(area, swatch, &NO_DATA)?;
-    draw_text(
+    draw_tick_label(
         area,
         "no data",
-        TICK_SIZE,
         false,
-        &INK,
         (swatch.x1 + 6, swatch.center().1),
         (HPos::Left, VPos::Center),
     )

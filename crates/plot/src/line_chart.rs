@@ -15,7 +15,7 @@ use crate::colormap::finite_range;
 use crate::error::{draw_error, PlotError, Result};
 use crate::render::render_png;
 use crate::style::{
-    draw_text, draw_title, format_number, max_text_width, nice_step, nice_ticks, text_size,
+    draw_tick_label, draw_title, format_number, max_text_width, nice_step, nice_ticks, text_size,
     AXIS_SIZE, GRID, INK, PAD, TICK_SIZE, TITLE_SIZE,
 };
 
@@ -357,12 +357,10 @@ impl LineChart {
             } else {
                 (x, HPos::Center)
             };
-            draw_text(
+            draw_tick_label(
                 area,
                 &marker.label,
-                TICK_SIZE,
                 false,
-                &INK,
                 (anchor.0, y - 8),
                 (anchor.1, VPos::Bottom),
             )?;
@@ -377,15 +375,7 @@ impl LineChart {
     ) -> Result<()> {
         let mut y = top + 4;
         if let Some(title) = &self.legend_title {
-            draw_text(
-                area,
-                title,
-                TICK_SIZE,
-                true,
-                &INK,
-                (0, y),
-                (HPos::Left, VPos::Top),
-            )?;
+            draw_tick_label(area, title, true, (0, y), (HPos::Left, VPos::Top))?;
             y += 28;
         }
         for series in &self.series {
@@ -404,12 +394,10 @@ impl LineChart {
                 area.draw(&Circle::new((13, mid), 3, series.color.filled()))
                     .map_err(draw_error)?;
             }
-            draw_text(
+            draw_tick_label(
                 area,
                 &series.name,
-                TICK_SIZE,
                 false,
-                &INK,
                 (34, mid),
                 (HPos::Left, VPos::Center),
             )?;

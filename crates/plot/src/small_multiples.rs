@@ -5,19 +5,17 @@ use std::path::Path;
 
 use plotters::coord::Shift;
 use plotters::prelude::*;
-use plotters::style::text_anchor::{HPos, VPos};
 
 use crate::colormap::ColorScale;
 use crate::error::{PlotError, Result};
 use crate::heatmap::{
     color_bar_extent, grid_cell, grid_style_setters, paint_cells, paint_col_labels,
-    paint_color_bar, paint_no_data_key, paint_row_labels, validate_grid, widest_cell_text,
-    Annotate, COLOR_BAR_WIDTH,
+    paint_color_bar, paint_row_labels, validate_grid, widest_cell_text, Annotate, COLOR_BAR_WIDTH,
 };
 use crate::render::render_png;
 use crate::style::{
-    draw_bottom_axis_title, draw_text, draw_title, draw_vertical_text, max_text_width, text_size,
-    PixelRect, AXIS_SIZE, INK, PAD, TICK_SIZE, TITLE_SIZE,
+    draw_bottom_axis_title, draw_left_axis_title, draw_panel_title, draw_title, max_text_width,
+    text_size, PixelRect, AXIS_SIZE, PAD, TICK_SIZE, TITLE_SIZE,
 };
 
 /// One heatmap of a small-multiples figure.
@@ -188,15 +186,7 @@ impl SmallMultiples {
         let annotate = self.annotations_fit(&layout);
         let n = self.panels.len();
         for (i, (panel, rect)) in self.panels.iter().zip(&layout.panels).enumerate() {
-            draw_text(
-                area,
-                &panel.title,
-                TICK_SIZE,
-                true,
-                &INK,
-                (rect.center().0, rect.y0 - 8),
-                (HPos::Center, VPos::Bottom),
-            )?;
+            draw_panel_title(area, &panel.title, *rect)?;
             paint_cells(area, *rect, &panel.values, &self.scale, true, annotate)?;
             if i % panel_cols == 0 {
                 paint_row_labels(area, *rect, &self.row_labels, true)?;
@@ -206,29 +196,20 @@ impl SmallMultiples {
             }
         }
         let first = layout.panels[0];
-        let cap = text_size("Ag", AXIS_SIZE, false).1;
-        draw_vertical_text(
-            area,
-            &self.row_axis,
-            AXIS_SIZE,
-            false,
-            &INK,
-            (
-                PAD + cap / 2,
-                (layout.color_bar.y0 + layout.color_bar.y1) / 2,
-            ),
-        )?;
+        draw_left_axis_title(area, &self.row_axis, layout.color_bar.center().1)?;
         let right = layout.panels.iter().map(|p| p.x1).max().unwrap_or(first.x1);
         draw_bottom_axis_title(area, &self.col_axis, (first.x0 + right) / 2)?;
-        paint_color_bar(area, layout.color_bar, &self.scale, &self.quantity)?;
         let any_missing = self
             .panels
             .iter()
             .any(|p| p.values.iter().flatten().any(|v| v.is_nan()));
-        if any_missing {
-            paint_no_data_key(area, (layout.color_bar.x0, layout.color_bar.y1 + 14))?;
-        }
-        Ok(())
+        paint_color_bar(
+            area,
+            layout.color_bar,
+            &self.scale,
+            &self.quantity,
+            any_missing,
+        )
     }
 
     /// Draws the figure into a PNG of `size` pixels.

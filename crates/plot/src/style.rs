@@ -112,6 +112,51 @@ pub(crate) fn draw_title<DB: DrawingBackend>(
     )
 }
 
+/// Tick-size text in ink anchored at `pos`: regular for tick labels, category names and keys,
+/// `bold` for panel and legend headings.
+pub(crate) fn draw_tick_label<DB: DrawingBackend>(
+    area: &DrawingArea<DB, Shift>,
+    text: &str,
+    bold: bool,
+    pos: (i32, i32),
+    anchor: (HPos, VPos),
+) -> Result<()> {
+    draw_text(area, text, TICK_SIZE, bold, &INK, pos, anchor)
+}
+
+/// A panel's title, bold at tick size, centred 8 pixels above the panel's cells `rect`.
+pub(crate) fn draw_panel_title<DB: DrawingBackend>(
+    area: &DrawingArea<DB, Shift>,
+    title: &str,
+    rect: PixelRect,
+) -> Result<()> {
+    draw_tick_label(
+        area,
+        title,
+        true,
+        (rect.center().0, rect.y0 - 8),
+        (HPos::Center, VPos::Bottom),
+    )
+}
+
+/// The title of a vertical axis, read bottom to top at the left edge of `area`, centred on
+/// `centre_y`.
+pub(crate) fn draw_left_axis_title<DB: DrawingBackend>(
+    area: &DrawingArea<DB, Shift>,
+    title: &str,
+    centre_y: i32,
+) -> Result<()> {
+    let cap = text_size("Ag", AXIS_SIZE, false).1;
+    draw_vertical_text(
+        area,
+        title,
+        AXIS_SIZE,
+        false,
+        &INK,
+        (PAD + cap / 2, centre_y),
+    )
+}
+
 /// The title of a horizontal axis, centred on `centre_x` at the bottom of `area`.
 pub(crate) fn draw_bottom_axis_title<DB: DrawingBackend>(
     area: &DrawingArea<DB, Shift>,

@@ -328,9 +328,18 @@ pub struct PatchingArgs {
 }
 
 impl PatchingArgs {
-    /// The `--corruption`s and `--positions`, parsed (checked before anything is read).
-    pub fn parse(&self) -> Result<(Vec<interp::CorruptionSpec>, Vec<interp::PositionChoice>)> {
-        Ok((parse_all(&self.corruptions)?, parse_all(&self.positions)?))
+    /// The `--corruption`s, parsed.
+    pub fn corruptions(&self) -> Result<Vec<interp::CorruptionSpec>> {
+        parse_all(&self.corruptions)
+    }
+
+    /// The cells to patch: `components` with the `--positions` sets at the `--layer`s.
+    pub fn grid(&self, components: Vec<interp::ComponentKind>) -> Result<interp::CellGrid> {
+        Ok(interp::CellGrid {
+            components,
+            positions: parse_all(&self.positions)?,
+            layers: self.analysis.layers.clone(),
+        })
     }
 
     /// The prompt file's session (`--prompts`, scored by the logit difference unless `--metric`

@@ -9,7 +9,7 @@ use interp::metric::Metric;
 use interp::output::{write_csv, write_json};
 use interp::patch::Direction;
 use interp::tokens::{PatchOptions, PatchTarget};
-use interp::{attribution_patching, AttributionOptions, ComponentKind, LnMode, Net};
+use interp::{attribution_patching, AttributionOptions, LnMode, Net};
 use serde_json::json;
 use std::str::FromStr;
 use std::time::Instant;
@@ -37,9 +37,9 @@ pub struct AttributeArgs {
 /// Runs `grokscope attribute`: writes `attribution.csv`, `attribution_summary.json` and
 /// `examples.jsonl` and prints the rank correlation with exact patching.
 pub fn run(args: AttributeArgs, ctx: &Ctx) -> Result<()> {
-    let (corruptions, positions) = args.patching.parse()?;
+    let corruptions = args.patching.corruptions()?;
     let direction = Direction::from_str(&args.direction)?;
-    let components: Vec<ComponentKind> = parse_all(&args.component)?;
+    let grid = args.patching.grid(parse_all(&args.component)?)?;
     let ln_mode = LnMode::from_str(&args.ln_mode)?;
     let opts = PatchOptions {
         ln_mode,
@@ -47,16 +47,14 @@ pub fn run(args: AttributeArgs, ctx: &Ctx) -> Result<()> {
         ..PatchOptions::new(direction)
     };
     if let Some(session) = args.patching.prompt_session(ctx)? {
-        let hooks = args.patching.session_hooks(&session, &components)?;
+        let hooks = args.patching.session_hooks(&session, &grid.components)?;
         return run_on_prompts(&session, &hooks, &opts);
     }
     let (opened, probe) = args.patching.open_corrupted(ctx, corruptions)?;
     let net = Net::new(&opened.checkpoint.model);
     let opts = AttributionOptions {
         direction,
-        components,
-        positions,
-        layers: args.patching.analysis.layers.clone(),
+        grid,
         ln_mode,
         max_rows: opts.max_rows,
     };

@@ -8,9 +8,7 @@ use interp::lens::default_targets;
 use interp::output::{write_csv, write_json};
 use interp::patch::{Direction, PatchResult};
 use interp::tokens::PatchOptions;
-use interp::{
-    patch_sweep, state_effect, ComponentKind, Net, PositionChoice, SweepMode, SweepOptions,
-};
+use interp::{patch_sweep, state_effect, CellGrid, Net, SweepMode, SweepOptions};
 use serde_json::json;
 use std::time::Instant;
 
@@ -34,19 +32,17 @@ pub struct PatchArgs {
 /// Runs `grokscope patch`: writes `patch.csv`, `state_effect.csv`, `patch_summary.json` and
 /// `examples.jsonl` to `--out` and prints the residual causal-strength grid of each corruption.
 pub fn run(args: PatchArgs, ctx: &Ctx) -> Result<()> {
-    let (corruptions, positions) = args.patching.parse()?;
+    let corruptions = args.patching.corruptions()?;
     let directions: Vec<Direction> = parse_all(&args.direction)?;
-    let components: Vec<ComponentKind> = parse_all(&args.component)?;
+    let grid = args.patching.grid(parse_all(&args.component)?)?;
     if let Some(session) = args.patching.prompt_session(ctx)? {
-        return run_on_prompts(&session, &args, &directions, &components, &positions);
+        return run_on_prompts(&session, &args, &directions, &grid);
     }
     let (opened, probe) = args.patching.open_corrupted(ctx, corruptions)?;
     let net = Net::new(&opened.checkpoint.model);
     let opts = SweepOptions {
         directions,
-        components,
-        positions,
-        layers: args.patching.analysis.layers.clone(),
+        grid,
         mode: sweep_mode(args.naive),
         max_rows: args.patching.analysis.read.max_rows,
         ..SweepOptions::default()
@@ -235,11 +231,10 @@ fn run_on_prompts(
     session: &PromptSession,
     args: &PatchArgs,
     directions: &[Direction],
-    components: &[ComponentKind],
-    positions: &[PositionChoice],
+    grid: &CellGrid,
 ) -> Result<()> {
-    let hooks = args.patching.session_hooks(session, components)?;
-    let sets = crate::cmd::prompts::position_sets(&session.batch, positions);
+    let hooks = args.patching.session_hooks(session, &grid.components)?;
+    let sets = crate::cmd::prompts::position_sets(&session.batch, &grid.positions);
     let targets = &crate::cmd::prompts::targets_of(&hooks, &sets, session.net().n_head());
     let max_rows = args.patching.analysis.read.max_rows;
     let net = session.net();

@@ -81,12 +81,20 @@ fn lens_like(
         let metrics = distinct(of_target.iter().map(|r| r.metric.as_str()));
         for metric in pick_metrics(&metrics) {
             let selected: Vec<&LensRow> = rows_where(&of_target, |r| r.metric == metric);
-            let grid = LensGrid::new(&selected);
-            let name = format!("{}_{}_{}", kind.file_prefix, slug(&target), slug(&metric));
-            figures.push(grid.step_heatmap(kind, &target, &metric, &name, out_dir, options)?);
-            if grid.steps.len() > 1 {
-                figures.push(grid.over_steps(kind, &target, &metric, &name, out_dir, options)?);
-                figures.extend(grid.by_layer(kind, &target, &metric, &name, out_dir, options)?);
+            let family = LensFigures {
+                grid: LensGrid::new(&selected),
+                kind,
+                target: &target,
+                metric: &metric,
+                label: metric_label(&metric),
+                name: format!("{}_{}_{}", kind.file_prefix, slug(&target), slug(&metric)),
+                out_dir,
+                options,
+            };
+            figures.push(family.step_heatmap()?);
+            if family.grid.steps.len() > 1 {
+                figures.push(family.over_steps()?);
+                figures.extend(family.by_layer()?);
             }
         }
     }
@@ -150,23 +158,34 @@ impl LensGrid {
             quantity,
         }
     }
+}
 
-    fn step_heatmap(
-        &self,
-        kind: Kind,
-        target: &str,
-        metric: &str,
-        name: &str,
-        out_dir: &Path,
-        options: &FigureOptions,
-    ) -> Result<Figure> {
-        let (step, note) = choose_step(&self.steps, options.step).unwrap_or((0, String::new()));
-        let values = self.matrix(step);
-        let label = metric_label(metric);
-        let scale = metric_scale(metric, values.iter().flatten().copied());
-        let path = out_dir.join(format!("{name}_step{step}.png"));
+/// The figures of one target and metric of a lens-layout file, and where they go.
+struct LensFigures<'a> {
+    /// The rows of this target and metric.
+    grid: LensGrid,
+    kind: Kind,
+    target: &'a str,
+    metric: &'a str,
+    /// The metric's axis label.
+    label: String,
+    /// File name stem `<prefix>_<target>_<metric>`.
+    name: String,
+    out_dir: &'a Path,
+    options: &'a FigureOptions,
+}
+
+impl LensFigures<'_> {
+    /// `<name>_step<N>.png`: layer × position at the chosen step.
+    fn step_heatmap(&self) -> Result<Figure> {
+        let (kind, target, label, grid) = (self.kind, self.target, &self.label, &self.grid);
+        let (step, note) =
+            choose_step(&grid.steps, self.options.step).unwrap_or((0, String::new()));
+        let values = grid.matrix(step);
+        let scale = metric_scale(self.metric, values.iter().flatten().copied());
+        let path = self.out_dir.join(format!("{}_step{step}.png", self.name));
         let title = format!("{}: {label} of {target}, step {step}", kind.title);
-        self.labels(label.clone())
+        grid.labels(label.clone())
             .save_heatmap(&path, title, values, scale)?;
         Ok(Figure {
             path,
@@ -179,25 +198,19 @@ impl LensGrid {
         })
     }
 
-    fn over_steps(
-        &self,
-        kind: Kind,
-        target: &str,
-        metric: &str,
-        name: &str,
-        out_dir: &Path,
-        options: &FigureOptions,
-    ) -> Result<Figure> {
-        let keep: Vec<u64> = saturation_step(&self.steps, options.saturation.as_ref())
+    /// `<name>_over_steps.png`: up to [`MAX_PANELS`] steps as small multiples, the saturation
+    /// checkpoint kept.
+    fn over_steps(&self) -> Result<Figure> {
+        let (kind, target, label, grid) = (self.kind, self.target, &self.label, &self.grid);
+        let keep: Vec<u64> = saturation_step(&grid.steps, self.options.saturation.as_ref())
             .into_iter()
             .collect();
-        let shown = spread_steps(&self.steps, MAX_PANELS, &keep);
-        let panels = step_panels(&shown, |s| self.matrix(s));
-        let label = metric_label(metric);
-        let scale = panels_scale(metric, &panels);
-        let path = out_dir.join(format!("{name}_over_steps.png"));
+        let shown = spread_steps(&grid.steps, MAX_PANELS, &keep);
+        let panels = step_panels(&shown, |s| grid.matrix(s));
+        let scale = panels_scale(self.metric, &panels);
+        let path = self.out_dir.join(format!("{}_over_steps.png", self.name));
         let title = format!("{} over training: {label} of {target}", kind.title);
-        self.labels(label.clone())
+        grid.labels(label.clone())
             .save_panels(&path, title, panels, scale, Some(4))?;
         Ok(Figure {
             path,
@@ -205,37 +218,31 @@ impl LensGrid {
                 "{label} of {target} under {} at {} of the {} checkpoints, on one colour scale.",
                 kind.what,
                 shown.len(),
-                self.steps.len()
+                grid.steps.len()
             ),
             section: kind.section,
         })
     }
 
-    /// One chart per position the target is read at (usually one: b at r1, r2 at r2, v1 at e1 …).
-    fn by_layer(
-        &self,
-        kind: Kind,
-        target: &str,
-        metric: &str,
-        name: &str,
-        out_dir: &Path,
-        options: &FigureOptions,
-    ) -> Result<Vec<Figure>> {
-        let positions = home_positions(target, &self.positions);
-        let label = metric_label(metric);
-        let (marker, saturation_text) = saturation_note(options.saturation.as_ref(), &self.steps);
+    /// `<name>_by_layer….png`: one chart per position the target is read at (usually one: b at
+    /// r1, r2 at r2, v1 at e1 …).
+    fn by_layer(&self) -> Result<Vec<Figure>> {
+        let (kind, target, label) = (self.kind, self.target, &self.label);
+        let positions = home_positions(target, &self.grid.positions);
+        let (marker, saturation_text) =
+            saturation_note(self.options.saturation.as_ref(), &self.grid.steps);
         let mut figures = Vec::new();
         for position in &positions {
-            let mut chart = self.layer_curves(kind, target, metric, position);
+            let mut chart = self.layer_curves(position);
             if let Some((x, text)) = &marker {
                 chart = chart.marker(*x, text.as_str());
             }
             let file = if positions.len() == 1 {
-                format!("{name}_by_layer.png")
+                format!("{}_by_layer.png", self.name)
             } else {
-                format!("{name}_by_layer_at_{}.png", slug(position))
+                format!("{}_by_layer_at_{}.png", self.name, slug(position))
             };
-            let path = out_dir.join(file);
+            let path = self.out_dir.join(file);
             chart.save(&path, chart.default_size())?;
             figures.push(Figure {
                 path,
@@ -253,28 +260,28 @@ impl LensGrid {
 
     /// One line per layer: the metric of `target` at `position` against the training step (log
     /// scale when at least two steps are positive), coloured from the first layer to the last.
-    fn layer_curves(&self, kind: Kind, target: &str, metric: &str, position: &str) -> LineChart {
-        let label = metric_label(metric);
-        let (x_scale, x_label) = step_axis(&self.steps);
+    fn layer_curves(&self, position: &str) -> LineChart {
+        let (target, label, grid) = (self.target, &self.label, &self.grid);
+        let (x_scale, x_label) = step_axis(&grid.steps);
         let mut chart = LineChart::new(
             format!(
                 "{}: {label} of {target} at position {position}, per layer",
-                kind.title
+                self.kind.title
             ),
             x_label,
-            label,
+            label.clone(),
         )
         .x_scale(x_scale)
         .legend_title("layer");
-        if is_unit_metric(metric) {
+        if is_unit_metric(self.metric) {
             chart = chart.y_range(-0.02, 1.02);
         }
-        let n = self.layers.len().max(2) - 1;
-        for (i, &layer) in self.layers.iter().enumerate() {
-            let points = self
+        let n = grid.layers.len().max(2) - 1;
+        for (i, &layer) in grid.layers.iter().enumerate() {
+            let points = grid
                 .steps
                 .iter()
-                .map(|&s| (s as f64, self.value(s, layer, position)))
+                .map(|&s| (s as f64, grid.value(s, layer, position)))
                 .collect();
             let color = ColorMap::Sequential.at(0.9 * i as f64 / n as f64);
             chart = chart.series(Series::new(format!("layer {layer}"), points, color));

@@ -124,34 +124,35 @@ impl RunInputs {
 
     /// Whether any analysis CSV file (lens, patch, attribution, dla, probe, attention) was found.
     pub fn has_analysis(&self) -> bool {
-        [
-            &self.lens,
-            &self.patch,
-            &self.attribution,
-            &self.dla,
-            &self.probe,
-            &self.attention,
-        ]
-        .iter()
-        .any(|p| p.is_some())
+        self.analyses().iter().any(|(csv, _)| csv.is_some())
     }
 
     /// The files that were found, in reading order.
     pub fn files(&self) -> Vec<&Path> {
-        let optional = [
-            &self.layer_norms,
-            &self.lens,
-            &self.patch,
-            &self.attribution,
-            &self.dla,
-            &self.probe,
-            &self.attention,
-        ];
+        let analyses = self.analyses().into_iter().map(|(csv, _)| csv);
         std::iter::once(self.metrics.as_path())
-            .chain(optional.into_iter().flatten().map(PathBuf::as_path))
+            .chain(self.layer_norms.as_deref())
+            .chain(analyses.flatten().map(PathBuf::as_path))
             .collect()
     }
+
+    /// Each analysis CSV file, when found, with the function drawing its figures, in drawing
+    /// order: lens, patch, attribution, dla, probe, attention.
+    fn analyses(&self) -> [(&Option<PathBuf>, AnalysisFigures); 6] {
+        [
+            (&self.lens, logit_lens),
+            (&self.patch, causal_tracing),
+            (&self.attribution, attribution_patching),
+            (&self.dla, direct_logit_attribution),
+            (&self.probe, probes),
+            (&self.attention, attention_patterns),
+        ]
+    }
 }
+
+/// The figure function of one analysis CSV file: `(csv, out_dir, options)` to the figures it
+/// wrote into `out_dir`.
+type AnalysisFigures = fn(&Path, &Path, &FigureOptions) -> Result<Vec<Figure>>;
 
 /// Draws every figure the run's files allow into `out_dir`.
 pub fn draw_run(
@@ -165,23 +166,10 @@ pub fn draw_run(
         ..options.clone()
     };
     let mut figures = training_curves(&inputs.metrics, inputs.layer_norms.as_deref(), out_dir)?;
-    if let Some(path) = &inputs.lens {
-        figures.extend(logit_lens(path, out_dir, &options)?);
-    }
-    if let Some(path) = &inputs.patch {
-        figures.extend(causal_tracing(path, out_dir, &options)?);
-    }
-    if let Some(path) = &inputs.attribution {
-        figures.extend(attribution_patching(path, out_dir, &options)?);
-    }
-    if let Some(path) = &inputs.dla {
-        figures.extend(direct_logit_attribution(path, out_dir, &options)?);
-    }
-    if let Some(path) = &inputs.probe {
-        figures.extend(probes(path, out_dir, &options)?);
-    }
-    if let Some(path) = &inputs.attention {
-        figures.extend(attention_patterns(path, out_dir, &options)?);
+    for (csv, draw) in inputs.analyses() {
+        if let Some(csv) = csv {
+            figures.extend(draw(csv, out_dir, &options)?);
+        }
     }
     Ok(figures)
 }

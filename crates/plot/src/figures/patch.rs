@@ -28,40 +28,25 @@ pub fn causal_tracing(
     out_dir: &Path,
     options: &FigureOptions,
 ) -> Result<Vec<Figure>> {
-    let rows = read_patch(patch_csv)?;
-    let mut figures = Vec::new();
-    for direction in directions_in_order(&rows) {
-        let of_direction: Vec<&PatchRow> =
-            rows.iter().filter(|r| r.direction == direction).collect();
+    per_direction(&read_patch(patch_csv)?, |direction, of_direction| {
         let metrics = distinct(of_direction.iter().map(|r| r.metric.as_str()));
-        let metric = primary_metric(&direction, &metrics);
-        let selected: Vec<&PatchRow> = of_direction
-            .into_iter()
-            .filter(|r| r.metric == metric)
-            .collect();
-        let steps = sorted_steps(&selected);
-        let Some((step, note)) = choose_step(&steps, options.step) else {
-            continue;
-        };
-        let at_step: Vec<&PatchRow> = rows_where(&selected, |r| r.step == step);
-        let context = Context {
-            direction: &direction,
-            metric: &metric,
-            step,
-            note: &note,
-            out_dir,
-        };
-        for corruption in roles_in_order(at_step.iter().map(|r| r.corruption.as_str())) {
-            let of_corruption: Vec<&PatchRow> =
-                rows_where(&at_step, |r| r.corruption == corruption);
-            figures.extend(context.per_corruption(&corruption, &of_corruption)?);
-            figures.extend(context.per_head(&corruption, &of_corruption)?);
+        let metric = primary_metric(direction, &metrics);
+        let selected = rows_where(of_direction, |r| r.metric == metric);
+        let mut figures = Vec::new();
+        if let Some((context, at_step)) =
+            Context::at_chosen_step(&selected, direction, &metric, out_dir, options.step)
+        {
+            for corruption in roles_in_order(at_step.iter().map(|r| r.corruption.as_str())) {
+                let of_corruption = rows_where(&at_step, |r| r.corruption == corruption);
+                figures.extend(context.per_corruption(&corruption, &of_corruption)?);
+                figures.extend(context.per_head(&corruption, &of_corruption)?);
+            }
+            figures.extend(circuit_figures(
+                &selected, direction, &metric, out_dir, options,
+            )?);
         }
-        figures.extend(circuit_figures(
-            &selected, &direction, &metric, out_dir, options,
-        )?);
-    }
-    Ok(figures)
+        Ok(figures)
+    })
 }
 
 /// Figures from attribution.csv: for each direction, corruption and metric at one step,
@@ -73,29 +58,30 @@ pub fn attribution_patching(
     out_dir: &Path,
     options: &FigureOptions,
 ) -> Result<Vec<Figure>> {
-    let rows = read_attribution(attribution_csv)?;
+    per_direction(
+        &read_attribution(attribution_csv)?,
+        |direction, of_direction| attribution_figures(direction, of_direction, out_dir, options),
+    )
+}
+
+/// The attribution figures of one direction's rows: one per corruption and metric, at the step
+/// chosen by `options.step`.
+fn attribution_figures(
+    direction: &str,
+    rows: &[&PatchRow],
+    out_dir: &Path,
+    options: &FigureOptions,
+) -> Result<Vec<Figure>> {
     let mut figures = Vec::new();
-    for direction in directions_in_order(&rows) {
-        let of_direction: Vec<&PatchRow> =
-            rows.iter().filter(|r| r.direction == direction).collect();
-        for corruption in roles_in_order(of_direction.iter().map(|r| r.corruption.as_str())) {
-            let of_corruption: Vec<&PatchRow> = rows_where(&of_direction, |r| {
-                r.corruption == corruption && !is_head(&r.component)
-            });
-            for metric in distinct(of_corruption.iter().map(|r| r.metric.as_str())) {
-                let selected: Vec<&PatchRow> = rows_where(&of_corruption, |r| r.metric == metric);
-                let Some((step, note)) = choose_step(&sorted_steps(&selected), options.step) else {
-                    continue;
-                };
-                let at_step: Vec<&PatchRow> =
-                    selected.into_iter().filter(|r| r.step == step).collect();
-                let context = Context {
-                    direction: &direction,
-                    metric: &metric,
-                    step,
-                    note: &note,
-                    out_dir,
-                };
+    for corruption in roles_in_order(rows.iter().map(|r| r.corruption.as_str())) {
+        let of_corruption = rows_where(rows, |r| {
+            r.corruption == corruption && !is_head(&r.component)
+        });
+        for metric in distinct(of_corruption.iter().map(|r| r.metric.as_str())) {
+            let selected = rows_where(&of_corruption, |r| r.metric == metric);
+            if let Some((context, at_step)) =
+                Context::at_chosen_step(&selected, direction, &metric, out_dir, options.step)
+            {
                 figures.push(context.attribution(&corruption, &at_step)?);
             }
         }
@@ -108,15 +94,36 @@ struct Context<'a> {
     direction: &'a str,
     metric: &'a str,
     step: u64,
-    note: &'a str,
+    /// Caption sentence when the step shown is not the one asked for; else empty.
+    note: String,
     out_dir: &'a Path,
 }
 
-impl Context<'_> {
+impl<'a> Context<'a> {
+    /// The context of `rows` (one direction and metric) at the checkpoint [`choose_step`] picks
+    /// for `wanted`, with the rows at that checkpoint; `None` when `rows` is empty.
+    fn at_chosen_step<'r>(
+        rows: &[&'r PatchRow],
+        direction: &'a str,
+        metric: &'a str,
+        out_dir: &'a Path,
+        wanted: Option<u64>,
+    ) -> Option<(Context<'a>, Vec<&'r PatchRow>)> {
+        let (step, note) = choose_step(&sorted_steps(rows), wanted)?;
+        let context = Context {
+            direction,
+            metric,
+            step,
+            note,
+            out_dir,
+        };
+        Some((context, rows_where(rows, |r| r.step == step)))
+    }
+
     /// One row of panels per method (exact, attribution) and one column per component, each
     /// `[layer][position]`, with the methods' rank agreement in the caption.
     fn attribution(&self, corruption: &str, rows: &[&PatchRow]) -> Result<Figure> {
-        let (direction, metric, step, note) = (self.direction, self.metric, self.step, self.note);
+        let (direction, metric, step, note) = (self.direction, self.metric, self.step, &self.note);
         let components = components_in_order(rows);
         let grid = Grid::new(rows, |r| {
             (
@@ -471,13 +478,8 @@ impl<'a> Circuit<'a> {
     /// `circuit_<direction>_step<A>_and_step<B>.png`: the two compared steps side by side.
     fn pair(&self, compared: &ComparedSteps) -> Result<Figure> {
         let (direction, label, explain) = (self.direction, &self.label, &self.explain);
-        let ComparedSteps {
-            from,
-            from_reason,
-            to,
-            to_note,
-        } = compared;
-        let (before, after) = (self.matrix(*from), self.matrix(*to));
+        let (from, to) = (compared.from, compared.to);
+        let (before, after) = (self.matrix(from), self.matrix(to));
         let scale = metric_scale(self.metric, before.iter().chain(&after).flatten().copied());
         let panels = vec![
             Panel {
@@ -499,7 +501,8 @@ impl<'a> Circuit<'a> {
         Ok(Figure {
             path,
             caption: format!(
-                "{label} per layer at step {from} ({from_reason}) and at step {to}.{explain}{to_note}"
+                "{label} per layer at step {from} ({}) and at step {to}.{explain}{}",
+                compared.from_reason, compared.to_note
             ),
             section: Section::CausalTracing,
         })
@@ -508,16 +511,11 @@ impl<'a> Circuit<'a> {
     /// `circuit_change_<direction>_step<A>_to_step<B>.png`: later minus earlier, diverging at 0.
     fn change(&self, compared: &ComparedSteps) -> Result<Figure> {
         let (direction, label, explain) = (self.direction, &self.label, &self.explain);
-        let ComparedSteps {
-            from,
-            from_reason,
-            to,
-            to_note,
-        } = compared;
+        let (from, to) = (compared.from, compared.to);
         let change: Vec<Vec<f64>> = self
-            .matrix(*from)
+            .matrix(from)
             .iter()
-            .zip(&self.matrix(*to))
+            .zip(&self.matrix(to))
             .map(|(b, a)| b.iter().zip(a).map(|(b, a)| a - b).collect())
             .collect();
         let scale = ColorScale::diverging_from(change.iter().flatten().copied());
@@ -531,11 +529,12 @@ impl<'a> Circuit<'a> {
         Ok(Figure {
             path,
             caption: format!(
-                "Change in {label} from step {from} ({from_reason}) to step {to}, per layer and \
-                 corrupted token, on a diverging scale centred at 0: green cells matter more at \
-                 step {to}, orange cells less. The paper's Fig. 4b/5b: during grokking the \
-                 causal link from the middle-layer r1 state (composition) or the e1 and a states \
-                 (comparison) to the prediction strengthens.{explain}{to_note}"
+                "Change in {label} from step {from} ({}) to step {to}, per layer and corrupted \
+                 token, on a diverging scale centred at 0: green cells matter more at step {to}, \
+                 orange cells less. The paper's Fig. 4b/5b: during grokking the causal link from \
+                 the middle-layer r1 state (composition) or the e1 and a states (comparison) to \
+                 the prediction strengthens.{explain}{}",
+                compared.from_reason, compared.to_note
             ),
             section: Section::CausalTracing,
         })
@@ -637,14 +636,25 @@ fn sorted_steps(rows: &[&PatchRow]) -> Vec<u64> {
     steps
 }
 
-fn directions_in_order(rows: &[PatchRow]) -> Vec<String> {
+/// The figures `draw` makes of each patching direction's rows of `rows`, direction by direction:
+/// noising first, then denoising, then any other.
+fn per_direction(
+    rows: &[PatchRow],
+    draw: impl Fn(&str, &[&PatchRow]) -> Result<Vec<Figure>>,
+) -> Result<Vec<Figure>> {
     let mut directions = distinct(rows.iter().map(|r| r.direction.as_str()));
     directions.sort_by_key(|d| match d.as_str() {
         "noising" => 0,
         "denoising" => 1,
         _ => 2,
     });
-    directions
+    let mut figures = Vec::new();
+    for direction in directions {
+        let of_direction: Vec<&PatchRow> =
+            rows.iter().filter(|r| r.direction == direction).collect();
+        figures.extend(draw(&direction, &of_direction)?);
+    }
+    Ok(figures)
 }
 
 /// Causal strength for noising (the paper), restoration for denoising, else the first present.
