@@ -115,13 +115,9 @@ impl Summary<'_> {
         agreements: &std::collections::BTreeMap<String, interp::attribution::Agreement>,
     ) -> serde_json::Value {
         let (opened, probe) = (self.opened, self.probe);
-        json!({
+        let fields = json!({
             "checkpoint": opened.path,
             "step": opened.step,
-            "data_dir": opened.data.dir,
-            "split": probe.spec.split,
-            "probe_size": probe.examples.len(),
-            "seed": probe.spec.seed,
             "direction": self.opts.direction.to_string(),
             "ln_mode": self.opts.ln_mode.to_string(),
             "metric": "logit_diff_delta",
@@ -130,7 +126,8 @@ impl Summary<'_> {
             "noise_scale": result.noise_scale,
             "baselines": result.baselines,
             "agreement": agreements,
-        })
+        });
+        crate::cmd::sample_summary(&opened.data.dir, probe, fields)
     }
 }
 

@@ -73,15 +73,15 @@ pub fn run(args: DlaArgs, ctx: &Ctx) -> Result<()> {
     probe.write_jsonl(&out.join("examples.jsonl"), &source.data.vocab)?;
     write_json(
         &out.join("dla_summary.json"),
-        &json!({
-            "data_dir": source.data.dir,
-            "split": probe.spec.split,
-            "probe_size": probe.examples.len(),
-            "seed": probe.spec.seed,
-            "alternative": args.alternative.as_deref().unwrap_or("runner-up"),
-            "ln": "cached final LayerNorm scale",
-            "checkpoints": steps,
-        }),
+        &crate::cmd::sample_summary(
+            &source.data.dir,
+            &probe,
+            json!({
+                "alternative": args.alternative.as_deref().unwrap_or("runner-up"),
+                "ln": "cached final LayerNorm scale",
+                "checkpoints": steps,
+            }),
+        ),
     )?;
     println!(
         "wrote dla.csv, dla_summary.json and examples.jsonl to {}",

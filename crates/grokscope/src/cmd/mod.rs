@@ -50,6 +50,26 @@ pub fn one_line(err: &anyhow::Error) -> String {
     line.replace('\n', " ")
 }
 
+/// A command's summary JSON: where its prompt sample came from (`data_dir`, `split`,
+/// `probe_size`, `seed`) with the command's own `fields` (an object) added. serde_json keeps
+/// keys sorted, so the order of the two parts does not show in the file.
+pub fn sample_summary(
+    data_dir: &std::path::Path,
+    probe: &interp::PromptSample,
+    fields: serde_json::Value,
+) -> serde_json::Value {
+    let mut summary = serde_json::json!({
+        "data_dir": data_dir,
+        "split": probe.spec.split,
+        "probe_size": probe.examples.len(),
+        "seed": probe.spec.seed,
+    });
+    if let (Some(map), serde_json::Value::Object(extra)) = (summary.as_object_mut(), fields) {
+        map.extend(extra);
+    }
+    summary
+}
+
 /// Takes the lock of the output folder `dir` (creating it) for a command that writes several
 /// files there, and removes the temporary files that killed runs left in it. The lock is held
 /// until the returned value is dropped.

@@ -110,20 +110,17 @@ fn summary(
             })
         })
         .collect();
-    json!({
+    let fields = json!({
         "checkpoint": opened.path,
         "step": opened.step,
-        "data_dir": opened.data.dir,
-        "split": probe.spec.split,
-        "probe_size": probe.examples.len(),
-        "seed": probe.spec.seed,
         "positions": probe.positions,
         "mode": format!("{:?}", opts.mode).to_lowercase(),
         "cells": result.cells.len(),
         "seconds": seconds,
         "noise_scale": result.noise_scale,
         "baselines": baselines,
-    })
+    });
+    crate::cmd::sample_summary(&opened.data.dir, probe, fields)
 }
 
 /// Prints, per corruption, the residual noising causal strength per layer and position set.

@@ -156,20 +156,20 @@ fn write_summary(
 ) -> Result<()> {
     write_json(
         &out.join("probe_summary.json"),
-        &json!({
-            "data_dir": data_dir,
-            "split": probe.spec.split,
-            "probe_size": probe.examples.len(),
-            "seed": probe.spec.seed,
-            "holdout": opts.holdout,
-            "solver": opts.fit.solver.to_string(),
-            "iterations": opts.fit.iterations,
-            "lr": opts.fit.lr,
-            "l2": opts.fit.l2,
-            "lens": "recompute",
-            "targets": targets,
-            "checkpoints": steps,
-        }),
+        &crate::cmd::sample_summary(
+            data_dir,
+            probe,
+            json!({
+                "holdout": opts.holdout,
+                "solver": opts.fit.solver.to_string(),
+                "iterations": opts.fit.iterations,
+                "lr": opts.fit.lr,
+                "l2": opts.fit.l2,
+                "lens": "recompute",
+                "targets": targets,
+                "checkpoints": steps,
+            }),
+        ),
     )?;
     Ok(())
 }
