@@ -15,7 +15,6 @@ use crate::prompt_sample::PromptSample;
 use crate::states::tokens_tensor;
 use crate::stats::mrr;
 use crate::tokens::{lens_readings, LensOptions, LensReading};
-use crate::tuned_lens::TunedLens;
 use ndarray::Array2;
 use std::fmt;
 use std::str::FromStr;
@@ -222,26 +221,23 @@ fn target_tokens(probe: &PromptSample, spec: &TargetSpec) -> Result<Vec<i64>> {
     Ok(out)
 }
 
-/// The logit lens of `targets` on the prompt sample's clean inputs at `layers` (`None`: `0..=L`),
-/// in chunks of at most `max_rows` examples; with `tuned`, the tuned lens (each state translated
-/// by its layer's translator before the readout).
+/// The logit lens of `targets` on the prompt sample's clean inputs at `opts.layers` (`None`:
+/// `0..=L`), in chunks of at most `opts.max_rows` examples; with `opts.tuned`, the tuned lens
+/// (each state translated by its layer's translator before the readout).
 pub fn logit_lens(
     net: &Net,
     probe: &PromptSample,
     targets: &[TargetSpec],
-    ln_mode: LnMode,
-    layers: Option<&[usize]>,
-    max_rows: usize,
-    tuned: Option<&TunedLens>,
+    opts: &LensOptions,
 ) -> Result<LensResult> {
-    let layers = net.layers_or_all(layers)?;
+    let layers = net.layers_or_all(opts.layers)?;
     let prepared = targets
         .iter()
         .map(|spec| TargetTokens::new(net, probe, spec))
         .collect::<Result<Vec<_>>>()?;
-    let values = lens_values(net, probe, &prepared, &layers, ln_mode, max_rows, tuned)?;
+    let values = lens_values(net, probe, &prepared, &layers, opts)?;
     Ok(LensResult {
-        ln_mode,
+        ln_mode: opts.ln_mode,
         targets: prepared
             .into_iter()
             .zip(values)
@@ -256,17 +252,16 @@ pub fn logit_lens(
     })
 }
 
-/// The values of every target at every layer of `layers`, `[layers, N]` per target (see
-/// [`TargetResult`]): one reading of the token lens ([`lens_readings`]) per target, each token
-/// scored by its 0-based rank and the three labels by Recall@3.
+/// The values of every target at every layer of `layers` (`opts.layers` checked and resolved),
+/// `[layers, N]` per target (see [`TargetResult`]): one reading of the token lens
+/// ([`lens_readings`]) per target, each token scored by its 0-based rank and the three labels by
+/// Recall@3.
 fn lens_values(
     net: &Net,
     probe: &PromptSample,
     targets: &[TargetTokens],
     layers: &[usize],
-    ln_mode: LnMode,
-    max_rows: usize,
-    tuned: Option<&TunedLens>,
+    opts: &LensOptions,
 ) -> Result<Vec<Array2<f64>>> {
     let n = probe.examples.len();
     let readings: Vec<LensReading> = targets
@@ -282,10 +277,8 @@ fn lens_values(
         })
         .collect();
     let opts = LensOptions {
-        ln_mode,
         layers: Some(layers),
-        max_rows,
-        tuned,
+        ..*opts
     };
     let rows = probe.examples.iter().map(|e| e.tokens.as_slice());
     let tokens = tokens_tensor(rows, net.device());

@@ -25,6 +25,7 @@ use crate::output::{
 };
 use crate::patch::{patch_sweep, CellGrid, Direction, PositionChoice, SweepMode, SweepOptions};
 use crate::prompt_sample::{default_corruptions, CorruptionSpec, PromptSample, SampleSpec};
+use crate::tokens::LensOptions;
 use model::token_map::RankOver;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
@@ -404,15 +405,11 @@ impl TraceContext<'_> {
         )?;
         let net = Net::new(&ckpt.model);
         let dir = self.step_dir(step);
-        let lens = logit_lens(
-            &net,
-            probe,
-            self.targets,
-            LnMode::Recompute,
-            None,
-            opts.max_rows,
-            None,
-        )?;
+        let lens_opts = LensOptions {
+            max_rows: opts.max_rows,
+            ..LensOptions::default()
+        };
+        let lens = logit_lens(&net, probe, self.targets, &lens_opts)?;
         write_csv(&dir.join("lens.csv"), &lens.rows(step))?;
         let patch = patch_sweep(&net, probe, &self.sweep)?;
         write_csv(&dir.join("patch.csv"), &patch.rows(step))?;

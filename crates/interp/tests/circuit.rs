@@ -163,10 +163,9 @@ fn single_edges_equal_explicit_tensor_code() {
     let w_v = block.attn.c_attn.weight.narrow(1, 2 * 16 + 8, 8);
     let b_v = block.attn.c_attn.bias.narrow(0, 2 * 16 + 8, 8);
     let v1 = (normed.matmul(&w_v) + b_v).unsqueeze(2);
-    let req = RunRequest {
-        interventions: vec![Intervention::new(HookPoint::V(1), Edit::Replace(v1)).heads(vec![1])],
-        ..RunRequest::default()
-    };
+    let req = RunRequest::intervene([
+        Intervention::new(HookPoint::V(1), Edit::Replace(v1)).heads(vec![1])
+    ]);
     let logits = tch::no_grad(|| net.gpt.run(&batch.clean, &req).unwrap().logits.select(1, 3));
     let want_v = mean(&answer_metric(&runs, &logits));
     // Edge m0 → m1: the last MLP recomputed from a patched input, then ln_f and the unembedding.

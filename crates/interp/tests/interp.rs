@@ -6,6 +6,7 @@ use common::{comparison, composition, config, random_model, scale_all_but_ln, te
 use interp::lens::{default_targets, logit_lens, TargetSpec, ANSWER};
 use interp::patch::{patch_sweep, Component, Direction, PatchResult};
 use interp::stats::Outcomes;
+use interp::tokens::LensOptions;
 use interp::{
     attribution_patching, AttributionOptions, CellGrid, ComponentKind, CorruptionSpec, InterpError,
     LnMode, Net, PositionChoice, PromptSample, SampleSpec, SweepMode, SweepOptions,
@@ -14,6 +15,15 @@ use model::{Checkpoint, HookPoint, RunRequest};
 use std::path::Path;
 use tasks::{CompositionParams, Dataset, TaskSpec};
 use tch::{Device, Kind, Tensor};
+
+/// Lens options: `ln_mode`, every layer, batches of `max_rows`, no tuned lens.
+fn lens_opts(ln_mode: LnMode, max_rows: usize) -> LensOptions<'static> {
+    LensOptions {
+        ln_mode,
+        max_rows,
+        ..LensOptions::default()
+    }
+}
 
 /// A random 3-layer model whose non-LayerNorm weights are scaled ×6 so that its predictions are
 /// peaked.
@@ -194,7 +204,7 @@ fn lens_at_the_last_layer_is_the_model_prediction() {
         position: "last".into(),
     }];
     for mode in [LnMode::Recompute, LnMode::CachedScale] {
-        let lens = logit_lens(&net, &p, &targets, mode, None, 7, None).unwrap();
+        let lens = logit_lens(&net, &p, &targets, &lens_opts(mode, 7)).unwrap();
         let t = &lens.targets[0];
         let tokens = Tensor::from_slice(
             &p.examples
@@ -361,7 +371,7 @@ fn lens_ranks_agree_with_explicit_tensor_code() {
     );
     let l_final = states.len() - 1;
     for mode in [LnMode::Recompute, LnMode::CachedScale] {
-        let lens = logit_lens(&net, &p, &targets, mode, None, 11, None).unwrap();
+        let lens = logit_lens(&net, &p, &targets, &lens_opts(mode, 11)).unwrap();
         for t in &lens.targets {
             for (li, &layer) in t.layers.iter().enumerate() {
                 let x = states[layer].select(1, t.pos as i64);
@@ -504,10 +514,7 @@ fn comparison_targets_corruptions_and_sweep() {
         &net,
         &p,
         &default_targets(&p),
-        LnMode::Recompute,
-        None,
-        64,
-        None,
+        &lens_opts(LnMode::Recompute, 64),
     )
     .unwrap();
     let rows = lens.rows(9);
@@ -616,10 +623,7 @@ fn three_hops_and_complex_tasks_have_their_targets_and_corruptions() {
         &net,
         &p,
         &default_targets(&p),
-        LnMode::Recompute,
-        None,
-        64,
-        None,
+        &lens_opts(LnMode::Recompute, 64),
     )
     .unwrap();
     assert!(lens.get("v1", "e1").is_some() && lens.get(ANSWER, "open").is_some());
@@ -714,19 +718,19 @@ fn bad_input_gives_clear_errors() {
     let ckpt = tiny_model(ds.vocab.len(), 9);
     let net = Net::new(&ckpt.model);
     let bad_role = vec!["zz@r1".parse::<TargetSpec>().unwrap()];
-    let err = logit_lens(&net, &p, &bad_role, LnMode::Recompute, None, 8, None).unwrap_err();
+    let err = logit_lens(&net, &p, &bad_role, &lens_opts(LnMode::Recompute, 8)).unwrap_err();
     assert!(matches!(err, InterpError::UnknownRole { .. }), "{err}");
     let bad_pos = vec!["b1@e2".parse::<TargetSpec>().unwrap()];
-    let err = logit_lens(&net, &p, &bad_pos, LnMode::Recompute, None, 8, None).unwrap_err();
+    let err = logit_lens(&net, &p, &bad_pos, &lens_opts(LnMode::Recompute, 8)).unwrap_err();
     assert!(matches!(err, InterpError::UnknownPosition { .. }), "{err}");
     let err = logit_lens(
         &net,
         &p,
         &default_targets(&p),
-        LnMode::Recompute,
-        Some(&[4]),
-        8,
-        None,
+        &LensOptions {
+            layers: Some(&[4]),
+            ..lens_opts(LnMode::Recompute, 8)
+        },
     )
     .unwrap_err();
     assert!(
@@ -924,8 +928,17 @@ fn tuned_lens_with_identity_translators_is_the_logit_lens_and_training_lowers_kl
     let targets = default_targets(&p);
     let identity = TunedLens::identity(net.n_layer(), net.d_model(), net.device());
     for mode in [LnMode::Recompute, LnMode::CachedScale] {
-        let plain = logit_lens(&net, &p, &targets, mode, None, 16, None).unwrap();
-        let tuned = logit_lens(&net, &p, &targets, mode, None, 16, Some(&identity)).unwrap();
+        let plain = logit_lens(&net, &p, &targets, &lens_opts(mode, 16)).unwrap();
+        let tuned = logit_lens(
+            &net,
+            &p,
+            &targets,
+            &LensOptions {
+                tuned: Some(&identity),
+                ..lens_opts(mode, 16)
+            },
+        )
+        .unwrap();
         assert_eq!(plain.rows(0), tuned.rows(0), "{mode:?}");
     }
 

@@ -361,6 +361,14 @@ impl RunRequest {
             ..RunRequest::default()
         }
     }
+
+    /// A request that applies these edits, in order, and captures nothing.
+    pub fn intervene(interventions: impl IntoIterator<Item = Intervention>) -> RunRequest {
+        RunRequest {
+            interventions: interventions.into_iter().collect(),
+            ..RunRequest::default()
+        }
+    }
 }
 
 /// The result of [`crate::Gpt::run`].

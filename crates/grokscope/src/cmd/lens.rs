@@ -7,6 +7,7 @@ use anyhow::Result;
 use interp::lens::{all_targets, default_targets, logit_lens, TargetSpec};
 use interp::metric::Metric;
 use interp::output::write_csv;
+use interp::tokens::LensOptions;
 use interp::tuned_lens::TunedLens;
 use interp::{LnMode, Net};
 use std::str::FromStr;
@@ -67,15 +68,13 @@ pub fn run(args: LensArgs, ctx: &Ctx) -> Result<()> {
         None => None,
     };
     let started = std::time::Instant::now();
-    let lens = logit_lens(
-        &net,
-        &probe,
-        &targets,
+    let opts = LensOptions {
         ln_mode,
-        args.analysis.layers.as_deref(),
-        args.analysis.read.max_rows,
-        tuned.as_ref(),
-    )?;
+        layers: args.analysis.layers.as_deref(),
+        max_rows: args.analysis.read.max_rows,
+        tuned: tuned.as_ref(),
+    };
+    let lens = logit_lens(&net, &probe, &targets, &opts)?;
     let seconds = started.elapsed().as_secs_f64();
     let out = &args.analysis.out;
     let _lock = crate::cmd::lock_output(out)?;

@@ -8,8 +8,9 @@ use anyhow::{bail, Result};
 use interp::lens::default_targets;
 use interp::output::write_csv;
 use interp::states::tokens_tensor;
+use interp::tokens::LensOptions;
 use interp::tuned_lens::{train_tuned_lens, TunedLensOptions, TunedLensReport};
-use interp::{logit_lens, LnMode, Net, PromptSample, SampleSpec};
+use interp::{logit_lens, Net, PromptSample, SampleSpec};
 use serde::Serialize;
 use std::path::Path;
 
@@ -76,15 +77,12 @@ pub fn run(args: TunedLensArgs, ctx: &Ctx) -> Result<()> {
     let targets = default_targets(&probe);
     let max_rows = args.analysis.read.max_rows;
     let [logit, tuned_result] = [None, Some(&tuned)].map(|translators| {
-        logit_lens(
-            &net,
-            &probe,
-            &targets,
-            LnMode::Recompute,
-            None,
+        let opts = LensOptions {
             max_rows,
-            translators,
-        )
+            tuned: translators,
+            ..LensOptions::default()
+        };
+        logit_lens(&net, &probe, &targets, &opts)
     });
     let (logit, tuned_result) = (logit?, tuned_result?);
     let out = &args.analysis.out;

@@ -248,10 +248,7 @@ fn replacing_an_activation_with_itself_changes_nothing() {
     let clean = ckpt.model.run(&toks, &capture_all(3)).unwrap();
     for hook in HookPoint::all(3) {
         let value = clean.cache[&hook].copy();
-        let req = RunRequest {
-            interventions: vec![Intervention::new(hook, Edit::Replace(value))],
-            ..Default::default()
-        };
+        let req = RunRequest::intervene([Intervention::new(hook, Edit::Replace(value))]);
         let out = ckpt.model.run(&toks, &req).unwrap();
         assert_close(
             &out.logits,
@@ -261,10 +258,7 @@ fn replacing_an_activation_with_itself_changes_nothing() {
         );
         let value = clean.cache[&hook].copy();
         let part = Intervention::new(hook, Edit::Replace(value.narrow(0, 1, 1))).rows([1]);
-        let req = RunRequest {
-            interventions: vec![part],
-            ..Default::default()
-        };
+        let req = RunRequest::intervene([part]);
         let out = ckpt.model.run(&toks, &req).unwrap();
         assert_close(
             &out.logits,
@@ -276,16 +270,7 @@ fn replacing_an_activation_with_itself_changes_nothing() {
     let pre = clean.cache[&HookPoint::ResidPre(1)].copy();
     let iv = Intervention::new(HookPoint::ResidPre(1), Edit::Replace(pre.narrow(1, 2, 2)))
         .positions([2, 3]);
-    let out = ckpt
-        .model
-        .run(
-            &toks,
-            &RunRequest {
-                interventions: vec![iv],
-                ..Default::default()
-            },
-        )
-        .unwrap();
+    let out = ckpt.model.run(&toks, &RunRequest::intervene([iv])).unwrap();
     assert_exact(
         &out.logits,
         &clean.logits,
@@ -316,16 +301,7 @@ fn an_intervention_on_one_row_leaves_the_others_untouched() {
     ];
     for iv in edits {
         let name = iv.hook.to_string();
-        let out = ckpt
-            .model
-            .run(
-                &toks,
-                &RunRequest {
-                    interventions: vec![iv],
-                    ..Default::default()
-                },
-            )
-            .unwrap();
+        let out = ckpt.model.run(&toks, &RunRequest::intervene([iv])).unwrap();
         for row in [0, 1, 3] {
             assert_exact(
                 &out.logits.get(row),
@@ -374,13 +350,7 @@ fn rows_of_one_batch_carry_different_interventions() {
             Intervention::new(HookPoint::ResidPre(layer), Edit::Replace(value)).positions([pos]);
         let single = ckpt
             .model
-            .run(
-                &clean,
-                &RunRequest {
-                    interventions: vec![iv],
-                    ..Default::default()
-                },
-            )
+            .run(&clean, &RunRequest::intervene([iv]))
             .unwrap();
         assert_close(
             &batched.logits.narrow(0, row as i64, 1),
@@ -485,20 +455,16 @@ fn edits_do_what_they_say() {
         .model
         .run(
             &toks,
-            &RunRequest {
-                interventions: vec![Intervention::new(HookPoint::Z(0), Edit::Zero).heads([2])],
-                ..Default::default()
-            },
+            &RunRequest::intervene([Intervention::new(HookPoint::Z(0), Edit::Zero).heads([2])]),
         )
         .unwrap();
     let head_r = ckpt
         .model
         .run(
             &toks,
-            &RunRequest {
-                interventions: vec![Intervention::new(HookPoint::Result(0), Edit::Zero).heads([2])],
-                ..Default::default()
-            },
+            &RunRequest::intervene(
+                [Intervention::new(HookPoint::Result(0), Edit::Zero).heads([2])],
+            ),
         )
         .unwrap();
     assert_close(
@@ -637,52 +603,34 @@ fn bad_requests_are_errors_not_panics() {
             "only 3 layers",
         ),
         (
-            RunRequest {
-                interventions: vec![Intervention::new(HookPoint::MlpOut(0), Edit::Zero).rows([2])],
-                ..Default::default()
-            },
+            RunRequest::intervene([Intervention::new(HookPoint::MlpOut(0), Edit::Zero).rows([2])]),
             "row index 2",
         ),
         (
-            RunRequest {
-                interventions: vec![
-                    Intervention::new(HookPoint::MlpOut(0), Edit::Zero).positions([5])
-                ],
-                ..Default::default()
-            },
+            RunRequest::intervene([
+                Intervention::new(HookPoint::MlpOut(0), Edit::Zero).positions([5])
+            ]),
             "position index 5",
         ),
         (
-            RunRequest {
-                interventions: vec![Intervention::new(HookPoint::Q(0), Edit::Zero).heads([4])],
-                ..Default::default()
-            },
+            RunRequest::intervene([Intervention::new(HookPoint::Q(0), Edit::Zero).heads([4])]),
             "head index 4",
         ),
         (
-            RunRequest {
-                interventions: vec![Intervention::new(HookPoint::MlpOut(0), Edit::Zero).heads([0])],
-                ..Default::default()
-            },
+            RunRequest::intervene([Intervention::new(HookPoint::MlpOut(0), Edit::Zero).heads([0])]),
             "per-head",
         ),
         (
-            RunRequest {
-                interventions: vec![
-                    Intervention::new(HookPoint::MlpOut(0), Edit::Zero).rows([1, 1])
-                ],
-                ..Default::default()
-            },
+            RunRequest::intervene([
+                Intervention::new(HookPoint::MlpOut(0), Edit::Zero).rows([1, 1])
+            ]),
             "duplicates",
         ),
         (
-            RunRequest {
-                interventions: vec![Intervention::new(
-                    HookPoint::ResidPre(1),
-                    Edit::Replace(Tensor::zeros([2, 5, 31], (Kind::Float, tch::Device::Cpu))),
-                )],
-                ..Default::default()
-            },
+            RunRequest::intervene([Intervention::new(
+                HookPoint::ResidPre(1),
+                Edit::Replace(Tensor::zeros([2, 5, 31], (Kind::Float, tch::Device::Cpu))),
+            )]),
             "does not broadcast",
         ),
         (
