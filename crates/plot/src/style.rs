@@ -53,8 +53,11 @@ pub(crate) fn font(size: f64, bold: bool) -> FontDesc<'static> {
     FontDesc::new(FontFamily::Name(FAMILY), size, style)
 }
 
-/// Width and height in pixels of `text` as drawn at `size`.
+/// Width and height in pixels of `text` as drawn at `size`. Registers the embedded font first, so
+/// that a figure measured before any PNG of the process was written is laid out like the rest (a
+/// font that fails to register measures 0 here and is reported when the PNG is written).
 pub(crate) fn text_size(text: &str, size: f64, bold: bool) -> (i32, i32) {
+    let _ = crate::font::ensure_registered();
     let (w, _) = font(size, bold).box_size(text).unwrap_or((0, 0));
     (w as i32, (size * 0.75).round() as i32)
 }
