@@ -11,7 +11,6 @@ use crate::error::{InterpError, Result};
 use crate::metric::{Metric, TokenSets};
 use crate::net::Net;
 use crate::prompt_sample::PromptSample;
-use crate::states::tokens_tensor;
 use crate::stats::to_i64;
 use crate::tokens::{best_other_tokens, dla, DlaValues, PromptBatch};
 use serde::{Deserialize, Serialize};
@@ -64,7 +63,7 @@ pub fn direct_logit_attribution(
 ) -> Result<DlaResult> {
     check_alternative(net, alternative)?;
     let device = net.device();
-    let tokens = tokens_tensor(probe.examples.iter().map(|e| e.tokens.as_slice()), device);
+    let tokens = probe.clean_tokens(device);
     let gold: Vec<i64> = probe.examples.iter().map(|e| i64::from(e.gold)).collect();
     let gold = Tensor::from_slice(&gold).to_device(device);
     let answer_pos = vec![probe.answer_pos as i64; probe.examples.len()];

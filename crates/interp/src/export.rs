@@ -16,7 +16,6 @@
 use crate::error::{InterpError, Result};
 use crate::net::{logits_at, Net, Rows};
 use crate::prompt_sample::PromptSample;
-use crate::states::tokens_tensor;
 use model::{HookPoint, RunRequest};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -58,10 +57,7 @@ pub fn capture(
     hooks: &[HookPoint],
     max_rows: usize,
 ) -> Result<Vec<(HookPoint, Tensor)>> {
-    let tokens = tokens_tensor(
-        probe.examples.iter().map(|e| e.tokens.as_slice()),
-        net.device(),
-    );
+    let tokens = probe.clean_tokens(net.device());
     let mut parts: Vec<Vec<Tensor>> = hooks.iter().map(|_| Vec::new()).collect();
     tch::no_grad(|| -> Result<()> {
         for rows in Rows::chunks(tokens.size()[0], max_rows as i64) {
@@ -115,13 +111,7 @@ pub fn export_activations(
     let ids = |f: &dyn Fn(&crate::prompt_sample::SampledPrompt) -> i64| {
         Tensor::from_slice(&probe.examples.iter().map(f).collect::<Vec<i64>>())
     };
-    tensors.push((
-        "tokens".into(),
-        tokens_tensor(
-            probe.examples.iter().map(|e| e.tokens.as_slice()),
-            Device::Cpu,
-        ),
-    ));
+    tensors.push(("tokens".into(), probe.clean_tokens(Device::Cpu)));
     tensors.push(("gold".into(), ids(&|e| i64::from(e.gold))));
     tensors.push(("index".into(), ids(&|e| e.index as i64)));
     let roles = probe.role_names();

@@ -12,7 +12,6 @@ use crate::metric::{Metric, TokenSets};
 use crate::net::{LnMode, Net};
 use crate::output::LensRow;
 use crate::prompt_sample::PromptSample;
-use crate::states::tokens_tensor;
 use crate::stats::mrr;
 use crate::tokens::{lens_readings, LensOptions, LensReading};
 use ndarray::Array2;
@@ -280,8 +279,7 @@ fn lens_values(
         layers: Some(layers),
         ..*opts
     };
-    let rows = probe.examples.iter().map(|e| e.tokens.as_slice());
-    let tokens = tokens_tensor(rows, net.device());
+    let tokens = probe.clean_tokens(net.device());
     Ok(lens_readings(net, &tokens, &readings, &opts)?.1)
 }
 

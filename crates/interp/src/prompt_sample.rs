@@ -239,6 +239,11 @@ pub fn noise_values(seed: u64, n: usize) -> Vec<f32> {
 }
 
 impl PromptSample {
+    /// The clean prompts of every example, `[N, T]` i64 on `device`.
+    pub fn clean_tokens(&self, device: tch::Device) -> tch::Tensor {
+        crate::states::tokens_tensor(self.examples.iter().map(|e| e.tokens.as_slice()), device)
+    }
+
     /// Draws the prompt sample of `spec` from `ds` and builds every corruption of `corruptions` for
     /// each example (the paper's rules through `tasks::corrupt`; noise corruptions get a seed).
     ///

@@ -27,8 +27,7 @@ impl States {
     /// The clean run of every example of `probe` (residual states and answer logits), in chunks
     /// of at most `max_rows` rows. Run it under `tch::no_grad`.
     pub fn of_sample(net: &Net, probe: &PromptSample, max_rows: usize) -> Result<States> {
-        let rows = probe.examples.iter().map(|e| e.tokens.as_slice());
-        let clean = tokens_tensor(rows, net.device());
+        let clean = probe.clean_tokens(net.device());
         States::compute(
             net,
             &clean,

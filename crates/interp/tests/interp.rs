@@ -279,11 +279,6 @@ fn explicit_forward(ckpt: &Checkpoint, tokens: &Tensor) -> Explicit {
     Explicit { states, patterns }
 }
 
-/// The prompt sample's inputs `[N, T]`.
-fn probe_tokens(p: &PromptSample) -> Tensor {
-    interp::states::tokens_tensor(p.examples.iter().map(|e| e.tokens.as_slice()), Device::Cpu)
-}
-
 /// Attention patterns on a tiny random model (captured in chunks): every row sums to 1 over the
 /// keys with zero weight on future keys, the mean and the first examples equal softmax(QKᵀ/√d)
 /// under the causal mask computed from the weights, and attention.csv rows hold exactly the keys
@@ -298,7 +293,7 @@ fn attention_patterns_equal_explicit_softmax_and_rows_sum_to_one() {
     let (l, h, t) = (3, 4, 3);
     assert_eq!(att.mean.size(), [l, h, t, t]);
     assert_eq!(att.examples.size(), [4, l, h, t, t]);
-    let explicit = tch::no_grad(|| explicit_forward(&ckpt, &probe_tokens(&p))).patterns;
+    let explicit = tch::no_grad(|| explicit_forward(&ckpt, &p.clean_tokens(Device::Cpu))).patterns;
     let explicit = Tensor::stack(&explicit, 1).to_kind(Kind::Double);
     let max_diff = |a: &Tensor, b: &Tensor| (a - b).abs().max().double_value(&[]);
     assert!(max_diff(&att.mean, &explicit.mean_dim(0, false, Kind::Double)) < 1e-5);

@@ -249,16 +249,7 @@ fn probes_on_a_model_decode_the_input_tokens_and_match_the_lens() {
     assert_eq!(r.get(0, "r2", "r2").unwrap().probe_acc, 1.0);
     // The lens at the last layer and position is the model's own prediction.
     let answer = r.targets.iter().find(|t| t.role == "answer").unwrap();
-    let tokens = Tensor::stack(
-        &probe
-            .examples
-            .iter()
-            .map(|e| {
-                Tensor::from_slice(&e.tokens.iter().map(|&t| i64::from(t)).collect::<Vec<_>>())
-            })
-            .collect::<Vec<_>>(),
-        0,
-    );
+    let tokens = probe.clean_tokens(Device::Cpu);
     let top1 = tch::no_grad(|| ckpt.model.forward_t(&tokens, false))
         .select(1, probe.answer_pos as i64)
         .argmax(-1, false);
@@ -335,18 +326,7 @@ fn dla_parts_add_up_to_the_logit_difference() {
                 assert_ne!(r.alt[i], e.gold);
             }
             // The logit difference is the model's own.
-            let tokens = Tensor::stack(
-                &probe
-                    .examples
-                    .iter()
-                    .map(|e| {
-                        Tensor::from_slice(
-                            &e.tokens.iter().map(|&t| i64::from(t)).collect::<Vec<_>>(),
-                        )
-                    })
-                    .collect::<Vec<_>>(),
-                0,
-            );
+            let tokens = probe.clean_tokens(Device::Cpu);
             let logits = tch::no_grad(|| ckpt.model.forward_t(&tokens, false))
                 .select(1, probe.answer_pos as i64);
             for (i, e) in probe.examples.iter().enumerate() {
@@ -422,16 +402,7 @@ fn exported_activations_equal_the_models_cache() {
         .unwrap()
         .into_iter()
         .collect();
-    let tokens = Tensor::stack(
-        &probe
-            .examples
-            .iter()
-            .map(|e| {
-                Tensor::from_slice(&e.tokens.iter().map(|&t| i64::from(t)).collect::<Vec<_>>())
-            })
-            .collect::<Vec<_>>(),
-        0,
-    );
+    let tokens = probe.clean_tokens(Device::Cpu);
     let out = tch::no_grad(|| {
         net.gpt
             .run(&tokens, &RunRequest::capture(hooks.iter().copied()))

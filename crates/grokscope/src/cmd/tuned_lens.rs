@@ -7,7 +7,6 @@ use crate::device::Ctx;
 use anyhow::{bail, Result};
 use interp::lens::default_targets;
 use interp::output::write_csv;
-use interp::states::tokens_tensor;
 use interp::tokens::LensOptions;
 use interp::tuned_lens::{train_tuned_lens, TunedLensOptions, TunedLensReport};
 use interp::{logit_lens, Net, PromptSample, SampleSpec};
@@ -69,10 +68,7 @@ pub fn run(args: TunedLensArgs, ctx: &Ctx) -> Result<()> {
     };
     let fit = PromptSample::build(&opened.data, &fit_spec, &[])?;
     let net = Net::new(&opened.checkpoint.model);
-    let fit_tokens = tokens_tensor(
-        fit.examples.iter().map(|e| e.tokens.as_slice()),
-        net.device(),
-    );
+    let fit_tokens = fit.clean_tokens(net.device());
     let (tuned, report) = train_tuned_lens(&net, &fit_tokens, &opts)?;
     let targets = default_targets(&probe);
     let max_rows = args.analysis.read.max_rows;
