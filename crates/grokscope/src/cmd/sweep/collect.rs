@@ -8,6 +8,7 @@ use anyhow::{Context, Result};
 use interp::TraceSummary;
 use plot::data::Metrics;
 use std::path::Path;
+use train::metrics::fmt_value;
 
 /// Test split of in-distribution inferred facts, and of out-of-distribution ones.
 const ID_SPLIT: &str = "test_inferred_iid";
@@ -92,7 +93,7 @@ pub fn table(sweep: &Sweep, points: &[Collected]) -> (Vec<String>, Vec<Vec<Strin
                 cells
                     .iter()
                     .find(|(n, _)| n == name)
-                    .map(|(_, v)| fmt(*v))
+                    .map(|(_, v)| fmt_value(*v))
                     .unwrap_or_default()
             }));
             row.push(c.error.clone().unwrap_or_default());
@@ -125,7 +126,11 @@ fn metric_cells(metrics: Option<&Metrics>) -> Vec<String> {
         .map(|s| format!("{s}_acc"))
         .unwrap_or_default();
     let (id, ood) = (format!("{ID_SPLIT}_acc"), format!("{OOD_SPLIT}_acc"));
-    let last = |col: &str| m.last_value(col).map(|(_, v)| fmt(v)).unwrap_or_default();
+    let last = |col: &str| {
+        m.last_value(col)
+            .map(|(_, v)| fmt_value(v))
+            .unwrap_or_default()
+    };
     let first = |col: &str| {
         m.first_step_at_least(col, MILESTONE)
             .map(|s| s.to_string())
@@ -146,7 +151,7 @@ fn metric_cells(metrics: Option<&Metrics>) -> Vec<String> {
         last(&ood),
         first(&train),
         first(&id),
-        best.map(|(_, v)| fmt(v)).unwrap_or_default(),
+        best.map(|(_, v)| fmt_value(v)).unwrap_or_default(),
         best.map(|(s, _)| (s as u64).to_string())
             .unwrap_or_default(),
     ]
@@ -176,11 +181,6 @@ fn trace_cells(trace: Option<&TraceSummary>) -> Vec<(String, f64)> {
         }
     }
     cells
-}
-
-/// A number as metrics.csv writes it.
-fn fmt(v: f64) -> String {
-    train::metrics::fmt_value(v)
 }
 
 /// Writes a table of formatted fields (`sweep.csv`, `seeds.csv`, `signals.csv`) atomically.
