@@ -1,14 +1,12 @@
 //! `gelu_new`, GPT-2's tanh-approximation GELU: `0.5 x (1 + tanh(√(2/π) (x + 0.044715 x³)))`.
 //!
 //! On CPU `f32` tensors one pass computes the value and, when autograd needs it, the derivative;
-//! libtorch's kernel evaluates `tanh` at scalar speed here and its backward evaluates it again
-//! (together ≈ 5 ms for a `[2048, 512]` activation on 2 threads of this project's VM, against
-//! ≈ 1.5 ms for this pass on one thread plus ≈ 0.5 ms for the `addcmul` and the backward's
-//! multiplies). It uses
-//! `0.5 (1 + tanh(u)) = σ(2u)`, so the value is `x σ(z)` with `z = 2u`, and the derivative
-//! `σ(z) + x σ(z) (1 − σ(z)) z'` with `z' = 2√(2/π) (1 + 3 · 0.044715 x²)`. Autograd sees
-//! `offset + x · slope` (`offset = value − x · slope`, both detached), whose gradient with respect
-//! to `x` is exactly `slope`; its value equals the GELU up to one rounding of that sum.
+//! libtorch's kernel evaluates `tanh` at scalar speed and its backward evaluates it again
+//! (measurements in docs/training.md). It uses `0.5 (1 + tanh(u)) = σ(2u)`, so the value is
+//! `x σ(z)` with `z = 2u`, and the derivative `σ(z) + x σ(z) (1 − σ(z)) z'` with
+//! `z' = 2√(2/π) (1 + 3 · 0.044715 x²)`. Autograd sees `offset + x · slope`
+//! (`offset = value − x · slope`, both detached), whose gradient with respect to `x` is exactly
+//! `slope`; its value equals the GELU up to one rounding of that sum.
 //! Other devices and dtypes use libtorch's `gelu(approximate = "tanh")`.
 
 use tch::{Device, Kind, Tensor};

@@ -9,10 +9,7 @@
 //! libtorch and MKL run every op on the calling thread. Each shard's gradients come back from
 //! autograd (not accumulated into `.grad`) and are summed in shard order, so a step depends only
 //! on the number of shards, never on which thread ran which shard: sharded runs are deterministic.
-//!
-//! In `examples/profile_step.rs` (tiny-composition, batch 512, 2 threads), nine alternating pairs
-//! of sharded and one-pass steps gave a median 1.05× (0.90–1.16: this VM's speed drifts by ±10%
-//! between runs); libgomp's wait loop fell from 14% to 3% of `perf` samples.
+//! What this gains is measured with `examples/profile_step.rs` (docs/training.md).
 
 use crate::config::Precision;
 use crate::error::{Result, TrainError};
