@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{make_data, read_csv, run_err, run_ok, s, scratch};
+use common::{read_csv, run_err, run_ok, s, scratch};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
@@ -18,26 +18,6 @@ const EDGE_FILES: [&str; 6] = [
     "circuit_saturation.png",
     "circuit_end.png",
 ];
-
-/// Trains a 2-layer miniature with checkpoints at steps 30 and 60 in `dir/run`.
-fn train_two_checkpoints(dir: &Path) -> std::path::PathBuf {
-    let data = dir.join("data");
-    let run_dir = dir.join("run");
-    make_data(&data, "1");
-    let sets = [
-        "steps=60",
-        "eval_every=30",
-        "checkpoints=steps:30,60",
-        "d_model=32",
-        "d_mlp=64",
-        "n_layer=2",
-        "batch_size=64",
-        "warmup_steps=10",
-    ];
-    let args = common::tiny_train_args(&data, &run_dir, &sets);
-    run_ok(&args);
-    run_dir
-}
 
 /// An edge's name: sender, receiver, position.
 fn key(row: &BTreeMap<String, String>) -> (String, String, String) {
@@ -84,7 +64,7 @@ fn check_steps(out: &Path) -> BTreeMap<String, BTreeSet<(String, String, String)
 #[test]
 fn trace_edges_over_checkpoints() {
     let dir = scratch("trace_edges");
-    let run_dir = train_two_checkpoints(&dir);
+    let run_dir = common::train_miniature_run(&dir, "steps:30,60");
     let out = dir.join("trace");
     let base = [
         "--threads",

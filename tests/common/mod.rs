@@ -83,13 +83,21 @@ pub fn make_data(out: &Path, seed: &str) {
 /// Trains the miniature checkpoint of tests/golden.rs (2 layers, 60 steps) in `dir/run`, its data in
 /// `dir/data`, and returns its `model.safetensors`.
 pub fn train_miniature(dir: &Path) -> PathBuf {
+    train_miniature_run(dir, "steps:60").join("step-60/model.safetensors")
+}
+
+/// Trains the miniature run (2 layers, d_model 32, 60 steps, evaluated every 30) in `dir/run`
+/// with its data in `dir/data` and the checkpoints `checkpoints` (a `checkpoints=` value such as
+/// `steps:30,60`); returns the run folder.
+pub fn train_miniature_run(dir: &Path, checkpoints: &str) -> PathBuf {
     let data = dir.join("data");
     let run_dir = dir.join("run");
     make_data(&data, "1");
+    let checkpoints = format!("checkpoints={checkpoints}");
     let sets = [
         "steps=60",
         "eval_every=30",
-        "checkpoints=steps:60",
+        &checkpoints,
         "d_model=32",
         "d_mlp=64",
         "n_layer=2",
@@ -97,7 +105,7 @@ pub fn train_miniature(dir: &Path) -> PathBuf {
         "warmup_steps=10",
     ];
     run_ok(&tiny_train_args(&data, &run_dir, &sets));
-    run_dir.join("step-60/model.safetensors")
+    run_dir
 }
 
 /// The arguments of a small CPU training run: `--threads 1 train --preset tiny-composition --data
