@@ -47,47 +47,35 @@ fn csv_values(path: &Path, keys: &[&str], filter: &[(&str, &str)]) -> BTreeMap<V
     out
 }
 
+/// Runs `grokscope --threads 1 COMMAND --checkpoint CKPT --out OUT REST…` and returns its stdout.
+fn run_on(command: &str, ckpt: &Path, out: &Path, rest: &[&str]) -> String {
+    let head = [
+        "--threads",
+        "1",
+        command,
+        "--checkpoint",
+        s(ckpt),
+        "--out",
+        s(out),
+    ];
+    run_ok(&[&head[..], rest].concat())
+}
+
 #[test]
 fn prompt_lens_and_patch_reproduce_the_task_analyses_on_the_same_examples() {
     let dir = scratch("prompts-agree");
     let ckpt = train_miniature(&dir);
     let task = dir.join("task");
-    let base = ["--threads", "1"];
-    run_ok(
-        &[
-            &base[..],
-            &[
-                "lens",
-                "--checkpoint",
-                s(&ckpt),
-                "--out",
-                s(&task),
-                "--size",
-                "20",
-                "--target",
-                "answer@last",
-            ],
-        ]
-        .concat(),
+    run_on(
+        "lens",
+        &ckpt,
+        &task,
+        &["--size", "20", "--target", "answer@last"],
     );
     let prompts = dir.join("lens.jsonl");
     prompts_from_examples(&task.join("examples.jsonl"), None, &prompts);
     let mine = dir.join("mine");
-    run_ok(
-        &[
-            &base[..],
-            &[
-                "lens",
-                "--checkpoint",
-                s(&ckpt),
-                "--out",
-                s(&mine),
-                "--prompts",
-                s(&prompts),
-            ],
-        ]
-        .concat(),
-    );
+    run_on("lens", &ckpt, &mine, &["--prompts", s(&prompts)]);
     let want = csv_values(
         &task.join("lens.csv"),
         &["layer"],
@@ -107,34 +95,23 @@ fn prompt_lens_and_patch_reproduce_the_task_analyses_on_the_same_examples() {
         );
     }
 
-    run_ok(
+    run_on(
+        "patch",
+        &ckpt,
+        &task,
         &[
-            &base[..],
-            &[
-                "patch",
-                "--checkpoint",
-                s(&ckpt),
-                "--out",
-                s(&task),
-                "--size",
-                "20",
-                "--corruption",
-                "h",
-                "--direction",
-                "noising",
-                "--positions",
-                "each",
-            ],
-        ]
-        .concat(),
+            "--size",
+            "20",
+            "--corruption",
+            "h",
+            "--direction",
+            "noising",
+            "--positions",
+            "each",
+        ],
     );
     prompts_from_examples(&task.join("examples.jsonl"), Some("h"), &prompts);
     let args = [
-        "patch",
-        "--checkpoint",
-        s(&ckpt),
-        "--out",
-        s(&mine),
         "--prompts",
         s(&prompts),
         "--metric",
@@ -144,7 +121,7 @@ fn prompt_lens_and_patch_reproduce_the_task_analyses_on_the_same_examples() {
         "--positions",
         "each",
     ];
-    run_ok(&[&base[..], &args[..]].concat());
+    run_on("patch", &ckpt, &mine, &args);
     let want = csv_values(
         &task.join("patch.csv"),
         &["layer", "position"],
@@ -184,21 +161,15 @@ fn every_prompt_command_writes_its_csv_and_dla_parts_sum_to_the_total() {
         "{\"clean\": \"<e_3> <r_1> <r_4>\", \"corrupted\": \"<e_3> <r_5> <r_4>\", \"answer\": [\"<e_8>\", \"<e_11>\"]}\n",
     )).unwrap();
     let out = dir.join("out");
-    let common = [
-        "--checkpoint",
-        s(&ckpt),
-        "--out",
-        s(&out),
-        "--prompts",
-        s(&prompts),
-    ];
-    let stdout = run_ok(
-        &[
-            &["attribute", "--hook", "blocks.*.hook_resid_pre"][..],
-            &common[..],
-        ]
-        .concat(),
-    );
+    let on_prompts = |command: &str, rest: &[&str]| {
+        run_on(
+            command,
+            &ckpt,
+            &out,
+            &[rest, &["--prompts", s(&prompts)]].concat(),
+        )
+    };
+    let stdout = on_prompts("attribute", &["--hook", "blocks.*.hook_resid_pre"]);
     assert!(stdout.contains("Spearman with exact patching"), "{stdout}");
     let rows = std::fs::read_to_string(out.join("prompt_attribution.csv")).unwrap();
     assert_eq!(
@@ -206,19 +177,8 @@ fn every_prompt_command_writes_its_csv_and_dla_parts_sum_to_the_total() {
         1 + 2 * 3,
         "two hooks at three positions: {rows}"
     );
-    run_ok(
-        &[
-            &[
-                "patch",
-                "--hook",
-                "blocks.1.attn.hook_pattern",
-                "--positions",
-                "all",
-            ][..],
-            &common[..],
-        ]
-        .concat(),
-    );
+    let pattern_patch = ["--hook", "blocks.1.attn.hook_pattern", "--positions", "all"];
+    on_prompts("patch", &pattern_patch);
     let patched = csv_values(
         &out.join("prompt_patch.csv"),
         &["direction", "target"],
@@ -229,14 +189,7 @@ fn every_prompt_command_writes_its_csv_and_dla_parts_sum_to_the_total() {
         2 * (2 + 4),
         "clean, corrupted and 4 heads per direction: {patched:?}"
     );
-    let pattern_patch = [
-        "patch",
-        "--hook",
-        "blocks.1.attn.hook_pattern",
-        "--positions",
-        "all",
-    ];
-    run_ok(&[&pattern_patch[..], &["--naive"], &common[..]].concat());
+    on_prompts("patch", &[&pattern_patch[..], &["--naive"]].concat());
     let naive = csv_values(
         &out.join("prompt_patch.csv"),
         &["direction", "target"],
@@ -256,13 +209,12 @@ fn every_prompt_command_writes_its_csv_and_dla_parts_sum_to_the_total() {
     // With ln_final's scale frozen the logit difference is linear in the final state, so
     // attribution patching there is exact.
     let cached = [
-        "attribute",
         "--ln-mode",
         "cached-scale",
         "--hook",
         "blocks.1.hook_resid_post",
     ];
-    run_ok(&[&cached[..], &common[..]].concat());
+    on_prompts("attribute", &cached);
     let rows = std::fs::read_to_string(out.join("prompt_attribution.csv")).unwrap();
     let header: Vec<&str> = rows.lines().next().unwrap().split(',').collect();
     let column = |name: &str| header.iter().position(|h| *h == name).unwrap();
@@ -278,7 +230,7 @@ fn every_prompt_command_writes_its_csv_and_dla_parts_sum_to_the_total() {
             "attribution {a} vs exact {e}: {line}"
         );
     }
-    run_ok(&[&["dla"][..], &common[..]].concat());
+    on_prompts("dla", &[]);
     let parts = csv_values(
         &out.join("prompt_dla.csv"),
         &["component"],
