@@ -431,14 +431,7 @@ fn damaged_checkpoints_are_detected() {
     let at = data_offset(&model) + 100;
     bytes[at] ^= 0x01;
     std::fs::write(&model, &bytes).unwrap();
-    let out = run(&["verify", s(&run_dir)]);
-    assert_eq!(out.status.code(), Some(2));
-    assert!(
-        line_of(&stdout(&out), "step-20 ").contains("BAD: model.safetensors has changed"),
-        "{}",
-        stdout(&out)
-    );
-    assert!(stderr(&out).contains("delete step-20"), "{}", stderr(&out));
+    assert_verify_condemns(&run_dir, "step-20", "BAD: model.safetensors has changed");
 
     // NaN in the weights, in a checkpoint that records no hashes (as older ones do).
     let state = run_dir.join("step-40/state.json");
@@ -462,6 +455,23 @@ fn damaged_checkpoints_are_detected() {
     assert!(err.contains("holds NaN or infinite values"), "{err}");
 }
 
+/// `grokscope verify RUN` exits 2, says `why` on the line of checkpoint folder `step` and tells
+/// to delete that folder.
+fn assert_verify_condemns(run_dir: &Path, step: &str, why: &str) {
+    let out = run(&["verify", s(run_dir)]);
+    assert_eq!(out.status.code(), Some(2));
+    let printed = stdout(&out);
+    assert!(
+        line_of(&printed, &format!("{step} ")).contains(why),
+        "{printed}"
+    );
+    assert!(
+        stderr(&out).contains(&format!("delete {step}")),
+        "{}",
+        stderr(&out)
+    );
+}
+
 /// A `metrics.csv` cut short (as two writers used to leave it) is found by `verify`, and doing
 /// what it says (delete the step folders it names, run the same `train` again) repairs the run.
 #[test]
@@ -472,14 +482,7 @@ fn a_cut_short_log_is_found_and_repaired_as_verify_says() {
     let text = std::fs::read_to_string(&metrics).unwrap();
     let kept: Vec<&str> = text.lines().filter(|l| !l.starts_with("40,")).collect();
     std::fs::write(&metrics, kept.join("\n") + "\n").unwrap();
-    let out = run(&["verify", s(&run_dir)]);
-    assert_eq!(out.status.code(), Some(2));
-    assert!(
-        line_of(&stdout(&out), "step-40 ").contains("BAD: metrics.csv has no row"),
-        "{}",
-        stdout(&out)
-    );
-    assert!(stderr(&out).contains("delete step-40"), "{}", stderr(&out));
+    assert_verify_condemns(&run_dir, "step-40", "BAD: metrics.csv has no row");
 
     std::fs::remove_dir_all(run_dir.join("step-40")).unwrap();
     let args = train_args(&fixture().data, &run_dir, 40);
