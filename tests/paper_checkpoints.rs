@@ -75,21 +75,19 @@ fn eval_table(checkpoint: &Path, data: &Path, extra: &[&str]) -> Vec<String> {
         .collect()
 }
 
+/// `grokscope export-hf` of `ckpt` into `folder` in the layout of the paper's released runs.
+fn export_paper_layout(ckpt: &Path, folder: &Path) {
+    let args = ["export-hf", "--checkpoint", s(ckpt), "--out", s(folder)];
+    run_ok(&[&args[..], &["--layout", "paper"]].concat());
+}
+
 #[test]
 fn the_paper_layout_is_analysed_like_the_original() {
     let dir = scratch("paper-layout");
     let (data, ckpt) = tiny_run(&dir, "40");
     let paper_run = dir.join("paper-run");
     let folder = paper_run.join("checkpoint-40");
-    run_ok(&[
-        "export-hf",
-        "--checkpoint",
-        s(&ckpt),
-        "--out",
-        s(&folder),
-        "--layout",
-        "paper",
-    ]);
+    export_paper_layout(&ckpt, &folder);
     let config: serde_json::Value =
         serde_json::from_str(&read(&folder.join("config.json"))).unwrap();
     let tokens: Vec<String> = serde_json::from_str(&read(&data.join("vocab.json"))).unwrap();
@@ -200,15 +198,7 @@ fn bad_tokenizer_files_and_configs_are_one_line_errors() {
     let dir = scratch("paper-errors");
     let (data, ckpt) = tiny_run(&dir, "40");
     let folder = dir.join("exported");
-    run_ok(&[
-        "export-hf",
-        "--checkpoint",
-        s(&ckpt),
-        "--out",
-        s(&folder),
-        "--layout",
-        "paper",
-    ]);
+    export_paper_layout(&ckpt, &folder);
     let lens = |folder: &Path, data: &Path| {
         let args = [
             "lens",
