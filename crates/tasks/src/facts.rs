@@ -49,13 +49,13 @@ struct Source {
 /// The files a dataset's facts are rebuilt from (train.json first), with the task kind and
 /// vocabulary their records are read with.
 #[derive(Clone, Copy)]
-struct Input<'a> {
+struct SourceFiles<'a> {
     kind: TaskKind,
     vocab: &'a Vocab,
     files: &'a [(&'a Path, &'a [Example])],
 }
 
-impl<'a> Input<'a> {
+impl<'a> SourceFiles<'a> {
     /// The atomic records (`atomic`) or the inferred ones of every file, in file order.
     fn records(&self, atomic: bool) -> impl Iterator<Item = (Source, &'a Example)> + '_ {
         self.files
@@ -80,7 +80,7 @@ impl<'a> Input<'a> {
     }
 
     /// `<file name> record <N>`, for messages that point at a second record.
-    fn where_(&self, source: Source) -> String {
+    fn locate(&self, source: Source) -> String {
         let path = self.files[source.file].0;
         let name = path.file_name().map_or(path, Path::new);
         format!("{} record {}", name.display(), source.record + 1)
@@ -136,13 +136,13 @@ impl Facts {
         files: &[(&Path, &[Example])],
     ) -> Result<Facts> {
         let mut facts = Facts::default();
-        let input = Input { kind, vocab, files };
+        let sources = SourceFiles { kind, vocab, files };
         let comparing = !matches!(kind, TaskKind::Composition { .. });
-        facts.collect_atomic(&input)?;
+        facts.collect_atomic(&sources)?;
         if comparing {
-            facts.learn_labels(&input)?;
+            facts.learn_labels(&sources)?;
         } else {
-            facts.check_chains(&input)?;
+            facts.check_chains(&sources)?;
         }
         facts.mark_training_use(kind, files[0].1);
         facts.index_id_facts(comparing);
@@ -152,10 +152,10 @@ impl Facts {
     /// Records every atomic record of `files` as a fact (train.json's as stated in training),
     /// failing on two objects for the same (head|entity, relation|attribute); comparison and
     /// complex values must be number tokens `<N>`, whose numbers are kept.
-    fn collect_atomic(&mut self, input: &Input) -> Result<()> {
-        let Input { kind, vocab, .. } = *input;
+    fn collect_atomic(&mut self, sources: &SourceFiles) -> Result<()> {
+        let SourceFiles { kind, vocab, .. } = *sources;
         let comparing = !matches!(kind, TaskKind::Composition { .. });
-        for (source, ex) in input.records(true) {
+        for (source, ex) in sources.records(true) {
             let (left, right) = atomic_key(kind, ex.prompt());
             let entry = self.atomic.entry(pair_key(left, right)).or_insert(Fact {
                 object: ex.answer,
@@ -165,7 +165,7 @@ impl Facts {
             });
             if entry.object != ex.answer {
                 let what = if comparing { "values" } else { "tails" };
-                return Err(input.record_error(
+                return Err(sources.record_error(
                     source,
                     format!(
                         "two different {what} for ({}, {}): `{}` here, `{}` in {}",
@@ -173,14 +173,14 @@ impl Facts {
                         vocab.token(right),
                         vocab.token(ex.answer),
                         vocab.token(entry.object),
-                        input.where_(entry.source)
+                        sources.locate(entry.source)
                     ),
                 ));
             }
             entry.in_train |= source.file == 0;
             if comparing {
                 let number = value_number(vocab.token(ex.answer)).ok_or_else(|| {
-                    input.record_error(
+                    sources.record_error(
                         source,
                         format!(
                             "value `{}` is not a number token <N>",
@@ -225,8 +225,8 @@ impl Facts {
 
     /// Composition: every inferred answer must equal the tail its chain reaches, when the
     /// chain's facts are all known.
-    fn check_chains(&self, input: &Input) -> Result<()> {
-        let Input { kind, vocab, files } = *input;
+    fn check_chains(&self, sources: &SourceFiles) -> Result<()> {
+        let SourceFiles { kind, vocab, files } = *sources;
         for (file, (_, examples)) in files.iter().enumerate() {
             let bad = examples
                 .par_iter()
@@ -241,7 +241,7 @@ impl Facts {
                 });
             if let Some((record, tail)) = bad {
                 let ex = &examples[record];
-                return Err(input.record_error(
+                return Err(sources.record_error(
                     Source { file, record },
                     format!(
                         "answer `{}` does not follow from the atomic facts, which lead from \
@@ -258,10 +258,10 @@ impl Facts {
 
     /// Comparison/complex: learns the label token of each (attribute, ordering) from the inferred
     /// records whose values are known, and fails on two labels for the same outcome.
-    fn learn_labels(&mut self, input: &Input) -> Result<()> {
-        let vocab = input.vocab;
+    fn learn_labels(&mut self, sources: &SourceFiles) -> Result<()> {
+        let vocab = sources.vocab;
         let mut first_seen: HashMap<(u32, Ordering), Source> = HashMap::new();
-        for (source, ex) in input.records(false) {
+        for (source, ex) in sources.records(false) {
             let (attribute, e1, e2) = comparison_operands(ex.prompt());
             let Some(ordering) = self.ordering(attribute, e1, e2) else {
                 continue;
@@ -272,14 +272,14 @@ impl Facts {
                 .or_insert(ex.answer);
             let first = *first_seen.entry((attribute, ordering)).or_insert(source);
             if label != ex.answer {
-                return Err(input.record_error(
+                return Err(sources.record_error(
                     source,
                     format!(
                         "label `{}` contradicts `{}` in {} for the same comparison \
                              ({} {} {} by the atomic values)",
                         vocab.token(ex.answer),
                         vocab.token(label),
-                        input.where_(first),
+                        sources.locate(first),
                         vocab.token(e1),
                         match ordering {
                             Ordering::Less => "<",
