@@ -42,6 +42,17 @@ fn probe(ds: &Dataset, corruptions: &[&str], size: usize) -> PromptSample {
     PromptSample::build(ds, &spec, &specs).unwrap()
 }
 
+/// `size` prompts of `split` (seed 0) with the task's default corruptions.
+fn default_sample(ds: &Dataset, split: &str, size: usize) -> PromptSample {
+    let spec = SampleSpec {
+        split: split.into(),
+        size: Some(size),
+        seed: 0,
+        indices: None,
+    };
+    PromptSample::build(ds, &spec, &interp::default_corruptions(ds.kind)).unwrap()
+}
+
 fn assert_same(a: &Outcomes, b: &Outcomes, what: &str) {
     assert_eq!(a.rank, b.rank, "{what}: ranks differ");
     for (x, y) in a.ld.iter().zip(&b.ld) {
@@ -560,17 +571,7 @@ fn three_hops_and_complex_tasks_have_their_targets_and_corruptions() {
         ..CompositionParams::default()
     });
     let ds = Dataset::generate(&spec, 1).unwrap();
-    let p = PromptSample::build(
-        &ds,
-        &SampleSpec {
-            split: "train_inferred".into(),
-            size: Some(10),
-            seed: 0,
-            indices: None,
-        },
-        &interp::default_corruptions(ds.kind),
-    )
-    .unwrap();
+    let p = default_sample(&ds, "train_inferred", 10);
     assert_eq!(p.positions, ["h", "r1", "r2", "r3"]);
     let names: Vec<String> = default_targets(&p)
         .iter()
@@ -600,17 +601,7 @@ fn three_hops_and_complex_tasks_have_their_targets_and_corruptions() {
         ..tasks::ComplexParams::default()
     });
     let ds = Dataset::generate(&spec, 2).unwrap();
-    let p = PromptSample::build(
-        &ds,
-        &SampleSpec {
-            split: "train_inferred_topleft".into(),
-            size: Some(10),
-            seed: 0,
-            indices: None,
-        },
-        &interp::default_corruptions(ds.kind),
-    )
-    .unwrap();
+    let p = default_sample(&ds, "train_inferred_topleft", 10);
     assert_eq!(p.positions, ["a", "q", "e1", "mask", "e2", "q_end", "open"]);
     let ckpt = tiny_model(ds.vocab.len(), 13);
     let net = Net::new(&ckpt.model);
