@@ -60,6 +60,27 @@ impl CsvTable {
             })
     }
 
+    /// The columns `names`, in order (the first missing one is the error).
+    fn columns<const N: usize>(&self, names: [&str; N]) -> Result<[Column; N]> {
+        let found = names
+            .iter()
+            .map(|name| self.column(name))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(found
+            .try_into()
+            .unwrap_or_else(|_| unreachable!("one column per name")))
+    }
+
+    /// Every row read by `row(index, columns)` with the columns `names` resolved first.
+    fn parse_rows<const N: usize, T>(
+        &self,
+        names: [&str; N],
+        row: impl Fn(usize, &[Column; N]) -> Result<T>,
+    ) -> Result<Vec<T>> {
+        let columns = self.columns(names)?;
+        (0..self.rows.len()).map(|r| row(r, &columns)).collect()
+    }
+
     fn text(&self, row: usize, col: &Column) -> String {
         self.rows[row].1.get(col.index).unwrap_or("").to_string()
     }
@@ -325,39 +346,36 @@ pub struct LayerNormRow {
 /// Reads layer_norms.csv (`step,component,norm`).
 pub fn read_layer_norms(path: &Path) -> Result<Vec<LayerNormRow>> {
     let t = CsvTable::read(path)?;
-    let [step, component, norm] = ["step", "component", "norm"].map(|c| t.column(c));
-    let (step, component, norm) = (step?, component?, norm?);
-    (0..t.rows.len())
-        .map(|r| {
+    t.parse_rows(
+        ["step", "component", "norm"],
+        |r, [step, component, norm]| {
             Ok(LayerNormRow {
-                step: t.int(r, &step)?,
-                component: t.name(r, &component)?,
-                norm: t.float(r, &norm)?,
+                step: t.int(r, step)?,
+                component: t.name(r, component)?,
+                norm: t.float(r, norm)?,
             })
-        })
-        .collect()
+        },
+    )
 }
 
 /// Reads lens.csv or probe.csv (`step,layer,position,target,metric,value`).
 pub fn read_lens(path: &Path) -> Result<Vec<LensRow>> {
     let t = CsvTable::read(path)?;
-    let cols = ["step", "layer", "position", "target", "metric", "value"]
-        .iter()
-        .map(|c| t.column(c))
-        .collect::<Result<Vec<_>>>()?;
-    (0..t.rows.len())
-        .map(|r| {
+    let names = ["step", "layer", "position", "target", "metric", "value"];
+    t.parse_rows(
+        names,
+        |r, [step, layer, position, target, metric, value]| {
             Ok(LensRow {
-                step: t.int(r, &cols[0])?,
+                step: t.int(r, step)?,
                 corruption: None,
-                layer: t.int(r, &cols[1])? as usize,
-                position: t.name(r, &cols[2])?,
-                target: t.name(r, &cols[3])?,
-                metric: t.name(r, &cols[4])?,
-                value: t.float(r, &cols[5])?,
+                layer: t.int(r, layer)? as usize,
+                position: t.name(r, position)?,
+                target: t.name(r, target)?,
+                metric: t.name(r, metric)?,
+                value: t.float(r, value)?,
             })
-        })
-        .collect()
+        },
+    )
 }
 
 /// Reads patch.csv (`step,corruption,direction,component,layer,position,metric,value`).
@@ -372,7 +390,7 @@ pub fn read_attribution(path: &Path) -> Result<Vec<PatchRow>> {
 
 fn read_patch_like(path: &Path, with_method: bool) -> Result<Vec<PatchRow>> {
     let t = CsvTable::read(path)?;
-    let cols = [
+    let names = [
         "step",
         "corruption",
         "direction",
@@ -381,26 +399,25 @@ fn read_patch_like(path: &Path, with_method: bool) -> Result<Vec<PatchRow>> {
         "position",
         "metric",
         "value",
-    ]
-    .iter()
-    .map(|c| t.column(c))
-    .collect::<Result<Vec<_>>>()?;
+    ];
+    let columns = t.columns(names)?;
     let method = if with_method {
         Some(t.column("method")?)
     } else {
         None
     };
+    let [step, corruption, direction, component, layer, position, metric, value] = &columns;
     (0..t.rows.len())
         .map(|r| {
             Ok(PatchRow {
-                step: t.int(r, &cols[0])?,
-                corruption: t.name(r, &cols[1])?,
-                direction: t.name(r, &cols[2])?,
-                component: t.name(r, &cols[3])?,
-                layer: t.int(r, &cols[4])? as usize,
-                position: t.name(r, &cols[5])?,
-                metric: t.name(r, &cols[6])?,
-                value: t.float(r, &cols[7])?,
+                step: t.int(r, step)?,
+                corruption: t.name(r, corruption)?,
+                direction: t.name(r, direction)?,
+                component: t.name(r, component)?,
+                layer: t.int(r, layer)? as usize,
+                position: t.name(r, position)?,
+                metric: t.name(r, metric)?,
+                value: t.float(r, value)?,
                 method: method.as_ref().map(|m| t.name(r, m)).transpose()?,
             })
         })
@@ -418,17 +435,16 @@ pub struct DlaRow {
 /// Reads dla.csv (`step,component,value`).
 pub fn read_dla(path: &Path) -> Result<Vec<DlaRow>> {
     let t = CsvTable::read(path)?;
-    let [step, component, value] = ["step", "component", "value"].map(|c| t.column(c));
-    let (step, component, value) = (step?, component?, value?);
-    (0..t.rows.len())
-        .map(|r| {
+    t.parse_rows(
+        ["step", "component", "value"],
+        |r, [step, component, value]| {
             Ok(DlaRow {
-                step: t.int(r, &step)?,
-                component: t.name(r, &component)?,
-                value: t.float(r, &value)?,
+                step: t.int(r, step)?,
+                component: t.name(r, component)?,
+                value: t.float(r, value)?,
             })
-        })
-        .collect()
+        },
+    )
 }
 
 /// The `example` cell of attention.csv rows that hold the mean over the sampled prompts.
@@ -452,26 +468,24 @@ pub struct AttentionRow {
 /// [`MEAN_EXAMPLE`]).
 pub fn read_attention(path: &Path) -> Result<Vec<AttentionRow>> {
     let t = CsvTable::read(path)?;
-    let cols = ["step", "example", "layer", "head", "query", "key", "value"]
-        .iter()
-        .map(|c| t.column(c))
-        .collect::<Result<Vec<_>>>()?;
-    (0..t.rows.len())
-        .map(|r| {
+    let names = ["step", "example", "layer", "head", "query", "key", "value"];
+    t.parse_rows(
+        names,
+        |r, [step, example, layer, head, query, key, value]| {
             Ok(AttentionRow {
-                step: t.int(r, &cols[0])?,
-                example: match t.text(r, &cols[1]).as_str() {
+                step: t.int(r, step)?,
+                example: match t.text(r, example).as_str() {
                     MEAN_EXAMPLE => None,
-                    _ => Some(t.int(r, &cols[1])?),
+                    _ => Some(t.int(r, example)?),
                 },
-                layer: t.int(r, &cols[2])? as usize,
-                head: t.int(r, &cols[3])? as usize,
-                query: t.name(r, &cols[4])?,
-                key: t.name(r, &cols[5])?,
-                value: t.float(r, &cols[6])?,
+                layer: t.int(r, layer)? as usize,
+                head: t.int(r, head)? as usize,
+                query: t.name(r, query)?,
+                key: t.name(r, key)?,
+                value: t.float(r, value)?,
             })
-        })
-        .collect()
+        },
+    )
 }
 
 /// Sort key that puts token roles in prompt order (`h, r1, r2, …` / `a, q, e1, mask, e2`);
