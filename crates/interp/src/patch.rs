@@ -1,5 +1,5 @@
 //! Activation patching (causal tracing) of a prompt sample's corruptions: the task layer over the
-//! token core's patching engine ([`crate::tokens::patch_runs`]).
+//! token core's patching engine (`tokens/patch_runs.rs`).
 //!
 //! For a corruption, the clean and the corrupted run of every example are computed once with all
 //! residual states (and, when needed, `attn_out`, `mlp_out`, `z`) captured. For noising (the
@@ -8,7 +8,7 @@
 //! base run's activation at those positions with the source run's and reads the prediction at the
 //! answer position.
 //!
-//! This layer turns cells into patch targets ([`target_of`]) and patched logits into the task's
+//! This layer turns cells into patch targets (`target_of`) and patched logits into the task's
 //! outcomes (gold rank, probability, logit difference against the corrupted run's best other
 //! token); the engine batches: the states below layer `l` never change, so all variants (position
 //! sets, heads) of a layer run side by side from `run_from(l)`, residual cells on the suffix path.

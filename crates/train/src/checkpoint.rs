@@ -41,7 +41,7 @@ pub struct RunState {
     pub threads: usize,
     /// Device the run used, e.g. `cpu` or `cuda:0`.
     pub device: String,
-    /// [`file_hash`] of each of [`HASHED_FILES`], by file name; filled in by [`write`]. Empty in
+    /// [`file_hash`] of each of [`HASHED_FILES`], by file name; filled in by [`write()`]. Empty in
     /// checkpoints written before hashes were recorded.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub hashes: BTreeMap<String, String>,

@@ -377,7 +377,7 @@ impl TrainConfig {
     }
 
     /// Hash of every setting that determines the weights at a given step (all keys except
-    /// [`RESUMABLE_KEYS`], the dataset folder and generator — the data is fingerprinted
+    /// `RESUMABLE_KEYS`, the dataset folder and generator — the data is fingerprinted
     /// separately — and `steps` unless the schedule is cosine), as 16 hex digits.
     pub fn trajectory_hash(&self) -> String {
         format!(
