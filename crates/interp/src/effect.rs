@@ -43,7 +43,7 @@ pub fn state_effect(
                 .filter(|t| t.role != LABELS)
                 .map(|t| LensTarget::new(net, probe, &ci, t))
                 .collect::<Result<Vec<_>>>()?;
-            let mut out = LensRows {
+            let mut out = EffectRows {
                 rows: &mut rows,
                 step,
                 corruption: &name,
@@ -82,13 +82,13 @@ pub fn state_effect(
 }
 
 /// The rows of one corruption at one step, appended to `rows`.
-struct LensRows<'r> {
+struct EffectRows<'r> {
     rows: &'r mut Vec<LensRow>,
     step: u64,
     corruption: &'r str,
 }
 
-impl LensRows<'_> {
+impl EffectRows<'_> {
     /// Appends the row of (layer, position, target, metric).
     fn push(&mut self, layer: usize, position: &str, target: &str, metric: &str, value: f64) {
         self.rows.push(LensRow {

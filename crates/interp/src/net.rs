@@ -1,5 +1,6 @@
 //! The model as the analyses see it: a thin view over `model::Gpt` with the sizes, the final
-//! LayerNorm and the unembedding, and the forward entry points the sweeps use.
+//! LayerNorm and the unembedding. Forward passes go through `net.gpt` (`run`, `run_from`,
+//! `run_suffix`, …) directly.
 
 use crate::error::{InterpError, Result};
 use model::{Gpt, GptConfig, HookPoint, LogitPositions};

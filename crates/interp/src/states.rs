@@ -92,8 +92,8 @@ impl States {
         for rows in Rows::chunks(n, max_rows as i64) {
             let base = base.narrow(rows.start, rows.m);
             let prefix = (0..l)
-                .map(|i| net.gpt.key_values(i, &base.resid[i].narrow(1, 0, first)))
-                .collect::<std::result::Result<Vec<_>, _>>()?;
+                .map(|i| Ok(net.gpt.key_values(i, &base.resid[i].narrow(1, 0, first))?))
+                .collect::<Result<Vec<_>>>()?;
             let mut embedded = net.token_embeddings(&rows.of(tokens));
             if let Some(noise) = noise {
                 embedded += rows.of(noise);

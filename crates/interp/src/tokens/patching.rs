@@ -163,7 +163,8 @@ impl PatchOptions {
 }
 
 /// Patches every target from the source run into the base run of `opts.direction` and
-/// evaluates `metric` at each prompt's answer position; see `PatchRuns` (tokens/patch_runs.rs) for the batching.
+/// evaluates `metric` at each prompt's answer position; see `PatchRuns` (tokens/patch_runs.rs)
+/// for the batching.
 pub fn patch(
     net: &Net,
     batch: &PromptBatch,
